@@ -1,0 +1,51 @@
+"""The engine's parameters: one immutable object, all times in milliseconds.
+
+The defaults are the contract's (``METRICS.md`` §2-§4). Environment variables
+and command-line flags are mapped onto this object in ``streamproc.settings``;
+the engine itself never reads the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+KINDS: tuple[str, ...] = ("viewer", "chat", "cart", "order")
+"""Event kinds in topic-index order (the tie-break of the arrival order)."""
+
+DEFAULT_TOPICS: tuple[str, ...] = ("live.viewer", "live.chat", "live.cart", "live.order")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Window, lateness, presence and dedup parameters of one engine."""
+
+    window_ms: int = 10_000
+    """``W``: tumbling window length, aligned to the epoch."""
+    out_of_order_ms: int = 5_000
+    """``B``: how far behind the newest event an event may arrive in order."""
+    allowed_lateness_ms: int = 60_000
+    """``L``: how long a closed window still accepts (and re-emits for) late events."""
+    presence_timeout_ms: int = 60_000
+    """``T``: a user without events for this long is no longer present."""
+    dedup_ms: int = 600_000
+    """``D``: event-time horizon of the duplicate memory."""
+    idle_ms: int = 5_000
+    """``I``: a topic partition without valid events for this long is idle."""
+    topics: tuple[str, ...] = field(default=DEFAULT_TOPICS)
+    """Topic names for the kinds in ``KINDS`` order."""
+
+    def __post_init__(self) -> None:
+        for name in ("window_ms", "presence_timeout_ms", "dedup_ms"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        for name in ("out_of_order_ms", "allowed_lateness_ms", "idle_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.window_ms % 1000:
+            raise ValueError("window_ms must be a whole number of seconds")
+        if len(self.topics) != len(KINDS) or len(set(self.topics)) != len(KINDS):
+            raise ValueError(f"topics must name {len(KINDS)} distinct topics")
+
+    def topic_index(self) -> dict[str, int]:
+        """Map topic name to kind index."""
+        return {t: i for i, t in enumerate(self.topics)}
