@@ -234,14 +234,24 @@ def parse_json(text: str) -> Any:
 # --------------------------------------------------------------------------------------
 
 # (field, check) in field order; the kind's fields in the contract's order.
-_COMMON_FIELDS = (("event_id", "id"), ("room_id", "id"), ("user_id", "id"), ("ts", "ts"),
-                  ("type", "type"))
+_COMMON_FIELDS = (
+    ("event_id", "id"),
+    ("room_id", "id"),
+    ("user_id", "id"),
+    ("ts", "ts"),
+    ("type", "type"),
+)
 _KIND_FIELDS = {
     "viewer": (("action", "action"),),
     "chat": (("text", "text"),),
     "cart": (("sku_id", "str"), ("quantity", "quantity"), ("price", "price")),
-    "order": (("order_id", "str"), ("sku_id", "str"), ("quantity", "quantity"),
-              ("amount", "amount"), ("status", "status")),
+    "order": (
+        ("order_id", "str"),
+        ("sku_id", "str"),
+        ("quantity", "quantity"),
+        ("amount", "amount"),
+        ("status", "status"),
+    ),
 }
 
 
@@ -263,8 +273,9 @@ def _amount_fen(v: Any) -> int:
     return d.to_fen()
 
 
-def _field_reason(check: str, name: str, obj: dict[str, Any], kind: str,
-                  arrival: int) -> str | None:
+def _field_reason(
+    check: str, name: str, obj: dict[str, Any], kind: str, arrival: int
+) -> str | None:
     """The first failing reason of one field, in the table's order, or None."""
     if name not in obj:
         return None if check == "type" else "missing_field"
@@ -329,8 +340,9 @@ class Event:
     amount_fen: int = 0  # order
 
 
-def validate(kind: str, key: bytes | None, value: bytes,
-             arrival: int) -> tuple[str, str, Event | None]:
+def validate(
+    kind: str, key: bytes | None, value: bytes, arrival: int
+) -> tuple[str, str, Event | None]:
     """Returns ``(reason, detail, None)`` for an invalid message, else
     ``("", "", event)``."""
     try:
@@ -399,8 +411,9 @@ def _window_start(ts: int, w: int) -> int:
     return (ts // w) * w
 
 
-def pass1(records: list[Record], cfg: RefConfig) -> tuple[list[Event], list[dict[str, Any]],
-                                                          list[dict[str, Any]], dict[str, Any]]:
+def pass1(
+    records: list[Record], cfg: RefConfig
+) -> tuple[list[Event], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     kind_of = dict(zip(cfg.topics, KINDS, strict=True))
     parts: dict[int, _Partition] = defaultdict(_Partition)
     applied: list[Event] = []
@@ -416,9 +429,16 @@ def pass1(records: list[Record], cfg: RefConfig) -> tuple[list[Event], list[dict
 
     def dead_letter(rec: Record, reason: str, detail: str) -> None:
         counters["invalid"][reason] += 1
-        row = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
-               "reason": reason, "detail": detail, "key": rec.key, "value": rec.value,
-               "received_at": rec.arrival}
+        row = {
+            "topic": rec.topic,
+            "partition": rec.partition,
+            "offset": rec.offset,
+            "reason": reason,
+            "detail": detail,
+            "key": rec.key,
+            "value": rec.value,
+            "received_at": rec.arrival,
+        }
         assert tuple(row) == DEAD_LETTER_COLUMNS
         dead.append(row)
 
@@ -448,11 +468,21 @@ def pass1(records: list[Record], cfg: RefConfig) -> tuple[list[Event], list[dict
         ws = _window_start(ev.ts, W)
         if S is not None and ws < _window_start(S - L, W):
             counters["late"] += 1
-            row = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
-                   "room_id": ev.room_id, "event_id": ev.event_id, "kind": kind,
-                   "user_id": ev.user_id, "ts": ev.ts, "window_start": ws,
-                   "stream_time": S, "late_by_ms": S - (ws + W + L), "value": rec.value,
-                   "received_at": rec.arrival}
+            row = {
+                "topic": rec.topic,
+                "partition": rec.partition,
+                "offset": rec.offset,
+                "room_id": ev.room_id,
+                "event_id": ev.event_id,
+                "kind": kind,
+                "user_id": ev.user_id,
+                "ts": ev.ts,
+                "window_start": ws,
+                "stream_time": S,
+                "late_by_ms": S - (ws + W + L),
+                "value": rec.value,
+                "received_at": rec.arrival,
+            }
             assert tuple(row) == LATE_EVENT_COLUMNS
             late.append(row)
             continue
@@ -498,8 +528,9 @@ def _present(ivs: list[tuple[str, int, int]], t: int) -> int:
     return len({u for u, a, b in ivs if a <= t < b})
 
 
-def room_rows(room: str, events: list[Event], cfg: RefConfig) -> tuple[list[dict[str, Any]],
-                                                                       dict[str, Any]]:
+def room_rows(
+    room: str, events: list[Event], cfg: RefConfig
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     W, T = cfg.window_ms, cfg.presence_timeout_ms
     per_user: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     for ev in events:
@@ -546,8 +577,9 @@ def room_rows(room: str, events: list[Event], cfg: RefConfig) -> tuple[list[dict
             "watch_ms": sum(max(0, min(b, e) - max(a, s)) for _, a, b in ivs),
             "is_final": 1,
         }
-        assert tuple(row) == tuple(c for c in ROOM_METRICS_COLUMNS
-                                   if c not in ("version", "updated_at"))
+        assert tuple(row) == tuple(
+            c for c in ROOM_METRICS_COLUMNS if c not in ("version", "updated_at")
+        )
         rows.append(row)
 
     peak = max(r["peak_viewers"] for r in rows)
@@ -577,8 +609,9 @@ def room_rows(room: str, events: list[Event], cfg: RefConfig) -> tuple[list[dict
         "watch_ms": watch,
         "avg_dwell_ms": watch / distinct_viewers if distinct_viewers else 0.0,
     }
-    assert tuple(totals) == tuple(c for c in ROOM_TOTALS_COLUMNS
-                                  if c not in ("version", "updated_at"))
+    assert tuple(totals) == tuple(
+        c for c in ROOM_TOTALS_COLUMNS if c not in ("version", "updated_at")
+    )
     return rows, totals
 
 
@@ -599,8 +632,13 @@ def compute(records: list[Record], cfg: RefConfig = RefConfig()) -> dict[str, An
         rows, tot = room_rows(room, by_room[room], cfg)
         metrics.extend(rows)
         totals.append(tot)
-    return {"room_metrics": metrics, "room_totals": totals, "dead_letters": dead,
-            "late_events": late, "counters": counters}
+    return {
+        "room_metrics": metrics,
+        "room_totals": totals,
+        "dead_letters": dead,
+        "late_events": late,
+        "counters": counters,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -616,7 +654,7 @@ def murmur2(data: bytes) -> int:
     length = len(data)
     h = (0x9747B28C ^ length) & mask
     for i in range(length // 4):
-        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
+        k = int.from_bytes(data[4 * i : 4 * i + 4], "little")
         k = (k * m) & mask
         k ^= k >> r
         k = (k * m) & mask
@@ -643,8 +681,9 @@ def default_partition(key: bytes | None, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def records_from_replay_lines(lines: list[dict[str, Any]], partitions: int = 8,
-                              start_arrival: int | None = None) -> list[Record]:
+def records_from_replay_lines(
+    lines: list[dict[str, Any]], partitions: int = 8, start_arrival: int | None = None
+) -> list[Record]:
     """Replay input lines (parsed JSON objects) -> records, with docs/replay.md's
     defaults: partition by murmur2 of the key (0 without key), arrival inherited from the
     previous line (the first line: ``start_arrival``), offset = number of earlier lines
