@@ -1,0 +1,604 @@
+"""The metrics engine for one partition: records in, rows out, no I/O.
+
+``PartitionEngine`` owns everything that partition ``p`` of the four topics
+determines: one stream time, one dedup memory, the rooms keyed to ``p``. Feed
+it records in arrival order (:meth:`process`), let time pass without records
+(:meth:`tick`), ask for the rows that changed (:meth:`flush`), end the stream
+(:meth:`drain`), and capture / restore its whole state
+(``streamproc.engine.snapshot``). The rules are those of ``docs/semantics.md``;
+section numbers below refer to it.
+
+Why the numbers are exact in any arrival order: every metric is either
+order-independent (counts, sums, distinct sets of a window) or derived from
+presence intervals, and presence is a pure function of each user's events
+(``presence.intervals``). An event is an insertion into that user's event list;
+the engine applies the difference between the intervals before and after to
+the window aggregates, so the aggregates always equal those of the ``ts``-sorted
+order, for out-of-order events within ``B`` and late events within ``L`` alike.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import KINDS, EngineConfig
+from .presence import NEG, POS, Interval, User, intervals, is_gone, overlaps, prune
+from .room import Room, TotalsValues
+from .validate import (
+    DECODERS,
+    MAX_AHEAD_MS,
+    MIN_TS,
+    REASONS,
+    Invalid,
+    amount_fen,
+    check_price,
+    diagnose,
+)
+from .window import Window
+
+Record = tuple[int, int, bytes | None, bytes, int]
+"""``(kind index, offset, key, value, arrival ms)`` of one Kafka record of this partition."""
+
+TIMER_GRAIN = 1000
+"""Timer buckets are one second of stream time: a check runs when ``S`` passes the bucket."""
+
+
+@dataclass
+class Output:
+    """Rows produced since the last :meth:`PartitionEngine.take_output` (``streamproc.rows``)."""
+
+    room_metrics: list[tuple[Any, ...]] = field(default_factory=list)
+    row_exists: list[bool] = field(default_factory=list)
+    """Per ``room_metrics`` row: False when a late correction emptied the window, so the
+    contract has no row for it; it is still written (all zeros) to overwrite the old one."""
+    room_totals: list[tuple[Any, ...]] = field(default_factory=list)
+    dead_letters: list[tuple[Any, ...]] = field(default_factory=list)
+    late_events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (
+            len(self.room_metrics)
+            + len(self.room_totals)
+            + len(self.dead_letters)
+            + len(self.late_events)
+        )
+
+
+@dataclass
+class Counters:
+    """Every message lands in exactly one of these (semantics §8)."""
+
+    events: list[int] = field(default_factory=lambda: [0] * len(KINDS))
+    invalid: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    duplicates: int = 0
+    late: int = 0
+
+
+def wall_ms() -> int:
+    """Wall-clock time in epoch ms (``updated_at`` of written rows)."""
+    return time.time_ns() // 1_000_000
+
+
+class PartitionEngine:
+    """Exact per-room window metrics for one partition of the four topics."""
+
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        partition: int = 0,
+        *,
+        version_floor: int = 0,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.cfg = cfg
+        self.partition = partition
+        self.clock = clock
+        """Wall clock for ``updated_at`` only: results never depend on it."""
+        self.version = version_floor
+        """Last ``version`` written; every write takes the next one."""
+        self.next_offsets = [0] * len(KINDS)
+        """Per topic: offset of the next record to apply (earlier ones are already in the state)."""
+        # stream time (§3)
+        self.maxts: list[int | None] = [None] * len(KINDS)
+        self.last_arrival: list[int | None] = [None] * len(KINDS)
+        self.stream_time = NEG
+        self.horizon = NEG
+        self.head = NEG
+        """Largest valid ``ts`` seen (the newest window is ``head``'s)."""
+        self._recheck_at = NEG
+        self._cand_dirty = False
+        self._next_close = NEG
+        # dedup (§4)
+        self.seen: dict[str, int] = {}
+        self._seen_buckets: dict[int, list[str]] = {}
+        self._seen_heap: list[int] = []
+        # rooms and timers
+        self.rooms: dict[str, Room] = {}
+        self._timers: list[tuple[int, str]] = []
+        self.counters = Counters()
+        self.out = Output()
+        self.drained = False
+
+    # ------------------------------------------------------------------ records
+
+    def process(self, records: Iterable[Record]) -> None:
+        """Apply records of this partition in arrival order (semantics §1).
+
+        Records at an offset below ``next_offsets`` are already part of the state
+        (a redelivery after a restore) and are skipped.
+        """
+        cfg = self.cfg
+        W = cfg.window_ms
+        T = cfg.presence_timeout_ms
+        I_ = cfg.idle_ms
+        D = cfg.dedup_ms
+        decoders = DECODERS
+        next_offsets = self.next_offsets
+        maxts = self.maxts
+        last_arrival = self.last_arrival
+        seen = self.seen
+        rooms = self.rooms
+        counters_events = self.counters.events
+        for kind, offset, key, value, arrival in records:
+            if offset < next_offsets[kind]:
+                continue
+            next_offsets[kind] = offset + 1
+            if arrival >= self._recheck_at or self._cand_dirty:
+                self._update_stream_time(arrival)
+            # validation (§2): typed decode, then the checks msgspec cannot express
+            try:
+                if not value.isascii():
+                    value.decode("utf-8")
+                ev: Any = decoders[kind].decode(value)
+                ts = ev.ts
+                if ts < MIN_TS or ts > arrival + MAX_AHEAD_MS or key != ev.room_id.encode():
+                    raise ValueError
+                if kind == 3:
+                    fen = amount_fen(bytes(ev.amount))
+                elif kind == 2:
+                    check_price(bytes(ev.price))
+            except Exception:
+                self._dead_letter(kind, offset, key, value, arrival)
+                continue
+            # stream time inputs: every valid event counts (§3)
+            m = maxts[kind]
+            if m is None or ts > m:
+                maxts[kind] = ts
+                self._cand_dirty = True
+                if ts > self.head:
+                    self.head = ts
+            la = last_arrival[kind]
+            if la is None or la <= arrival - I_:
+                self._cand_dirty = True
+            last_arrival[kind] = arrival
+            # duplicates before lateness (§4)
+            eid = ev.event_id
+            t0 = seen.get(eid)
+            S = self.stream_time
+            if t0 is not None and t0 + D > S and -D < ts - t0 < D:
+                self.counters.duplicates += 1
+                continue
+            ws = ts - ts % W
+            if ws < self.horizon:
+                self._late(kind, offset, value, arrival, ev, ws)
+                continue
+            if t0 is None:
+                self._remember(eid, ts)
+            else:
+                seen[eid] = ts
+                self._remember_bucket(eid, ts)
+            counters_events[kind] += 1
+            # apply
+            rid = ev.room_id
+            room = rooms.get(rid)
+            if room is None:
+                room = rooms[rid] = Room(rid)
+            room.touch_event(ts)
+            uid = ev.user_id
+            leave = kind == 0 and ev.action == "leave"
+            u = room.users.get(uid)
+            if (
+                u is not None
+                and not leave
+                and not u.closed
+                and u.last_leave < u.last <= ts < u.last + T
+            ):
+                # fast path: a newer event of a present user only extends the open interval
+                if ts > u.last:
+                    u.evs.append(ts)
+                    u.last = ts
+            else:
+                self._presence(room, uid, u, ts, leave)
+            if kind == 0:
+                if leave:
+                    room.window(ws).leave_events += 1
+            elif kind == 1:
+                w = room.window(ws)
+                w.chats += 1
+                if w.chatters is None:
+                    w.chatters = {uid}
+                else:
+                    w.chatters.add(uid)
+                room.chats += 1
+            elif kind == 2:
+                w = room.window(ws)
+                w.carts += 1
+                if w.carters is None:
+                    w.carters = {uid}
+                else:
+                    w.carters.add(uid)
+                room.carts += 1
+            else:
+                w = room.window(ws)
+                if ev.status == "paid":
+                    w.orders += 1
+                    w.gmv += fen
+                    if w.buyers is None:
+                        w.buyers = {uid}
+                    else:
+                        w.buyers.add(uid)
+                    room.orders += 1
+                    room.gmv += fen
+                    room.buyers_ever.add(uid)
+                else:
+                    w.refunds += 1
+                    w.refund_fen += fen
+                    room.refunds += 1
+                    room.refund_fen += fen
+
+    def tick(self, now: int) -> None:
+        """Let arrival time pass without a record (the worker, when caught up).
+
+        Evaluates the stream time rule at ``now`` exactly as the next record
+        would, so ticks change only how soon rows become final (semantics §3).
+        """
+        if now >= self._recheck_at or self._cand_dirty:
+            self._update_stream_time(now)
+
+    def drain(self) -> None:
+        """End of input: every window closes and every presence ends (semantics §3)."""
+        self.drained = True
+        self._set_stream_time(POS)
+
+    # ------------------------------------------------------------------ output
+
+    def flush(self) -> Output:
+        """Write every row that changed since the last flush; returns the pending output."""
+        self._fire_timers()
+        if self.head == NEG:
+            return self.take_output()
+        head_end = self.head - self.head % self.cfg.window_ms + self.cfg.window_ms
+        for room in self.rooms.values():
+            lo = min(room.dirty_from, room.emitted_upto)
+            if lo < head_end:
+                self._emit(room, lo, head_end)
+            if room.totals_dirty:
+                self._emit_totals(room)
+        return self.take_output()
+
+    def take_output(self) -> Output:
+        """Hand over (and forget) the rows produced so far."""
+        out, self.out = self.out, Output()
+        return out
+
+    # ------------------------------------------------------------------ internals: time
+
+    def _update_stream_time(self, now: int) -> None:
+        """Stream time before a record (or tick) arriving at ``now`` (semantics §3)."""
+        I_ = self.cfg.idle_ms
+        cand: int | None = None
+        newest: int | None = None
+        recheck = POS
+        for m, la in zip(self.maxts, self.last_arrival, strict=True):
+            if m is None or la is None:
+                continue
+            if newest is None or m > newest:
+                newest = m
+            if la > now - I_:  # not idle
+                if cand is None or m < cand:
+                    cand = m
+                if la + I_ < recheck:
+                    recheck = la + I_
+        self._recheck_at = recheck
+        self._cand_dirty = False
+        if cand is None:
+            cand = newest
+        if cand is not None:
+            cand -= self.cfg.out_of_order_ms
+            if cand > self.stream_time:
+                self._set_stream_time(cand)
+
+    def _set_stream_time(self, S: int) -> None:
+        """Advance ``S``: finish timeouts, close windows, freeze, forget ids."""
+        cfg = self.cfg
+        W = cfg.window_ms
+        self.stream_time = S
+        self._fire_timers()
+        if self._next_close <= S:
+            closed_hi = S - S % W if S != POS else POS
+            for room in list(self.rooms.values()):
+                if room.final_upto < closed_hi:
+                    self._emit(room, room.final_upto, closed_hi)
+                    room.final_upto = closed_hi
+            self._next_close = closed_hi + W if S != POS else POS
+        if S == POS:
+            return
+        H = (S - cfg.allowed_lateness_ms) // W * W
+        if self.horizon < H:
+            self.horizon = H
+            self._expire(H)
+        heap = self._seen_heap
+        grain = W
+        while heap and (heap[0] + 1) * grain - 1 + cfg.dedup_ms <= S:
+            b = heapq.heappop(heap)
+            for eid in self._seen_buckets.pop(b, ()):
+                t0 = self.seen.get(eid)
+                if t0 is not None and t0 // grain == b:
+                    del self.seen[eid]
+
+    def _expire(self, H: int) -> None:
+        """Fold windows that can no longer change (``e + L <= S``) into the room base."""
+        for room in self.rooms.values():
+            if room.dirty_from < H:
+                self._emit(room, room.dirty_from, H)
+            windows = room.windows
+            for s in sorted(s for s in windows if s < H):
+                w = windows.pop(s)
+                room.base += w.net
+                if w.emitted is not None:
+                    if s < room.frozen_first_row:
+                        room.frozen_first_row = s
+                    room.frozen_watch += w.watch
+                    if w.peak > room.frozen_peak:
+                        room.frozen_peak, room.frozen_peak_at = w.peak, w.peak_at
+            room.live_from = H
+            if room.emitted_upto < H:
+                room.emitted_upto = H
+            if room.final_upto < H:
+                room.final_upto = H
+
+    # ------------------------------------------------------------------ internals: presence
+
+    def _presence(self, room: Room, uid: str, u: User | None, ts: int, leave: bool) -> None:
+        """Insert one event of a user anywhere in time and apply the difference (§5)."""
+        T = self.cfg.presence_timeout_ms
+        H = self.horizon
+        if not leave:
+            room.viewers_ever.add(uid)
+        if u is None:
+            u = room.users[uid] = User()
+            old: list[Interval] = []
+        else:
+            if H != NEG:
+                prune(u, H, T)
+            old = intervals(u, T)
+        u.add(ts, leave)
+        if u.is_open():
+            u.closed = u.last + T <= self.stream_time
+            if not u.closed:
+                self._schedule(room, uid, u, u.last + T)
+        new = intervals(u, T)
+        if old != new:
+            self._apply(room, old, -1)
+            self._apply(room, new, 1)
+        if not u.is_open() or u.closed:
+            self._schedule(
+                room, uid, u, u.end(T) + self.cfg.allowed_lateness_ms + self.cfg.window_ms
+            )
+
+    def _apply(self, room: Room, ivs: list[Interval], sign: int) -> None:
+        """Add (``sign=1``) or remove (``-1``) intervals' contributions to live windows."""
+        W = self.cfg.window_ms
+        H = self.horizon
+        prev: Interval | None = None
+        for iv in ivs:
+            a, b = iv
+            if a >= H:
+                ws = a - a % W
+                w = room.window(ws)
+                w.change(a, sign)
+                w.joins += sign
+                if prev is not None and overlaps(prev, ws):
+                    w.rejoins += sign
+            if b is not None and b >= H:
+                ws = b - b % W
+                w = room.window(ws)
+                w.change(b, -sign)
+                w.leaves += sign
+                if b == ws and a < b:
+                    w.edge_ends += sign
+            prev = iv
+
+    def _schedule(self, room: Room, uid: str, u: User, due: int) -> None:
+        """Check this user again once the stream time reaches ``due``."""
+        if due >= u.due:
+            return
+        u.due = due
+        bucket = due // TIMER_GRAIN
+        lst = room.timers.get(bucket)
+        if lst is None:
+            room.timers[bucket] = [uid]
+            heapq.heappush(self._timers, (bucket * TIMER_GRAIN + TIMER_GRAIN - 1, room.room_id))
+        else:
+            lst.append(uid)
+
+    def _fire_timers(self) -> None:
+        """Apply timeout ends that the stream time has reached; forget departed users."""
+        S = self.stream_time
+        heap = self._timers
+        T = self.cfg.presence_timeout_ms
+        later = self.cfg.allowed_lateness_ms + self.cfg.window_ms
+        while heap and heap[0][0] <= S:
+            due, rid = heapq.heappop(heap)
+            room = self.rooms[rid]
+            bucket = due // TIMER_GRAIN
+            for uid in room.timers.pop(bucket, ()):
+                u = room.users.get(uid)
+                if u is None or u.due // TIMER_GRAIN != bucket:
+                    continue  # superseded by an earlier or later check
+                u.due = POS
+                if u.is_open() and not u.closed:
+                    end = u.last + T
+                    if end > S:
+                        if self.horizon != NEG:
+                            prune(u, self.horizon, T)
+                        self._schedule(room, uid, u, end)
+                        continue
+                    old = intervals(u, T)
+                    u.closed = True
+                    self._apply(room, old, -1)
+                    self._apply(room, intervals(u, T), 1)
+                    self._schedule(room, uid, u, u.end(T) + later)
+                    continue
+                if self.horizon != NEG:
+                    prune(u, self.horizon, T)
+                if is_gone(u):
+                    del room.users[uid]
+                else:
+                    self._schedule(room, uid, u, max(u.end(T) + later, S + 1))
+
+    # ------------------------------------------------------------------ internals: output
+
+    def _next_version(self) -> int:
+        self.version += 1
+        return self.version
+
+    def _emit(self, room: Room, lo: int, hi: int) -> None:
+        """Write the rows of windows in ``[lo, hi)`` that changed (or became final).
+
+        Windows without an object but with users present (a quiet window of silent
+        viewers) are created here so that they get their row.
+        """
+        W = self.cfg.window_ms
+        S = self.stream_time
+        windows = room.windows
+        keys = sorted(windows)
+        s = room.live_from if room.live_from != NEG else (keys[0] if keys else POS)
+        if keys and keys[0] < s:  # pragma: no cover - live windows start at live_from
+            s = keys[0]
+        base = room.base
+        k = 0
+        n = len(keys)
+        rows = self.out.room_metrics
+        now: int | None = None
+        while s < hi:
+            while k < n and keys[k] < s:
+                k += 1
+            w = windows.get(s)
+            if s >= lo and (w is not None or base > 0):
+                if w is None:
+                    w = windows[s] = Window(s)
+                values = w.values(base, W)
+                final = s + W <= S
+                if values != w.emitted or final != w.final:
+                    exists = w.has_row(values)
+                    if w.emitted is not None or exists:
+                        if now is None:
+                            now = self.clock()
+                        rows.append(
+                            (room.room_id, s, s + W, *values, int(final), self._next_version(), now)
+                        )
+                        self.out.row_exists.append(exists)
+                        w.emitted = values
+                        room.totals_dirty = True
+                    w.final = final
+            if w is not None:
+                base += w.net
+            if base > 0:
+                s += W
+            else:
+                while k < n and keys[k] <= s:
+                    k += 1
+                if k == n:
+                    break
+                s = keys[k]
+        if lo <= room.dirty_from:
+            # Changes below ``hi`` are written; later windows stay dirty (their base moved).
+            room.dirty_from = hi if keys and keys[-1] >= hi else POS
+        if room.emitted_upto < hi:
+            room.emitted_upto = hi
+
+    def _emit_totals(self, room: Room) -> None:
+        values: TotalsValues = room.totals()
+        room.totals_dirty = False
+        if values == room.totals_emitted:
+            return
+        room.totals_emitted = values
+        self.out.room_totals.append((room.room_id, *values, self._next_version(), self.clock()))
+
+    def _dead_letter(
+        self, kind: int, offset: int, key: bytes | None, value: bytes, arrival: int
+    ) -> None:
+        err = diagnose(kind, value, key, arrival)
+        if err is None:  # pragma: no cover - the fast path and diagnose agree
+            err = Invalid("not_json", "rejected by the decoder")
+        self.counters.invalid[err.reason] += 1
+        self.out.dead_letters.append(
+            (
+                self.cfg.topics[kind],
+                self.partition,
+                offset,
+                err.reason,
+                err.detail,
+                key,
+                value,
+                arrival,
+            )
+        )
+
+    def _late(self, kind: int, offset: int, value: bytes, arrival: int, ev: Any, ws: int) -> None:
+        self.counters.late += 1
+        S = self.stream_time
+        W = self.cfg.window_ms
+        self.out.late_events.append(
+            (
+                self.cfg.topics[kind],
+                self.partition,
+                offset,
+                ev.room_id,
+                ev.event_id,
+                KINDS[kind],
+                ev.user_id,
+                ev.ts,
+                ws,
+                S,
+                S - (ws + W + self.cfg.allowed_lateness_ms),
+                value,
+                arrival,
+            )
+        )
+
+    def _remember(self, eid: str, ts: int) -> None:
+        self.seen[eid] = ts
+        self._remember_bucket(eid, ts)
+
+    def _remember_bucket(self, eid: str, ts: int) -> None:
+        b = ts // self.cfg.window_ms
+        lst = self._seen_buckets.get(b)
+        if lst is None:
+            self._seen_buckets[b] = [eid]
+            heapq.heappush(self._seen_heap, b)
+        else:
+            lst.append(eid)
+
+    def dead_letter_unknown_topic(
+        self, topic: str, offset: int, key: bytes | None, value: bytes, arrival: int
+    ) -> None:
+        """A record from a topic that is not one of the four (replay only)."""
+        self.counters.invalid["unknown_topic"] += 1
+        self.out.dead_letters.append(
+            (
+                topic,
+                self.partition,
+                offset,
+                "unknown_topic",
+                f"unknown topic {topic!r}",
+                key,
+                value,
+                arrival,
+            )
+        )

@@ -1,0 +1,128 @@
+"""State of one live room inside a partition: users, live windows, session totals."""
+
+from __future__ import annotations
+
+from .presence import NEG, POS, User
+from .window import Window
+
+TotalsValues = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int, float]
+"""``(first_ts, last_ts, peak, peak_at, distinct_viewers, chats, carts, orders, distinct_buyers,
+gmv_fen, refunds, refund_fen, watch_ms, avg_dwell_ms)``."""
+
+
+class Room:
+    """Everything the engine knows about one room (see ``PartitionEngine``)."""
+
+    __slots__ = (
+        "base",
+        "buyers_ever",
+        "carts",
+        "chats",
+        "dirty_from",
+        "emitted_upto",
+        "final_upto",
+        "first_ts",
+        "frozen_first_row",
+        "frozen_peak",
+        "frozen_peak_at",
+        "frozen_watch",
+        "gmv",
+        "last_ts",
+        "live_from",
+        "orders",
+        "refund_fen",
+        "refunds",
+        "room_id",
+        "timers",
+        "totals_dirty",
+        "totals_emitted",
+        "users",
+        "viewers_ever",
+        "windows",
+    )
+
+    def __init__(self, room_id: str) -> None:
+        self.room_id = room_id
+        self.users: dict[str, User] = {}
+        self.windows: dict[int, Window] = {}
+        """Live windows by start (all at or after ``live_from``)."""
+        self.live_from = NEG
+        """The horizon ``H`` as of the last expiry: earlier windows were folded."""
+        self.base = 0
+        """Users present just before ``live_from`` (folded changes of expired windows)."""
+        self.dirty_from = POS
+        """Earliest window whose row may have changed since it was last written."""
+        self.emitted_upto = NEG
+        """Window starts below this have been written at least once (or had no row)."""
+        self.final_upto = NEG
+        """Window starts below this have been written as final."""
+        self.timers: dict[int, list[str]] = {}
+        """Pending user checks by stream-time second."""
+        self.viewers_ever: set[str] = set()
+        self.buyers_ever: set[str] = set()
+        self.first_ts = POS
+        self.last_ts = NEG
+        self.chats = 0
+        self.carts = 0
+        self.orders = 0
+        self.gmv = 0
+        self.refunds = 0
+        self.refund_fen = 0
+        self.frozen_peak = -1
+        """Peak over expired windows (-1: none yet)."""
+        self.frozen_peak_at = NEG
+        self.frozen_watch = 0
+        self.frozen_first_row = POS
+        """Start of the room's first window with a row, among expired windows."""
+        self.totals_dirty = False
+        self.totals_emitted: TotalsValues | None = None
+
+    def window(self, start: int) -> Window:
+        """The live window at ``start``, created on first use."""
+        w = self.windows.get(start)
+        if w is None:
+            w = self.windows[start] = Window(start)
+        if start < self.dirty_from:
+            self.dirty_from = start
+        return w
+
+    def touch_event(self, ts: int) -> None:
+        """Session bounds and the totals' dirty mark for one applied event."""
+        if ts < self.first_ts:
+            self.first_ts = ts
+        if ts > self.last_ts:
+            self.last_ts = ts
+        self.totals_dirty = True
+
+    def totals(self) -> TotalsValues:
+        """Session totals over the rows written so far (semantics §7)."""
+        peak, peak_at, watch = self.frozen_peak, self.frozen_peak_at, self.frozen_watch
+        first_row = self.frozen_first_row
+        for s in sorted(self.windows):
+            w = self.windows[s]
+            if w.emitted is None:
+                continue
+            if s < first_row:
+                first_row = s
+            watch += w.watch
+            if w.peak > peak:
+                peak, peak_at = w.peak, w.peak_at
+        if peak <= 0:
+            peak, peak_at = 0, (first_row if first_row != POS else self.first_ts)
+        distinct = len(self.viewers_ever)
+        return (
+            self.first_ts,
+            self.last_ts,
+            peak,
+            peak_at,
+            distinct,
+            self.chats,
+            self.carts,
+            self.orders,
+            len(self.buyers_ever),
+            self.gmv,
+            self.refunds,
+            self.refund_fen,
+            watch,
+            watch / distinct if distinct else 0.0,
+        )

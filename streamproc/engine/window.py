@@ -1,0 +1,147 @@
+"""One room's aggregates for one tumbling window, and the row computed from them.
+
+Presence is kept as a difference map: ``changes[t]`` is the change of the
+number of present users at instant ``t`` (+1 at an interval start, -1 at its
+end). With ``base`` = users present just before the window (the sum of all
+earlier changes), the row's presence columns follow by one sorted sweep:
+``concurrent`` is the count at ``end - 1``, ``peak`` the largest count over
+the window's non-empty segments, ``watch_ms`` the integral. Every counter here
+is additive, so a retroactive change of a user's intervals is applied as a
+difference (remove the old intervals, add the new ones).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+RowValues = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int, int, float, int]
+"""``(concurrent, peak, unique, joins, leaves, chats, chatters, carts, carters, orders, buyers,
+gmv_fen, refunds, refund_fen, conversion, watch_ms)``."""
+
+EMPTY_CHANGES: Final[dict[int, int]] = {}
+
+
+class Window:
+    """Additive aggregates of one room in ``[start, start + W)``."""
+
+    __slots__ = (
+        "buyers",
+        "carters",
+        "carts",
+        "changes",
+        "chats",
+        "chatters",
+        "edge_ends",
+        "emitted",
+        "final",
+        "gmv",
+        "joins",
+        "leave_events",
+        "leaves",
+        "net",
+        "orders",
+        "peak",
+        "peak_at",
+        "refund_fen",
+        "refunds",
+        "rejoins",
+        "start",
+        "watch",
+    )
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.changes: dict[int, int] = {}
+        self.net = 0
+        """Sum of ``changes``: how the present count moves across the window."""
+        self.joins = 0
+        self.leaves = 0
+        self.rejoins = 0
+        """Interval starts of users who already overlap this window (not new viewers)."""
+        self.edge_ends = 0
+        """Intervals that started before ``start`` and end exactly at ``start``."""
+        self.leave_events = 0
+        """Applied leave events (a window with only a no-op leave still has a row)."""
+        self.chats = 0
+        self.chatters: set[str] | None = None
+        self.carts = 0
+        self.carters: set[str] | None = None
+        self.orders = 0
+        self.buyers: set[str] | None = None
+        self.gmv = 0
+        self.refunds = 0
+        self.refund_fen = 0
+        self.emitted: RowValues | None = None
+        """The values last written (to skip unchanged rows)."""
+        self.final = False
+        """Whether the last write was final."""
+        self.peak = 0
+        self.peak_at = start
+        self.watch = 0
+
+    def change(self, t: int, delta: int) -> None:
+        """Add ``delta`` present users from instant ``t`` on."""
+        changes = self.changes
+        v = changes.get(t, 0) + delta
+        if v:
+            changes[t] = v
+        else:
+            changes.pop(t, None)
+        self.net += delta
+
+    def values(self, base: int, width: int) -> RowValues:
+        """The row's values given ``base`` users present just before the window.
+
+        Also records ``peak``, ``peak_at`` and ``watch`` for the room totals.
+        """
+        start = self.start
+        cur = base
+        prev = start
+        peak = -1
+        peak_at = start
+        watch = 0
+        if self.changes:
+            for t, d in sorted(self.changes.items()):
+                if t > prev:
+                    watch += cur * (t - prev)
+                    if cur > peak:
+                        peak, peak_at = cur, prev
+                    prev = t
+                cur += d
+        end = start + width
+        watch += cur * (end - prev)
+        if cur > peak:
+            peak, peak_at = cur, prev
+        unique = base - self.edge_ends + self.joins - self.rejoins
+        buyers = len(self.buyers) if self.buyers else 0
+        self.peak, self.peak_at, self.watch = peak, peak_at, watch
+        return (
+            cur,
+            peak,
+            unique,
+            self.joins,
+            self.leaves,
+            self.chats,
+            len(self.chatters) if self.chatters else 0,
+            self.carts,
+            len(self.carters) if self.carters else 0,
+            self.orders,
+            buyers,
+            self.gmv,
+            self.refunds,
+            self.refund_fen,
+            buyers / unique if unique else 0.0,
+            watch,
+        )
+
+    def has_row(self, values: RowValues) -> bool:
+        """A row exists with an event, a viewer or an ended presence (semantics §6)."""
+        return bool(
+            values[2]  # unique viewers
+            or values[4]  # leaves
+            or self.chats
+            or self.carts
+            or self.orders
+            or self.refunds
+            or self.leave_events
+        )
