@@ -1,0 +1,14 @@
+-- streamproc ClickHouse schema, file 1 of 5: the database.
+--
+-- These files are data: streamproc/sink/ddl.py loads them in file-name order and
+-- applies them through either sink (embedded chDB or a ClickHouse server), and a
+-- docker-compose ClickHouse server runs them from /docker-entrypoint-initdb.d with
+-- `clickhouse-client --multiquery`. So they must stay plain ClickHouse SQL: one
+-- statement per `;`, every statement idempotent (`IF NOT EXISTS`), tables always
+-- qualified with the database.
+--
+-- Database name: `live` (METRICS §5). Another name is supported by the loader,
+-- not by editing these files: ddl.py replaces every bare identifier token `live`
+-- (outside string literals and comments) with the configured database, quoted
+-- with backticks. So never use `live` as a column or table name here.
+CREATE DATABASE IF NOT EXISTS live;

@@ -1,0 +1,554 @@
+"""The sink interface shared by the embedded (chDB) and server (ClickHouse) backends.
+
+The worker hands a sink one :class:`OutputBatch` per flush: the plain tuples the
+engine emitted (column orders in :mod:`streamproc.rows`; times are epoch-ms
+ints, money is integer fen, raw payloads are ``bytes``). A sink writes all four
+tables or raises :class:`SinkError`; it never drops rows silently. Rewriting the
+same batch is harmless: every table is a ``ReplacingMergeTree`` (versioned rows,
+or Kafka coordinates for dead letters / late events), so a retry after a partial
+failure collapses with the first copy.
+
+Conversion to column arrays happens once per batch, column-wise (one ``zip(*rows)``
+transpose, then one typed array per column): no per-row dicts on the write path.
+Money becomes ``Decimal128(18, 2)`` built from the integer fen *bits* (exact, no
+float, no per-value ``Decimal`` objects); times become ``timestamp[ms, UTC]``
+(a zero-copy reinterpretation of the int64 milliseconds).
+
+Reads go through :meth:`Sink.query`, which returns a :class:`QueryResult`: the
+raw bytes in the requested ClickHouse output format, plus (for ``JSONCompact``)
+column names, types and rows in which ``Decimal``, ``DateTime64`` and 64-bit
+integers are *strings*, exactly as ClickHouse printed them (both backends set
+``output_format_json_quote_decimals=1``, ``output_format_decimal_trailing_zeros=1``
+and ``output_format_json_quote_64bit_integers=1``).
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from streamproc.rows import TABLES, fen_to_decimal
+
+
+class SinkError(Exception):
+    """A write, DDL or query against the sink failed (the batch was not, or not fully, written)."""
+
+
+class BatchError(SinkError):
+    """The batch itself is malformed (wrong width, value out of its column's range).
+
+    Not retried by :class:`RetryingSink`: it would fail identically every time.
+    """
+
+
+class QueryError(SinkError):
+    """ClickHouse rejected a query (syntax, unknown table, limit exceeded, readonly, ...)."""
+
+
+# ---------------------------------------------------------------------------
+# Batches
+
+
+@dataclass
+class OutputBatch:
+    """The rows of one flush, per table, as the engine emitted them (tuples in column order)."""
+
+    room_metrics: list[tuple[Any, ...]] = field(default_factory=list)
+    room_totals: list[tuple[Any, ...]] = field(default_factory=list)
+    dead_letters: list[tuple[Any, ...]] = field(default_factory=list)
+    late_events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (
+            len(self.room_metrics)
+            + len(self.room_totals)
+            + len(self.dead_letters)
+            + len(self.late_events)
+        )
+
+    def extend(self, other: OutputBatch) -> None:
+        """Append another batch's rows (the worker accumulates several engine outputs per flush)."""
+        self.room_metrics.extend(other.room_metrics)
+        self.room_totals.extend(other.room_totals)
+        self.dead_letters.extend(other.dead_letters)
+        self.late_events.extend(other.late_events)
+
+    def clear(self) -> None:
+        """Empty every table (after a successful write)."""
+        self.room_metrics.clear()
+        self.room_totals.clear()
+        self.dead_letters.clear()
+        self.late_events.clear()
+
+    def tables(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """``(table, rows)`` for the non-empty tables, in a fixed order."""
+        out: list[tuple[str, list[tuple[Any, ...]]]] = []
+        for name in TABLE_ORDER:
+            rows: list[tuple[Any, ...]] = getattr(self, name)
+            if rows:
+                out.append((name, rows))
+        return out
+
+
+TABLE_ORDER: Final[tuple[str, ...]] = ("room_metrics", "room_totals", "dead_letters", "late_events")
+
+
+# ---------------------------------------------------------------------------
+# Column schema (must equal schemas/clickhouse/*.sql; tests/test_ddl.py checks it)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One output column: its ClickHouse type and how the engine's Python value maps to it."""
+
+    name: str
+    ch_type: str
+    """Exactly as ``DESCRIBE TABLE`` prints it."""
+    kind: str
+    """``str`` | ``bytes`` | ``time`` | ``money`` | ``uint8`` | ``uint32`` | ``uint64`` |
+    ``int32`` | ``int64`` | ``float64``."""
+    nullable: bool = False
+
+
+def _c(name: str, ch_type: str, kind: str, nullable: bool = False) -> Column:
+    return Column(name, ch_type, kind, nullable)
+
+
+_TIME = "DateTime64(3, 'UTC')"
+_MONEY = "Decimal(18, 2)"
+
+SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
+    "room_metrics": (
+        _c("room_id", "String", "str"),
+        _c("window_start", _TIME, "time"),
+        _c("window_end", _TIME, "time"),
+        _c("concurrent_viewers", "UInt32", "uint32"),
+        _c("peak_viewers", "UInt32", "uint32"),
+        _c("unique_viewers", "UInt32", "uint32"),
+        _c("joins", "UInt32", "uint32"),
+        _c("leaves", "UInt32", "uint32"),
+        _c("chat_messages", "UInt32", "uint32"),
+        _c("unique_chatters", "UInt32", "uint32"),
+        _c("cart_adds", "UInt32", "uint32"),
+        _c("unique_carters", "UInt32", "uint32"),
+        _c("orders", "UInt32", "uint32"),
+        _c("unique_buyers", "UInt32", "uint32"),
+        _c("gmv", _MONEY, "money"),
+        _c("refunds", "UInt32", "uint32"),
+        _c("refund_amount", _MONEY, "money"),
+        _c("conversion", "Float64", "float64"),
+        _c("watch_ms", "UInt64", "uint64"),
+        _c("is_final", "UInt8", "uint8"),
+        _c("version", "UInt64", "uint64"),
+        _c("updated_at", _TIME, "time"),
+    ),
+    "room_totals": (
+        _c("room_id", "String", "str"),
+        _c("first_event_at", _TIME, "time"),
+        _c("last_event_at", _TIME, "time"),
+        _c("peak_viewers", "UInt32", "uint32"),
+        _c("peak_at", _TIME, "time"),
+        _c("distinct_viewers", "UInt64", "uint64"),
+        _c("chat_messages", "UInt64", "uint64"),
+        _c("cart_adds", "UInt64", "uint64"),
+        _c("orders", "UInt64", "uint64"),
+        _c("distinct_buyers", "UInt64", "uint64"),
+        _c("gmv", _MONEY, "money"),
+        _c("refunds", "UInt64", "uint64"),
+        _c("refund_amount", _MONEY, "money"),
+        _c("watch_ms", "UInt64", "uint64"),
+        _c("avg_dwell_ms", "Float64", "float64"),
+        _c("version", "UInt64", "uint64"),
+        _c("updated_at", _TIME, "time"),
+    ),
+    "dead_letters": (
+        _c("topic", "LowCardinality(String)", "str"),
+        _c("partition", "Int32", "int32"),
+        _c("offset", "Int64", "int64"),
+        _c("reason", "LowCardinality(String)", "str"),
+        _c("detail", "String", "str"),
+        _c("key", "Nullable(String)", "bytes", nullable=True),
+        _c("value", "String", "bytes"),
+        _c("received_at", _TIME, "time"),
+    ),
+    "late_events": (
+        _c("topic", "LowCardinality(String)", "str"),
+        _c("partition", "Int32", "int32"),
+        _c("offset", "Int64", "int64"),
+        _c("room_id", "String", "str"),
+        _c("event_id", "String", "str"),
+        _c("kind", "LowCardinality(String)", "str"),
+        _c("user_id", "String", "str"),
+        _c("ts", _TIME, "time"),
+        _c("window_start", _TIME, "time"),
+        _c("stream_time", _TIME, "time"),
+        _c("late_by_ms", "Int64", "int64"),
+        _c("value", "String", "bytes"),
+        _c("received_at", _TIME, "time"),
+    ),
+}
+
+for _t, _cols in SCHEMA.items():  # import-time guard: the schema follows streamproc.rows
+    assert tuple(c.name for c in _cols) == TABLES[_t], _t
+
+_ARROW_INT: Final[dict[str, pa.DataType]] = {
+    "uint8": pa.uint8(),
+    "uint32": pa.uint32(),
+    "uint64": pa.uint64(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+}
+ARROW_TIME: Final[pa.DataType] = pa.timestamp("ms", tz="UTC")
+ARROW_MONEY: Final[pa.DataType] = pa.decimal128(18, 2)
+MAX_FEN: Final[int] = 10**18 - 1
+"""Largest magnitude ``Decimal(18, 2)`` holds, in fen."""
+
+
+def fen_array(values: Sequence[int]) -> pa.Array:
+    """Integer fen -> ``decimal128(18, 2)`` exactly, vectorised.
+
+    A Decimal128 value *is* its unscaled integer as 128-bit two's complement, and
+    fen are exactly the unscaled value at scale 2, so we write the int64 low word
+    and its sign extension as the high word. Out-of-range values raise (they would
+    overflow ``Decimal(18, 2)``; the validator keeps every sum inside it).
+    """
+    try:
+        fen = np.asarray(values, dtype=np.int64)
+    except (OverflowError, TypeError, ValueError) as exc:
+        raise BatchError(f"money column is not int64 fen: {exc}") from exc
+    if fen.ndim != 1:
+        raise BatchError("money column must be one-dimensional")
+    if fen.size and int(np.abs(fen).max()) > MAX_FEN:
+        raise BatchError("money value out of Decimal(18, 2) range")
+    words = np.empty((fen.size, 2), dtype="<i8")
+    words[:, 0] = fen
+    words[:, 1] = fen >> 63
+    return pa.Array.from_buffers(ARROW_MONEY, fen.size, [None, pa.py_buffer(words.tobytes())])
+
+
+def _arrow_column(col: Column, values: Sequence[Any]) -> pa.Array:
+    kind = col.kind
+    if kind == "str":
+        arr = pa.array(values, pa.string())
+    elif kind == "bytes":
+        arr = pa.array(values, pa.binary())
+    elif kind == "time":
+        arr = pa.array(values, pa.int64()).cast(ARROW_TIME)
+    elif kind == "money":
+        return fen_array(values)
+    else:
+        arr = pa.array(values, _ARROW_INT[kind])
+    if not col.nullable and arr.null_count:
+        raise BatchError(f"column {col.name} has NULL values")
+    return arr
+
+
+def to_arrow(table: str, rows: Sequence[tuple[Any, ...]]) -> pa.Table:
+    """The engine's tuples for ``table`` as an Arrow table typed like the ClickHouse columns.
+
+    Raises :class:`BatchError` for a row of the wrong width or a value that does not fit
+    its column (e.g. a negative count): a bad batch must fail loudly, not be coerced.
+    """
+    cols = SCHEMA[table]
+    if not rows:
+        return pa.table({c.name: pa.array([], _empty_type(c)) for c in cols})
+    columns = _transpose(table, rows, len(cols))
+    try:
+        arrays = [_arrow_column(c, v) for c, v in zip(cols, columns, strict=True)]
+    except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+        raise BatchError(f"{table}: cannot convert batch: {exc}") from exc
+    return pa.Table.from_arrays(arrays, names=[c.name for c in cols])
+
+
+def _transpose(table: str, rows: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
+    """Rows -> columns in one C-level pass (``zip(strict=True)`` also checks equal widths)."""
+    try:
+        columns = list(zip(*rows, strict=True))
+    except ValueError as exc:
+        raise BatchError(f"{table}: rows of different widths") from exc
+    if len(columns) != width:
+        raise BatchError(f"{table}: rows have {len(columns)} values, expected {width}")
+    return columns
+
+
+def to_columns(table: str, rows: Sequence[tuple[Any, ...]]) -> list[Sequence[Any]]:
+    """The engine's tuples as Python column lists for a Native-format insert.
+
+    Times stay epoch-ms ints (clickhouse-connect writes ints as raw ``DateTime64(3)``
+    ticks, exactly), money becomes ``Decimal`` (exact), everything else is passed as is
+    after a range check, so that an out-of-range count fails instead of wrapping.
+    """
+    cols = SCHEMA[table]
+    if not rows:
+        return [[] for _ in cols]
+    columns = _transpose(table, rows, len(cols))
+    out: list[Sequence[Any]] = []
+    try:
+        for col, values in zip(cols, columns, strict=True):
+            if col.kind == "money":
+                fen_array(values)  # range and type check, vectorised
+                out.append([fen_to_decimal(v) for v in values])
+            elif col.kind in ("str", "bytes"):
+                if not col.nullable and None in values:
+                    raise BatchError(f"column {col.name} has NULL values")
+                out.append(values)
+            else:
+                _arrow_column(col, values)  # type/range/NULL check, vectorised in Arrow
+                out.append(values)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+        raise BatchError(f"{table}: cannot convert batch: {exc}") from exc
+    return out
+
+
+def _empty_type(col: Column) -> pa.DataType:
+    return {
+        "str": pa.string(),
+        "bytes": pa.binary(),
+        "time": ARROW_TIME,
+        "money": ARROW_MONEY,
+    }.get(col.kind) or _ARROW_INT[col.kind]
+
+
+# ---------------------------------------------------------------------------
+# Query results
+
+EXACT_OUTPUT_SETTINGS: Final[dict[str, int]] = {
+    "output_format_json_quote_decimals": 1,
+    "output_format_decimal_trailing_zeros": 1,
+    "output_format_json_quote_64bit_integers": 1,
+}
+"""Settings both backends apply to reads so that ``JSONCompact`` prints money as ``"1.50"``."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The raw output of a query in format :attr:`fmt`, with ``JSONCompact`` parsed on demand.
+
+    For ``JSONCompact``: :attr:`columns`, :attr:`types`, :attr:`rows`. Decimal,
+    DateTime64 and (U)Int64 values are strings exactly as ClickHouse printed them
+    (``"123.45"``, ``"2025-11-11 00:00:00.123"``), never floats.
+    """
+
+    fmt: str
+    data: bytes
+
+    def text(self) -> str:
+        """The output as text (ClickHouse text formats are UTF-8, or raw bytes for String)."""
+        return self.data.decode("utf-8", errors="surrogateescape")
+
+    def _json(self) -> dict[str, Any]:
+        if self.fmt != "JSONCompact":
+            raise ValueError(f"result is {self.fmt}, not JSONCompact")
+        parsed = getattr(self, "_parsed", None)
+        if parsed is None:
+            parsed = orjson.loads(self.data) if self.data.strip() else {"meta": [], "data": []}
+            object.__setattr__(self, "_parsed", parsed)
+        result: dict[str, Any] = parsed
+        return result
+
+    @property
+    def columns(self) -> list[str]:
+        return [m["name"] for m in self._json()["meta"]]
+
+    @property
+    def types(self) -> list[str]:
+        return [m["type"] for m in self._json()["meta"]]
+
+    @property
+    def rows(self) -> list[list[Any]]:
+        rows: list[list[Any]] = self._json()["data"]
+        return rows
+
+    def scalar(self) -> Any:
+        """The single value of a one-row, one-column result."""
+        rows = self.rows
+        if len(rows) != 1 or len(rows[0]) != 1:
+            raise ValueError(f"expected one value, got {len(rows)} rows")
+        return rows[0][0]
+
+
+# ---------------------------------------------------------------------------
+# The interface
+
+
+class Sink(abc.ABC):
+    """A synchronous destination for the engine's output rows.
+
+    Not async on purpose: the worker runs writes in one dedicated thread (or an
+    executor), so one simple blocking API serves both backends and the tests.
+    """
+
+    database: str
+
+    @abc.abstractmethod
+    def apply_ddl(self) -> None:
+        """Create the database and the four tables if they do not exist (idempotent)."""
+
+    @abc.abstractmethod
+    def write(self, batch: OutputBatch) -> None:
+        """Write every row of ``batch`` (all four tables), or raise :class:`SinkError`."""
+
+    @abc.abstractmethod
+    def query(
+        self, sql: str, params: dict[str, Any] | None = None, fmt: str = "JSONCompact"
+    ) -> QueryResult:
+        """Run a read query; ``params`` fill ``{name:Type}`` placeholders (never spliced).
+
+        Unqualified table names resolve in :attr:`database`.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection / session. Idempotent."""
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------
+# Retries and counters
+
+
+@dataclass
+class SinkStats:
+    """Counters for Prometheus (``streamproc_sink_*``); monotonic except ``last_*``."""
+
+    batches_written: int = 0
+    rows_written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLE_ORDER, 0))
+    attempts: int = 0
+    errors: int = 0
+    """Failed attempts (each retried or final)."""
+    failures: int = 0
+    """Batches given up on after the last attempt (raised to the caller)."""
+    write_seconds_sum: float = 0.0
+    """Total time of successful writes, retries and backoff included."""
+    last_write_seconds: float = 0.0
+    last_error: str = ""
+
+    def copy(self) -> SinkStats:
+        return SinkStats(
+            self.batches_written,
+            dict(self.rows_written),
+            self.attempts,
+            self.errors,
+            self.failures,
+            self.write_seconds_sum,
+            self.last_write_seconds,
+            self.last_error,
+        )
+
+
+class RetryingSink(Sink):
+    """Wraps a :class:`Sink`: retries failed writes with capped exponential backoff and jitter.
+
+    Attempt ``n`` (0-based) that fails sleeps ``min(max_delay, base_delay * 2**n)``
+    scaled by a random factor in ``[1 - jitter, 1]`` ("equal jitter", so a fleet of
+    workers does not retry in lock step), up to ``max_attempts`` attempts in all.
+    After the last failure it raises :class:`SinkError`: a batch is never dropped
+    silently; the worker then stops without committing offsets, and the batch is
+    recomputed from Kafka on restart. Retrying a partially written batch is safe
+    because every table collapses duplicates (see the module docstring).
+
+    :attr:`stats` is updated under a lock; :meth:`snapshot` returns a consistent copy.
+    """
+
+    def __init__(
+        self,
+        inner: Sink,
+        *,
+        max_attempts: int = 8,
+        base_delay: float = 0.2,
+        max_delay: float = 10.0,
+        jitter: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+        on_error: Callable[[int, BaseException], None] | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        if not 0.0 <= jitter <= 1.0:
+            raise ValueError("jitter must be in [0, 1]")
+        self.inner = inner
+        self.database = inner.database
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.jitter = jitter
+        self._sleep = sleep
+        self._rand = rand
+        self._on_error = on_error
+        self._lock = threading.Lock()
+        self.stats = SinkStats()
+
+    def backoff(self, attempt: int) -> float:
+        """Delay after failed attempt ``attempt`` (0-based)."""
+        delay = min(self.max_delay, self.base_delay * (2.0**attempt))
+        return delay * (1.0 - self.jitter * self._rand())
+
+    def snapshot(self) -> SinkStats:
+        with self._lock:
+            return self.stats.copy()
+
+    def _retry(self, what: Callable[[], Any]) -> Any:
+        last: BaseException | None = None
+        for attempt in range(self.max_attempts):
+            with self._lock:
+                self.stats.attempts += 1
+            try:
+                return what()
+            except BatchError as exc:
+                with self._lock:
+                    self.stats.errors += 1
+                    self.stats.failures += 1
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                raise
+            except Exception as exc:
+                last = exc
+                with self._lock:
+                    self.stats.errors += 1
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                if self._on_error is not None:
+                    self._on_error(attempt, exc)
+                if attempt + 1 < self.max_attempts:
+                    self._sleep(self.backoff(attempt))
+        with self._lock:
+            self.stats.failures += 1
+        raise SinkError(f"giving up after {self.max_attempts} attempts: {last}") from last
+
+    def write(self, batch: OutputBatch) -> None:
+        if not len(batch):
+            return
+        started = time.perf_counter()
+        self._retry(lambda: self.inner.write(batch))
+        elapsed = time.perf_counter() - started
+        with self._lock:
+            self.stats.batches_written += 1
+            for name, rows in batch.tables():
+                self.stats.rows_written[name] += len(rows)
+            self.stats.write_seconds_sum += elapsed
+            self.stats.last_write_seconds = elapsed
+
+    def apply_ddl(self) -> None:
+        self._retry(self.inner.apply_ddl)
+
+    def query(
+        self, sql: str, params: dict[str, Any] | None = None, fmt: str = "JSONCompact"
+    ) -> QueryResult:
+        """Not retried: a read is the caller's to repeat, and a bad query would only fail again."""
+        return self.inner.query(sql, params, fmt)
+
+    def close(self) -> None:
+        self.inner.close()
