@@ -69,7 +69,7 @@ ALL_REASONS: tuple[str, ...] = ("unknown_topic", *REASONS)
 # among failures with the same reason the first field in field order is the one named in
 # ``detail``. With REASON_FIRST = False the first failing *field* decides instead (see the
 # report in the commit that added this file).
-REASON_FIRST = True
+REASON_FIRST = False
 
 TS_MIN = 946_684_800_000  # 2000-01-01T00:00:00Z
 TS_MAX_AHEAD = 86_400_000  # arrival + 1 day
@@ -508,7 +508,8 @@ def presence_intervals(events: list[tuple[int, bool]], T: int) -> list[tuple[int
             start = None
         if is_leave:
             if start is not None:
-                out.append((start, x))
+                # semantics §5: present at the instant of their own event at x
+                out.append((start, x + 1 if last == x else x))
                 start = None
         else:
             if start is None:
@@ -589,7 +590,7 @@ def room_rows(
         peak_at = rows[0]["window_start"]
     paid_all = [ev for ev in events if ev.kind == "order" and ev.status == "paid"]
     refunded_all = [ev for ev in events if ev.kind == "order" and ev.status == "refunded"]
-    distinct_viewers = len({ev.user_id for ev in events})
+    distinct_viewers = len({u for u, _, _ in ivs})
     watch = sum(r["watch_ms"] for r in rows)
     assert watch == sum(b - a for _, a, b in ivs)
     totals = {

@@ -11,6 +11,7 @@ import base64
 import json
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -28,6 +29,9 @@ from tests.reference import (
 )
 
 T0 = 1_700_000_000_000  # divisible by 10_000
+RUNNER: Callable[[list[Record], RefConfig], dict[str, Any]] = compute
+"""What ``Feed.run`` calls: the reference here; tests/test_engine_rules.py swaps in the
+engine and runs every scenario of this file again."""
 CFG = RefConfig()
 TOPIC = dict(zip(KINDS, CFG.topics, strict=True))
 
@@ -100,7 +104,7 @@ class Feed:
         )
 
     def run(self, cfg: RefConfig = CFG) -> dict[str, Any]:
-        return compute(self.records, cfg)
+        return RUNNER(self.records, cfg)
 
 
 def windows(out: dict[str, Any], room: str = "r1") -> dict[int, dict[str, Any]]:
@@ -269,28 +273,28 @@ def test_leave_of_non_present_user_changes_nothing() -> None:
     t2 = totals(out, "r2")
     # peak 0 -> peak_at = window_start of the room's first row
     assert (t2["peak_viewers"], t2["peak_at"], t2["watch_ms"]) == (0, T0 + 10_000, 0)
-    # semantics §7 literally: distinct_viewers = "distinct users with any applied event in
-    # the room" -- a lone leave counts (see the reference's report: doc gap).
-    assert t2["distinct_viewers"] == 1
+    # semantics §7: distinct_viewers counts users with a presence interval; a user whose
+    # only event is a leave while not present was never a viewer.
+    assert t2["distinct_viewers"] == 0
     assert t2["avg_dwell_ms"] == 0.0
-    assert totals(out)["distinct_viewers"] == 2
+    assert totals(out)["distinct_viewers"] == 1
 
 
-def test_same_ts_chat_and_leave_is_zero_length_interval() -> None:
+def test_same_ts_chat_and_leave_is_present_for_that_millisecond() -> None:
     # The leave arrives first, but at equal ts a leave comes after the user's other
-    # events: chat at 5 s starts [5 s, ...), the leave at 5 s ends it: [5 s, 5 s).
-    # Counted as join, leave and unique viewer; not in concurrent, peak or watch.
+    # events: chat at 5 s starts [5 s, ...); the leave at 5 s ends it after the chat, so
+    # the user is present at the instant of their own chat: [5 s, 5.001 s) (semantics §5).
     f = Feed()
     f.add("viewer", 5_000, action="leave")
     f.add("chat", 5_000)
     out = f.run()
     w = windows(out)
     assert sorted(w) == [0]
-    assert viewers(w[0]) == (0, 0, 1, 1, 1, 0)
+    assert viewers(w[0]) == (0, 1, 1, 1, 1, 1)
     assert w[0]["chat_messages"] == 1
     t = totals(out)
-    assert (t["peak_viewers"], t["peak_at"], t["distinct_viewers"]) == (0, T0, 1)
-    assert (t["watch_ms"], t["avg_dwell_ms"]) == (0, 0.0)
+    assert (t["peak_viewers"], t["peak_at"], t["distinct_viewers"]) == (1, T0 + 5_000, 1)
+    assert (t["watch_ms"], t["avg_dwell_ms"]) == (1, 1.0)
 
 
 def test_window_with_only_silent_present_viewers_has_a_row() -> None:
@@ -374,19 +378,18 @@ def test_conversion() -> None:
     assert w[60_000]["unique_viewers"] == 4
 
 
-def test_doc_gap_buyer_whose_presence_ended_at_window_start() -> None:
-    # Literal semantics §6: u1 joins at 5 s, pays and leaves at 10 s (= window start).
-    # u1's interval is [5 s, 10 s): it does not overlap [10 s, 20 s) (b > s fails, not
-    # zero-length), so unique_viewers = 0 while unique_buyers = 1 and conversion = 0.0:
-    # the contract's invariant unique_buyers <= unique_viewers does not hold. Pinned here
-    # as the literal reading; reported as a gap between §5's claim and §6's formula.
+def test_buyer_who_pays_and_leaves_at_a_window_start_is_a_viewer_there() -> None:
+    # u1 joins at 5 s, pays and leaves at 10 s (= window start). The leave comes after the
+    # order, so u1 is present at 10 s: [5 s, 10.001 s) overlaps [10 s, 20 s) and the
+    # invariant unique_buyers <= unique_viewers holds (semantics §5).
     f = Feed()
     f.add("viewer", 5_000)
     f.add("order", 10_000)
     f.add("viewer", 10_000, action="leave")
     w = windows(f.run())
-    assert (w[10_000]["unique_viewers"], w[10_000]["unique_buyers"]) == (0, 1)
-    assert (w[10_000]["leaves"], w[10_000]["conversion"]) == (1, 0.0)
+    assert (w[10_000]["unique_viewers"], w[10_000]["unique_buyers"]) == (1, 1)
+    assert (w[10_000]["leaves"], w[10_000]["conversion"]) == (1, 1.0)
+    assert (w[10_000]["watch_ms"], w[10_000]["concurrent_viewers"]) == (1, 0)
 
 
 # --------------------------------------------------------------------------------------
@@ -511,10 +514,9 @@ def test_valid_edge_cases(kind: str, obj: dict[str, Any]) -> None:
     assert out["counters"]["events"][kind] == 1
 
 
-def test_reason_precedence_follows_the_table() -> None:
-    # Literal §2: "the **first** failing reason in this order" (the table). event_id is
-    # "" (id_empty, field 1) and ts is missing (missing_field, field 4): missing_field
-    # comes first in the table. (Field-first reading would give id_empty: reported.)
+def test_reason_precedence_follows_the_fields() -> None:
+    # §2: the first field with a problem decides. event_id is "" (id_empty, field 1) and
+    # ts is missing (missing_field, field 4): id_empty.
     f = Feed()
     f.raw(TOPIC["chat"], dumps(_obj("chat", event_id="", ts=_DROP)), ARR)
     # event_id too long (field 1) and room_id empty (field 2): id_empty before id_too_long
@@ -527,8 +529,8 @@ def test_reason_precedence_follows_the_table() -> None:
     f.raw(TOPIC["order"], dumps(_obj("order", status="x")), ARR, key=b"zz")
     reasons = [d["reason"] for d in f.run()["dead_letters"]]
     assert reasons == [
-        "missing_field",
         "id_empty",
+        "id_too_long",
         "negative_amount",
         "quantity_out_of_range",
         "unknown_status",

@@ -85,7 +85,7 @@ class User:
 
     def end(self, timeout: int) -> int:
         """Upper bound of where the last interval ends (for cleanup scheduling)."""
-        return max(self.last + timeout, self.last_leave)
+        return max(self.last + timeout, self.last_leave + 1)
 
 
 def intervals(u: User, timeout: int) -> list[Interval]:
@@ -112,7 +112,8 @@ def intervals(u: User, timeout: int) -> list[Interval]:
                 start = None
             if is_leave:
                 if start is not None:
-                    out.append((start, t))
+                    # present at the instant of their own event at t (semantics §5)
+                    out.append((start, t + 1 if last == t else t))
                     start = None
             elif start is None:
                 start = last = t
@@ -162,10 +163,10 @@ def is_gone(u: User) -> bool:
 
 
 def overlaps(prev: Interval, window_start: int) -> bool:
-    """Whether a closed interval overlaps the window that starts at ``window_start``
-    or later (zero-length intervals count at their instant)."""
-    a, b = prev
-    return b is None or b > window_start or (a == b and a >= window_start)
+    """Whether an interval reaches into the window that starts at ``window_start``
+    (every interval is at least 1 ms long)."""
+    b = prev[1]
+    return b is None or b > window_start
 
 
 def find(evs: list[int], ts: int) -> bool:

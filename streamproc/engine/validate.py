@@ -124,10 +124,10 @@ def _decimal_of(raw: bytes, field: str) -> Decimal:
             text = msgspec.json.decode(raw, type=str)
         except msgspec.DecodeError:  # pragma: no cover - raw came from a valid document
             raise Invalid("not_json", f"`{field}` is not a valid JSON string") from None
-        if not _DECIMAL_STR.match(text):
+        if not _DECIMAL_STR.fullmatch(text):
             raise Invalid("bad_decimal", f"`{field}` {text!r} is not a decimal number")
         value = Decimal(text)
-    elif _JSON_NUMBER.match(raw):
+    elif _JSON_NUMBER.fullmatch(raw):
         try:
             value = Decimal(raw.decode("ascii"))
         except InvalidOperation:  # pragma: no cover - the regex admits only numbers
@@ -146,7 +146,7 @@ def amount_fen(raw: bytes) -> int:
     arithmetic; anything else (exponents, many trailing zeros) goes through
     :class:`~decimal.Decimal`, so the result is exact either way.
     """
-    m = _PLAIN_FEN.match(raw)
+    m = _PLAIN_FEN.fullmatch(raw)
     if m is not None and (raw[:1] == b'"') == (raw[-1:] == b'"'):
         sign, whole, frac = m.groups()
         fen = int(whole) * 100 + (int(frac.ljust(2, b"0")) if frac else 0)
@@ -169,7 +169,7 @@ def amount_fen(raw: bytes) -> int:
 
 def check_price(raw: bytes) -> None:
     """A cart ``price``: any finite decimal ``>= 0``, any precision."""
-    m = _PLAIN_FEN.match(raw)
+    m = _PLAIN_FEN.fullmatch(raw)
     if m is not None and (raw[:1] == b'"') == (raw[-1:] == b'"'):
         if m.group(1) and (int(m.group(2)) or (m.group(3) and int(m.group(3)))):
             raise Invalid("negative_amount", "`price` is negative")
@@ -189,6 +189,8 @@ _KIND_FIELDS: Final[tuple[tuple[str, ...], ...]] = (
 )
 _KIND_NAMES: Final = ("viewer", "chat", "cart", "order")
 _INT = re.compile(rb"^-?(0|[1-9]\d*)$")
+_GENERIC: Final = msgspec.json.Decoder(float_hook=Decimal)
+"""Any JSON document; numbers stay exact (``1e400`` is a number, not an error)."""
 
 
 def _json_type(raw: bytes) -> str:
@@ -203,7 +205,7 @@ def _json_type(raw: bytes) -> str:
         return "boolean"
     if c == b"n":
         return "null"
-    return "integer" if _INT.match(raw) else "number"
+    return "integer" if _INT.fullmatch(raw) else "number"
 
 
 def _string(fields: dict[str, Raw], name: str) -> str:
@@ -241,7 +243,7 @@ def diagnose(kind: int, value: bytes, key: bytes | None, arrival: int) -> Invali
     except UnicodeDecodeError as exc:
         return Invalid("not_utf8", f"payload is not UTF-8 (byte {exc.start})")
     try:
-        doc = msgspec.json.decode(value)
+        doc = _GENERIC.decode(value)
     except msgspec.DecodeError as exc:
         return Invalid("not_json", f"payload is not JSON: {exc}")
     if not isinstance(doc, dict):
