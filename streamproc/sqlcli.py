@@ -1,0 +1,201 @@
+"""``streamproc sql "SELECT ..." [--format table|json|tsv]``: query the metrics tables.
+
+Where the query goes, first match wins:
+
+1. a ClickHouse server, when a ClickHouse URL is configured
+   (``STREAMPROC_CLICKHOUSE_URL``; runs with that user's permissions);
+2. the running worker's read-only SQL endpoint (:mod:`streamproc.sqlserve`,
+   ``STREAMPROC_SQL_ENDPOINT``, default ``http://127.0.0.1:8124``);
+3. if nothing answers there, the embedded chDB directory itself
+   (``STREAMPROC_CHDB_PATH``, default ``<repo>/var/chdb``), opened read-only. This
+   only works while no worker holds the directory (chDB allows one process per
+   directory), which is exactly when step 2 found nothing.
+
+Formatting is ClickHouse's own, so decimals and times print exactly:
+``table`` = ``PrettyCompactNoEscapes`` (aligned columns, no ANSI colours),
+``json`` = ``JSONEachRow`` (one JSON object per row; decimals and 64-bit integers
+as strings), ``tsv`` = ``TSVWithNames``.
+
+Exit status: 0 success, 1 the query failed, 2 usage error, 3 no backend reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TextIO
+
+from streamproc.sink.base import SinkError
+from streamproc.sink.ddl import DEFAULT_DATABASE
+
+REPO_ROOT: Final[Path] = Path(__file__).resolve().parents[1]
+DEFAULT_ENDPOINT: Final[str] = "http://127.0.0.1:8124"
+DEFAULT_CHDB_PATH: Final[Path] = REPO_ROOT / "var" / "chdb"
+
+FORMATS: Final[dict[str, str]] = {
+    "table": "PrettyCompactNoEscapes",
+    "json": "JSONEachRow",
+    "tsv": "TSVWithNames",
+}
+
+
+@dataclass(frozen=True)
+class SqlCliConfig:
+    """Where ``streamproc sql`` looks (see the module docstring)."""
+
+    clickhouse_url: str | None = None
+    clickhouse_user: str = "default"
+    clickhouse_password: str = ""
+    clickhouse_secure: bool | None = None
+    clickhouse_verify: bool = True
+    database: str = DEFAULT_DATABASE
+    endpoint: str = DEFAULT_ENDPOINT
+    endpoint_timeout: float = 60.0
+    chdb_path: str = str(DEFAULT_CHDB_PATH)
+    max_execution_time: float = 60.0
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> SqlCliConfig:
+        """Build from ``STREAMPROC_*`` variables (``streamproc.settings`` should call this)."""
+
+        def flag(name: str, default: bool) -> bool:
+            raw = env.get(name)
+            return default if raw is None else raw.strip().lower() in ("1", "true", "yes", "on")
+
+        secure_raw = env.get("STREAMPROC_CLICKHOUSE_SECURE")
+        return cls(
+            clickhouse_url=env.get("STREAMPROC_CLICKHOUSE_URL") or None,
+            clickhouse_user=env.get("STREAMPROC_CLICKHOUSE_USER", "default"),
+            clickhouse_password=env.get("STREAMPROC_CLICKHOUSE_PASSWORD", ""),
+            clickhouse_secure=None
+            if secure_raw is None
+            else flag("STREAMPROC_CLICKHOUSE_SECURE", False),
+            clickhouse_verify=flag("STREAMPROC_CLICKHOUSE_VERIFY", True),
+            database=env.get("STREAMPROC_CLICKHOUSE_DATABASE", DEFAULT_DATABASE),
+            endpoint=env.get("STREAMPROC_SQL_ENDPOINT", DEFAULT_ENDPOINT),
+            chdb_path=env.get("STREAMPROC_CHDB_PATH", str(DEFAULT_CHDB_PATH)),
+        )
+
+
+class NoBackend(Exception):
+    """Neither a server, nor the endpoint, nor the chDB directory could be used."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamproc sql",
+        description="Run a read-only SQL query against the metrics tables "
+        "(ClickHouse server, the running worker, or the embedded chDB directory).",
+    )
+    parser.add_argument("query", help="the SQL; '-' reads it from standard input")
+    parser.add_argument(
+        "--format", "-f", choices=sorted(FORMATS), default="table", help="output (default: table)"
+    )
+    return parser
+
+
+def _via_clickhouse(cfg: SqlCliConfig, sql: str, fmt: str) -> bytes:
+    from streamproc.sink.clickhouse_sink import ClickHouseSink
+
+    sink = ClickHouseSink(
+        cfg.clickhouse_url or "",
+        cfg.clickhouse_user,
+        cfg.clickhouse_password,
+        cfg.database,
+        secure=cfg.clickhouse_secure,
+        verify=cfg.clickhouse_verify,
+        apply_schema=False,
+    )
+    try:
+        return sink.query(sql, fmt=fmt).data
+    finally:
+        sink.close()
+
+
+def _via_chdb(cfg: SqlCliConfig, sql: str, fmt: str) -> bytes:
+    from streamproc.sink.chdb_sink import ChdbReader
+
+    path = Path(cfg.chdb_path)
+    if not (path / "metadata").is_dir():
+        raise NoBackend(
+            f"no worker SQL endpoint at {cfg.endpoint} and no chDB data in {path} "
+            "(start the worker, or set STREAMPROC_SQL_ENDPOINT / STREAMPROC_CHDB_PATH / "
+            "STREAMPROC_CLICKHOUSE_URL)"
+        )
+    try:
+        reader = ChdbReader(
+            str(path),
+            cfg.database,
+            {"max_execution_time": cfg.max_execution_time, "output_format_pretty_color": 0},
+        )
+    except SinkError as exc:
+        raise NoBackend(
+            f"the worker's SQL endpoint at {cfg.endpoint} did not answer and the chDB "
+            f"directory cannot be opened: {exc}"
+        ) from exc
+    try:
+        return reader.query(sql, fmt)
+    finally:
+        reader.close()
+
+
+def execute(cfg: SqlCliConfig, sql: str, fmt: str) -> bytes:
+    """Run ``sql`` in ClickHouse output format ``fmt`` on the first backend available."""
+    from streamproc.sqlserve import EndpointUnavailable, query_endpoint
+
+    if cfg.clickhouse_url:
+        return _via_clickhouse(cfg, sql, fmt)
+    try:
+        return query_endpoint(cfg.endpoint, sql, fmt, timeout=cfg.endpoint_timeout)
+    except EndpointUnavailable:
+        return _via_chdb(cfg, sql, fmt)
+
+
+def run_sql(
+    argv: Sequence[str] | argparse.Namespace | None = None,
+    config: SqlCliConfig | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Entry point of ``streamproc sql``; returns the exit status.
+
+    ``argv`` may be the subcommand's arguments or an already parsed namespace with
+    ``query`` and ``format``. ``config`` defaults to the ``STREAMPROC_*`` environment
+    (until ``streamproc.settings`` provides it).
+    """
+    from streamproc.sqlserve import EndpointError
+
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    if isinstance(argv, argparse.Namespace):
+        args = argv
+    else:
+        try:
+            args = build_parser().parse_args(list(argv) if argv is not None else None)
+        except SystemExit as exc:
+            return int(exc.code or 0) if isinstance(exc.code, int) else 2
+    cfg = config or SqlCliConfig.from_mapping(os.environ)
+    sql = sys.stdin.read() if args.query == "-" else str(args.query)
+    fmt = FORMATS[str(getattr(args, "format", "table") or "table")]
+    try:
+        data = execute(cfg, sql, fmt)
+    except NoBackend as exc:
+        print(f"streamproc sql: {exc}", file=err)
+        return 3
+    except EndpointError as exc:
+        print(f"streamproc sql: rejected ({exc.status}): {exc}", file=err)
+        return 1
+    except SinkError as exc:
+        print(f"streamproc sql: {exc}", file=err)
+        return 1
+    text = data.decode("utf-8", errors="replace")
+    out.write(text)
+    if text and not text.endswith("\n"):
+        out.write("\n")
+    out.flush()
+    return 0
