@@ -1,0 +1,136 @@
+"""The schema files, their loader and the SQL lexer shared with the SQL endpoint."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from streamproc.rows import TABLES
+from streamproc.sink.base import SCHEMA
+from streamproc.sink.chdb_sink import ChdbSink
+from streamproc.sink.ddl import (
+    SCHEMA_DIR,
+    SqlLexError,
+    load_statements,
+    quote_identifier,
+    schema_files,
+    split_statements,
+    substitute_database,
+    tokenize,
+)
+from tests.chdb_fixture import chdb_dir, fresh_database
+
+
+def test_schema_files_in_order() -> None:
+    names = [p.name for p in schema_files()]
+    assert names == [
+        "001_database.sql",
+        "002_room_metrics.sql",
+        "003_room_totals.sql",
+        "004_dead_letters.sql",
+        "005_late_events.sql",
+    ]
+
+
+def test_default_statements_are_idempotent_creates_in_live() -> None:
+    stmts = load_statements()
+    assert len(stmts) == 5
+    assert stmts[0] == "CREATE DATABASE IF NOT EXISTS live"
+    for stmt, table in zip(stmts[1:], SCHEMA, strict=True):
+        assert stmt.startswith(f"CREATE TABLE IF NOT EXISTS live.{table}\n")
+        assert "--" not in stmt  # comments stripped
+
+
+def test_files_are_multiquery_scripts() -> None:
+    """clickhouse-client --multiquery needs every statement ';'-terminated; one per file here."""
+    for path in schema_files():
+        text = path.read_text(encoding="utf-8")
+        assert len(split_statements(text)) == 1, path
+        code = "".join(t.text for t in tokenize(text)).rstrip()
+        assert code.endswith(";"), path
+
+
+def test_engines_and_keys() -> None:
+    text = {p.stem: p.read_text(encoding="utf-8") for p in schema_files()}
+    assert "ENGINE = ReplacingMergeTree(version)" in text["002_room_metrics"]
+    assert "ORDER BY (room_id, window_start)" in text["002_room_metrics"]
+    assert "ENGINE = ReplacingMergeTree(version)" in text["003_room_totals"]
+    assert "ORDER BY room_id" in text["003_room_totals"]
+    for stem in ("004_dead_letters", "005_late_events"):
+        assert "ENGINE = ReplacingMergeTree\n" in text[stem]
+        assert "ORDER BY (topic, `partition`, `offset`)" in text[stem]
+
+
+def test_substitute_database_only_touches_the_identifier() -> None:
+    sql = (
+        "-- live comment\nCREATE TABLE IF NOT EXISTS live.t (a String DEFAULT 'live', "
+        "`live` Int8, lively Int8) /* live */;"
+    )
+    out = substitute_database(sql, "other_db")
+    assert "`other_db`.t" in out
+    assert "'live'" in out and "`live`" in out and "lively" in out
+    assert "-- live comment" in out and "/* live */" in out
+    assert substitute_database(sql, "live") == sql
+
+
+@pytest.mark.parametrize("bad", ["", "a-b", "a.b", "1abc", "a b", "x`y", "ü", "a" * 200])
+def test_bad_database_names_rejected(bad: str) -> None:
+    with pytest.raises(ValueError):
+        substitute_database("SELECT 1", bad)
+
+
+def test_lexer_strings_comments_heredocs() -> None:
+    sql = (
+        "SELECT 'a;b''c\\'d', \"q;\"\"x\", `b;\\`t`, $$x;'y$$, $tag$ z; $tag$ -- c;\n"
+        "/* ; */ 1; SELECT 2"
+    )
+    assert split_statements(sql) == [
+        "SELECT 'a;b''c\\'d', \"q;\"\"x\", `b;\\`t`, $$x;'y$$, $tag$ z; $tag$ \n  1",
+        "SELECT 2",
+    ]
+    kinds = [t.kind for t in tokenize("SELECT `a``b`, 1.5e3, x.y")]
+    assert kinds == ["word", "qident", "punct", "number", "punct", "word", "punct", "word"]
+    assert next(t for t in tokenize("`a\\`b`")).ident == "a`b"
+
+
+@pytest.mark.parametrize("bad", ["SELECT 'x", "SELECT `x", "SELECT /* x", "SELECT $$x", 'SELECT "'])
+def test_lexer_rejects_unterminated(bad: str) -> None:
+    with pytest.raises(SqlLexError):
+        list(tokenize(bad))
+
+
+def test_quote_identifier() -> None:
+    assert quote_identifier("a`b\\c") == "`a\\`b\\\\c`"
+
+
+def test_applied_schema_matches_code() -> None:
+    """DESCRIBE of every table == base.SCHEMA == streamproc.rows column order."""
+    database = fresh_database()
+    sink = ChdbSink(chdb_dir(), database)
+    try:
+        sink.apply_ddl()  # a second time: idempotent
+        for table, cols in SCHEMA.items():
+            res = sink.query(f"DESCRIBE TABLE {table}")
+            described = [(r[0], r[1]) for r in res.rows]
+            assert described == [(c.name, c.ch_type) for c in cols], table
+            assert tuple(r[0] for r in described) == TABLES[table]
+        engines = sink.query(
+            "SELECT name, engine_full FROM system.tables WHERE database = {db:String} "
+            "ORDER BY name",
+            {"db": database},
+        ).rows
+        by_name = {n: e for n, e in engines}
+        assert by_name["room_metrics"].startswith("ReplacingMergeTree(version) PARTITION BY")
+        assert "ORDER BY (room_id, window_start)" in by_name["room_metrics"]
+        assert by_name["room_totals"].startswith("ReplacingMergeTree(version) ORDER BY room_id")
+        assert re.match(
+            r"ReplacingMergeTree ORDER BY \(topic, `?partition`?, `?offset`?\)",
+            by_name["dead_letters"],
+        )
+    finally:
+        sink.close()
+
+
+def test_schema_dir_points_into_repo() -> None:
+    assert SCHEMA_DIR.name == "clickhouse" and SCHEMA_DIR.parent.name == "schemas"
