@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import re
+import socket
 import threading
 import uuid
 import zlib
@@ -111,6 +112,8 @@ class ChFront:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._unavailable = False
+        self._conn_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         self.requests = 0
         self.failed_requests = 0
         self.inserts = 0
@@ -139,11 +142,19 @@ class ChFront:
         return self
 
     def stop(self) -> None:
-        """Close the listening socket: clients get "connection refused" until :meth:`start`."""
+        """Close the listening socket and every open connection (keep-alive ones too).
+
+        Clients get "connection refused" / "connection reset" until :meth:`start`.
+        """
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
             server.server_close()
+        with self._conn_lock:
+            conns = list(self._connections)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -209,6 +220,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.owner._conn_lock:
+            self.owner._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.owner._conn_lock:
+            self.owner._connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
