@@ -368,6 +368,17 @@ _BAD_DECIMALS = ("abc", "1,299.00", "¥199", "", " 12.00", "Infinity", "NaN", "1
 _NOT_UTF8 = (b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe4\xb8", b"\xb2\xa5\xbc\xe4")
 
 
+def _not_utf8_key(room: str) -> bytes:
+    """The room id in a legacy encoding (GB18030, as an old client might send it),
+    or with a stray byte: a key that is not even UTF-8."""
+    try:
+        legacy = room.encode("gb18030")
+        legacy.decode("utf-8")
+    except UnicodeDecodeError:
+        return legacy
+    return room.encode() + b"\xff"
+
+
 def _bad_message(
     reason: str, variant: int, *, eid: str, room: str, user: str, ts: int, oid: str,
     other_key: bytes, topics: tuple[str, ...],
@@ -383,7 +394,7 @@ def _bad_message(
     topic = topics[("viewer", "chat", "cart", "order").index(kind)]
     key = room.encode()
     d = _base_event(kind, eid, room, user, ts, oid)
-    v = variant // len(kinds)
+    v = variant  # shapes cycle independently of kinds (coprime-ish lengths mix them)
     value: bytes
     if reason == "not_utf8":
         bad = _NOT_UTF8[v % len(_NOT_UTF8)]
@@ -460,9 +471,9 @@ def _bad_message(
         nfd = unicodedata.normalize("NFD", room).encode()
         keys = (
             other_key,
-            key + b" ",
+            _not_utf8_key(room),
             b"",
-            room.encode("utf-16-le"),
+            key + b" ",
             nfd if nfd != key else key.upper() if key.upper() != key else key + b"\x00",
         )
         key = keys[v % len(keys)]
@@ -857,6 +868,8 @@ def generate(cfg: SimConfig) -> Iterator[SimRecord]:
                     out[i] = (rec[0], rec[1], val, ets)
                     continue
                 sec = (rec[3] + d - start) // 1000
+                if duration is not None and sec >= duration:
+                    continue  # would arrive after the end, where "how late" is ill-defined
                 moved = (rec[0], rec[1], rec[2], rec[3] + d)
                 (extras if sec == t else future_send.setdefault(sec, [])).append(moved)
                 held.append(i)
