@@ -508,7 +508,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(411, _error_body("Content-Length required", ""))
             return
         if length > self.owner.limits.max_body_bytes:
+            # Drain a moderately large body first: replying while the client is still
+            # sending makes it see a reset instead of the 413. Huge ones: just hang up.
             self.close_connection = True
+            remaining = length if length <= 16 * self.owner.limits.max_body_bytes else 0
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 1 << 16))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
             self._send(413, _error_body("query text too large", ""))
             return
         body = self.rfile.read(length)

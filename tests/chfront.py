@@ -74,7 +74,7 @@ def _decode_body(body: bytes, encoding: str) -> bytes:
     if encoding == "deflate":
         return zlib.decompress(body)
     if encoding == "lz4":
-        import lz4.frame
+        import lz4.frame  # type: ignore[import-untyped]
 
         # a streamed body is a sequence of lz4 frames (one per Native block)
         frames = []
@@ -88,9 +88,9 @@ def _decode_body(body: bytes, encoding: str) -> bytes:
         try:
             from compression import zstd  # type: ignore[import-not-found]
         except ImportError:
-            from backports import zstd  # type: ignore[no-redef]
-        out = zstd.decompress(body)
-        return out
+            from backports import zstd
+        data: bytes = zstd.decompress(body)
+        return data
     raise ValueError(f"unsupported Content-Encoding {encoding!r}")
 
 
@@ -101,13 +101,14 @@ class ChFront:
         self.path = path
         self.host = host
         self.port = port
-        self._session: Any = chdb.session.Session(path)
+        session: Any = chdb.session.Session(path)  # type: ignore[no-untyped-call]
+        self._session: Any = session
         for stmt in (
             "SET output_format_json_quote_decimals = 1",
             "SET output_format_decimal_trailing_zeros = 1",
             "SET output_format_json_quote_64bit_integers = 1",
         ):
-            self._session.query(stmt)
+            session.query(stmt)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -296,8 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             owner.failed_requests += 1
             msg = str(exc)
-            m = _CODE.search(msg)
-            code = m.group(1) if m else "1000"
+            code_match = _CODE.search(msg)
+            code = code_match.group(1) if code_match else "1000"
             status = {"60": 404, "81": 404, "62": 400}.get(code, 500)
             if "Code:" not in msg:
                 msg = f"Code: {code}. DB::Exception: {msg}"
