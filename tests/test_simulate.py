@@ -10,8 +10,12 @@ Throughput is not asserted here (machines differ): see ``bench/simulate_speed.py
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
 import re
+import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -473,3 +477,87 @@ def test_replay_line_shape() -> None:
     assert to_replay_line(rec).endswith(b"\n")
     d = orjson.loads(to_replay_line(rec._replace(value=b"{}"), timestamp=5))
     assert d == {"topic": "live.chat", "key": "直播间", "value": "{}", "timestamp": 5}
+
+
+# --------------------------------------------------------------------------- Kafka (opt-in)
+
+_KAFKA = os.environ.get("STREAMPROC_TEST_KAFKA_BOOTSTRAP")
+
+
+@pytest.mark.kafka
+@pytest.mark.skipif(not _KAFKA, reason="set STREAMPROC_TEST_KAFKA_BOOTSTRAP=host:port to run "
+                    "(an external broker: this test never starts or resets one)")
+def test_produce_round_trip_keeps_keys_partitions_and_order() -> None:
+    """Every record arrives once, on Kafka's default partition of its key (wrong keys
+    included), in generator order within each partition; unknown topics are skipped."""
+    assert _KAFKA is not None
+    asyncio.run(_round_trip(_KAFKA))
+
+
+async def _round_trip(bootstrap: str) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streamproc.broker import ensure_topics_async
+    from streamproc.partitioner import murmur2_partition
+    from streamproc.produce import produce
+
+    run = uuid.uuid4().hex[:8]
+    tmap = {t: f"{t}-{run}" for t in TOPICS}
+    nparts = 4
+    await ensure_topics_async(bootstrap, list(tmap.values()), nparts)
+    recs = scenario_awkward(3)
+    ticks: list[int] = []
+    stats = await produce(bootstrap, recs, None, tmap, lambda s, e, r: ticks.append(s),
+                          progress_interval_s=0.0)
+    known = [r for r in recs if r.topic in tmap]
+    assert (stats.sent, stats.delivered, stats.errors) == (len(known), len(known), 0)
+    assert stats.skipped == len(recs) - len(known) > 0
+    assert ticks and ticks[-1] == len(known)
+
+    expected: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
+    for r in known:
+        expected[(tmap[r.topic], murmur2_partition(r.key, nparts))].append((r.key, r.value))
+    got: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in tmap.values() for p in range(nparts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while sum(len(v) for v in got.values()) < len(known):
+            batch = await consumer.getmany(timeout_ms=2_000)
+            if not batch:
+                break
+            for tp, msgs in batch.items():
+                got[(tp.topic, tp.partition)].extend((m.key or b"", m.value or b"") for m in msgs)
+        assert sum(ends.values()) == len(known)
+    finally:
+        await consumer.stop()
+    assert got == expected
+
+
+@pytest.mark.kafka
+@pytest.mark.skipif(not _KAFKA, reason="set STREAMPROC_TEST_KAFKA_BOOTSTRAP=host:port to run")
+def test_produce_paces_by_rate_and_live_time() -> None:
+    assert _KAFKA is not None
+    asyncio.run(_pacing(_KAFKA))
+
+
+async def _pacing(bootstrap: str) -> None:
+    from streamproc.broker import ensure_topics_async
+    from streamproc.produce import produce
+
+    run = uuid.uuid4().hex[:8]
+    tmap = {t: f"{t}-{run}" for t in TOPICS}
+    await ensure_topics_async(bootstrap, list(tmap.values()), 2)
+    recs = list(generate(SimConfig(rooms=5, hit_room_viewers=200, other_viewers=50,
+                                   max_events=2_000, invalid_rate=0.0)))
+    stats = await produce(bootstrap, recs, 4_000.0, tmap)
+    assert stats.sent == 2_000 and 0.4 <= stats.elapsed_s < 5.0
+    # live: send times 0..1.5 s from now are honoured
+    now = int(time.time() * 1000)
+    live = [r._replace(ts=now + i * 1_500 // 300) for i, r in enumerate(recs[:300])]
+    stats = await produce(bootstrap, live, None, tmap, live=True)
+    assert stats.sent == 300 and 1.2 <= stats.elapsed_s < 5.0
