@@ -330,6 +330,12 @@ def test_cli_falls_back_to_chdb_directory(sink: ChdbSink) -> None:
     assert code == 1 and "readonly" in err.lower()
 
 
+def test_cli_fallback_unknown_database(sink: ChdbSink) -> None:
+    cfg = SqlCliConfig(endpoint="http://127.0.0.1:9", database="no_such_db", chdb_path=chdb_dir())
+    code, _, err = run(["SELECT 1"], cfg)
+    assert code == 3 and "no_such_db" in err
+
+
 def test_cli_nothing_reachable(tmp_path: Path) -> None:
     cfg = SqlCliConfig(endpoint="http://127.0.0.1:9", chdb_path=str(tmp_path / "none"))
     code, _, err = run(["SELECT 1"], cfg)

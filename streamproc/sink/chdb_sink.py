@@ -46,6 +46,7 @@ from streamproc.sink.base import (
     QueryResult,
     Sink,
     SinkError,
+    param_text,
     to_arrow,
 )
 from streamproc.sink.ddl import (
@@ -103,9 +104,9 @@ class ChdbReader:
                 self._session.query(stmt)
             self._session.query(f"USE {quote_identifier(database)}")
             self._session.query("SET readonly = 1")
-        except Exception:
+        except Exception as exc:
             self._session.close()
-            raise
+            raise SinkError(f"cannot prepare a read-only session on {path!r}: {exc}") from exc
 
     def query(self, sql: str, fmt: str) -> bytes:
         """Run one statement; raise :class:`QueryError` with ClickHouse's message on failure."""
@@ -164,7 +165,8 @@ class ChdbSink(Sink):
         if self._session is None:
             raise SinkError("sink is closed")
         try:
-            return self._session.query(sql, fmt, params=params)
+            bound = {k: param_text(v) for k, v in params.items()} if params else None
+            return self._session.query(sql, fmt, params=bound)
         except Exception as exc:
             raise QueryError(str(exc)) from exc
 
