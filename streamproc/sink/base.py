@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Final
 
 import numpy as np
@@ -223,11 +224,19 @@ def fen_array(values: Sequence[int]) -> pa.Array:
     overflow ``Decimal(18, 2)``; the validator keeps every sum inside it).
     """
     try:
-        fen = np.asarray(values, dtype=np.int64)
+        raw = np.asarray(values)
     except (OverflowError, TypeError, ValueError) as exc:
-        raise BatchError(f"money column is not int64 fen: {exc}") from exc
-    if fen.ndim != 1:
+        raise BatchError(f"money column is not integer fen: {exc}") from exc
+    if raw.size and raw.dtype.kind not in "iu":
+        # a float would be truncated silently; an int beyond int64 comes out as dtype object
+        if raw.dtype.kind == "O" and all(type(v) is int for v in values):
+            raise BatchError("money value out of Decimal(18, 2) range")
+        raise BatchError(f"money column is not integer fen (got {raw.dtype})")
+    if raw.ndim != 1:
         raise BatchError("money column must be one-dimensional")
+    if raw.dtype.kind == "u" and raw.size and int(raw.max()) > MAX_FEN:
+        raise BatchError("money value out of Decimal(18, 2) range")
+    fen = raw.astype(np.int64)
     if fen.size and int(np.abs(fen).max()) > MAX_FEN:
         raise BatchError("money value out of Decimal(18, 2) range")
     words = np.empty((fen.size, 2), dtype="<i8")
@@ -317,6 +326,38 @@ def _empty_type(col: Column) -> pa.DataType:
         "time": ARROW_TIME,
         "money": ARROW_MONEY,
     }.get(col.kind) or _ARROW_INT[col.kind]
+
+
+# ---------------------------------------------------------------------------
+# Query parameters
+
+_ESCAPES: Final[dict[int, str]] = {
+    ord("\\"): "\\\\",
+    ord("\t"): "\\t",
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\0"): "\\0",
+    ord("\b"): "\\b",
+    ord("\f"): "\\f",
+}
+
+
+def param_text(value: Any) -> str:
+    """A ``{name:Type}`` parameter value in ClickHouse's *escaped* text form.
+
+    ClickHouse parses query-parameter values like a TabSeparated field, so a raw
+    newline or backslash would cut or alter the value. ``bytes`` become ``\\xHH``
+    escapes (exact for any byte string); ``None`` is ``\\N`` (NULL).
+    """
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, bytes | bytearray):
+        return "".join(f"\\x{b:02X}" for b in value)
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    return str(value).translate(_ESCAPES)
 
 
 # ---------------------------------------------------------------------------
