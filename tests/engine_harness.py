@@ -147,13 +147,13 @@ class Driver:
 
 def engine_compute(
     records: Iterable[Record],
-    cfg: RefConfig = RefConfig(),
+    cfg: RefConfig | None = None,
     *,
     flush_every: int | None = None,
     crash_at: Iterable[int] = (),
 ) -> dict[str, Any]:
     """The engine's final output for ``records``, shaped like ``reference.compute``."""
-    drv = Driver(engine_config(cfg))
+    drv = Driver(engine_config(cfg or RefConfig()))
     crashes = set(crash_at)
     for i, rec in enumerate(records):
         if i in crashes:

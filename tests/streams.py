@@ -1,0 +1,175 @@
+"""Hypothesis strategies: random multi-room streams with every awkward case.
+
+A stream is drawn as events on an event-time line (small windows and timeouts so
+that a few dozen events cross many windows), each given an arrival delay from a
+category: in order, out of order within ``B``, late but within ``L``, or an hour
+late. Duplicates (exact redeliveries), invalid messages of every reason, implicit
+joins, double leaves, same-``ts`` ties, refunds and non-ASCII room ids are mixed
+in. Records come out sorted by arrival, like a merged Kafka partition.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+
+from tests.reference import Record, RefConfig, default_partition
+
+BASE = 1_700_000_000_000
+ROOMS = ("r1", "直播间-7", "r'q\"\\x", "🎉room", "r\nnl", "r2")
+USERS = ("u1", "u2", "u3", "用户4")
+KIND_TOPIC = {"viewer": 0, "chat": 1, "cart": 2, "order": 3}
+AMOUNTS = ("0.1", '"19.99"', "100", '"0.01"', "12.300", "0", '"5"', "2E-1")
+
+
+def _dumps(obj: dict[str, Any], raw: dict[str, str] | None = None) -> bytes:
+    parts = [f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in obj.items()]
+    for k, v in (raw or {}).items():
+        parts.append(f"{json.dumps(k)}: {v}")
+    return ("{" + ", ".join(parts) + "}").encode("utf-8")
+
+
+@dataclass
+class Msg:
+    kind: int
+    key: bytes | None
+    value: bytes
+    arrival: int
+
+
+def _valid_event(draw: st.DrawFn, eid: str, room: str, user: str, ts: int) -> tuple[int, bytes]:
+    kind = draw(st.sampled_from(["viewer", "viewer", "viewer", "chat", "cart", "order"]))
+    obj: dict[str, Any] = {"event_id": eid, "room_id": room, "user_id": user, "ts": ts}
+    raw: dict[str, str] = {}
+    if draw(st.booleans()):
+        obj["type"] = kind
+    if kind == "viewer":
+        obj["action"] = draw(st.sampled_from(["join", "heartbeat", "heartbeat", "leave"]))
+    elif kind == "chat":
+        obj["text"] = draw(st.sampled_from(["hi", "买买买", ""]))
+    elif kind == "cart":
+        obj.update(sku_id="s1", quantity=draw(st.integers(1, 3)))
+        raw["price"] = draw(st.sampled_from(AMOUNTS))
+    else:
+        obj.update(order_id=f"o{draw(st.integers(0, 3))}", sku_id="s1", quantity=1)
+        obj["status"] = draw(st.sampled_from(["paid", "paid", "refunded"]))
+        raw["amount"] = draw(st.sampled_from(AMOUNTS))
+    return KIND_TOPIC[kind], _dumps(obj, raw)
+
+
+def _invalid(draw: st.DrawFn, room: str, ts: int) -> tuple[int, bytes, bytes | None]:
+    """One message with exactly one fault, for every reason of semantics §2."""
+    good = {"event_id": "bad", "room_id": room, "user_id": "u1", "ts": ts}
+    key = room.encode()
+    case = draw(st.integers(0, 17))
+    chat = dict(good, text="x")
+    if case == 0:
+        return 1, b'{"event_id": "\xff"}', key
+    if case == 1:
+        return 1, b"{not json", key
+    if case == 2:
+        return 1, b"[1, 2]", key
+    if case == 3:
+        return 1, _dumps({k: v for k, v in chat.items() if k != "user_id"}), key
+    if case == 4:
+        return 1, _dumps(dict(chat, ts=str(ts))), key
+    if case == 5:
+        return 1, _dumps(dict(chat, event_id="")), key
+    if case == 6:
+        return 1, _dumps(dict(chat, user_id="x" * 129)), key
+    if case == 7:
+        return 1, _dumps(dict(chat, ts=100)), key
+    if case == 8:
+        return 1, _dumps(dict(chat, type="order")), key
+    if case == 9:
+        return 0, _dumps(dict(good, action="dance")), key
+    if case == 10:
+        return 1, _dumps(dict(chat, text="y" * 2001)), key
+    cart = dict(good, sku_id="s", quantity=1)
+    if case == 11:
+        return 2, _dumps(dict(cart, quantity=0), {"price": "1"}), key
+    if case == 12:
+        return 2, _dumps(cart, {"price": '"1,5"'}), key
+    order = dict(good, order_id="o", sku_id="s", quantity=1, status="paid")
+    if case == 13:
+        return 3, _dumps(order, {"amount": "-1"}), key
+    if case == 14:
+        return 3, _dumps(order, {"amount": '"0.001"'}), key
+    if case == 15:
+        return 3, _dumps(order, {"amount": "1e13"}), key
+    if case == 16:
+        return 3, _dumps(dict(order, status="lost"), {"amount": "1"}), key
+    return 1, _dumps(chat), b"some-other-room"
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> RefConfig:
+    W = draw(st.sampled_from([1000, 2000]))
+    return RefConfig(
+        window_ms=W,
+        out_of_order_ms=draw(st.sampled_from([0, 300, 1000])),
+        allowed_lateness_ms=draw(st.sampled_from([0, 1500, 4000])),
+        presence_timeout_ms=draw(st.sampled_from([700, 1000, 2500, 5000])),
+        dedup_ms=draw(st.sampled_from([3000, 20000])),
+        idle_ms=draw(st.sampled_from([500, 2000])),
+    )
+
+
+@st.composite
+def streams(draw: st.DrawFn, max_events: int = 60) -> tuple[RefConfig, int, list[Record]]:
+    """``(config, partitions, records in arrival order)``."""
+    cfg = draw(configs())
+    B, W, L = cfg.out_of_order_ms, cfg.window_ms, cfg.allowed_lateness_ms
+    partitions = draw(st.integers(1, 3))
+    rooms = draw(st.lists(st.sampled_from(ROOMS), min_size=1, max_size=3, unique=True))
+    users = draw(st.lists(st.sampled_from(USERS), min_size=1, max_size=4, unique=True))
+    n = draw(st.integers(1, max_events))
+    ties = draw(st.lists(st.integers(0, 20_000), min_size=1, max_size=4))
+    msgs: list[Msg] = []
+    sent: list[Msg] = []
+    for i in range(n):
+        shape = draw(st.sampled_from(["tie", "grid", "grid", "free"]))
+        if shape == "tie":
+            off = draw(st.sampled_from(ties))
+        elif shape == "grid":  # coarse times: exact T gaps, window edges, same-ts ties
+            off = draw(st.integers(0, 200)) * 100
+        else:
+            off = draw(st.integers(0, 20_000))
+        ts = BASE + off
+        delay_kind = draw(st.sampled_from(["now", "now", "now", "b", "late", "hour"]))
+        if delay_kind == "now":
+            delay = draw(st.integers(0, 50))
+        elif delay_kind == "b":
+            delay = draw(st.integers(0, B))
+        elif delay_kind == "late":
+            delay = B + W + draw(st.integers(0, L + W))
+        else:
+            delay = 3_600_000
+        room = draw(st.sampled_from(rooms))
+        what = draw(st.sampled_from(["ev"] * 8 + ["dup", "bad"]))
+        if what == "dup" and sent:
+            orig = draw(st.sampled_from(sent))
+            msgs.append(Msg(orig.kind, orig.key, orig.value, orig.arrival + delay + 1))
+            continue
+        if what == "bad":
+            kind, value, key = _invalid(draw, room, ts)
+            msgs.append(Msg(kind, key, value, ts + delay))
+            continue
+        user = draw(st.sampled_from(users))
+        kind, value = _valid_event(draw, f"e{i}", room, user, ts)
+        m = Msg(kind, room.encode(), value, ts + delay)
+        msgs.append(m)
+        sent.append(m)
+    msgs.sort(key=lambda m: m.arrival)
+    offsets: dict[tuple[int, int], int] = defaultdict(int)
+    records = []
+    for m in msgs:
+        p = default_partition(m.key, partitions)
+        off = offsets[(m.kind, p)]
+        offsets[(m.kind, p)] += 1
+        records.append(Record(cfg.topics[m.kind], p, off, m.key, m.value, m.arrival))
+    return cfg, partitions, records
