@@ -1,8 +1,12 @@
 """Session-scoped pytest fixture running a real local Kafka broker for the test session.
 
-Import it from tests/conftest.py with::
+Register it from tests/conftest.py with::
 
-    from tests.kafka_fixture import kafka_bootstrap, kafka_node  # noqa: F401
+    pytest_plugins = ["tests.kafka_fixture"]
+
+(tests/test_broker.py registers the same plugin; pytest loads it once, so there is only ever
+one test broker per session. Importing the fixtures into conftest also works but makes pytest
+warn that the module cannot be assertion-rewritten.)
 
 Why a separate broker for tests: it listens on its own port (``STREAMPROC_TEST_KAFKA_PORT``,
 default 19092; controller on port+1) and keeps its data in its own node directory, so tests

@@ -123,6 +123,7 @@ port_open() {
 #              client_id:string("kafka.sh") | topics:array(empty, count 0)
 #   response = size:int32 | correlation_id:int32 | brokers:array(count:int32, ...) | ...
 kafka_ready() {
+  # shellcheck disable=SC2016  # the inner script is single-quoted on purpose
   timeout 3 bash -c '
     exec 3<>/dev/tcp/127.0.0.1/'"$PORT"' || exit 1
     printf "\x00\x00\x00\x16\x00\x03\x00\x01\x00\x00\x00\x07\x00\x08kafka.sh\x00\x00\x00\x00" >&3
