@@ -21,12 +21,25 @@ from __future__ import annotations
 
 import heapq
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import KINDS, EngineConfig
-from .presence import NEG, POS, Interval, User, intervals, is_gone, overlaps, prune
+from .presence import (
+    CLOSED,
+    NEG,
+    POS,
+    VIEWER,
+    Interval,
+    User,
+    intervals,
+    is_gone,
+    new_ts_array,
+    overlaps,
+    prune,
+)
 from .room import Room, TotalsValues
 from .validate import (
     DECODERS,
@@ -111,6 +124,8 @@ class PartitionEngine:
         """Largest valid ``ts`` seen (the newest window is ``head``'s)."""
         self._recheck_at = NEG
         self._cand_dirty = False
+        self._cand_topic = -1
+        """The topic whose ``maxts`` sets the candidate (only its growth can raise it)."""
         self._next_close = NEG
         # dedup (§4)
         self.seen: dict[str, int] = {}
@@ -118,6 +133,8 @@ class PartitionEngine:
         self._seen_heap: list[int] = []
         # rooms and timers
         self.rooms: dict[str, Room] = {}
+        self._room_by_key: dict[bytes, Room] = {}
+        """Rooms by message key: checks key == room_id without encoding it per event."""
         self._timers: list[tuple[int, str]] = []
         self.counters = Counters()
         self.out = Output()
@@ -129,7 +146,9 @@ class PartitionEngine:
         """Apply records of this partition in arrival order (semantics §1).
 
         Records at an offset below ``next_offsets`` are already part of the state
-        (a redelivery after a restore) and are skipped.
+        (a redelivery after a restore) and are skipped. This loop is the engine's
+        hot path: it keeps state in locals and inlines the common cases (a
+        heartbeat of a present user, a first event of a new user, a chat).
         """
         cfg = self.cfg
         W = cfg.window_ms
@@ -141,8 +160,10 @@ class PartitionEngine:
         maxts = self.maxts
         last_arrival = self.last_arrival
         seen = self.seen
-        rooms = self.rooms
+        buckets = self._seen_buckets
+        by_key = self._room_by_key
         counters_events = self.counters.events
+        max_ahead = MAX_AHEAD_MS
         for kind, offset, key, value, arrival in records:
             if offset < next_offsets[kind]:
                 continue
@@ -155,8 +176,11 @@ class PartitionEngine:
                     value.decode("utf-8")
                 ev: Any = decoders[kind].decode(value)
                 ts = ev.ts
-                if ts < MIN_TS or ts > arrival + MAX_AHEAD_MS or key != ev.room_id.encode():
+                if ts < MIN_TS or ts > arrival + max_ahead:
                     raise ValueError
+                room = by_key.get(key)  # type: ignore[arg-type]
+                if room is None or room.room_id != ev.room_id:
+                    room = self._room_for_key(key, ev.room_id)
                 if kind == 3:
                     fen = amount_fen(bytes(ev.amount))
                 elif kind == 2:
@@ -168,7 +192,8 @@ class PartitionEngine:
             m = maxts[kind]
             if m is None or ts > m:
                 maxts[kind] = ts
-                self._cand_dirty = True
+                if kind == self._cand_topic:
+                    self._cand_dirty = True
                 if ts > self.head:
                     self.head = ts
             la = last_arrival[kind]
@@ -178,46 +203,72 @@ class PartitionEngine:
             # duplicates before lateness (§4)
             eid = ev.event_id
             t0 = seen.get(eid)
-            S = self.stream_time
-            if t0 is not None and t0 + D > S and -D < ts - t0 < D:
+            if t0 is not None and t0 + D > self.stream_time and -D < ts - t0 < D:
                 self.counters.duplicates += 1
                 continue
             ws = ts - ts % W
             if ws < self.horizon:
                 self._late(kind, offset, value, arrival, ev, ws)
                 continue
-            if t0 is None:
-                self._remember(eid, ts)
+            seen[eid] = ts
+            b = ts // W
+            lst = buckets.get(b)
+            if lst is None:
+                buckets[b] = [eid]
+                heapq.heappush(self._seen_heap, b)
             else:
-                seen[eid] = ts
-                self._remember_bucket(eid, ts)
+                lst.append(eid)
             counters_events[kind] += 1
             # apply
-            rid = ev.room_id
-            room = rooms.get(rid)
-            if room is None:
-                room = rooms[rid] = Room(rid)
-            room.touch_event(ts)
+            if ts > room.last_ts:
+                room.last_ts = ts
+            if ts < room.first_ts:
+                room.first_ts = ts
+            room.totals_dirty = True
             uid = ev.user_id
             leave = kind == 0 and ev.action == "leave"
             u = room.users.get(uid)
-            if (
-                u is not None
-                and not leave
-                and not u.closed
-                and u.last_leave < u.last <= ts < u.last + T
-            ):
-                # fast path: a newer event of a present user only extends the open interval
-                if ts > u.last:
-                    u.evs.append(ts)
-                    u.last = ts
+            if u is not None and not leave:
+                evs = u.evs
+                if evs and not u.flags & CLOSED:
+                    last = evs[-1]
+                    if last <= ts < last + T and (u.leaves is None or u.leaves[-1] < last):
+                        # a newer event of a present user only extends the open interval
+                        if ts > last:
+                            evs.append(ts)
+                        u = None
+                if u is not None:
+                    self._presence(room, uid, u, ts, leave)
+            elif u is None and not leave and ts + T > self.stream_time:
+                # first event of a new user: one open interval [ts, ...)
+                room.users[uid] = User(new_ts_array(ts), None, VIEWER)
+                if uid not in room.departed:
+                    room.viewers += 1
+                else:
+                    room.departed.discard(uid)
+                w = room.windows.get(ws)
+                if w is None:
+                    w = room.windows[ws] = Window(ws)
+                if ws < room.dirty_from:
+                    room.dirty_from = ws
+                w.change(ts, 1)
+                w.joins += 1
+                self._schedule(room, uid, ts + T)
             else:
                 self._presence(room, uid, u, ts, leave)
             if kind == 0:
                 if leave:
-                    room.window(ws).leave_events += 1
-            elif kind == 1:
-                w = room.window(ws)
+                    w = room.window(ws)
+                    w.leave_events += 1
+                    w.dirty = True
+                continue
+            w = room.windows.get(ws)
+            if w is None:
+                w = room.windows[ws] = Window(ws)
+            if ws < room.dirty_from:
+                room.dirty_from = ws
+            w.dirty = True
+            if kind == 1:
                 w.chats += 1
                 if w.chatters is None:
                     w.chatters = {uid}
@@ -225,30 +276,37 @@ class PartitionEngine:
                     w.chatters.add(uid)
                 room.chats += 1
             elif kind == 2:
-                w = room.window(ws)
                 w.carts += 1
                 if w.carters is None:
                     w.carters = {uid}
                 else:
                     w.carters.add(uid)
                 room.carts += 1
-            else:
-                w = room.window(ws)
-                if ev.status == "paid":
-                    w.orders += 1
-                    w.gmv += fen
-                    if w.buyers is None:
-                        w.buyers = {uid}
-                    else:
-                        w.buyers.add(uid)
-                    room.orders += 1
-                    room.gmv += fen
-                    room.buyers_ever.add(uid)
+            elif ev.status == "paid":
+                w.orders += 1
+                w.gmv += fen
+                if w.buyers is None:
+                    w.buyers = {uid}
                 else:
-                    w.refunds += 1
-                    w.refund_fen += fen
-                    room.refunds += 1
-                    room.refund_fen += fen
+                    w.buyers.add(uid)
+                room.orders += 1
+                room.gmv += fen
+                room.buyers_ever.add(uid)
+            else:
+                w.refunds += 1
+                w.refund_fen += fen
+                room.refunds += 1
+                room.refund_fen += fen
+
+    def _room_for_key(self, key: bytes | None, room_id: str) -> Room:
+        """The room of a record whose key is not cached yet (raises on a key mismatch)."""
+        if key is None or key != room_id.encode("utf-8"):
+            raise ValueError("key_mismatch")
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.rooms[room_id] = Room(room_id)
+        self._room_by_key[key] = room
+        return room
 
     def tick(self, now: int) -> None:
         """Let arrival time pass without a record (the worker, when caught up).
@@ -293,18 +351,20 @@ class PartitionEngine:
         cand: int | None = None
         newest: int | None = None
         recheck = POS
-        for m, la in zip(self.maxts, self.last_arrival, strict=True):
+        topic = -1
+        for k, (m, la) in enumerate(zip(self.maxts, self.last_arrival, strict=True)):
             if m is None or la is None:
                 continue
             if newest is None or m > newest:
                 newest = m
             if la > now - I_:  # not idle
                 if cand is None or m < cand:
-                    cand = m
+                    cand, topic = m, k
                 if la + I_ < recheck:
                     recheck = la + I_
         self._recheck_at = recheck
         self._cand_dirty = False
+        self._cand_topic = topic
         if cand is None:
             cand = newest
         if cand is not None:
@@ -367,28 +427,32 @@ class PartitionEngine:
         """Insert one event of a user anywhere in time and apply the difference (§5)."""
         T = self.cfg.presence_timeout_ms
         H = self.horizon
-        if not leave:
-            room.viewers_ever.add(uid)
         if u is None:
-            u = room.users[uid] = User()
+            u = room.users[uid] = User(array("q"))
+            if uid in room.departed:
+                room.departed.discard(uid)
+                u.flags = VIEWER
             old: list[Interval] = []
         else:
             if H != NEG:
                 prune(u, H, T)
             old = intervals(u, T)
+        if not leave and not u.flags & VIEWER:
+            room.viewers += 1
         u.add(ts, leave)
         if u.is_open():
-            u.closed = u.last + T <= self.stream_time
-            if not u.closed:
-                self._schedule(room, uid, u, u.last + T)
+            if u.evs[-1] + T <= self.stream_time:
+                u.flags |= CLOSED
+            else:
+                u.flags &= ~CLOSED
+                self._schedule(room, uid, u.evs[-1] + T)
         new = intervals(u, T)
         if old != new:
             self._apply(room, old, -1)
             self._apply(room, new, 1)
-        if not u.is_open() or u.closed:
-            self._schedule(
-                room, uid, u, u.end(T) + self.cfg.allowed_lateness_ms + self.cfg.window_ms
-            )
+        if not u.is_open() or u.flags & CLOSED:
+            later = self.cfg.allowed_lateness_ms + self.cfg.window_ms
+            self._schedule(room, uid, u.end(T) + later)
 
     def _apply(self, room: Room, ivs: list[Interval], sign: int) -> None:
         """Add (``sign=1``) or remove (``-1``) intervals' contributions to live windows."""
@@ -413,17 +477,18 @@ class PartitionEngine:
                     w.edge_ends += sign
             prev = iv
 
-    def _schedule(self, room: Room, uid: str, u: User, due: int) -> None:
-        """Check this user again once the stream time reaches ``due``."""
-        if due >= u.due:
-            return
-        u.due = due
+    def _schedule(self, room: Room, uid: str, due: int) -> None:
+        """Check this user again once the stream time reaches ``due``.
+
+        A user may have several pending checks; each one re-reads the user's state,
+        so an extra check costs a little time and never changes a result.
+        """
         bucket = due // TIMER_GRAIN
         lst = room.timers.get(bucket)
         if lst is None:
             room.timers[bucket] = [uid]
             heapq.heappush(self._timers, (bucket * TIMER_GRAIN + TIMER_GRAIN - 1, room.room_id))
-        else:
+        elif lst[-1] != uid:
             lst.append(uid)
 
     def _fire_timers(self) -> None:
@@ -432,36 +497,36 @@ class PartitionEngine:
         heap = self._timers
         T = self.cfg.presence_timeout_ms
         later = self.cfg.allowed_lateness_ms + self.cfg.window_ms
+        H = self.horizon
         while heap and heap[0][0] <= S:
             due, rid = heapq.heappop(heap)
             room = self.rooms[rid]
-            bucket = due // TIMER_GRAIN
-            for uid in room.timers.pop(bucket, ()):
+            # dict.fromkeys: a user's duplicate checks collapse once they share a bucket
+            for uid in dict.fromkeys(room.timers.pop(due // TIMER_GRAIN, ())):
                 u = room.users.get(uid)
-                if u is None or u.due // TIMER_GRAIN != bucket:
-                    continue  # superseded by an earlier or later check
-                u.due = POS
-                if u.is_open() and not u.closed:
-                    end = u.last + T
+                if u is None:
+                    continue
+                if u.is_open() and not u.flags & CLOSED:
+                    end = u.evs[-1] + T
                     if end > S:
-                        if self.horizon != NEG:
-                            prune(u, self.horizon, T)
-                        self._schedule(room, uid, u, end)
+                        if H != NEG:
+                            prune(u, H, T)
+                        self._schedule(room, uid, end)
                         continue
                     old = intervals(u, T)
-                    u.closed = True
+                    u.flags |= CLOSED
                     self._apply(room, old, -1)
                     self._apply(room, intervals(u, T), 1)
-                    self._schedule(room, uid, u, u.end(T) + later)
+                    self._schedule(room, uid, u.end(T) + later)
                     continue
-                if self.horizon != NEG:
-                    prune(u, self.horizon, T)
+                if H != NEG:
+                    prune(u, H, T)
                 if is_gone(u):
                     del room.users[uid]
+                    if u.flags & VIEWER:
+                        room.departed.add(uid)
                 else:
-                    self._schedule(room, uid, u, max(u.end(T) + later, S + 1))
-
-    # ------------------------------------------------------------------ internals: output
+                    self._schedule(room, uid, max(u.end(T) + later, S + 1))
 
     def _next_version(self) -> int:
         self.version += 1
@@ -571,10 +636,6 @@ class PartitionEngine:
                 arrival,
             )
         )
-
-    def _remember(self, eid: str, ts: int) -> None:
-        self.seen[eid] = ts
-        self._remember_bucket(eid, ts)
 
     def _remember_bucket(self, eid: str, ts: int) -> None:
         b = ts // self.cfg.window_ms

@@ -1,18 +1,22 @@
 """Per-user presence that accepts events in any order (``docs/semantics.md`` §5).
 
-A user's presence intervals are a pure function of their events, so the
-engine keeps, per room and user, only what that function needs for events that
-can still arrive: the non-leave timestamps and leave timestamps at or after the
-horizon ``H`` (older ones are folded into a *carry*: the interval that covers
-``H``, if any). An event in any order is an insertion into these lists; the
-engine compares the intervals before and after and applies the difference to
-the window aggregates. The common case, a heartbeat of a present user that is
-newer than everything else, only appends.
+A user's presence intervals are a pure function of their events, so the engine
+keeps, per room and user, only what that function needs for events that can
+still arrive: the sorted non-leave timestamps and leave timestamps at or after
+the prune point ``P`` (the horizon ``H``), plus — when the user is present at
+``P`` — the last non-leave timestamp before it, which stands in for the whole
+interval that covers ``P`` (its true start lies in a frozen window, where
+nothing is applied any more). An event in any order is an insertion into these
+arrays; the engine compares the intervals before and after and applies the
+difference to the window aggregates. The common case, a heartbeat of a present
+user newer than everything else, only appends to an ``array('q')`` (8 bytes,
+no int object per timestamp).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from array import array
+from bisect import bisect_left
 from typing import Final
 
 NEG: Final = -(1 << 62)
@@ -20,79 +24,75 @@ NEG: Final = -(1 << 62)
 POS: Final = 1 << 62
 """Plus infinity for epoch-ms arithmetic."""
 
+CLOSED: Final = 1
+"""Flag: the last interval's timeout end has been applied to the windows (``last + T <= S``)."""
+VIEWER: Final = 2
+"""Flag: the user has had a presence in this room (counted in distinct viewers)."""
+
 Interval = tuple[int, int | None]
 """``(start, end)``; ``end`` is ``None`` while the interval is open (not yet timed out)."""
+
+
+def new_ts_array(ts: int) -> array[int]:
+    """A one-element timestamp array."""
+    a = array("q")
+    a.append(ts)
+    return a
 
 
 class User:
     """What one user's future intervals depend on (see the module docstring)."""
 
-    __slots__ = (
-        "carry_last",
-        "carry_start",
-        "closed",
-        "due",
-        "evs",
-        "last",
-        "last_leave",
-        "leaves",
-    )
+    __slots__ = ("evs", "flags", "leaves")
 
-    def __init__(self) -> None:
-        self.evs: list[int] = []
-        """Sorted distinct ``ts`` of non-leave events at or after the prune point."""
-        self.leaves: list[int] | None = None
+    def __init__(self, evs: array[int], leaves: array[int] | None = None, flags: int = 0) -> None:
+        self.evs = evs
+        """Sorted distinct ``ts`` of non-leave events (see the module docstring)."""
+        self.leaves = leaves
         """Sorted distinct ``ts`` of leave events at or after the prune point."""
-        self.carry_start: int | None = None
-        """Start of the interval that covers the prune point (``None``: absent there)."""
-        self.carry_last: int = NEG
-        """Last non-leave ``ts`` of that interval before the prune point."""
-        self.last: int = NEG
-        """Newest non-leave ``ts`` overall."""
-        self.last_leave: int = NEG
-        """Newest leave ``ts`` overall."""
-        self.closed: bool = False
-        """The last interval's timeout end has been applied (``last + T <= S``)."""
-        self.due: int = POS
-        """Stream time of this user's pending timer check."""
+        self.flags = flags
 
     def add(self, ts: int, leave: bool) -> None:
         """Insert one event (idempotent for a repeated ``ts``)."""
         if leave:
             leaves = self.leaves
             if leaves is None:
-                self.leaves = [ts]
+                self.leaves = new_ts_array(ts)
             else:
-                i = bisect_left(leaves, ts)
-                if i == len(leaves) or leaves[i] != ts:
-                    leaves.insert(i, ts)
-            if ts > self.last_leave:
-                self.last_leave = ts
+                _insert(leaves, ts)
         else:
-            evs = self.evs
-            if not evs or ts > evs[-1]:
-                evs.append(ts)
-            else:
-                i = bisect_left(evs, ts)
-                if evs[i] != ts:
-                    evs.insert(i, ts)
-            if ts > self.last:
-                self.last = ts
+            _insert(self.evs, ts)
+            self.flags |= VIEWER
 
     def is_open(self) -> bool:
         """Whether the last interval has not ended by a leave (it may still time out)."""
-        return self.last > self.last_leave and self.last != NEG
+        evs = self.evs
+        if not evs:
+            return False
+        leaves = self.leaves
+        return leaves is None or not leaves or leaves[-1] < evs[-1]
 
     def end(self, timeout: int) -> int:
         """Upper bound of where the last interval ends (for cleanup scheduling)."""
-        return max(self.last + timeout, self.last_leave + 1)
+        last = self.evs[-1] + timeout if self.evs else NEG
+        leaves = self.leaves
+        return max(last, leaves[-1] + 1 if leaves else NEG)
+
+
+def _insert(a: array[int], ts: int) -> None:
+    if not a or ts > a[-1]:
+        a.append(ts)
+        return
+    i = bisect_left(a, ts)
+    if a[i] != ts:
+        a.insert(i, ts)
 
 
 def intervals(u: User, timeout: int) -> list[Interval]:
     """The user's presence intervals from the prune point on, in order."""
     out: list[Interval] = []
-    start = u.carry_start
-    last = u.carry_last
+    start: int | None = None
+    last = NEG
     leaves = u.leaves
     if not leaves:
         for t in u.evs:
@@ -120,46 +120,44 @@ def intervals(u: User, timeout: int) -> list[Interval]:
             else:
                 last = t
     if start is not None:
-        out.append((start, last + timeout if u.closed else None))
+        out.append((start, last + timeout if u.flags & CLOSED else None))
     return out
 
 
 def prune(u: User, point: int, timeout: int) -> None:
-    """Fold events before ``point`` into the carry; they can no longer change.
+    """Forget events before ``point`` that can no longer matter.
 
-    Only the interval covering ``point`` matters for later insertions (an event
-    at or after ``point`` either continues it or starts a new one), so older
-    intervals are dropped; their contributions lie in frozen windows.
+    An event at or after ``point`` either continues the interval that covers
+    ``point`` or starts a new one, so of the earlier events only the last one
+    of that covering interval is kept (when there is such an interval).
     """
     evs = u.evs
     leaves = u.leaves
-    if (not evs or evs[0] >= point) and (not leaves or leaves[0] >= point):
-        return
     i = bisect_left(evs, point)
     j = bisect_left(leaves, point) if leaves else 0
-    head = User()
-    head.carry_start, head.carry_last = u.carry_start, u.carry_last
-    head.evs = evs[:i]
-    head.leaves = leaves[:j] if leaves else None
-    head.closed = False
-    start: int | None = None
-    last = NEG
-    for s, e in intervals(head, timeout):
-        if e is None or e > point:
-            start = s
-    if start is not None:
-        last = evs[i - 1] if i else u.carry_last
-        if last + timeout <= point:
-            start = None
-    u.carry_start = start
-    u.carry_last = last if start is not None else NEG
-    u.evs = evs[i:]
-    u.leaves = leaves[j:] if leaves and j < len(leaves) else None
+    if i <= 1 and j == 0:
+        if i == 0:
+            return
+        # One earlier event and no earlier leave: it is kept iff it still covers point.
+        if evs[0] + timeout > point:
+            return
+        del evs[0]
+        return
+    keep = False
+    if i:
+        head = User(evs[:i], leaves[:j] if leaves else None)
+        ivs = intervals(head, timeout)
+        keep = ivs[-1][1] is None and evs[i - 1] + timeout > point
+    del evs[: i - 1 if keep else i]
+    if leaves:
+        del leaves[:j]
+        if not leaves:
+            u.leaves = None
 
 
 def is_gone(u: User) -> bool:
-    """Nothing at or after the prune point: the user can be forgotten."""
-    return not u.evs and not u.leaves and u.carry_start is None
+    """Nothing left that a later event could interact with: the user can be forgotten."""
+    return not u.evs and not u.leaves
 
 
 def overlaps(prev: Interval, window_start: int) -> bool:
@@ -167,23 +165,3 @@ def overlaps(prev: Interval, window_start: int) -> bool:
     (every interval is at least 1 ms long)."""
     b = prev[1]
     return b is None or b > window_start
-
-
-def find(evs: list[int], ts: int) -> bool:
-    """Whether ``ts`` is in the sorted list."""
-    i = bisect_left(evs, ts)
-    return i < len(evs) and evs[i] == ts
-
-
-__all__ = [
-    "NEG",
-    "POS",
-    "Interval",
-    "User",
-    "find",
-    "insort",
-    "intervals",
-    "is_gone",
-    "overlaps",
-    "prune",
-]

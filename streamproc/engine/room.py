@@ -18,6 +18,7 @@ class Room:
         "buyers_ever",
         "carts",
         "chats",
+        "departed",
         "dirty_from",
         "emitted_upto",
         "final_upto",
@@ -37,7 +38,7 @@ class Room:
         "totals_dirty",
         "totals_emitted",
         "users",
-        "viewers_ever",
+        "viewers",
         "windows",
     )
 
@@ -58,7 +59,10 @@ class Room:
         """Window starts below this have been written as final."""
         self.timers: dict[int, list[str]] = {}
         """Pending user checks by stream-time second."""
-        self.viewers_ever: set[str] = set()
+        self.viewers = 0
+        """Distinct users that ever had a presence here (METRICS §6, exact)."""
+        self.departed: set[str] = set()
+        """Viewers forgotten from ``users`` (so a return is not counted twice)."""
         self.buyers_ever: set[str] = set()
         self.first_ts = POS
         self.last_ts = NEG
@@ -109,7 +113,7 @@ class Room:
                 peak, peak_at = w.peak, w.peak_at
         if peak <= 0:
             peak, peak_at = 0, (first_row if first_row != POS else self.first_ts)
-        distinct = len(self.viewers_ever)
+        distinct = self.viewers
         return (
             self.first_ts,
             self.last_ts,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import zlib
+from array import array
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -64,6 +65,7 @@ _ROOM_INTS = (
     "frozen_peak_at",
     "frozen_watch",
     "frozen_first_row",
+    "viewers",
 )
 _ENGINE_SCALARS = (
     "partition",
@@ -99,7 +101,7 @@ def _window_state(w: Window) -> list[Any]:
 
 
 def _user_state(u: User) -> list[Any]:
-    return [u.evs, u.leaves, u.carry_start, u.carry_last, u.last, u.last_leave, u.closed, u.due]
+    return [u.evs.tolist(), None if u.leaves is None else u.leaves.tolist(), u.flags]
 
 
 def _room_state(r: Room) -> list[Any]:
@@ -109,7 +111,7 @@ def _room_state(r: Room) -> list[Any]:
         [[uid, _user_state(u)] for uid, u in r.users.items()],
         [_window_state(r.windows[s]) for s in sorted(r.windows)],
         sorted([b, uids] for b, uids in r.timers.items()),
-        sorted(r.viewers_ever),
+        sorted(r.departed),
         sorted(r.buyers_ever),
         r.totals_dirty,
         r.totals_emitted,
@@ -163,6 +165,7 @@ def restore(
     for rs in rooms:
         room = _restore_room(rs)
         eng.rooms[room.room_id] = room
+        eng._room_by_key[room.room_id.encode("utf-8")] = room
         for b in room.timers:
             heapq.heappush(eng._timers, (b * TIMER_GRAIN + TIMER_GRAIN - 1, room.room_id))
     events, invalid, dup, late = counters
@@ -171,14 +174,14 @@ def restore(
 
 
 def _restore_room(rs: list[Any]) -> Room:
-    rid, ints, users, windows, timers, viewers, buyers, totals_dirty, totals_emitted = rs
+    rid, ints, users, windows, timers, departed, buyers, totals_dirty, totals_emitted = rs
     room = Room(rid)
     for a, v in zip(_ROOM_INTS, ints, strict=True):
         setattr(room, a, v)
-    for uid, us in users:
-        u = User()
-        (u.evs, u.leaves, u.carry_start, u.carry_last, u.last, u.last_leave, u.closed, u.due) = us
-        room.users[uid] = u
+    for uid, (evs, leaves, flags) in users:
+        room.users[uid] = User(
+            array("q", evs), None if leaves is None else array("q", leaves), flags
+        )
     for ws in windows:
         w_ints, changes, chatters, carters, buyers_w, emitted, final = ws
         w = Window(w_ints[0])
@@ -192,7 +195,7 @@ def _restore_room(rs: list[Any]) -> Room:
         w.final = final
         room.windows[w.start] = w
     room.timers = {b: uids for b, uids in timers}
-    room.viewers_ever = set(viewers)
+    room.departed = set(departed)
     room.buyers_ever = set(buyers)
     room.totals_dirty = totals_dirty
     room.totals_emitted = None if totals_emitted is None else tuple(totals_emitted)

@@ -26,11 +26,14 @@ class Window:
 
     __slots__ = (
         "buyers",
+        "cache",
         "carters",
         "carts",
+        "cbase",
         "changes",
         "chats",
         "chatters",
+        "dirty",
         "edge_ends",
         "emitted",
         "final",
@@ -78,6 +81,10 @@ class Window:
         self.peak = 0
         self.peak_at = start
         self.watch = 0
+        self.dirty = True
+        """Changed since ``cache`` was computed."""
+        self.cache: RowValues | None = None
+        self.cbase = 0
 
     def change(self, t: int, delta: int) -> None:
         """Add ``delta`` present users from instant ``t`` on."""
@@ -88,12 +95,16 @@ class Window:
         else:
             changes.pop(t, None)
         self.net += delta
+        self.dirty = True
 
     def values(self, base: int, width: int) -> RowValues:
         """The row's values given ``base`` users present just before the window.
 
-        Also records ``peak``, ``peak_at`` and ``watch`` for the room totals.
+        Also records ``peak``, ``peak_at`` and ``watch`` for the room totals. Cached:
+        a window that did not change keeps its values while ``base`` stays put.
         """
+        if not self.dirty and self.cache is not None and base == self.cbase:
+            return self.cache
         start = self.start
         cur = base
         prev = start
@@ -115,7 +126,9 @@ class Window:
         unique = base - self.edge_ends + self.joins - self.rejoins
         buyers = len(self.buyers) if self.buyers else 0
         self.peak, self.peak_at, self.watch = peak, peak_at, watch
-        return (
+        self.dirty = False
+        self.cbase = base
+        self.cache = values = (
             cur,
             peak,
             unique,
@@ -133,6 +146,7 @@ class Window:
             buyers / unique if unique else 0.0,
             watch,
         )
+        return values
 
     def has_row(self, values: RowValues) -> bool:
         """A row exists with an event, a viewer or an ended presence (semantics §6)."""

@@ -1,0 +1,154 @@
+"""How fast is the pure engine, and how much state does a present viewer cost?
+
+Generates a realistic promotion (``streamproc.simulate``: 1 000 rooms with Zipf
+popularity, one hit room ramping to 200 000 concurrent viewers, 30 s heartbeats,
+chat, carts, orders, a little disorder and bad input), lays the records out per
+partition as Kafka would deliver them, and feeds them to one ``PartitionEngine``
+per partition in batches, flushing once per second of arrival time like the
+worker. Prints events/s (parse + validation + dedup + presence + windows +
+rows, on one core) and bytes of state per present viewer (tracemalloc, in a
+second pass), with the dedup memory shown apart.
+
+    python bench/engine.py [--events 1000000] [--hit-viewers 200000] [--batch 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+import tracemalloc
+from dataclasses import replace
+from typing import Any
+
+from streamproc.engine.config import EngineConfig
+from streamproc.engine.partition import PartitionEngine
+from streamproc.partitioner import murmur2_partition
+from streamproc.simulate import SimConfig, generate
+
+TARGET_EPS = 250_000
+TARGET_BYTES = 150
+
+
+def build_input(
+    events: int, hit_viewers: int, partitions: int
+) -> tuple[list[list[tuple[int, int, bytes, bytes, int]]], str]:
+    cfg = replace(
+        SimConfig(),
+        max_events=events,
+        duration_s=None,
+        hit_room_viewers=hit_viewers,
+        hit_ramp_s=60,
+    )
+    topic_index = EngineConfig().topic_index()
+    parts: list[list[tuple[int, int, bytes, bytes, int]]] = [[] for _ in range(partitions)]
+    offsets = [[0] * 4 for _ in range(partitions)]
+    hit_key = b""
+    counts: dict[bytes, int] = {}
+    for rec in generate(cfg):
+        kind = topic_index.get(rec.topic)
+        if kind is None:
+            continue
+        p = murmur2_partition(rec.key, partitions)
+        off = offsets[p][kind]
+        offsets[p][kind] = off + 1
+        parts[p].append((kind, off, rec.key, rec.value, rec.ts))
+        counts[rec.key] = counts.get(rec.key, 0) + 1
+    hit_key = max(counts, key=lambda k: counts[k])
+    return parts, hit_key.decode("utf-8", "replace")
+
+
+def run(
+    parts: list[list[tuple[int, int, bytes, bytes, int]]], batch: int
+) -> tuple[list[PartitionEngine], float, int]:
+    engines = [PartitionEngine(EngineConfig(), p) for p in range(len(parts))]
+    rows = 0
+    t0 = time.perf_counter()
+    for eng, recs in zip(engines, parts, strict=True):
+        next_flush = recs[0][4] + 1000 if recs else 0
+        for i in range(0, len(recs), batch):
+            chunk = recs[i : i + batch]
+            eng.process(chunk)
+            if chunk[-1][4] >= next_flush:
+                rows += len(eng.flush())
+                next_flush = chunk[-1][4] + 1000
+        rows += len(eng.flush())
+    return engines, time.perf_counter() - t0, rows
+
+
+def present_viewers(engines: list[PartitionEngine]) -> int:
+    S = max(e.stream_time for e in engines)
+    T = EngineConfig().presence_timeout_ms
+    n = 0
+    for eng in engines:
+        for room in eng.rooms.values():
+            for u in room.users.values():
+                if u.is_open() and u.evs[-1] + T > S:
+                    n += 1
+    return n
+
+
+def dedup_bytes(engines: list[PartitionEngine]) -> tuple[int, int]:
+    """Approximate bytes held by the dedup memory (dict + id strings + ts ints + buckets)."""
+    total = ids = 0
+    for eng in engines:
+        total += sys.getsizeof(eng.seen)
+        for eid, ts in eng.seen.items():
+            total += sys.getsizeof(eid) + sys.getsizeof(ts)
+        for lst in eng._seen_buckets.values():
+            total += sys.getsizeof(lst)
+        ids += len(eng.seen)
+    return total, ids
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--hit-viewers", type=int, default=200_000)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=10_000)
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    parts, hit = build_input(args.events, args.hit_viewers, args.partitions)
+    n = sum(len(p) for p in parts)
+    print(f"input: {n:,} records in {args.partitions} partitions, "
+          f"generated in {time.perf_counter() - t0:.1f} s; hit room {hit!r}")
+
+    gc.collect()
+    engines, secs, rows = run(parts, args.batch)
+    eps = n / secs
+    print(f"throughput: {eps:,.0f} events/s ({secs:.2f} s, {rows:,} rows written)"
+          f"  target >= {TARGET_EPS:,}: {'met' if eps >= TARGET_EPS else 'MISSED'}")
+    c: dict[str, Any] = {"dup": 0, "late": 0, "invalid": 0}
+    for e in engines:
+        c["dup"] += e.counters.duplicates
+        c["late"] += e.counters.late
+        c["invalid"] += sum(e.counters.invalid.values())
+    print(f"counters: duplicates {c['dup']:,}, late {c['late']:,}, invalid {c['invalid']:,}")
+    del engines
+    gc.collect()
+
+    tracemalloc.start()
+    engines, _, _ = run(parts, args.batch)
+    gc.collect()
+    state = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    viewers = present_viewers(engines)
+    hit_room = None
+    for eng in engines:
+        hit_room = eng.rooms.get(hit) or hit_room
+    dd, ids = dedup_bytes(engines)
+    print(f"present viewers at the end: {viewers:,}"
+          f" (hit room users in state: {len(hit_room.users) if hit_room else 0:,})")
+    per = state / viewers if viewers else float("nan")
+    print(f"state: {state / 2**20:,.1f} MiB = {per:,.0f} B per present viewer"
+          f"  target <= {TARGET_BYTES}: {'met' if per <= TARGET_BYTES else 'MISSED'}")
+    print(f"  of which dedup memory: {dd / 2**20:,.1f} MiB for {ids:,} remembered ids"
+          f" ({dd / max(ids, 1):,.0f} B per id); without it "
+          f"{(state - dd) / max(viewers, 1):,.0f} B per present viewer")
+
+
+if __name__ == "__main__":
+    main()
