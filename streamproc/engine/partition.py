@@ -559,8 +559,9 @@ class PartitionEngine:
                     w = windows[s] = Window(s)
                 values = w.values(base, W)
                 final = s + W <= S
-                if values != w.emitted or final != w.final:
-                    exists = w.has_row(values)
+                exists = w.has_row(values)
+                if values != w.emitted or final != w.final or exists != w.exists:
+                    w.exists = exists
                     if w.emitted is not None or exists:
                         if now is None:
                             now = self.clock()

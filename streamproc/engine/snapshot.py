@@ -97,6 +97,7 @@ def _window_state(w: Window) -> list[Any]:
         _sorted(w.buyers),
         w.emitted,
         w.final,
+        w.exists,
     ]
 
 
@@ -183,7 +184,7 @@ def _restore_room(rs: list[Any]) -> Room:
             array("q", evs), None if leaves is None else array("q", leaves), flags
         )
     for ws in windows:
-        w_ints, changes, chatters, carters, buyers_w, emitted, final = ws
+        w_ints, changes, chatters, carters, buyers_w, emitted, final, exists = ws
         w = Window(w_ints[0])
         for a, v in zip(_WINDOW_INTS, w_ints, strict=True):
             setattr(w, a, v)
@@ -193,6 +194,7 @@ def _restore_room(rs: list[Any]) -> Room:
         w.buyers = None if buyers_w is None else set(buyers_w)
         w.emitted = None if emitted is None else tuple(emitted)
         w.final = final
+        w.exists = exists
         room.windows[w.start] = w
     room.timers = {b: uids for b, uids in timers}
     room.departed = set(departed)

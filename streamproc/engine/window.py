@@ -36,6 +36,7 @@ class Window:
         "dirty",
         "edge_ends",
         "emitted",
+        "exists",
         "final",
         "gmv",
         "joins",
@@ -78,6 +79,8 @@ class Window:
         """The values last written (to skip unchanged rows)."""
         self.final = False
         """Whether the last write was final."""
+        self.exists = False
+        """Whether the last write was a row of the contract (not an emptied window)."""
         self.peak = 0
         self.peak_at = start
         self.watch = 0
