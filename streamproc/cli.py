@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .engine.config import DEFAULT_TOPICS, EngineConfig
 
@@ -93,12 +94,233 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> Any:
+    """Environment settings with the subcommand's flags on top."""
+    from . import settings as st
+
+    base = st.load()
+    changes = {
+        name: value
+        for name, value in vars(args).items()
+        if name in st.BY_NAME and value is not None
+    }
+    return base.replace(**changes)
+
+
+def add_setting_flags(p: argparse.ArgumentParser, *names: str) -> None:
+    """``--foo-bar`` for each setting ``foo_bar`` (overrides ``STREAMPROC_FOO_BAR``)."""
+    from . import settings as st
+
+    for name in names:
+        s = st.BY_NAME[name]
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=s.parse,
+            default=None,
+            help=f"{s.doc} (env {s.env}, default {s.default!r})",
+        )
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from . import worker
+
+    try:
+        settings = _settings(args)
+    except ValueError as exc:
+        print(f"streamproc worker: {exc}", file=sys.stderr)
+        return 2
+    return worker.run(settings, exit_when_idle=args.exit_when_idle)
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from . import broker
+
+    port = args.port if args.port is not None else _settings(args).kafka_port
+    try:
+        if args.action == "start":
+            print(broker.start(port))
+        elif args.action == "stop":
+            broker.stop(port)
+        elif args.action == "reset":
+            broker.reset(port)
+        else:
+            up = broker.status(port)
+            print("running" if up else "stopped")
+            return 0 if up else 3
+    except broker.BrokerError as exc:
+        print(f"streamproc kafka {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from . import sqlcli
+
+    s = _settings(args)
+    cfg = sqlcli.SqlCliConfig(
+        clickhouse_url=s.clickhouse_url,
+        clickhouse_user=s.clickhouse_user,
+        clickhouse_password=s.clickhouse_password,
+        clickhouse_secure=None if s.clickhouse_secure == "" else s.clickhouse_secure == "true",
+        clickhouse_verify=s.clickhouse_verify,
+        database=s.clickhouse_database,
+        endpoint=s.sql_endpoint,
+        chdb_path=s.chdb_path,
+    )
+    return sqlcli.run_sql(args, cfg)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import asyncio
+    from dataclasses import replace
+
+    from . import produce, simulate
+
+    s = _settings(args)
+    cfg = simulate.SimConfig(
+        seed=args.seed,
+        rooms=args.rooms,
+        hit_room_viewers=args.hit_room_viewers,
+        duration_s=args.duration,
+        max_events=args.events,
+    )
+    if args.live:
+        cfg = produce.live_config(cfg)
+    if args.jsonl:
+        simulate.write_jsonl(args.jsonl, cfg)
+        return 0
+    if args.ensure_topics:
+        from . import worker
+
+        worker.ensure_topics(s)
+    cfg = replace(cfg, topics=tuple(simulate.SimConfig().topics))
+    stats = asyncio.run(
+        produce.produce(
+            s.kafka_bootstrap,
+            simulate.generate(cfg),
+            args.rate,
+            dict(zip(simulate.SimConfig().topics, s.topics, strict=True)),
+            None if args.quiet else produce._print_progress,
+            live=args.live,
+        )
+    )
+    print(
+        f"sent {stats.sent:,} delivered {stats.delivered:,} errors {stats.errors:,} "
+        f"in {stats.elapsed_s:.1f} s = {stats.rate:,.0f} events/s",
+        file=sys.stderr,
+    )
+    return 0 if stats.errors == 0 else 1
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from . import settings as st
+
+    if args.markdown:
+        print(st.markdown_table())
+        return 0
+    values = st.load().as_dict()
+    for s in st.SETTINGS:
+        print(f"{s.env}={values[s.name]!s}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    return demo.run(_settings(args), duration=args.duration, rate=args.rate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamproc",
         description="Exact real-time per-room metrics for live-commerce rooms.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole system locally: broker, worker, simulator, live view, SQL report",
+        description="Start Kafka, the worker on embedded ClickHouse and the simulator; show live "
+        "numbers; end with a SQL report; stop everything it started.",
+    )
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    p.add_argument("--rate", type=float, default=20_000, help="events/s (default 20000)")
+    add_setting_flags(p, "kafka_port", "partitions")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "worker",
+        help="consume the four topics and keep the ClickHouse tables current",
+        description="Run a metrics worker (Faust app, one consumer group; scale by starting more).",
+    )
+    p.add_argument(
+        "--exit-when-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="backfill mode: once every partition is caught up and quiet this long, close "
+        "every window (end of input), write the final rows and exit",
+    )
+    add_setting_flags(
+        p,
+        "kafka_bootstrap",
+        "partitions",
+        "group_id",
+        "clickhouse_url",
+        "chdb_path",
+        "clickhouse_database",
+        "flush_interval",
+        "snapshot_interval",
+        "metrics_port",
+        "sql_port",
+        "log_level",
+        "window_seconds",
+        "out_of_order_seconds",
+        "lateness_seconds",
+        "presence_timeout_seconds",
+        "dedup_seconds",
+        "idle_seconds",
+    )
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("kafka", help="the local Apache Kafka broker (KRaft, fetched with Maven)")
+    p.add_argument("action", choices=["start", "stop", "status", "reset"])
+    p.add_argument(
+        "--port", type=int, default=None, help="client port (default STREAMPROC_KAFKA_PORT)"
+    )
+    p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser(
+        "simulate",
+        help="produce a realistic big-promotion session into Kafka",
+        description="Zipf-popular rooms, a hit room, heartbeats, chat bursts, a flash sale, "
+        "refunds, and a sprinkle of duplicates, out-of-order and invalid messages.",
+    )
+    p.add_argument(
+        "--rate", type=float, default=None, help="events/s (default: as fast as possible)"
+    )
+    p.add_argument("--events", type=int, default=1_000_000, help="stop after this many events")
+    p.add_argument("--duration", type=int, default=None, help="simulated seconds")
+    p.add_argument("--live", action="store_true", help="event time = now, sent in real time")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--rooms", type=int, default=1000)
+    p.add_argument("--hit-room-viewers", type=int, default=200_000)
+    p.add_argument("--jsonl", metavar="PATH", help="write a replay file instead of producing")
+    p.add_argument("--ensure-topics", action="store_true", help="create the topics if missing")
+    p.add_argument("--quiet", action="store_true")
+    add_setting_flags(p, "kafka_bootstrap", "partitions")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser(
+        "sql",
+        help="ad-hoc read-only SQL against the metrics tables",
+        description="Run a read-only query against ClickHouse (server, running worker or chDB).",
+    )
+    p.add_argument("query", help="the SQL; '-' reads it from standard input")
+    p.add_argument("--format", "-f", choices=["table", "json", "tsv"], default="table")
+    add_setting_flags(p, "clickhouse_url", "sql_endpoint", "chdb_path", "clickhouse_database")
+    p.set_defaults(func=cmd_sql)
 
     p = sub.add_parser(
         "replay",
@@ -112,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress on standard error")
     add_engine_args(p)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("settings", help="print every setting (environment variable) and its value")
+    p.add_argument("--markdown", action="store_true", help="the README's table of settings")
+    p.set_defaults(func=cmd_settings)
     return parser
 
 

@@ -1,0 +1,128 @@
+"""The Faust app: group membership, rebalances and flow control from Faust, batches to us.
+
+Faust's stream path costs about 100 µs per record on our machines
+(``docs/faust-notes.md`` §2a: a plain agent and ``stream.take()`` both top out
+near 10 000 records/s), so the metrics agent does not iterate a Faust stream.
+Instead the app's consumer hands every fetched batch — one record list per
+topic partition — to the metrics runtime (``agents.runtime``), keeping
+everything else from Faust: the consumer group and its co-partitioning assignor
+(partition ``p`` of the four topics goes to one worker), rebalance signals,
+flow control and the worker's lifecycle and signal handling. Offsets are ours:
+the input topics are declared with ``acks=False`` so Faust commits nothing,
+and every (re)assignment seeks to the offsets recorded in the partition's
+snapshot (``perform_seek`` below, the only place Faust does not override).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+if TYPE_CHECKING:
+    from .runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+
+class BatchConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, delivering whole batches to the metrics runtime."""
+
+    runtime: WorkerRuntime | None = None
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        """Replaces Faust's per-record dispatch (``faust/transport/consumer.py``)."""
+        stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        runtime = self.runtime
+        assert runtime is not None
+        while not (stopped() or fetcher_stopped()):
+            records, active = await self._wait_next_records(runtime.poll_timeout)
+            if self.should_stop:
+                break
+            generation = self.app.consumer_generation_id
+            batch = {
+                tp: recs for tp, recs in (records or {}).items() if active is None or tp in active
+            }
+            if self.app.consumer_generation_id != generation:
+                continue  # rebalanced meanwhile: these records come again after the seek
+            await runtime.on_fetch(batch)
+
+    async def perform_seek(self) -> None:
+        """After every (re)assignment: restore owned partitions, seek to their offsets."""
+        await super().perform_seek()
+        runtime = self.runtime
+        if runtime is None:
+            return
+        seeks = await runtime.on_assigned(self.assignment())
+        for tp, offset in seeks.items():
+            await self.seek(tp, offset)
+
+
+class BatchTransport(faust_aiokafka.Transport):
+    Consumer = BatchConsumer
+
+
+class BatchApp(faust.App):
+    """A Faust app whose consumer delivers batches to :class:`WorkerRuntime`."""
+
+    runtime: WorkerRuntime | None = None
+
+    def _new_transport(self) -> Any:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        """SIGTERM or stop(): write everything, snapshot, then let Faust stop."""
+        if self.runtime is not None:
+            await self.runtime.shutdown()
+        await super().on_stop()
+
+
+def create_app(
+    runtime: WorkerRuntime,
+    *,
+    app_id: str,
+    bootstrap: str,
+    datadir: str,
+    group_instance_id: str | None = None,
+) -> BatchApp:
+    """The worker's Faust app, subscribed to the four input topics."""
+    app = BatchApp(
+        app_id,
+        broker=f"kafka://{bootstrap}",
+        datadir=datadir,
+        store="memory://",
+        web_enabled=False,
+        topic_disable_leader=True,
+        topic_allow_declare=False,
+        broker_session_timeout=runtime.session_timeout,
+        broker_heartbeat_interval=max(1.0, runtime.session_timeout / 10),
+        broker_rebalance_timeout=runtime.rebalance_timeout,
+        broker_request_timeout=max(90.0, runtime.session_timeout + 10),
+        broker_max_poll_records=runtime.max_batch,
+        consumer_max_fetch_size=8 * 2**20,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        consumer_group_instance_id=group_instance_id,
+    )
+    app.runtime = runtime
+    for topic in runtime.input_topics:
+        app.topics.add(app.topic(topic, acks=False, value_serializer="raw", key_serializer="raw"))
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
+        await runtime.on_revoked(revoked)
+
+    return app
+
+
+def attach(app: BatchApp, runtime: WorkerRuntime) -> None:
+    """Give the consumer its runtime (the consumer exists once the app started)."""
+    consumer = app.consumer
+    if isinstance(consumer, BatchConsumer):
+        consumer.runtime = runtime
+    runtime.consumer = consumer

@@ -1,0 +1,386 @@
+"""The metrics agent: Kafka batches -> merge -> engine -> ClickHouse, crash-safe.
+
+One :class:`WorkerRuntime` per worker process. For every partition ``p`` it
+owns, it keeps a :class:`~streamproc.merge.Merger` (the deterministic order
+across the four topics) and a :class:`~streamproc.engine.PartitionEngine`.
+The exactly-once effect rests on four rules (``docs/runtime.md``):
+
+1. the engine is deterministic: the same records in the same merge order give
+   the same rows, whatever the batch boundaries, ticks and flush times;
+2. rows and dead letters are written (and acknowledged) *before* the snapshot
+   that covers the records behind them;
+3. a snapshot records, per topic, the next offset to apply; a new owner
+   restores it and seeks there, and records below it are skipped;
+4. every write carries a ``version`` above anything written before a restart
+   (the version floor is the wall clock in µs), so ``ReplacingMergeTree`` keeps
+   the newest, and rows re-written after a crash are identical anyway.
+
+While ClickHouse is down the write blocks (with retries), so the fetch loop
+stops consuming instead of dropping rows or buffering without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+
+from streamproc.engine.config import EngineConfig
+from streamproc.engine.partition import Output, PartitionEngine
+from streamproc.engine.presence import NEG
+from streamproc.engine.snapshot import restore, snapshot
+from streamproc.merge import Merger
+from streamproc.sink.base import OutputBatch, Sink, SinkError
+from streamproc.snapstore import SnapshotStore
+
+log = logging.getLogger("streamproc.worker")
+
+
+class Metrics(Protocol):
+    """What the runtime reports (``streamproc.metrics.PipelineMetrics``)."""
+
+    def on_written(self, partition: int, out: Output, now_ms: int, head_ts: int) -> None: ...
+    def on_engine(self, partition: int, engine: PartitionEngine) -> None: ...
+    def on_sink(self, stats: Any) -> None: ...
+    def on_lag(self, partition: int, topic: str, lag: int) -> None: ...
+    def drop_partition(self, partition: int) -> None: ...
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def version_floor() -> int:
+    """Above every version written before now: the wall clock in microseconds."""
+    return time.time_ns() // 1_000
+
+
+@dataclass
+class Owned:
+    """One owned partition: its engine, merge buffers and bookkeeping."""
+
+    engine: PartitionEngine
+    merger: Merger
+    received: list[int]
+    """Per topic: offset after the last record received from Kafka (the fetch position)."""
+    last_snapshot: float = 0.0
+    pending: list[Output] = field(default_factory=list)
+    """Output taken from the engine but not yet acknowledged by ClickHouse."""
+
+
+class WorkerRuntime:
+    """Owned partitions' engines and the write/snapshot cycle around them."""
+
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        *,
+        sink: Sink,
+        store: SnapshotStore,
+        bootstrap: str,
+        dead_letter_topic: str,
+        flush_interval: float = 1.0,
+        snapshot_interval: float = 10.0,
+        merge_margin_ms: int = 200,
+        max_batch: int = 20_000,
+        session_timeout: float = 30.0,
+        rebalance_timeout: float = 60.0,
+        metrics: Metrics | None = None,
+        exit_when_idle: float | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.sink = sink
+        self.store = store
+        self.bootstrap = bootstrap
+        self.dead_letter_topic = dead_letter_topic
+        self.flush_interval = flush_interval
+        self.snapshot_interval = snapshot_interval
+        self.merge_margin_ms = merge_margin_ms
+        self.max_batch = max_batch
+        self.session_timeout = session_timeout
+        self.rebalance_timeout = rebalance_timeout
+        self.metrics = metrics
+        self.exit_when_idle = exit_when_idle
+        self.input_topics = cfg.topics
+        self.kind_of = cfg.topic_index()
+        self.owned: dict[int, Owned] = {}
+        self.consumer: Any = None
+        """Faust's consumer (set by ``agents.app.attach``): highwaters, commits."""
+        self.lock = asyncio.Lock()
+        self.poll_timeout = 0.2
+        self._last_flush = time.monotonic()
+        self._last_record = time.monotonic()
+        self._dlq: AIOKafkaProducer | None = None
+        self.stopping = False
+        self.on_finished: Any = None
+        """Called once ``exit_when_idle`` drained everything: stops the worker."""
+        self.records_in = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _ensure_started(self) -> None:
+        """Start our producers on Faust's event loop, on first use."""
+        if self._dlq is not None:
+            return
+        await self.store.start()
+        dlq = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        )
+        await dlq.start()
+        self._dlq = dlq
+
+    async def close(self) -> None:
+        if self._dlq is not None:
+            await self._dlq.stop()
+            self._dlq = None
+            await self.store.stop()
+
+    async def shutdown(self) -> None:
+        """Graceful stop: write what is pending and snapshot every owned partition."""
+        async with self.lock:
+            if not self.stopping and self.owned:
+                self.stopping = True
+                await self._ensure_started()
+                await self._flush(snapshot_all=True)
+                await self._commit(self.owned)
+            self.stopping = True
+            await self.close()
+
+    # ------------------------------------------------------------------ assignment
+
+    async def on_assigned(self, assignment: Iterable[Any]) -> dict[Any, int]:
+        """Restore newly assigned partitions; returns the offset to seek each input TP to."""
+        by_partition: dict[int, set[str]] = {}
+        for tp in assignment:
+            if tp.topic in self.kind_of:
+                by_partition.setdefault(tp.partition, set()).add(tp.topic)
+        seeks: dict[Any, int] = {}
+        async with self.lock:
+            await self._ensure_started()
+            for p, topics in sorted(by_partition.items()):
+                if len(topics) != len(self.input_topics):
+                    log.error("partition %d assigned without all four topics: %s", p, topics)
+                owned = self.owned.get(p)
+                if owned is None:
+                    owned = await self._restore(p)
+                    self.owned[p] = owned
+                owned.merger.clear()
+                owned.received = list(owned.engine.next_offsets)
+                for k, topic in enumerate(self.input_topics):
+                    seeks[_tp(topic, p)] = owned.engine.next_offsets[k]
+        return seeks
+
+    async def _restore(self, p: int) -> Owned:
+        loaded = await self.store.load(p)
+        if loaded is None:
+            engine = PartitionEngine(self.cfg, p, version_floor=version_floor())
+            log.info("partition %d: no snapshot, starting from the earliest offsets", p)
+        else:
+            blob, manifest = loaded
+            engine = restore(blob, version_floor=version_floor())
+            if engine.cfg != self.cfg:
+                raise RuntimeError(
+                    f"partition {p}: snapshot was taken with {engine.cfg}, worker runs {self.cfg}"
+                )
+            log.info(
+                "partition %d: restored snapshot (%d bytes) at offsets %s",
+                p,
+                manifest.size,
+                manifest.offsets,
+            )
+        return Owned(engine, Merger(len(self.input_topics), self.merge_margin_ms), [0, 0, 0, 0])
+
+    async def on_revoked(self, revoked: Iterable[Any]) -> None:
+        """Partitions leave: write, snapshot and forget them before anyone else takes over."""
+        parts = {tp.partition for tp in revoked if tp.topic in self.kind_of}
+        async with self.lock:
+            await self._ensure_started()
+            gone = {p: self.owned[p] for p in parts if p in self.owned}
+            if not gone or self.stopping:
+                return
+            await self._flush(snapshot_all=True, only=gone)
+            await self._commit(gone)
+            for p in gone:
+                del self.owned[p]
+                if self.metrics is not None:
+                    self.metrics.drop_partition(p)
+
+    # ------------------------------------------------------------------ records
+
+    async def on_fetch(self, batch: Mapping[Any, list[Any]]) -> None:
+        """One fetch: merge, apply, and write when the flush interval has passed."""
+        async with self.lock:
+            if self.stopping:
+                return
+            await self._ensure_started()
+            n = 0
+            for tp, recs in batch.items():
+                owned = self.owned.get(tp.partition)
+                kind = self.kind_of.get(tp.topic)
+                if owned is None or kind is None or not recs:
+                    continue
+                owned.merger.add([(kind, r.offset, r.key, r.value, r.timestamp) for r in recs])
+                owned.received[kind] = recs[-1].offset + 1
+                n += len(recs)
+            now = time.monotonic()
+            if n:
+                self._last_record = now
+                self.records_in += n
+            self._mark_caught_up()
+            for owned in self.owned.values():
+                released = owned.merger.release()
+                if released:
+                    owned.engine.process(released)
+                else:
+                    t = owned.merger.idle_time()
+                    if t is not None:
+                        owned.engine.tick(t)
+            if now - self._last_flush >= self.flush_interval:
+                await self._flush()
+            if self.exit_when_idle is not None and self._all_idle(now):
+                await self._drain_all()
+
+    def _mark_caught_up(self) -> None:
+        """Tell each merger which topics have nothing left to read (and since when)."""
+        consumer = self.consumer
+        if consumer is None:
+            return
+        inner = _aiokafka_consumer(consumer)
+        for p, owned in self.owned.items():
+            for k, topic in enumerate(self.input_topics):
+                tp = _tp(topic, p)
+                try:
+                    hw = consumer.highwater(tp)
+                except Exception:
+                    hw = None
+                if hw is not None and owned.received[k] >= hw:
+                    polled = inner.last_poll_timestamp(tp) if inner is not None else None
+                    owned.merger.caught_up(k, polled if polled else now_ms())
+                else:
+                    owned.merger.lagging(k)
+                if self.metrics is not None and hw is not None:
+                    self.metrics.on_lag(p, topic, max(0, hw - owned.engine.next_offsets[k]))
+
+    def _all_idle(self, now: float) -> bool:
+        if not self.owned or now - self._last_record < (self.exit_when_idle or 0):
+            return False
+        return all(
+            not len(o.merger) and NEG not in o.merger.caught_up_at for o in self.owned.values()
+        )
+
+    async def _drain_all(self) -> None:
+        """``--exit-when-idle``: end of input, every window final, then stop."""
+        for owned in self.owned.values():
+            owned.engine.drain()
+        await self._flush()
+        log.info("all partitions drained; stopping")
+        self.stopping = True  # a drain is an end: no snapshot of the drained state
+        if self.on_finished is not None:
+            self.on_finished()
+
+    # ------------------------------------------------------------------ writes
+
+    async def _flush(
+        self, snapshot_all: bool = False, only: dict[int, Owned] | None = None
+    ) -> None:
+        """Take rows from the engines, write them, then snapshot the partitions due."""
+        owned_map = self.owned if only is None else only
+        now = time.monotonic()
+        self._last_flush = now
+        for owned in owned_map.values():
+            out = owned.engine.flush()
+            if len(out):
+                owned.pending.append(out)
+        await self._write(owned_map)
+        for p, owned in owned_map.items():
+            if self.metrics is not None:
+                self.metrics.on_engine(p, owned.engine)
+            due = snapshot_all or now - owned.last_snapshot >= self.snapshot_interval
+            if due and not owned.engine.drained:
+                blob = snapshot(owned.engine)
+                await self.store.save(p, blob, list(owned.engine.next_offsets), now_ms())
+                owned.last_snapshot = now
+                await self._commit({p: owned})
+
+    async def _write(self, owned_map: dict[int, Owned]) -> None:
+        """Dead letters to their topic, rows to ClickHouse; returns once both acknowledged."""
+        outs = [(p, o, out) for p, o in owned_map.items() for out in o.pending]
+        if not outs:
+            return
+        batch = OutputBatch([], [], [], [])
+        futures = []
+        for _, _, out in outs:
+            batch.room_metrics.extend(out.room_metrics)
+            batch.room_totals.extend(out.room_totals)
+            batch.dead_letters.extend(out.dead_letters)
+            batch.late_events.extend(out.late_events)
+            if self._dlq is not None:
+                for row in out.dead_letters:
+                    topic, partition, offset, reason, detail, key, value, received = row
+                    headers = [
+                        ("topic", topic.encode()),
+                        ("partition", str(partition).encode()),
+                        ("offset", str(offset).encode()),
+                        ("reason", reason.encode()),
+                        ("detail", detail.encode()),
+                        ("received_at", str(received).encode()),
+                    ]
+                    futures.append(
+                        await self._dlq.send(
+                            self.dead_letter_topic, value, key=key, headers=headers
+                        )
+                    )
+        for f in futures:
+            await f
+        delay = 1.0
+        while True:
+            try:
+                await asyncio.to_thread(self.sink.write, batch)
+                break
+            except SinkError as exc:
+                # Keep the rows and stop consuming (we hold the lock) until ClickHouse is back.
+                log.error("ClickHouse write failed, retrying in %.0f s: %s", delay, exc)
+                if self.metrics is not None and hasattr(self.sink, "snapshot"):
+                    self.metrics.on_sink(self.sink.snapshot())
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        stamp = now_ms()
+        for p, o, out in outs:
+            if self.metrics is not None:
+                self.metrics.on_written(p, out, stamp, o.engine.head)
+        for o in owned_map.values():
+            o.pending.clear()
+        if self.metrics is not None and hasattr(self.sink, "snapshot"):
+            self.metrics.on_sink(self.sink.snapshot())
+
+    async def _commit(self, owned_map: Mapping[int, Owned]) -> None:
+        """Commit the snapshot offsets (for lag tools; restores use the snapshot itself)."""
+        consumer = self.consumer
+        if consumer is None:
+            return
+        offsets = {
+            _tp(topic, p): o.engine.next_offsets[k]
+            for p, o in owned_map.items()
+            for k, topic in enumerate(self.input_topics)
+        }
+        try:
+            await consumer._commit(offsets)
+        except Exception as exc:  # informational only: never fail a flush on it
+            log.warning("offset commit failed: %s", exc)
+
+
+def _tp(topic: str, partition: int) -> Any:
+    from faust.types import TP
+
+    return TP(topic, partition)
+
+
+def _aiokafka_consumer(consumer: Any) -> Any:
+    """The aiokafka consumer inside Faust's consumer thread (for ``last_poll_timestamp``)."""
+    thread = getattr(consumer, "_thread", None)
+    return getattr(thread, "_consumer", None)

@@ -1,0 +1,163 @@
+"""Engine snapshots in a compacted Kafka topic, so any worker can take a partition over.
+
+Layout: the snapshot topic has as many partitions as the input topics, and the
+snapshot of input partition ``p`` lives in partition ``p``. A snapshot is split
+into chunks below Kafka's default message size (keys ``<p>/<slot>/<i>``) and is
+valid once its manifest (key ``<p>/manifest``: slot, chunk count, SHA-256,
+the input offsets it covers) is written after all its chunks were acknowledged.
+Two slots alternate, so a crash while writing never damages the snapshot the
+current manifest points to. Compaction keeps the newest value per key; chunks
+left over from a longer earlier snapshot in the same slot get tombstones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+log = logging.getLogger(__name__)
+
+CHUNK = 900_000
+"""Bytes per chunk: below the broker's default 1 MB message limit with room for headers."""
+
+TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": "60000",
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": "60000",
+}
+"""Compaction that catches up within minutes, so a restore reads little history."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Which chunks make the current snapshot of a partition, and what it covers."""
+
+    slot: str
+    chunks: int
+    sha256: str
+    size: int
+    offsets: list[int]
+    created_ms: int
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.__dict__)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Manifest:
+        d: dict[str, Any] = orjson.loads(raw)
+        return cls(**d)
+
+
+class SnapshotStore:
+    """Save and load engine snapshots (``streamproc.engine.snapshot``) per partition."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self._producer: AIOKafkaProducer | None = None
+        self._manifests: dict[int, Manifest] = {}
+        self._slot_sizes: dict[tuple[int, str], int] = {}
+        """Chunks present per (partition, slot): the ones beyond a new snapshot get tombstones."""
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            linger_ms=5,
+            max_request_size=CHUNK + 100_000,
+            enable_idempotence=True,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def save(self, partition: int, blob: bytes, offsets: list[int], now_ms: int) -> None:
+        """Write a snapshot; returns once it is the partition's current one."""
+        prod = self._producer
+        assert prod is not None, "start() first"
+        old = self._manifests.get(partition)
+        slot = "b" if old is not None and old.slot == "a" else "a"
+        n = max(1, -(-len(blob) // CHUNK))
+        futures = []
+        for i in range(n):
+            key = f"{partition}/{slot}/{i}".encode()
+            futures.append(
+                await prod.send(
+                    self.topic, blob[i * CHUNK : (i + 1) * CHUNK], key=key, partition=partition
+                )
+            )
+        stale = self._slot_size(partition, slot)
+        for i in range(n, stale):
+            futures.append(
+                await prod.send(
+                    self.topic, None, key=f"{partition}/{slot}/{i}".encode(), partition=partition
+                )
+            )
+        for f in futures:
+            await f
+        manifest = Manifest(slot, n, hashlib.sha256(blob).hexdigest(), len(blob), offsets, now_ms)
+        await (
+            await prod.send(
+                self.topic,
+                manifest.encode(),
+                key=f"{partition}/manifest".encode(),
+                partition=partition,
+            )
+        )
+        self._slot_sizes[(partition, slot)] = n
+        self._manifests[partition] = manifest
+
+    def _slot_size(self, partition: int, slot: str) -> int:
+        return self._slot_sizes.get((partition, slot), 0)
+
+    async def load(self, partition: int) -> tuple[bytes, Manifest] | None:
+        """The partition's current snapshot, or None when it has none."""
+        tp = TopicPartition(self.topic, partition)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=CHUNK + 200_000,
+        )
+        await consumer.start()
+        latest: dict[bytes, bytes | None] = {}
+        try:
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            await consumer.seek_to_beginning(tp)
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for rec in batch.get(tp, []):
+                    if rec.key is not None:
+                        latest[rec.key] = rec.value
+        finally:
+            await consumer.stop()
+        for slot in ("a", "b"):
+            i = 0
+            while latest.get(f"{partition}/{slot}/{i}".encode()) is not None:
+                i += 1
+            self._slot_sizes[(partition, slot)] = i
+        raw = latest.get(f"{partition}/manifest".encode())
+        if raw is None:
+            self._manifests.pop(partition, None)
+            return None
+        manifest = Manifest.decode(raw)
+        parts = [
+            latest.get(f"{partition}/{manifest.slot}/{i}".encode()) for i in range(manifest.chunks)
+        ]
+        if any(p is None for p in parts):
+            raise RuntimeError(f"snapshot of partition {partition} is missing chunks")
+        blob = b"".join(p for p in parts if p is not None)
+        if hashlib.sha256(blob).hexdigest() != manifest.sha256:
+            raise RuntimeError(f"snapshot of partition {partition} fails its checksum")
+        self._manifests[partition] = manifest
+        return blob, manifest

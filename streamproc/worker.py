@@ -1,0 +1,159 @@
+"""``streamproc worker``: wire settings to the sink, the snapshot store, metrics and Faust."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+from .settings import Settings
+
+log = logging.getLogger("streamproc.worker")
+
+
+def build_sink(settings: Settings) -> Any:
+    """ClickHouse server through clickhouse-connect, or embedded chDB, with retries."""
+    from .sink.base import RetryingSink
+
+    inner: Any
+    if settings.clickhouse_url:
+        from .sink.clickhouse_sink import ClickHouseSink
+
+        secure = settings.clickhouse_secure
+        inner = ClickHouseSink(
+            settings.clickhouse_url,
+            user=settings.clickhouse_user,
+            password=settings.clickhouse_password,
+            database=settings.clickhouse_database,
+            secure=None if secure == "" else secure.lower() in ("1", "true", "yes"),
+            verify=settings.clickhouse_verify,
+            ca_cert=settings.clickhouse_ca_cert,
+            connect_timeout=settings.clickhouse_connect_timeout,
+            send_receive_timeout=settings.clickhouse_send_timeout,
+            compress=settings.clickhouse_compress,
+            insert_format=settings.clickhouse_insert_format,
+        )
+    else:
+        from .sink.chdb_sink import ChdbSink
+
+        inner = ChdbSink(settings.chdb_path, settings.clickhouse_database)
+    return RetryingSink(
+        inner,
+        max_attempts=settings.sink_max_attempts,
+        base_delay=settings.sink_backoff_base,
+        max_delay=settings.sink_backoff_max,
+        jitter=settings.sink_backoff_jitter,
+    )
+
+
+def start_sql_endpoint(settings: Settings, sink: Any) -> Any:
+    """Embedded mode: serve read-only SQL for ``streamproc sql`` (chDB locks its directory)."""
+    if settings.clickhouse_url or not settings.sql_port:
+        return None
+    from .sqlserve import SqlServeLimits, SqlServer
+
+    limits = SqlServeLimits(
+        max_execution_time=settings.sql_max_execution_time,
+        max_memory_usage=settings.sql_max_memory_usage,
+        max_result_rows=settings.sql_max_result_rows,
+        max_result_bytes=settings.sql_max_result_bytes,
+        max_body_bytes=settings.sql_max_body_bytes,
+    )
+    server = SqlServer(sink.inner, host=settings.sql_host, port=settings.sql_port, limits=limits)
+    server.start()
+    log.info("read-only SQL endpoint on %s", server.url)
+    return server
+
+
+def build_metrics(settings: Settings) -> Any:
+    if not settings.metrics_port:
+        return None
+    try:
+        from .metrics import PipelineMetrics
+    except ImportError:  # pragma: no cover - the exporter is part of the package
+        return None
+    worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    metrics = PipelineMetrics(
+        worker_id=worker_id, top_k=settings.top_k, thresholds=settings.thresholds()
+    )
+    metrics.serve(settings.metrics_host, settings.metrics_port)
+    log.info(
+        "Prometheus metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port
+    )
+    return metrics
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Input, dead-letter and snapshot topics exist, co-partitioned (created if missing)."""
+    from .broker import ensure_topics as _ensure
+    from .snapstore import TOPIC_CONFIG
+
+    append_time = {"message.timestamp.type": "LogAppendTime"}
+    _ensure(settings.kafka_bootstrap, [*settings.topics], settings.partitions, append_time)
+    _ensure(
+        settings.kafka_bootstrap, [settings.dead_letter_topic], settings.partitions, append_time
+    )
+    _ensure(settings.kafka_bootstrap, [settings.snapshot_topic], settings.partitions, TOPIC_CONFIG)
+
+
+def run(settings: Settings, *, exit_when_idle: float | None = None) -> int:
+    """Run the worker until SIGTERM/SIGINT (or, with ``exit_when_idle``, until drained)."""
+    import faust
+
+    from agents.app import attach, create_app
+    from agents.runtime import WorkerRuntime
+
+    from .snapstore import SnapshotStore
+
+    logging.basicConfig(
+        level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    ensure_topics(settings)
+    sink = build_sink(settings)
+    sql_server = start_sql_endpoint(settings, sink)
+    metrics = build_metrics(settings)
+    runtime = WorkerRuntime(
+        settings.engine_config(),
+        sink=sink,
+        store=SnapshotStore(settings.kafka_bootstrap, settings.snapshot_topic),
+        bootstrap=settings.kafka_bootstrap,
+        dead_letter_topic=settings.dead_letter_topic,
+        flush_interval=settings.flush_interval,
+        snapshot_interval=settings.snapshot_interval,
+        merge_margin_ms=settings.merge_margin_ms,
+        max_batch=settings.max_batch,
+        session_timeout=settings.session_timeout,
+        rebalance_timeout=max(60.0, 2 * settings.session_timeout),
+        metrics=metrics,
+        exit_when_idle=exit_when_idle,
+    )
+    # Faust wants a data directory even with no tables; one per process, removed at exit.
+    datadir = Path(settings.home) / "faust" / f"{settings.group_id}-{os.getpid()}"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = create_app(
+        runtime,
+        app_id=settings.group_id,
+        bootstrap=settings.kafka_bootstrap,
+        datadir=str(datadir),
+        group_instance_id=settings.group_instance_id,
+    )
+    attach(app, runtime)
+    worker = faust.Worker(app, loglevel=str(settings.log_level), quiet=True, redirect_stdouts=False)
+    runtime.on_finished = lambda: asyncio.ensure_future(worker.stop())
+    rc = 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        rc = int(exc.code or 0)
+    finally:
+        if sql_server is not None:
+            sql_server.stop()
+        sink.close()
+        shutil.rmtree(datadir, ignore_errors=True)
+    return rc
