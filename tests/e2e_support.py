@@ -11,6 +11,7 @@ process may already hold another one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -132,10 +133,8 @@ class Deployment:
 
 def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
     """Signal the worker's whole process group (it is a session leader)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=60)
 
 

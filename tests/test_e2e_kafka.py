@@ -60,7 +60,8 @@ def test_worker_killed_at_random_points_gives_identical_rows(
     for i in range(4):
         before = owned()
         proc = dep.start_worker(log, **env)
-        wait_for(lambda: owned() >= before + dep.partitions, 90, f"worker {i} to own partitions")
+        target = before + dep.partitions
+        wait_for(lambda t=target: owned() >= t, 90, f"worker {i} to own partitions")
         if i == 1:  # new records arrive while the next crashes happen
             producer = threading.Thread(target=dep.produce, args=(records[half:], 1500))
             producer.start()
