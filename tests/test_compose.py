@@ -1,0 +1,206 @@
+"""``docker-compose.yml`` and the ``Dockerfile``, checked without a Docker engine.
+
+Parsed with PyYAML: every mounted file exists, every ``STREAMPROC_*`` variable is
+one ``streamproc.settings`` knows, every mapped port is one the service listens
+on, start order follows health checks, the worker scales (no host port, no
+fixed name) and is found by Prometheus, commands name real ``streamproc``
+subcommands, and the Grafana/Prometheus mounts match their config files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from streamproc import settings as settings_mod
+from streamproc.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANNED_SUBCOMMANDS = {"worker", "simulate", "kafka", "sql", "replay", "demo"}
+"""Subcommands the CLI has or is getting; a name outside this set is a typo."""
+SERVER_PORTS = {
+    "clickhouse": {8123, 9000},  # clickhouse-server defaults: HTTP, native
+    "prometheus": {9090},  # --web.listen-address default
+    "grafana": {3000},  # [server] http_port default
+}
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def services() -> dict[str, dict[str, Any]]:
+    svc: dict[str, dict[str, Any]] = compose()["services"]
+    return svc
+
+
+def env(service: dict[str, Any]) -> dict[str, str]:
+    e = service.get("environment") or {}
+    if isinstance(e, list):
+        e = dict(item.split("=", 1) for item in e)
+    return {k: str(v) for k, v in e.items()}
+
+
+def streamproc_services() -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in services().items() if s.get("image", "").startswith("streamproc")}
+
+
+def test_expected_services() -> None:
+    assert {"kafka", "clickhouse", "prometheus", "grafana", "worker", "simulator"} <= set(
+        services()
+    )
+    assert services()["kafka"]["image"] == "apache/kafka:3.9.2"
+    assert services()["clickhouse"]["image"].startswith("clickhouse/clickhouse-server")
+
+
+def test_mounted_files_exist() -> None:
+    mounts = 0
+    for name, svc in services().items():
+        for vol in svc.get("volumes", []):
+            src = vol.split(":")[0] if isinstance(vol, str) else vol["source"]
+            if src.startswith((".", "/")):
+                assert (ROOT / src).exists(), (name, vol)
+                mounts += 1
+    assert mounts >= 5
+    build = {s.get("build") for s in streamproc_services().values()}
+    assert build == {"."}
+    assert (ROOT / "Dockerfile").exists()
+
+
+def test_streamproc_variables_are_known_settings() -> None:
+    known = {s.env: s for s in settings_mod.SETTINGS}
+    seen = 0
+    for name, svc in services().items():
+        for var, value in env(svc).items():
+            if var.startswith("STREAMPROC_"):
+                assert var in known, (name, var)
+                known[var].parse(value)  # and the value parses
+                seen += 1
+    assert seen >= 10
+    text = (ROOT / "Dockerfile").read_text()
+    for var in re.findall(r"\bSTREAMPROC_[A-Z_]+", text):
+        assert var in known, ("Dockerfile", var)
+
+
+def _listener_ports(kafka_env: dict[str, str]) -> set[int]:
+    return {int(m) for m in re.findall(r"://[^:,]*:(\d+)", kafka_env["KAFKA_LISTENERS"])}
+
+
+def test_mapped_ports_are_ports_the_services_use() -> None:
+    host_ports: list[int] = []
+    for name, svc in services().items():
+        if name == "kafka":
+            used = _listener_ports(env(svc))
+        elif name in SERVER_PORTS:
+            used = SERVER_PORTS[name]
+        else:
+            used = set()
+        for mapping in svc.get("ports", []):
+            host, _, container = str(mapping).rpartition(":")
+            assert int(container) in used, (name, mapping)
+            host_ports.append(int(host.split(":")[-1]))
+    assert len(host_ports) == len(set(host_ports)), host_ports
+    # Kafka advertises every listener it maps, for the address clients will use
+    kafka = env(services()["kafka"])
+    advertised = re.findall(r"(\w+)://([^:,]+):(\d+)", kafka["KAFKA_ADVERTISED_LISTENERS"])
+    assert ("PLAINTEXT", "kafka", "9092") in advertised
+    assert ("HOST", "localhost", "29092") in advertised
+    assert kafka["KAFKA_NUM_PARTITIONS"] == "8"
+    assert kafka["KAFKA_LOG_MESSAGE_TIMESTAMP_TYPE"] == "LogAppendTime"
+
+
+def test_worker_scales_and_is_scraped() -> None:
+    worker = services()["worker"]
+    assert "ports" not in worker and "container_name" not in worker
+    e = env(worker)
+    metrics_port = int(e["STREAMPROC_METRICS_PORT"])
+    assert e["STREAMPROC_METRICS_HOST"] == "0.0.0.0"  # reachable from the Prometheus container
+    assert [int(p) for p in worker["expose"]] == [metrics_port]
+    assert e["STREAMPROC_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert e["STREAMPROC_CLICKHOUSE_URL"] == "http://clickhouse:8123"
+    prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "streamproc-worker"]
+    (sd,) = job["dns_sd_configs"]
+    assert sd["names"] == ["worker"] and sd["port"] == metrics_port
+    ch = env(services()["clickhouse"])
+    assert e["STREAMPROC_CLICKHOUSE_USER"] == ch["CLICKHOUSE_USER"]
+    assert e["STREAMPROC_CLICKHOUSE_PASSWORD"] == ch["CLICKHOUSE_PASSWORD"]
+
+
+def test_start_order_follows_health_checks() -> None:
+    svc = services()
+    for name, s in svc.items():
+        deps = s.get("depends_on", {})
+        assert isinstance(deps, dict), (name, "use the long form with a condition")
+        for dep, cond in deps.items():
+            assert cond["condition"] == "service_healthy", (name, dep)
+            assert "healthcheck" in svc[dep], (name, dep)
+    assert set(svc["worker"]["depends_on"]) == {"kafka", "clickhouse"}
+    assert "kafka" in svc["simulator"]["depends_on"]
+    assert set(svc["grafana"]["depends_on"]) == {"prometheus", "clickhouse"}
+
+
+def test_config_mounts_match_the_config_files() -> None:
+    prom = services()["prometheus"]
+    config = next(a.split("=", 1)[1] for a in prom["command"] if a.startswith("--config.file="))
+    targets = {v.split(":")[1]: v.split(":")[0] for v in prom["volumes"]}
+    assert targets[config] == "./deploy/prometheus/prometheus.yml"
+    cfg = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    for rule_file in cfg["rule_files"]:  # resolved relative to the config file
+        assert str(Path(config).parent / rule_file) in targets
+    grafana = services()["grafana"]
+    gtargets = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"]}
+    assert gtargets["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    provider = yaml.safe_load(
+        next((ROOT / "deploy/grafana/provisioning/dashboards").glob("*.y*ml")).read_text()
+    )
+    assert gtargets[provider["providers"][0]["options"]["path"]] == "./deploy/grafana/dashboards"
+    home = env(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (ROOT / "deploy/grafana/dashboards" / Path(home).name).exists()
+    plugins = env(grafana)["GF_INSTALL_PLUGINS"].split(",")
+    for f in (ROOT / "deploy/grafana/provisioning/datasources").glob("*.y*ml"):
+        for ds in yaml.safe_load(f.read_text())["datasources"]:
+            if ds["type"] not in ("prometheus",):  # built in
+                assert ds["type"] in plugins, ds["type"]
+            host = ds.get("url", "") + ds.get("jsonData", {}).get("host", "")
+            assert any(name in host for name in services()), ds
+    ch = services()["clickhouse"]
+    assert "./schemas/clickhouse:/docker-entrypoint-initdb.d:ro" in ch["volumes"]
+
+
+def _cli_subcommands() -> set[str]:
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
+def commands() -> dict[str, list[str]]:
+    return {n: s["command"] for n, s in streamproc_services().items()}
+
+
+def test_commands_name_streamproc_subcommands() -> None:
+    for name, cmd in commands().items():
+        assert isinstance(cmd, list) and cmd[0] == "streamproc", name
+        assert cmd[1] in PLANNED_SUBCOMMANDS, (name, cmd)
+    assert commands()["worker"][:2] == ["streamproc", "worker"]
+    assert commands()["simulator"][:2] == ["streamproc", "simulate"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert [x for x in dockerfile.splitlines() if x.startswith("FROM")] == ["FROM python:3.11-slim"]
+    assert 'CMD ["streamproc", "worker"]' in dockerfile
+
+
+def test_commands_exist_in_the_cli() -> None:
+    real = _cli_subcommands()
+    used = {cmd[1] for cmd in commands().values()}
+    missing = used - real
+    if missing and missing <= PLANNED_SUBCOMMANDS:
+        pytest.skip(f"subcommands not in streamproc.cli yet: {sorted(missing)}")
+    assert not missing
