@@ -204,3 +204,8 @@ def test_commands_exist_in_the_cli() -> None:
     if missing and missing <= PLANNED_SUBCOMMANDS:
         pytest.skip(f"subcommands not in streamproc.cli yet: {sorted(missing)}")
     assert not missing
+    for name, cmd in commands().items():  # the flags too: the real parser accepts them
+        try:
+            build_parser().parse_args(cmd[1:])
+        except SystemExit as exc:
+            raise AssertionError(f"{name}: {cmd} rejected by streamproc's parser") from exc
