@@ -228,7 +228,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    return demo.run(_settings(args), duration=args.duration, rate=args.rate)
+    return demo.run(_settings(args), duration=args.duration, viewers=args.viewers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,7 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         "numbers; end with a SQL report; stop everything it started.",
     )
     p.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
-    p.add_argument("--rate", type=float, default=20_000, help="events/s (default 20000)")
+    p.add_argument(
+        "--viewers",
+        type=int,
+        default=200_000,
+        help="concurrent viewers the hit room ramps up to (default 200000)",
+    )
     add_setting_flags(p, "kafka_port", "partitions")
     p.set_defaults(func=cmd_demo)
 
