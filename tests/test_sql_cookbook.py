@@ -1,0 +1,235 @@
+"""The SQL cookbook (``deploy/clickhouse/queries/*.sql``, ``docs/sql.md``) on real rows.
+
+A small promotion (``AWKWARD_CONFIG``, moved to end a few minutes ago so the
+"last hour" queries see it) goes through ``streamproc.replay.run``; its rows are
+inserted into chDB through ``ChdbSink`` **twice over**: first stale copies (a
+lower ``version``, wrong numbers; dead letters and late events redelivered),
+then the real rows. Only queries that read ``FINAL`` / the newest version give
+the right answers. Every query's values are checked against numbers computed
+here from the replay's JSON output, independently of ClickHouse.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streamproc import replay
+from streamproc.engine.config import EngineConfig
+from streamproc.rows import ROOM_METRICS_COLUMNS, ROOM_TOTALS_COLUMNS
+from streamproc.simulate import AWKWARD_CONFIG, generate, room_name, to_replay_line
+from streamproc.sink.base import OutputBatch, QueryResult
+from streamproc.sink.chdb_sink import ChdbSink
+from tests.chdb_fixture import chdb_dir, fresh_database
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES = ROOT / "deploy" / "clickhouse" / "queries"
+HIT = room_name(0)
+
+
+def ch_time(ms: int) -> str:
+    """Epoch ms as ClickHouse prints ``DateTime64(3, 'UTC')``."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+class Data:
+    """The replay's output (as JSON objects) and a chDB database holding its rows."""
+
+    def __init__(self, sink: ChdbSink) -> None:
+        now = int(time.time() * 1000)
+        cfg = replace(AWKWARD_CONFIG, seed=7, start_ts=now - 420_000)  # ends ~3 minutes ago
+        lines = [to_replay_line(r, r.ts) for r in generate(cfg)]
+        out = io.BytesIO()
+        rp = replay.run(lines, EngineConfig(), 8, out)
+        objs = [orjson.loads(line) for line in out.getvalue().splitlines()]
+        by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for o in objs:
+            by_table[o["table"]].append(o)
+        self.metrics = by_table["room_metrics"]
+        self.totals = by_table["room_totals"]
+        self.dead = by_table["dead_letters"]
+        self.late = by_table["late_events"]
+        self.sink = sink
+        metrics_rows = [r for r in rp.metrics.values() if r is not None]
+        totals_rows = list(rp.totals.values())
+        sink.write(
+            OutputBatch(
+                [_stale(r, ROOM_METRICS_COLUMNS) for r in metrics_rows],
+                [_stale(r, ROOM_TOTALS_COLUMNS) for r in totals_rows],
+                list(rp.out.dead_letters),
+                list(rp.out.late_events),
+            )
+        )
+        sink.write(
+            OutputBatch(
+                metrics_rows, totals_rows, list(rp.out.dead_letters), list(rp.out.late_events)
+            )
+        )
+
+    def run(self, name: str, **params: Any) -> QueryResult:
+        return self.sink.query((QUERIES / f"{name}.sql").read_text(), params)
+
+
+INFLATED = (
+    "concurrent_viewers", "peak_viewers", "unique_viewers", "unique_carters", "unique_buyers",
+    "orders", "refunds", "gmv", "watch_ms", "distinct_viewers",
+)  # fmt: skip
+
+
+def _stale(row: tuple[Any, ...], columns: tuple[str, ...]) -> tuple[Any, ...]:
+    """An older version of ``row`` with inflated numbers (what FINAL must hide)."""
+    d = dict(zip(columns, row, strict=True))
+    for c in INFLATED:
+        if c in d:
+            d[c] = d[c] * 3 + 1_000
+    d["version"] -= 1
+    return tuple(d[c] for c in columns)
+
+
+@pytest.fixture(scope="module")
+def data() -> Iterator[Data]:
+    sink = ChdbSink(chdb_dir(), fresh_database("cookbook"))
+    try:
+        yield Data(sink)
+    finally:
+        sink.close()
+
+
+def test_every_query_file_is_tested_and_documented() -> None:
+    files = {p.stem for p in QUERIES.glob("*.sql")}
+    tested = {n.removeprefix("test_") for n in globals() if n.startswith("test_")}
+    assert files <= tested, files - tested
+    doc = (ROOT / "docs" / "sql.md").read_text()
+    for p in QUERIES.glob("*.sql"):
+        assert f"deploy/clickhouse/queries/{p.name}" in doc, p.name
+        body = p.read_text().split("\n", 1)[1] if p.read_text().startswith("--") else ""
+        assert body.strip().splitlines()[-1] in doc, p.name  # the doc shows the query itself
+
+
+def test_top_rooms_by_peak(data: Data) -> None:
+    res = data.run("top_rooms_by_peak", limit=3)
+    expect = sorted(data.totals, key=lambda t: (-t["peak_viewers"], t["room_id"]))[:3]
+    assert [(r[0], r[1]) for r in res.rows] == [(t["room_id"], t["peak_viewers"]) for t in expect]
+    top = expect[0]
+    assert res.rows[0][2] == ch_time(top["peak_at"])
+    assert Decimal(res.rows[0][4]) == Decimal(top["gmv"])
+    assert top["room_id"] == HIT
+
+
+def test_room_curve(data: Data) -> None:
+    rows = sorted((m for m in data.metrics if m["room_id"] == HIT), key=lambda m: m["window_start"])
+    minutes: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for m in rows:
+        minutes[m["window_start"] // 60_000 * 60_000].append(m)
+    first, last = min(minutes), max(minutes)
+    expect = []
+    for minute in range(first, last + 60_000, 60_000):
+        ws = minutes.get(minute, [])
+        ends_full = bool(ws) and ws[-1]["window_end"] == minute + 60_000
+        expect.append([
+            ch_time(minute)[:19],  # toStartOfMinute gives a DateTime (seconds)
+            ws[-1]["concurrent_viewers"] if ends_full else 0,
+            round(sum(m["watch_ms"] for m in ws) / 60_000, 2),
+            max((m["peak_viewers"] for m in ws), default=0),
+            sum(m["joins"] for m in ws),
+            sum((Decimal(m["gmv"]) for m in ws), Decimal("0.00")),
+        ])  # fmt: skip
+    res = data.run("room_curve", room=HIT)
+    got = [[r[0], r[1], float(r[2]), r[3], int(r[4]), Decimal(r[5])] for r in res.rows]
+    assert got == expect
+    assert res.columns[:3] == ["minute", "viewers_at_end", "avg_viewers"]
+    assert sum(e[5] for e in expect) == Decimal(
+        next(t["gmv"] for t in data.totals if t["room_id"] == HIT)
+    )
+
+
+def test_conversion_funnel(data: Data) -> None:
+    lo = min(m["window_start"] for m in data.metrics)
+    hi = lo + 120_000  # the first two minutes only
+    res = data.run("conversion_funnel", **{"from": ch_time(lo), "to": ch_time(hi), "limit": 100})
+    got = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in res.rows}
+    expect: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for m in data.metrics:
+        if lo <= m["window_start"] < hi:
+            e = expect[m["room_id"]]
+            e[0] += m["unique_viewers"]
+            e[1] += m["unique_carters"]
+            e[2] += m["unique_buyers"]
+    assert got == {k: tuple(v) for k, v in expect.items()}
+    v, c, b = got[HIT]
+    hit_row = next(r for r in res.rows if r[0] == HIT)
+    assert hit_row[4] == round(c / v, 4) and hit_row[6] == round(b / v, 4)
+    assert res.rows[0][0] == max(expect, key=lambda k: (expect[k][0], k))
+
+
+def test_refund_rate(data: Data) -> None:
+    res = data.run("refund_rate", min_orders=2, limit=100)
+    eligible = [t for t in data.totals if t["orders"] >= 2]
+    assert len(res.rows) == len(eligible) > 0
+    best = min(eligible, key=lambda t: (-t["refunds"] / t["orders"], -t["refunds"], t["room_id"]))
+    assert res.rows[0][0] == best["room_id"]
+    assert res.rows[0][3] == round(best["refunds"] / best["orders"], 4)
+    assert Decimal(res.rows[0][5]) == Decimal(best["refund_amount"])
+    assert sum(int(r[2]) for r in res.rows) == sum(t["refunds"] for t in eligible) > 0
+
+
+def test_avg_dwell(data: Data) -> None:
+    res = data.run("avg_dwell", limit=100)
+    got = {r[0]: (int(r[1]), r[3]) for r in res.rows}
+    for t in data.totals:
+        if t["distinct_viewers"]:
+            dwell = t["watch_ms"] / t["distinct_viewers"] / 1000
+            assert got[t["room_id"]][0] == t["distinct_viewers"]
+            assert got[t["room_id"]][1] == pytest.approx(dwell, abs=0.051)
+
+
+def test_avg_dwell_platform(data: Data) -> None:
+    (row,) = data.run("avg_dwell_platform").rows
+    watch = sum(t["watch_ms"] for t in data.totals)
+    visits = sum(t["distinct_viewers"] for t in data.totals)
+    assert int(row[0]) == len(data.totals) and int(row[1]) == visits
+    assert row[3] == pytest.approx(watch / visits / 1000, abs=0.051)
+
+
+def test_rooms_over_threshold(data: Data) -> None:
+    threshold = 100
+    res = data.run("rooms_over_threshold", threshold=threshold)
+    first: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    for m in data.metrics:
+        if m["peak_viewers"] >= threshold:
+            first[m["room_id"]] = min(first.get(m["room_id"], m["window_start"]), m["window_start"])
+            peak[m["room_id"]] = max(peak.get(m["room_id"], 0), m["peak_viewers"])
+    assert HIT in first
+    assert {r[0]: (r[1], r[2]) for r in res.rows} == {
+        room: (ch_time(first[room]), peak[room]) for room in first
+    }
+    assert data.run("rooms_over_threshold", threshold=1_000_000).rows == []
+
+
+def test_dead_letters_last_hour(data: Data) -> None:
+    res = data.run("dead_letters_last_hour")
+    expect = Counter(d["reason"] for d in data.dead)
+    assert {r[0]: int(r[1]) for r in res.rows} == dict(expect)
+    assert len(expect) >= 15  # the awkward config produces every reason
+    assert res.rows[0][0] == min(expect, key=lambda k: (-expect[k], k))
+
+
+def test_late_events_last_hour(data: Data) -> None:
+    res = data.run("late_events_last_hour")
+    expect = Counter((e["room_id"], e["kind"]) for e in data.late)
+    assert expect
+    assert {(r[0], r[1]): int(r[2]) for r in res.rows} == dict(expect)
+    worst = max(data.late, key=lambda e: e["late_by_ms"])
+    got = max(float(r[3]) for r in res.rows)
+    assert got == worst["late_by_ms"] / 1000
