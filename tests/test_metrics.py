@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -63,7 +64,7 @@ def room_ids(m: PipelineMetrics, name: str = "streamproc_room_concurrent_viewers
 
 
 def mrow(room: str, window: int, concurrent: int) -> tuple[Any, ...]:
-    d = dict.fromkeys(ROOM_METRICS_COLUMNS, 0)
+    d: dict[str, Any] = dict.fromkeys(ROOM_METRICS_COLUMNS, 0)
     d.update(
         room_id=room,
         window_start=T0 + window * 10_000,
@@ -78,7 +79,7 @@ def mrow(room: str, window: int, concurrent: int) -> tuple[Any, ...]:
 
 def trow(room: str, *, peak: int = 0, gmv: int = 0, orders: int = 0, refunds: int = 0,
          refund: int = 0, viewers: int = 10, buyers: int = 1) -> tuple[Any, ...]:  # fmt: skip
-    d = dict.fromkeys(ROOM_TOTALS_COLUMNS, 0)
+    d: dict[str, Any] = dict.fromkeys(ROOM_TOTALS_COLUMNS, 0)
     d.update(
         room_id=room,
         peak_viewers=peak,
@@ -94,7 +95,13 @@ def trow(room: str, *, peak: int = 0, gmv: int = 0, orders: int = 0, refunds: in
     return tuple(d[c] for c in ROOM_TOTALS_COLUMNS)
 
 
-def written(m: PipelineMetrics, p: int, metrics=(), totals=(), now: int = T0) -> None:  # type: ignore[no-untyped-def]
+def written(
+    m: PipelineMetrics,
+    p: int,
+    metrics: Iterable[tuple[Any, ...]] = (),
+    totals: Iterable[tuple[Any, ...]] = (),
+    now: int = T0,
+) -> None:
     m.on_written(p, Output(room_metrics=list(metrics), room_totals=list(totals)), now, T0)
 
 
@@ -197,19 +204,21 @@ def test_records_name_one_room_and_move_with_the_record() -> None:
 # --------------------------------------------------------------------------- engine counters
 
 
-def _feed(
-    records: list[Any], cfg: EngineConfig, parts: int
-) -> list[tuple[int, int, bytes, bytes, int]]:
+Fed = tuple[int, int, int, bytes, bytes, int]
+"""``(partition, kind, offset, key, value, arrival)``."""
+
+
+def _feed(records: list[Any], cfg: EngineConfig, parts: int) -> list[Fed]:
     ti = cfg.topic_index()
     offsets: Counter[tuple[int, int]] = Counter()
-    out = []
+    out: list[Fed] = []
     for r in records:
         if r.topic not in ti:
             continue
         k, p = ti[r.topic], murmur2_partition(r.key, parts)
         out.append((p, k, offsets[(k, p)], r.key, r.value, r.ts))
         offsets[(k, p)] += 1
-    return out  # type: ignore[return-value]
+    return out
 
 
 def test_counters_and_gmv_survive_a_restore_without_double_counting() -> None:
