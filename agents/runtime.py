@@ -44,6 +44,7 @@ log = logging.getLogger("streamproc.worker")
 class Metrics(Protocol):
     """What the runtime reports (``streamproc.metrics.PipelineMetrics``)."""
 
+    def on_assign(self, partition: int, engine: PartitionEngine) -> None: ...
     def on_written(self, partition: int, out: Output, now_ms: int, head_ts: int) -> None: ...
     def on_engine(self, partition: int, engine: PartitionEngine) -> None: ...
     def on_sink(self, stats: Any) -> None: ...
@@ -169,6 +170,9 @@ class WorkerRuntime:
                 if owned is None:
                     owned = await self._restore(p)
                     self.owned[p] = owned
+                    if self.metrics is not None:
+                        # a restored engine's counters and totals are a baseline, not news
+                        self.metrics.on_assign(p, owned.engine)
                 owned.merger.clear()
                 owned.received = list(owned.engine.next_offsets)
                 for k, topic in enumerate(self.input_topics):

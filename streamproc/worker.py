@@ -41,12 +41,16 @@ def build_sink(settings: Settings) -> Any:
         from .sink.chdb_sink import ChdbSink
 
         inner = ChdbSink(settings.chdb_path, settings.clickhouse_database)
+    def on_error(attempt: int, exc: BaseException) -> None:
+        log.warning("ClickHouse write failed (attempt %d, retrying): %s", attempt + 1, exc)
+
     return RetryingSink(
         inner,
         max_attempts=settings.sink_max_attempts,
         base_delay=settings.sink_backoff_base,
         max_delay=settings.sink_backoff_max,
         jitter=settings.sink_backoff_jitter,
+        on_error=on_error,
     )
 
 
@@ -153,7 +157,7 @@ def run(settings: Settings, *, exit_when_idle: float | None = None) -> int:
         rc = int(exc.code or 0)
     finally:
         if sql_server is not None:
-            sql_server.stop()
+            sql_server.close()
         sink.close()
         shutil.rmtree(datadir, ignore_errors=True)
     return rc

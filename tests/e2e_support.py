@@ -236,30 +236,35 @@ _DUMP_SQL = {
 _TIMES = ("window_start", "window_end", "first_event_at", "last_event_at", "peak_at")
 
 
+def dump_with(query: Any, db: str) -> dict[str, list[dict[str, Any]]]:
+    """The four tables via ``query(sql) -> JSONEachRow bytes`` (times in ms, money exact)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for table, sql in _DUMP_SQL.items():
+        data = query(
+            sql.format(db=db)
+            + " SETTINGS output_format_json_quote_decimals=1,"
+            " output_format_json_quote_64bit_integers=0"
+        )
+        rows = [json.loads(line) for line in data.decode().splitlines() if line]
+        for r in rows:
+            for c in _TIMES:
+                if c in r:
+                    r[c] = _ms(r[c])
+            for c in ("gmv", "refund_amount"):
+                if c in r:
+                    r[c] = f"{Decimal(r[c]):.2f}"
+        out[table] = rows
+    return out
+
+
 def _dump(path: str, db: str) -> dict[str, list[dict[str, Any]]]:
     import chdb.session
 
     sess = chdb.session.Session(path)
-    out: dict[str, list[dict[str, Any]]] = {}
     try:
-        for table, sql in _DUMP_SQL.items():
-            res = sess.query(
-                sql.format(db=db) + " SETTINGS output_format_json_quote_decimals=1,"
-                " output_format_json_quote_64bit_integers=0",
-                "JSONEachRow",
-            )
-            rows = [json.loads(line) for line in res.bytes().decode().splitlines() if line]
-            for r in rows:
-                for c in _TIMES:
-                    if c in r:
-                        r[c] = _ms(r[c])
-                for c in ("gmv", "refund_amount"):
-                    if c in r:
-                        r[c] = f"{Decimal(r[c]):.2f}"
-            out[table] = rows
+        return dump_with(lambda sql: sess.query(sql, "JSONEachRow").bytes(), db)
     finally:
         sess.close()
-    return out
 
 
 def _ms(text: str) -> int:

@@ -245,7 +245,9 @@ cmd_start() {
   fi
   local deadline=$((SECONDS + START_TIMEOUT))
   while ((SECONDS < deadline)); do
-    if ! is_running; then
+    # kill -0, not is_running: right after the fork the child may not have exec'd java
+    # yet, so its command line does not match for a moment.
+    if ! kill -0 "$(read_pid)" 2>/dev/null; then
       show_tail
       die "Kafka exited during start-up"
     fi
