@@ -113,7 +113,7 @@ def create_app(
         app.topics.add(app.topic(topic, acks=False, value_serializer="raw", key_serializer="raw"))
 
     @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
         await runtime.on_revoked(revoked)
 

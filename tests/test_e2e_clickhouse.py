@@ -75,7 +75,10 @@ def test_rebalance_to_a_second_worker_keeps_results_exact(
         "STREAMPROC_SESSION_TIMEOUT": "6",
     }
     dep.ensure_topics()
-    first, second = scenario_awkward(31, unknown_topic=False), scenario_awkward(32, unknown_topic=False)
+    first, second = (
+        scenario_awkward(31, unknown_topic=False),
+        scenario_awkward(32, unknown_topic=False),
+    )
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
     a = dep.start_worker(log_a, **env)
     wait_for(lambda: _owned(log_a) >= dep.partitions, 90, "worker A to own every partition")
@@ -121,8 +124,10 @@ def test_sql_against_a_running_embedded_worker(kafka_bootstrap: str, tmp_path: P
             return res.returncode == 0 and int(json.loads(res.stdout)["n"]) > 0
 
         wait_for(has_rows, 60, "rows to appear through the endpoint")
-        table = sql("SELECT room_id, sum(orders) AS orders FROM live.room_metrics FINAL "
-                    "GROUP BY room_id ORDER BY room_id")
+        table = sql(
+            "SELECT room_id, sum(orders) AS orders FROM live.room_metrics FINAL "
+            "GROUP BY room_id ORDER BY room_id"
+        )
         assert table.returncode == 0 and "orders" in table.stdout, table.stderr
         denied = sql("INSERT INTO live.room_totals (room_id) VALUES ('x')")
         assert denied.returncode != 0 and "rejected" in denied.stderr
@@ -139,4 +144,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
