@@ -122,10 +122,10 @@ def run_streamproc(bootstrap: str, topics: Sequence[str], n_records: int) -> dic
       (rows written, sink, ...) are welcome.
 
     :func:`run_module` does all of that for a module that follows the protocol of
-    ``bench/contenders/__init__.py`` (common command line, one JSON line on stdout), e.g.
+    ``bench/contenders/__init__.py`` (common command line, one JSON line on stdout; it
+    looks the partition count up when not given), e.g.
     ``return run_module("streamproc", "bench.contenders.streamproc", bootstrap, topics,
-    n_records, n_records, partitions=..., timeout=...)``; ``compare.py`` then adds the
-    broker CPU and the total process CPU itself.
+    n_records, n_records)``, and adds the process's total CPU and the broker's CPU.
     """
     raise NotImplementedError("wired by the worker issue")
 
@@ -174,6 +174,19 @@ async def _end_offsets(bootstrap: str, topics: Sequence[str], partitions: int) -
     return out
 
 
+async def partition_count(bootstrap: str, topic: str) -> int:
+    """Number of partitions of ``topic`` (from the broker's metadata)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if not described or described[0]["error_code"] != 0:
+        raise ContenderError(f"topic {topic!r} not found on {bootstrap}")
+    return len(described[0]["partitions"])
+
+
 async def _delete_run_topics(bootstrap: str, run_id: str) -> list[str]:
     """Delete every topic whose name contains the run id (inputs and internal topics)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -218,7 +231,7 @@ def run_module(
     records: int,
     limit: int,
     *,
-    partitions: int,
+    partitions: int | None = None,
     variant: str = "",
     group: str | None = None,
     timeout: float = 900.0,
@@ -235,6 +248,8 @@ def run_module(
     of the process, from ``RUSAGE_CHILDREN``) and ``broker_cpu_s`` (the broker JVM's CPU
     over the same time: on a shared 2-core box it competes with the contender).
     """
+    if partitions is None:
+        partitions = asyncio.run(partition_count(bootstrap, topics[0]))
     log_dir = log_dir or Path(tempfile.gettempdir())
     state_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     log_path = log_dir / f"{name}.stderr.log"
@@ -551,7 +566,7 @@ def _run_streamproc(bootstrap: str, topics: Sequence[str], total: int,
         _say(f"streamproc failed: {exc!r}")
         return {"contender": "streamproc", "error": repr(exc)}
     b1 = _proc_cpu_s(broker_pid)
-    result.setdefault("contender", "streamproc")
+    result["contender"] = "streamproc"
     if b0 is not None and b1 is not None:
         result.setdefault("broker_cpu_s", round(b1 - b0, 3))
     return result
