@@ -243,14 +243,15 @@ def run_module(
 
     The process gets the common command line, its own consumer group / app id and its own
     temporary state dir, and runs with the repository root as working directory and on
-    ``sys.path``. stderr goes to a log file whose tail is attached on failure. Adds
+    ``sys.path``. stderr goes to ``<log_dir>/<name>.stderr.log`` (a new temporary dir by
+    default), whose tail is attached on failure. Adds
     ``wall_total_s`` (process start to exit), ``process_cpu_total_s`` (user + system CPU
     of the process, from ``RUSAGE_CHILDREN``) and ``broker_cpu_s`` (the broker JVM's CPU
     over the same time: on a shared 2-core box it competes with the contender).
     """
     if partitions is None:
         partitions = asyncio.run(partition_count(bootstrap, topics[0]))
-    log_dir = log_dir or Path(tempfile.gettempdir())
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="bench-compare-logs-"))
     state_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     log_path = log_dir / f"{name}.stderr.log"
     argv = [
@@ -303,6 +304,7 @@ def run_module(
         )
     result: dict[str, Any] = json.loads(lines[-1])
     result["exit_code"] = proc.returncode
+    result["stderr_log"] = str(log_path)
     result["wall_total_s"] = round(wall, 3)
     result["process_cpu_total_s"] = round(
         (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime), 3)
@@ -496,6 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         limits = {"bare": total, "faust": args.faust_events, "quix": args.quix_events,
                   "quix-separate": args.quix_events}
         bpid = _broker_pid(node_dir)
+        log_dir = Path(tempfile.mkdtemp(prefix=f"bench-compare-{run_id}-"))
+        report["logs"] = str(log_dir)
         for name in args.only:
             if name == "streamproc":
                 results[name] = _run_streamproc(bootstrap, topics, total, bpid)
@@ -509,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     partitions=args.partitions, variant=variant,
                     group=f"bench-{run_id}-{name}",
                     timeout=args.timeout, idle_timeout=args.idle_timeout,
-                    broker_pid=bpid,
+                    log_dir=log_dir, broker_pid=bpid,
                 )
             except ContenderError as exc:
                 _say(str(exc))
