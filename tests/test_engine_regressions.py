@@ -42,3 +42,38 @@ def test_noop_leave_into_a_window_already_written_empty_still_gets_its_row() -> 
     )
     for every in (None, 1):
         assert comparable(engine_compute(records, CFG, flush_every=every)) == expected
+
+
+def test_pruning_keeps_a_presence_whose_timeout_end_is_not_applied_yet() -> None:
+    # T = 5 s, L = 0. u3 joins at 0: [0, 5 s) -- its timeout end is applied by a timer
+    # only when the stream time passes the end's second. Before that, u3 carts at 8.5 s
+    # while the horizon is already at 5 s: the old interval must not be pruned away with
+    # its -1 at 5 s unapplied (the room would count u3 twice for ever, and the drain
+    # would never end).
+    cfg = RefConfig(
+        window_ms=1000,
+        out_of_order_ms=0,
+        allowed_lateness_ms=0,
+        presence_timeout_ms=5000,
+        dedup_ms=3000,
+        idle_ms=500,
+    )
+    records = [
+        _rec("viewer", 0, 0, "r1", "u1", 0, '"action": "join"'),
+        _rec("viewer", 1, 0, "r1", "u3", 0, '"action": "join"'),
+        _rec("viewer", 2, 5_726, "r1", "u1", 5_726, '"action": "join"'),
+        _rec(
+            "cart",
+            0,
+            8_489,
+            "r1",
+            "u3",
+            8_489,
+            '"sku_id": "s1", "quantity": 1, "price": 0.1',
+        ),
+        _rec("viewer", 3, 3_600_000, "r1", "u1", 0, '"action": "join"'),
+    ]
+    expected = comparable(compute(records, cfg))
+    assert len(expected["room_metrics"]) > 5
+    for every in (None, 1):
+        assert comparable(engine_compute(records, cfg, flush_every=every)) == expected

@@ -550,7 +550,21 @@ class PartitionEngine:
         n = len(keys)
         rows = self.out.room_metrics
         now: int | None = None
+        if hi == POS:
+            # End of input: every presence has ended by now, so the count must be back to
+            # zero after the last end. Past that, a positive count is a bookkeeping error;
+            # fail loudly instead of writing empty windows for ever.
+            T = self.cfg.presence_timeout_ms
+            last_end = max((u.end(T) for u in room.users.values()), default=NEG)
+            limit = max(last_end, keys[-1] if keys else NEG) + W
+        else:
+            limit = POS
         while s < hi:
+            if s > limit:
+                raise RuntimeError(
+                    f"room {room.room_id!r}: {base} viewers still present after every "
+                    "presence ended (engine bookkeeping error)"
+                )
             while k < n and keys[k] < s:
                 k += 1
             w = windows.get(s)

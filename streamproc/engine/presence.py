@@ -33,10 +33,13 @@ Interval = tuple[int, int | None]
 """``(start, end)``; ``end`` is ``None`` while the interval is open (not yet timed out)."""
 
 
+_ONE: Final = array("q", [0])
+
+
 def new_ts_array(ts: int) -> array[int]:
-    """A one-element timestamp array."""
-    a = array("q")
-    a.append(ts)
+    """A one-element timestamp array (copying a template is the cheapest way to make one)."""
+    a = _ONE.__copy__()
+    a[0] = ts
     return a
 
 
@@ -135,11 +138,14 @@ def prune(u: User, point: int, timeout: int) -> None:
     leaves = u.leaves
     i = bisect_left(evs, point)
     j = bisect_left(leaves, point) if leaves else 0
+    if i == 0 and j == 0:
+        return
+    # The user's last interval lies before point but its timeout end is not applied
+    # to the windows yet (no CLOSED flag): keep it, so that the end is applied later.
+    pending_end = i == len(evs) and not u.flags & CLOSED and u.is_open()
     if i <= 1 and j == 0:
-        if i == 0:
-            return
         # One earlier event and no earlier leave: it is kept iff it still covers point.
-        if evs[0] + timeout > point:
+        if pending_end or evs[0] + timeout > point:
             return
         del evs[0]
         return
@@ -147,7 +153,7 @@ def prune(u: User, point: int, timeout: int) -> None:
     if i:
         head = User(evs[:i], leaves[:j] if leaves else None)
         ivs = intervals(head, timeout)
-        keep = ivs[-1][1] is None and evs[i - 1] + timeout > point
+        keep = pending_end or (ivs[-1][1] is None and evs[i - 1] + timeout > point)
     del evs[: i - 1 if keep else i]
     if leaves:
         del leaves[:j]

@@ -91,7 +91,7 @@ def _sorted(s: set[str] | None) -> list[str] | None:
 def _window_state(w: Window) -> list[Any]:
     return [
         [getattr(w, a) for a in _WINDOW_INTS],
-        sorted(w.changes.items()),
+        w.change_items(),
         _sorted(w.chatters),
         _sorted(w.carters),
         _sorted(w.buyers),
@@ -186,9 +186,10 @@ def _restore_room(rs: list[Any]) -> Room:
     for ws in windows:
         w_ints, changes, chatters, carters, buyers_w, emitted, final, exists = ws
         w = Window(w_ints[0])
+        for t, d in changes:
+            w.change(t, d)
         for a, v in zip(_WINDOW_INTS, w_ints, strict=True):
-            setattr(w, a, v)
-        w.changes = dict(changes)
+            setattr(w, a, v)  # after the changes: ``net`` is restored, not summed twice
         w.chatters = None if chatters is None else set(chatters)
         w.carters = None if carters is None else set(carters)
         w.buyers = None if buyers_w is None else set(buyers_w)

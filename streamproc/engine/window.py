@@ -18,7 +18,9 @@ RowValues = tuple[int, int, int, int, int, int, int, int, int, int, int, int, in
 """``(concurrent, peak, unique, joins, leaves, chats, chatters, carts, carters, orders, buyers,
 gmv_fen, refunds, refund_fen, conversion, watch_ms)``."""
 
-EMPTY_CHANGES: Final[dict[int, int]] = {}
+SUB_MS: Final = 100
+"""Sub-window width: a flush re-sweeps only the sub-windows that changed, so the cost of a
+row follows the changes since the last write, not all presence changes of the window."""
 
 
 class Window:
@@ -49,13 +51,20 @@ class Window:
         "refund_fen",
         "refunds",
         "rejoins",
+        "stale",
         "start",
+        "subs",
         "watch",
     )
 
     def __init__(self, start: int) -> None:
         self.start = start
-        self.changes: dict[int, int] = {}
+        self.changes: dict[int, dict[int, int]] = {}
+        """``{sub-window k: {t - start - k * SUB_MS: delta}}``: presence changes."""
+        self.subs: dict[int, tuple[int, int, int, int]] = {}
+        """Per sub-window with changes: its sweep ``(net, peak, peak_at, watch)``."""
+        self.stale: set[int] = set()
+        """Sub-windows changed since their sweep."""
         self.net = 0
         """Sum of ``changes``: how the present count moves across the window."""
         self.joins = 0
@@ -91,41 +100,89 @@ class Window:
 
     def change(self, t: int, delta: int) -> None:
         """Add ``delta`` present users from instant ``t`` on."""
-        changes = self.changes
-        v = changes.get(t, 0) + delta
+        k, o = divmod(t - self.start, SUB_MS)  # o < 100: a cached small int, no int object
+        sub = self.changes.get(k)
+        if sub is None:
+            sub = self.changes[k] = {}
+        v = sub.get(o, 0) + delta
         if v:
-            changes[t] = v
+            sub[o] = v
         else:
-            changes.pop(t, None)
+            del sub[o]
+            if not sub:
+                del self.changes[k]
         self.net += delta
         self.dirty = True
+        self.stale.add(k)
+
+    def change_items(self) -> list[tuple[int, int]]:
+        """Every ``(t, delta)``, sorted (for snapshots and tests)."""
+        start = self.start
+        return sorted(
+            (start + k * SUB_MS + o, d) for k, sub in self.changes.items() for o, d in sub.items()
+        )
+
+    def _sub_aggregate(self, k: int) -> tuple[int, int, int, int]:
+        """``(net, peak, peak_at, watch)`` of sub-window ``k`` relative to its entry count 0."""
+        b0 = self.start + k * SUB_MS
+        cur = 0
+        prev = b0
+        peak = -(1 << 62)
+        peak_at = b0
+        watch = 0
+        for o, d in sorted(self.changes[k].items()):
+            t = b0 + o
+            if t > prev:
+                watch += cur * (t - prev)
+                if cur > peak:
+                    peak, peak_at = cur, prev
+                prev = t
+            cur += d
+        watch += cur * (b0 + SUB_MS - prev)
+        if cur > peak:
+            peak, peak_at = cur, prev
+        return cur, peak, peak_at, watch
 
     def values(self, base: int, width: int) -> RowValues:
         """The row's values given ``base`` users present just before the window.
 
         Also records ``peak``, ``peak_at`` and ``watch`` for the room totals. Cached:
-        a window that did not change keeps its values while ``base`` stays put.
+        a window that did not change keeps its values while ``base`` stays put, and
+        only sub-windows that changed are swept again.
         """
         if not self.dirty and self.cache is not None and base == self.cbase:
             return self.cache
+        subs = self.subs
+        changes = self.changes
+        for k in self.stale:
+            if k in changes:
+                subs[k] = self._sub_aggregate(k)
+            else:
+                subs.pop(k, None)
+        self.stale.clear()
         start = self.start
         cur = base
         prev = start
         peak = -1
         peak_at = start
         watch = 0
-        if self.changes:
-            for t, d in sorted(self.changes.items()):
-                if t > prev:
-                    watch += cur * (t - prev)
-                    if cur > peak:
-                        peak, peak_at = cur, prev
-                    prev = t
-                cur += d
+        for k in sorted(subs):
+            net, sp, sat, sw = subs[k]
+            b0 = start + k * SUB_MS
+            if b0 > prev:  # no change in [prev, b0): the count stays at cur
+                watch += cur * (b0 - prev)
+                if cur > peak:
+                    peak, peak_at = cur, prev
+            if cur + sp > peak:
+                peak, peak_at = cur + sp, sat
+            watch += cur * SUB_MS + sw
+            cur += net
+            prev = b0 + SUB_MS
         end = start + width
-        watch += cur * (end - prev)
-        if cur > peak:
-            peak, peak_at = cur, prev
+        if end > prev:
+            watch += cur * (end - prev)
+            if cur > peak:
+                peak, peak_at = cur, prev
         unique = base - self.edge_ends + self.joins - self.rejoins
         buyers = len(self.buyers) if self.buyers else 0
         self.peak, self.peak_at, self.watch = peak, peak_at, watch
