@@ -561,6 +561,8 @@ class PartitionEngine:
             limit = POS
         while s < hi:
             if s > limit:
+                if not base:
+                    break
                 raise RuntimeError(
                     f"room {room.room_id!r}: {base} viewers still present after every "
                     "presence ended (engine bookkeeping error)"
