@@ -121,6 +121,11 @@ class WorkerRuntime:
         self.on_finished: Any = None
         """Called once ``exit_when_idle`` drained everything: stops the worker."""
         self.records_in = 0
+        self.first_cpu = 0.0
+        self.first_record_at: float | None = None
+        """``time.monotonic()`` of the first record fetched (benchmarks)."""
+        self.write_log: list[tuple[int, float, float]] = []
+        """``(records fetched so far, monotonic time, process CPU s)`` after each write."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -235,6 +240,9 @@ class WorkerRuntime:
             if n:
                 self._last_record = now
                 self.records_in += n
+                if self.first_record_at is None:
+                    self.first_record_at = now
+                    self.first_cpu = time.process_time()
             self._mark_caught_up()
             for owned in self.owned.values():
                 released = owned.merger.release()
@@ -359,6 +367,7 @@ class WorkerRuntime:
                 self.metrics.on_written(p, out, stamp, o.engine.head)
         for o in owned_map.values():
             o.pending.clear()
+        self.write_log.append((self.records_in, time.monotonic(), time.process_time()))
         if self.metrics is not None and hasattr(self.sink, "snapshot"):
             self.metrics.on_sink(self.sink.snapshot())
 

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,12 @@ def ensure_topics(settings: Settings) -> None:
     _ensure(settings.kafka_bootstrap, [settings.snapshot_topic], settings.partitions, TOPIC_CONFIG)
 
 
-def run(settings: Settings, *, exit_when_idle: float | None = None) -> int:
+def run(
+    settings: Settings,
+    *,
+    exit_when_idle: float | None = None,
+    on_runtime: Callable[[Any], None] | None = None,
+) -> int:
     """Run the worker until SIGTERM/SIGINT (or, with ``exit_when_idle``, until drained)."""
     import faust
 
@@ -148,6 +154,8 @@ def run(settings: Settings, *, exit_when_idle: float | None = None) -> int:
         group_instance_id=settings.group_instance_id,
     )
     attach(app, runtime)
+    if on_runtime is not None:
+        on_runtime(runtime)
     worker = faust.Worker(app, loglevel=str(settings.log_level), quiet=True, redirect_stdouts=False)
     runtime.on_finished = lambda: asyncio.ensure_future(worker.stop())
     rc = 0

@@ -75,6 +75,7 @@ _ENGINE_SCALARS = (
     "head",
     "_recheck_at",
     "_cand_dirty",
+    "_cand_topic",
     "_next_close",
     "drained",
 )
