@@ -233,7 +233,9 @@ class WorkerRuntime:
                 kind = self.kind_of.get(tp.topic)
                 if owned is None or kind is None or not recs:
                     continue
-                owned.merger.add([(kind, r.offset, r.key, r.value, r.timestamp) for r in recs])
+                owned.merger.add(
+                    kind, [(kind, r.offset, r.key, r.value, r.timestamp) for r in recs]
+                )
                 owned.received[kind] = recs[-1].offset + 1
                 n += len(recs)
             now = time.monotonic()

@@ -18,7 +18,6 @@ takes ordered records (and idle ticks) out.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from operator import itemgetter
 
@@ -34,14 +33,13 @@ class Merger:
 
     def __init__(self, topics: int = 4, margin_ms: int = 200) -> None:
         self.margin_ms = margin_ms
-        self.buffers: list[deque[Record]] = [deque() for _ in range(topics)]
+        self.buffers: list[list[Record]] = [[] for _ in range(topics)]
         self.caught_up_at: list[int] = [NEG] * topics
         """Per topic: records appended from now on have a timestamp >= this (NEG: unknown)."""
 
-    def add(self, records: Iterable[Record]) -> None:
-        """Fetched records of one topic partition, in offset order."""
-        for rec in records:
-            self.buffers[rec[0]].append(rec)
+    def add(self, kind: int, records: Iterable[Record]) -> None:
+        """Fetched records of topic ``kind``'s partition, in offset order."""
+        self.buffers[kind].extend(records)
 
     def caught_up(self, kind: int, as_of_ms: int) -> None:
         """Topic ``kind`` had nothing left to read at ``as_of_ms`` (consumer clock)."""
@@ -70,8 +68,18 @@ class Merger:
         bound = self.bound()
         out: list[Record] = []
         for buf in self.buffers:
-            while buf and buf[0][4] < bound:
-                out.append(buf.popleft())
+            if not buf or buf[0][4] >= bound:
+                continue
+            if buf[-1][4] < bound:  # the common case: the whole buffer goes
+                out.extend(buf)
+                buf.clear()
+                continue
+            cut = 0
+            n = len(buf)
+            while cut < n and buf[cut][4] < bound:
+                cut += 1
+            out.extend(buf[:cut])
+            del buf[:cut]
         if len(out) > 1:
             out.sort(key=_ORDER)
         return out

@@ -126,6 +126,8 @@ class PartitionEngine:
         self._cand_dirty = False
         self._cand_topic = -1
         """The topic whose ``maxts`` sets the candidate (only its growth can raise it)."""
+        self._cand_other = POS
+        """The smallest ``maxts`` of the other non-idle topics."""
         self._next_close = NEG
         # dedup (§4)
         self.seen: dict[str, int] = {}
@@ -164,10 +166,17 @@ class PartitionEngine:
         by_key = self._room_by_key
         counters_events = self.counters.events
         max_ahead = MAX_AHEAD_MS
+        B = cfg.out_of_order_ms
+        pending = NEG
+        """A raised candidate of the stream time, applied before the next record (§3)."""
         for kind, offset, key, value, arrival in records:
             if offset < next_offsets[kind]:
                 continue
             next_offsets[kind] = offset + 1
+            if pending != NEG:
+                if pending > self.stream_time:
+                    self._set_stream_time(pending)
+                pending = NEG
             if arrival >= self._recheck_at or self._cand_dirty:
                 self._update_stream_time(arrival)
             # validation (§2): typed decode, then the checks msgspec cannot express
@@ -193,7 +202,12 @@ class PartitionEngine:
             if m is None or ts > m:
                 maxts[kind] = ts
                 if kind == self._cand_topic:
-                    self._cand_dirty = True
+                    # The candidate is min(maxts of non-idle topics) - B: while this topic
+                    # stays the minimum, it rises with it, without a full recomputation.
+                    if ts <= self._cand_other:
+                        pending = ts - B
+                    else:
+                        self._cand_dirty = True
                 if ts > self.head:
                     self.head = ts
             la = last_arrival[kind]
@@ -297,6 +311,9 @@ class PartitionEngine:
                 w.refund_fen += fen
                 room.refunds += 1
                 room.refund_fen += fen
+        if pending > self.stream_time:
+            # what a tick at the last arrival would do: never changes a result (§3)
+            self._set_stream_time(pending)
 
     def _room_for_key(self, key: bytes | None, room_id: str) -> Room:
         """The room of a record whose key is not cached yet (raises on a key mismatch)."""
@@ -349,6 +366,7 @@ class PartitionEngine:
         """Stream time before a record (or tick) arriving at ``now`` (semantics §3)."""
         I_ = self.cfg.idle_ms
         cand: int | None = None
+        other = POS
         newest: int | None = None
         recheck = POS
         topic = -1
@@ -359,12 +377,17 @@ class PartitionEngine:
                 newest = m
             if la > now - I_:  # not idle
                 if cand is None or m < cand:
+                    if cand is not None:
+                        other = cand
                     cand, topic = m, k
+                elif m < other:
+                    other = m
                 if la + I_ < recheck:
                     recheck = la + I_
         self._recheck_at = recheck
         self._cand_dirty = False
         self._cand_topic = topic
+        self._cand_other = other
         if cand is None:
             cand = newest
         if cand is not None:

@@ -76,6 +76,7 @@ _ENGINE_SCALARS = (
     "_recheck_at",
     "_cand_dirty",
     "_cand_topic",
+    "_cand_other",
     "_next_close",
     "drained",
 )
