@@ -19,6 +19,7 @@ import gc
 import sys
 import time
 import tracemalloc
+from array import array
 from dataclasses import replace
 from typing import Any
 
@@ -84,7 +85,9 @@ def present_viewers(engines: list[PartitionEngine]) -> int:
     for eng in engines:
         for room in eng.rooms.values():
             for u in room.users.values():
-                if u.is_open() and u.evs[-1] + T > S:
+                if isinstance(u, array):
+                    n += u[-1] + T > S
+                elif u.is_open() and u.evs[-1] + T > S:
                     n += 1
     return n
 

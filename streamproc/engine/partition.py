@@ -243,19 +243,27 @@ class PartitionEngine:
             leave = kind == 0 and ev.action == "leave"
             u = room.users.get(uid)
             if u is not None and not leave:
-                evs = u.evs
-                if evs and not u.flags & CLOSED:
-                    last = evs[-1]
-                    if last <= ts < last + T and (u.leaves is None or u.leaves[-1] < last):
+                if isinstance(u, array):
+                    # the plain state (see Room.users): only the event times
+                    last = u[-1]
+                    if last <= ts < last + T:
                         # a newer event of a present user only extends the open interval
                         if ts > last:
-                            evs.append(ts)
+                            u.append(ts)
                         u = None
+                else:
+                    evs = u.evs
+                    if evs and not u.flags & CLOSED:
+                        last = evs[-1]
+                        if last <= ts < last + T and (u.leaves is None or u.leaves[-1] < last):
+                            if ts > last:
+                                evs.append(ts)
+                            u = None
                 if u is not None:
                     self._presence(room, uid, u, ts, leave)
             elif u is None and not leave and ts + T > self.stream_time:
                 # first event of a new user: one open interval [ts, ...)
-                room.users[uid] = User(new_ts_array(ts), None, VIEWER)
+                room.users[uid] = new_ts_array(ts)
                 if uid not in room.departed:
                     room.viewers += 1
                 else:
@@ -446,10 +454,15 @@ class PartitionEngine:
 
     # ------------------------------------------------------------------ internals: presence
 
-    def _presence(self, room: Room, uid: str, u: User | None, ts: int, leave: bool) -> None:
+    def _presence(
+        self, room: Room, uid: str, u: User | array[int] | None, ts: int, leave: bool
+    ) -> None:
         """Insert one event of a user anywhere in time and apply the difference (§5)."""
         T = self.cfg.presence_timeout_ms
         H = self.horizon
+        if isinstance(u, array):
+            u = User(u, None, VIEWER)
+            room.users[uid] = u
         if u is None:
             u = room.users[uid] = User(array("q"))
             if uid in room.departed:
@@ -476,6 +489,8 @@ class PartitionEngine:
         if not u.is_open() or u.flags & CLOSED:
             later = self.cfg.allowed_lateness_ms + self.cfg.window_ms
             self._schedule(room, uid, u.end(T) + later)
+        elif u.flags == VIEWER and u.leaves is None:
+            room.users[uid] = u.evs  # back to the plain state
 
     def _apply(self, room: Room, ivs: list[Interval], sign: int) -> None:
         """Add (``sign=1``) or remove (``-1``) intervals' contributions to live windows."""
@@ -529,6 +544,14 @@ class PartitionEngine:
                 u = room.users.get(uid)
                 if u is None:
                     continue
+                if isinstance(u, array):
+                    plain = User(u, None, VIEWER)
+                    if u[-1] + T > S:  # still present: stays plain
+                        if H != NEG:
+                            prune(plain, H, T)
+                        self._schedule(room, uid, u[-1] + T)
+                        continue
+                    room.users[uid] = u = plain
                 if u.is_open() and not u.flags & CLOSED:
                     end = u.evs[-1] + T
                     if end > S:
@@ -578,7 +601,10 @@ class PartitionEngine:
             # zero after the last end. Past that, a positive count is a bookkeeping error;
             # fail loudly instead of writing empty windows for ever.
             T = self.cfg.presence_timeout_ms
-            last_end = max((u.end(T) for u in room.users.values()), default=NEG)
+            last_end = max(
+                (u[-1] + T if isinstance(u, array) else u.end(T) for u in room.users.values()),
+                default=NEG,
+            )
             limit = max(last_end, keys[-1] if keys else NEG) + W
         else:
             limit = POS

@@ -22,7 +22,7 @@ import msgspec
 
 from .config import EngineConfig
 from .partition import TIMER_GRAIN, Counters, PartitionEngine, wall_ms
-from .presence import User
+from .presence import VIEWER, User
 from .room import Room
 from .window import Window
 
@@ -103,7 +103,9 @@ def _window_state(w: Window) -> list[Any]:
     ]
 
 
-def _user_state(u: User) -> list[Any]:
+def _user_state(u: User | array[int]) -> list[Any]:
+    if isinstance(u, array):  # the plain state
+        return [u.tolist(), None, VIEWER]
     return [u.evs.tolist(), None if u.leaves is None else u.leaves.tolist(), u.flags]
 
 
@@ -182,9 +184,12 @@ def _restore_room(rs: list[Any]) -> Room:
     for a, v in zip(_ROOM_INTS, ints, strict=True):
         setattr(room, a, v)
     for uid, (evs, leaves, flags) in users:
-        room.users[uid] = User(
-            array("q", evs), None if leaves is None else array("q", leaves), flags
-        )
+        if leaves is None and flags == VIEWER:
+            room.users[uid] = array("q", evs)
+        else:
+            room.users[uid] = User(
+                array("q", evs), None if leaves is None else array("q", leaves), flags
+            )
     for ws in windows:
         w_ints, changes, chatters, carters, buyers_w, emitted, final, exists = ws
         w = Window(w_ints[0])
