@@ -3,14 +3,14 @@
 Faust's stream path costs about 100 µs per record on our machines
 (``docs/faust-notes.md`` §2a: a plain agent and ``stream.take()`` both top out
 near 10 000 records/s), so the metrics agent does not iterate a Faust stream.
-Instead the app's consumer hands every fetched batch — one record list per
-topic partition — to the metrics runtime (``agents.runtime``), keeping
-everything else from Faust: the consumer group and its co-partitioning assignor
-(partition ``p`` of the four topics goes to one worker), rebalance signals,
-flow control and the worker's lifecycle and signal handling. Offsets are ours:
-the input topics are declared with ``acks=False`` so Faust commits nothing,
-and every (re)assignment seeks to the offsets recorded in the partition's
-snapshot (``perform_seek`` below, the only place Faust does not override).
+Faust keeps what it is good at: the consumer group and its co-partitioning
+assignor (partition ``p`` of the four topics goes to one worker), rebalance
+signals and the worker's lifecycle and signal handling. The records are read
+in batches by the runtime's own consumer on the worker's event loop
+(``agents.runtime``), pointed at exactly the partitions Faust assigned. Offsets
+are ours: the input topics are declared with ``acks=False`` so Faust commits
+nothing, and every (re)assignment starts each partition at the offsets recorded
+in its snapshot.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import faust
+from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -29,7 +30,15 @@ log = logging.getLogger(__name__)
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer, delivering whole batches to the metrics runtime."""
+    """Faust's consumer for group membership only; the runtime fetches the records.
+
+    Faust's consumer runs aiokafka in a thread of its own: every fetch crosses threads
+    and competes for the GIL, which measured at under half the throughput of a plain
+    ``AIOKafkaConsumer`` on the worker's event loop (``docs/performance.md``). So this
+    consumer keeps the group, the co-partitioning assignment and the rebalance signals,
+    pauses its own fetching, and its fetch loop drives the runtime's data consumer,
+    which reads exactly the partitions Faust assigned.
+    """
 
     runtime: WorkerRuntime | None = None
 
@@ -39,27 +48,24 @@ class BatchConsumer(faust_aiokafka.Consumer):
         fetcher_stopped = fetcher._stopped.is_set
         runtime = self.runtime
         assert runtime is not None
-        while not (stopped() or fetcher_stopped()):
-            records, active = await self._wait_next_records(runtime.poll_timeout)
-            if self.should_stop:
-                break
-            generation = self.app.consumer_generation_id
-            batch = {
-                tp: recs for tp, recs in (records or {}).items() if active is None or tp in active
-            }
-            if self.app.consumer_generation_id != generation:
-                continue  # rebalanced meanwhile: these records come again after the seek
-            await runtime.on_fetch(batch)
+        while not (stopped() or fetcher_stopped() or self.should_stop):
+            await runtime.fetch_once()
 
     async def perform_seek(self) -> None:
-        """After every (re)assignment: restore owned partitions, seek to their offsets."""
+        """After every (re)assignment: restore owned partitions, point the data consumer there."""
         await super().perform_seek()
         runtime = self.runtime
         if runtime is None:
             return
-        seeks = await runtime.on_assigned(self.assignment())
-        for tp, offset in seeks.items():
-            await self.seek(tp, offset)
+        assignment = self.assignment()
+        await runtime.on_assigned(assignment)
+        tps = [TopicPartition(tp.topic, tp.partition) for tp in assignment]
+        if tps:
+            # Faust's own fetcher carries no records: stop it fetching them at all.
+            await self._thread.call_thread(self._pause, tps)
+
+    async def _pause(self, tps: list[TopicPartition]) -> None:
+        self._thread._ensure_consumer().pause(*tps)
 
 
 class BatchTransport(faust_aiokafka.Transport):
@@ -103,7 +109,7 @@ def create_app(
         broker_rebalance_timeout=runtime.rebalance_timeout,
         broker_request_timeout=max(90.0, runtime.session_timeout + 10),
         broker_max_poll_records=runtime.max_batch,
-        consumer_max_fetch_size=8 * 2**20,
+        consumer_max_fetch_size=64 * 2**10,  # Faust's consumer fetches no records (paused)
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         consumer_group_instance_id=group_instance_id,

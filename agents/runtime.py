@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine
@@ -117,6 +117,9 @@ class WorkerRuntime:
         self._last_flush = time.monotonic()
         self._last_record = time.monotonic()
         self._dlq: AIOKafkaProducer | None = None
+        self.data: AIOKafkaConsumer | None = None
+        """Our own consumer for the records (no group: Faust's consumer owns membership)."""
+        self.data_generation = 0
         self.stopping = False
         self.on_finished: Any = None
         """Called once ``exit_when_idle`` drained everything: stops the worker."""
@@ -130,7 +133,7 @@ class WorkerRuntime:
     # ------------------------------------------------------------------ lifecycle
 
     async def _ensure_started(self) -> None:
-        """Start our producers on Faust's event loop, on first use."""
+        """Start our Kafka clients on Faust's event loop, on first use."""
         if self._dlq is not None:
             return
         await self.store.start()
@@ -138,13 +141,62 @@ class WorkerRuntime:
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
         )
         await dlq.start()
+        data = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 2**20,
+            fetch_max_bytes=64 * 2**20,
+            fetch_max_wait_ms=200,
+            max_poll_records=self.max_batch,
+        )
+        await data.start()
         self._dlq = dlq
+        self.data = data
 
     async def close(self) -> None:
         if self._dlq is not None:
             await self._dlq.stop()
             self._dlq = None
             await self.store.stop()
+        if self.data is not None:
+            await self.data.stop()
+            self.data = None
+
+    async def _reassign(self) -> None:
+        """Point the data consumer at exactly the owned partitions, at their engines' offsets.
+
+        Buffered records are dropped and fetched again: simpler than keeping positions
+        across a reassignment, and rebalances are rare.
+        """
+        data = self.data
+        if data is None:
+            return
+        self.data_generation += 1
+        tps = [TopicPartition(topic, p) for p in sorted(self.owned) for topic in self.input_topics]
+        data.assign(tps)
+        for p, owned in self.owned.items():
+            owned.merger.clear()
+            owned.received = list(owned.engine.next_offsets)
+            for k, topic in enumerate(self.input_topics):
+                data.seek(TopicPartition(topic, p), owned.engine.next_offsets[k])
+
+    async def fetch_once(self) -> None:
+        """One fetch from the data consumer (the loop lives in ``agents.app``)."""
+        data = self.data
+        if data is None or not self.owned or self.stopping:
+            await asyncio.sleep(self.poll_timeout)
+            if data is None and not self.stopping:
+                async with self.lock:
+                    await self._ensure_started()
+            return
+        generation = self.data_generation
+        batch = await data.getmany(
+            timeout_ms=int(self.poll_timeout * 1000), max_records=self.max_batch
+        )
+        if generation != self.data_generation:
+            return  # reassigned meanwhile: these records come again from the new positions
+        await self.on_fetch(batch)
 
     async def shutdown(self) -> None:
         """Graceful stop: write what is pending and snapshot every owned partition."""
@@ -178,10 +230,9 @@ class WorkerRuntime:
                     if self.metrics is not None:
                         # a restored engine's counters and totals are a baseline, not news
                         self.metrics.on_assign(p, owned.engine)
-                owned.merger.clear()
-                owned.received = list(owned.engine.next_offsets)
                 for k, topic in enumerate(self.input_topics):
                     seeks[_tp(topic, p)] = owned.engine.next_offsets[k]
+            await self._reassign()
         return seeks
 
     async def _restore(self, p: int) -> Owned:
@@ -218,6 +269,7 @@ class WorkerRuntime:
                 del self.owned[p]
                 if self.metrics is not None:
                     self.metrics.drop_partition(p)
+            await self._reassign()
 
     # ------------------------------------------------------------------ records
 
@@ -261,20 +313,19 @@ class WorkerRuntime:
 
     def _mark_caught_up(self) -> None:
         """Tell each merger which topics have nothing left to read (and since when)."""
-        consumer = self.consumer
-        if consumer is None:
+        data = self.data
+        if data is None:
             return
-        inner = _aiokafka_consumer(consumer)
         for p, owned in self.owned.items():
             for k, topic in enumerate(self.input_topics):
-                tp = _tp(topic, p)
+                tp = TopicPartition(topic, p)
                 try:
-                    hw = consumer.highwater(tp)
-                except Exception:
-                    hw = None
-                if hw is not None and owned.received[k] >= hw:
-                    polled = inner.last_poll_timestamp(tp) if inner is not None else None
-                    owned.merger.caught_up(k, polled if polled else now_ms())
+                    hw = data.highwater(tp)
+                    polled = data.last_poll_timestamp(tp)
+                except Exception:  # not assigned (any more)
+                    hw = polled = None
+                if hw is not None and polled and owned.received[k] >= hw:
+                    owned.merger.caught_up(k, polled)
                 else:
                     owned.merger.lagging(k)
                 if self.metrics is not None and hw is not None:
@@ -393,9 +444,3 @@ def _tp(topic: str, partition: int) -> Any:
     from faust.types import TP
 
     return TP(topic, partition)
-
-
-def _aiokafka_consumer(consumer: Any) -> Any:
-    """The aiokafka consumer inside Faust's consumer thread (for ``last_poll_timestamp``)."""
-    thread = getattr(consumer, "_thread", None)
-    return getattr(thread, "_consumer", None)
