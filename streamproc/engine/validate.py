@@ -169,6 +169,8 @@ def amount_fen(raw: bytes) -> int:
 
 def check_price(raw: bytes) -> None:
     """A cart ``price``: any finite decimal ``>= 0``, any precision."""
+    if 48 <= raw[0] <= 57:
+        return  # an unsigned JSON number (msgspec checked its syntax): finite and >= 0
     m = _PLAIN_FEN.fullmatch(raw)
     if m is not None and (raw[:1] == b'"') == (raw[-1:] == b'"'):
         if m.group(1) and (int(m.group(2)) or (m.group(3) and int(m.group(3)))):
