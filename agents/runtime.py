@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -70,8 +70,6 @@ class Owned:
     received: list[int]
     """Per topic: offset after the last record received from Kafka (the fetch position)."""
     last_snapshot: float = 0.0
-    pending: list[Output] = field(default_factory=list)
-    """Output taken from the engine but not yet acknowledged by ClickHouse."""
 
 
 class WorkerRuntime:
@@ -117,6 +115,7 @@ class WorkerRuntime:
         self._last_flush = time.monotonic()
         self._last_record = time.monotonic()
         self._dlq: AIOKafkaProducer | None = None
+        self._write_task: asyncio.Task[None] | None = None
         self.data: AIOKafkaConsumer | None = None
         """Our own consumer for the records (no group: Faust's consumer owns membership)."""
         self.data_generation = 0
@@ -207,6 +206,7 @@ class WorkerRuntime:
                 await self._flush(snapshot_all=True)
                 await self._commit(self.owned)
             self.stopping = True
+            await self.wait_written()
             await self.close()
 
     # ------------------------------------------------------------------ assignment
@@ -343,6 +343,7 @@ class WorkerRuntime:
         for owned in self.owned.values():
             owned.engine.drain()
         await self._flush()
+        await self.wait_written()
         log.info("all partitions drained; stopping")
         self.stopping = True  # a drain is an end: no snapshot of the drained state
         if self.on_finished is not None:
@@ -357,26 +358,42 @@ class WorkerRuntime:
         owned_map = self.owned if only is None else only
         now = time.monotonic()
         self._last_flush = now
-        for owned in owned_map.values():
+        outs: list[tuple[int, Owned, Output]] = []
+        for p, owned in owned_map.items():
             out = owned.engine.flush()
             if len(out):
-                owned.pending.append(out)
-        await self._write(owned_map)
+                outs.append((p, owned, out))
+        # One write in flight at a time, overlapping the processing of the next records;
+        # a snapshot waits for the write of everything before it (rule 1 of the module doc).
+        await self.wait_written()
+        if outs:
+            self._write_task = asyncio.create_task(self._write(outs))
+        snapshot_due = [
+            p
+            for p, owned in owned_map.items()
+            if (snapshot_all or now - owned.last_snapshot >= self.snapshot_interval)
+            and not owned.engine.drained
+        ]
+        if snapshot_due:
+            await self.wait_written()
         for p, owned in owned_map.items():
             if self.metrics is not None:
                 self.metrics.on_engine(p, owned.engine)
-            due = snapshot_all or now - owned.last_snapshot >= self.snapshot_interval
-            if due and not owned.engine.drained:
+            if p in snapshot_due:
                 blob = snapshot(owned.engine)
                 await self.store.save(p, blob, list(owned.engine.next_offsets), now_ms())
                 owned.last_snapshot = now
                 await self._commit({p: owned})
 
-    async def _write(self, owned_map: dict[int, Owned]) -> None:
+    async def wait_written(self) -> None:
+        """Until the write in flight (if any) is acknowledged."""
+        task = self._write_task
+        if task is not None:
+            await task
+            self._write_task = None
+
+    async def _write(self, outs: list[tuple[int, Owned, Output]]) -> None:
         """Dead letters to their topic, rows to ClickHouse; returns once both acknowledged."""
-        outs = [(p, o, out) for p, o in owned_map.items() for out in o.pending]
-        if not outs:
-            return
         batch = OutputBatch([], [], [], [])
         futures = []
         for _, _, out in outs:
@@ -418,8 +435,6 @@ class WorkerRuntime:
         for p, o, out in outs:
             if self.metrics is not None:
                 self.metrics.on_written(p, out, stamp, o.engine.head)
-        for o in owned_map.values():
-            o.pending.clear()
         self.write_log.append((self.records_in, time.monotonic(), time.process_time()))
         if self.metrics is not None and hasattr(self.sink, "snapshot"):
             self.metrics.on_sink(self.sink.snapshot())
