@@ -1,0 +1,257 @@
+"""Live behaviour of the worker: event-time freshness at a constant rate, and catch-up.
+
+    python bench/live.py [--rate 50000] [--seconds 60] [--outage 30] [--port 39092]
+
+1. **Freshness.** The simulator sends live traffic (event time = now) at ``--rate``
+   events/s for ``--seconds`` into fresh topics; one worker (embedded ClickHouse,
+   default settings: flush every 1 s) consumes it. Freshness is the worker's own
+   measure (``streamproc_freshness_seconds``: wall clock minus the newest applied
+   event ``ts`` at the moment its rows are durably written), read from its Prometheus
+   histogram over the steady part of the run (the first 10 s are skipped); p50/p99
+   are interpolated inside the histogram buckets.
+2. **Catch-up.** The worker is stopped (SIGTERM) while traffic continues for
+   ``--outage`` seconds, then started again; catch-up speed is the rate at which it
+   works the backlog off, as a multiple of the production rate ("× real time"):
+   ``(backlog + produced meanwhile) / catch-up time / rate``.
+
+Prints the figures and writes ``bench/results/live-<UTC>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from streamproc import broker, produce, simulate  # noqa: E402
+
+
+def _metrics(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        try:
+            out[name] = out.get(name, 0.0) + float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def _freshness_buckets(m: dict[str, float]) -> list[tuple[float, float]]:
+    out = []
+    for name, v in m.items():
+        if name.startswith("streamproc_freshness_seconds_bucket{") and 'le="' in name:
+            le = name.split('le="')[1].split('"')[0]
+            out.append((float("inf") if le == "+Inf" else float(le), v))
+    return sorted(out)
+
+
+def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Prometheus-style histogram_quantile (linear inside the bucket)."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    prev_le, prev_c = 0.0, 0.0
+    for le, c in buckets:
+        if c >= rank:
+            if le == float("inf"):
+                return prev_le
+            span = c - prev_c
+            return prev_le + (le - prev_le) * ((rank - prev_c) / span if span else 0.0)
+        prev_le, prev_c = le, c
+    return None
+
+
+def _lag(m: dict[str, float]) -> float:
+    return sum(v for k, v in m.items() if k.startswith("streamproc_consumer_lag_messages"))
+
+
+def _events(m: dict[str, float]) -> float:
+    return sum(v for k, v in m.items() if k.startswith("streamproc_events_total"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rate", type=float, default=50_000)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--outage", type=float, default=30)
+    ap.add_argument("--port", type=int, default=39092)
+    ap.add_argument("--partitions", type=int, default=8)
+    args = ap.parse_args()
+
+    node_dir = REPO / "var" / "kafka" / f"node-bench-{args.port}"
+    env_b = {"STREAMPROC_KAFKA_NODE_DIR": str(node_dir)}
+    started = not broker.status(args.port, node_dir=node_dir)
+    bootstrap = broker.start(args.port, node_dir=node_dir) if started else f"127.0.0.1:{args.port}"
+    del env_b
+    tag = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    topics = [f"live-{tag}.{k}" for k in ("viewer", "chat", "cart", "order")]
+    home = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    metrics_port = 19464
+    env = dict(os.environ)
+    env.update(
+        STREAMPROC_KAFKA_BOOTSTRAP=bootstrap,
+        STREAMPROC_TOPICS=",".join(topics),
+        STREAMPROC_DEAD_LETTER_TOPIC=f"live-{tag}.dlq",
+        STREAMPROC_SNAPSHOT_TOPIC=f"live-{tag}.snapshots",
+        STREAMPROC_GROUP_ID=f"live-{tag}",
+        STREAMPROC_GROUP_INSTANCE_ID="bench-live",
+        STREAMPROC_SESSION_TIMEOUT="10",
+        STREAMPROC_PARTITIONS=str(args.partitions),
+        STREAMPROC_HOME=str(home),
+        STREAMPROC_CHDB_PATH=str(home / "chdb"),
+        STREAMPROC_METRICS_PORT=str(metrics_port),
+        STREAMPROC_SQL_PORT="0",
+        STREAMPROC_LOG_LEVEL="warning",
+    )
+    from streamproc import settings as st
+    from streamproc.worker import ensure_topics
+
+    ensure_topics(st.load(env))
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    log = open(home / "worker.log", "ab")  # noqa: SIM115
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamproc.cli", "worker"],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                _metrics(url)
+                return proc
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"worker did not come up; see {home / 'worker.log'}")
+
+    # a population whose heartbeats alone come close to the target rate
+    viewers = int(args.rate * 30 * 0.85)
+    cfg = replace(
+        produce.live_config(simulate.SimConfig()),
+        duration_s=int(args.seconds + args.outage + 120),
+        max_events=None,
+        hit_room_viewers=viewers // 2,
+        other_viewers=viewers // 2,
+        hit_ramp_s=5,
+        other_ramp_s=5,
+        flash_sale_at_s=20,
+    )
+    topics_map = dict(zip(simulate.SimConfig().topics, topics, strict=True))
+    sent = [0]
+
+    def progress(n: int, elapsed: float, rate: float) -> None:
+        sent[0] = n
+
+    def producer() -> None:
+        # live: each record is sent when the wall clock reaches its event time, so event
+        # time is "now" and the rate is the population's (sized to --rate above)
+        asyncio.run(
+            produce.produce(
+                bootstrap,
+                simulate.generate(cfg),
+                None,
+                topics_map,
+                progress,
+                live=True,
+                progress_interval_s=0.5,
+            )
+        )
+
+    result: dict[str, Any] = {"rate_target": args.rate, "seconds": args.seconds}
+    worker = start_worker()
+    t0 = time.monotonic()
+    prod = threading.Thread(target=producer, daemon=True)
+    prod.start()
+    try:
+        time.sleep(10)
+        m0 = _metrics(url)
+        sent0, t_a = sent[0], time.monotonic()
+        time.sleep(max(1.0, args.seconds - 10))
+        m1 = _metrics(url)
+        sent1, t_b = sent[0], time.monotonic()
+        b0 = dict(_freshness_buckets(m0))
+        diff = [(le, c - b0.get(le, 0.0)) for le, c in _freshness_buckets(m1)]
+        produced_rate = (sent1 - sent0) / (t_b - t_a)
+        processed_rate = (_events(m1) - _events(m0)) / (t_b - t_a)
+        result.update(
+            produced_events_per_s=round(produced_rate),
+            applied_events_per_s=round(processed_rate),
+            freshness_p50_s=_quantile(diff, 0.50),
+            freshness_p99_s=_quantile(diff, 0.99),
+            freshness_samples=diff[-1][1] if diff else 0,
+            lag_at_end=_lag(m1),
+        )
+        print(
+            f"steady state: produced {produced_rate:,.0f}/s, worker applied "
+            f"{processed_rate:,.0f}/s, freshness p50 {result['freshness_p50_s']} s, "
+            f"p99 {result['freshness_p99_s']} s, lag {result['lag_at_end']:,.0f}"
+        )
+        # outage
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=120)
+        sent_stop = sent[0]
+        time.sleep(args.outage)
+        backlog_sent = sent[0]
+        t_restart = time.monotonic()
+        worker = start_worker()
+        while True:
+            time.sleep(0.5)
+            m = _metrics(url)
+            if _events(m) > 0 and _lag(m) < args.rate * 1.0:  # within a second of traffic
+                break
+            if time.monotonic() - t_restart > 600:
+                raise RuntimeError("no catch-up within 10 minutes")
+        t_caught = time.monotonic() - t_restart
+        backlog_events = backlog_sent - sent_stop  # produced while it was down
+        rate_now = produced_rate or args.rate
+        catch_up = (backlog_events + rate_now * t_caught) / t_caught / rate_now
+        result.update(
+            outage_s=args.outage,
+            catch_up_s=round(t_caught, 2),
+            catch_up_x_real_time=round(catch_up, 2),
+        )
+        print(
+            f"catch-up after a {args.outage:.0f} s outage: {t_caught:.1f} s "
+            f"(x{catch_up:.1f} real time; includes the worker's start-up and group join)"
+        )
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if started:
+            broker.stop(args.port, node_dir=node_dir)
+    result["elapsed_s"] = round(time.monotonic() - t0, 1)
+    out = REPO / "bench" / "results" / f"live-{tag}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"written {out.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
