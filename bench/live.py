@@ -92,7 +92,8 @@ def _events(m: dict[str, float]) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=50_000)
-    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--seconds", type=float, default=60, help="measured steady-state span")
+    ap.add_argument("--warmup", type=float, default=60, help="audience ramp-up, not measured")
     ap.add_argument("--outage", type=float, default=30)
     ap.add_argument("--port", type=int, default=39092)
     ap.add_argument("--partitions", type=int, default=8)
@@ -147,17 +148,19 @@ def main() -> int:
                 time.sleep(0.5)
         raise RuntimeError(f"worker did not come up; see {home / 'worker.log'}")
 
-    # a population whose heartbeats alone come close to the target rate
-    viewers = int(args.rate * 30 * 0.85)
+    # A population whose heartbeats (every 15 s) and activity come close to the target
+    # rate, ramping up during the warm-up so that the joins do not arrive as one burst.
+    viewers = int(args.rate * 15 * 0.8)
     cfg = replace(
         produce.live_config(simulate.SimConfig()),
-        duration_s=int(args.seconds + args.outage + 120),
+        duration_s=int(args.warmup + args.seconds + args.outage + 300),
         max_events=None,
-        hit_room_viewers=viewers // 2,
-        other_viewers=viewers // 2,
-        hit_ramp_s=5,
-        other_ramp_s=5,
-        flash_sale_at_s=20,
+        heartbeat_s=15,
+        hit_room_viewers=viewers // 3,
+        other_viewers=viewers - viewers // 3,
+        hit_ramp_s=int(args.warmup * 0.6),
+        other_ramp_s=int(args.warmup * 0.6),
+        flash_sale_at_s=int(args.warmup),
     )
     topics_map = dict(zip(simulate.SimConfig().topics, topics, strict=True))
     sent = [0]
@@ -186,10 +189,10 @@ def main() -> int:
     prod = threading.Thread(target=producer, daemon=True)
     prod.start()
     try:
-        time.sleep(10)
+        time.sleep(args.warmup)
         m0 = _metrics(url)
         sent0, t_a = sent[0], time.monotonic()
-        time.sleep(max(1.0, args.seconds - 10))
+        time.sleep(args.seconds)
         m1 = _metrics(url)
         sent1, t_b = sent[0], time.monotonic()
         b0 = dict(_freshness_buckets(m0))

@@ -41,6 +41,7 @@ def test_prometheus_scrapes_a_running_worker(kafka_bootstrap: str, tmp_path: Pat
     expected = compute(dep.read_back(), RefConfig())
     log = tmp_path / "worker.log"
     worker = dep.start_worker(log, STREAMPROC_METRICS_PORT=str(port), STREAMPROC_TOP_K="3")
+    (tmp_path / "prom").mkdir()
     prom = PromServer(
         tmp_path / "prom",
         [f"127.0.0.1:{port}"],

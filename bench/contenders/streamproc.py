@@ -65,6 +65,7 @@ def main() -> None:
             seconds=round(seconds, 3),
             events_per_s=round(runtime.records_in / seconds, 1),
             cpu_s=round(done[2] - runtime.first_cpu, 3),
+            cpu_us_per_event=round((done[2] - runtime.first_cpu) / runtime.records_in * 1e6, 2),
             writes=len(runtime.write_log),
         )
     print(__import__("json").dumps(result), flush=True)

@@ -5,8 +5,9 @@ A snapshot is taken between records (after :meth:`PartitionEngine.flush` /
 offset of each topic partition: restore it, feed the records from those
 offsets again (earlier ones are skipped by offset) and the engine produces
 exactly what an uninterrupted engine would. The encoding is MessagePack of plain
-lists (sets sorted, so the bytes do not depend on hash seeds), compressed with
-zlib; derived indexes (timer heap, dedup expiry buckets) are rebuilt on restore.
+lists and flat int64 buffers (a partition may hold millions of users and event
+ids), compressed with zlib; derived indexes (timer heap, dedup expiry buckets)
+are rebuilt on restore.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import msgspec
 
 from .config import EngineConfig
 from .partition import TIMER_GRAIN, Counters, PartitionEngine, wall_ms
-from .presence import VIEWER, User
+from .presence import User
 from .room import Room
 from .window import Window
 
-MAGIC = b"SPSNAP1\n"
+MAGIC = b"SPSNAP2\n"
 """Format marker; bump it when the layout changes."""
 
 _WINDOW_INTS = (
@@ -103,21 +104,56 @@ def _window_state(w: Window) -> list[Any]:
     ]
 
 
-def _user_state(u: User | array[int]) -> list[Any]:
-    if isinstance(u, array):  # the plain state
-        return [u.tolist(), None, VIEWER]
-    return [u.evs.tolist(), None if u.leaves is None else u.leaves.tolist(), u.flags]
+def _users_state(users: dict[str, User | array[int]]) -> list[Any]:
+    """Users as a few flat buffers, not a list per user: a room may hold millions.
+
+    ``[uids, event counts (uint32 bytes), all event times (int64 bytes), rich users]``
+    where rich users are ``[index, leaves or None, flags]`` for the users that are not
+    in the plain state.
+    """
+    uids = list(users)
+    counts = array("I")
+    times = array("q")
+    rich: list[Any] = []
+    for i, u in enumerate(users.values()):
+        if isinstance(u, array):  # the plain state
+            counts.append(len(u))
+            times.extend(u)
+        else:
+            counts.append(len(u.evs))
+            times.extend(u.evs)
+            rich.append([i, None if u.leaves is None else u.leaves.tolist(), u.flags])
+    return [uids, counts.tobytes(), times.tobytes(), rich]
+
+
+def _restore_users(state: list[Any]) -> dict[str, User | array[int]]:
+    uids, counts_b, times_b, rich = state
+    counts = array("I")
+    counts.frombytes(counts_b)
+    times = array("q")
+    times.frombytes(times_b)
+    users: dict[str, User | array[int]] = {}
+    pos = 0
+    for uid, n in zip(uids, counts, strict=True):
+        users[uid] = times[pos : pos + n]
+        pos += n
+    for i, leaves, flags in rich:
+        uid = uids[i]
+        evs = users[uid]
+        assert isinstance(evs, array)
+        users[uid] = User(evs, None if leaves is None else array("q", leaves), flags)
+    return users
 
 
 def _room_state(r: Room) -> list[Any]:
     return [
         r.room_id,
         [getattr(r, a) for a in _ROOM_INTS],
-        [[uid, _user_state(u)] for uid, u in r.users.items()],
+        _users_state(r.users),
         [_window_state(r.windows[s]) for s in sorted(r.windows)],
         sorted([b, uids] for b, uids in r.timers.items()),
-        sorted(r.departed),
-        sorted(r.buyers_ever),
+        list(r.departed),  # order does not matter: only membership is used
+        list(r.buyers_ever),
         r.totals_dirty,
         r.totals_emitted,
     ]
@@ -134,7 +170,7 @@ def snapshot(eng: PartitionEngine) -> bytes:
         eng.next_offsets,
         eng.maxts,
         eng.last_arrival,
-        sorted(eng.seen.items()),
+        [list(eng.seen), array("q", eng.seen.values()).tobytes()],
         [_room_state(r) for r in eng.rooms.values()],
         [c.events, sorted(c.invalid.items()), c.duplicates, c.late],
     ]
@@ -164,7 +200,10 @@ def restore(
     eng.next_offsets = next_offsets
     eng.maxts = maxts
     eng.last_arrival = last_arrival
-    for eid, ts in seen:
+    seen_ids, seen_ts_b = seen
+    seen_ts = array("q")
+    seen_ts.frombytes(seen_ts_b)
+    for eid, ts in zip(seen_ids, seen_ts, strict=True):
         eng.seen[eid] = ts
         eng._remember_bucket(eid, ts)
     for rs in rooms:
@@ -183,13 +222,7 @@ def _restore_room(rs: list[Any]) -> Room:
     room = Room(rid)
     for a, v in zip(_ROOM_INTS, ints, strict=True):
         setattr(room, a, v)
-    for uid, (evs, leaves, flags) in users:
-        if leaves is None and flags == VIEWER:
-            room.users[uid] = array("q", evs)
-        else:
-            room.users[uid] = User(
-                array("q", evs), None if leaves is None else array("q", leaves), flags
-            )
+    room.users = _restore_users(users)
     for ws in windows:
         w_ints, changes, chatters, carters, buyers_w, emitted, final, exists = ws
         w = Window(w_ints[0])
