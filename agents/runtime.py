@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine
 from streamproc.engine.presence import NEG
-from streamproc.engine.snapshot import restore, snapshot
+from streamproc.engine.snapshot import restore, snapshot, take_seen_segment
 from streamproc.merge import Merger
 from streamproc.sink.base import OutputBatch, Sink, SinkError
 from streamproc.snapstore import SnapshotStore
@@ -242,18 +242,21 @@ class WorkerRuntime:
             engine = PartitionEngine(self.cfg, p, version_floor=version_floor())
             log.info("partition %d: no snapshot, starting from the earliest offsets", p)
         else:
-            blob, manifest = loaded
-            engine = restore(blob, version_floor=version_floor())
+            blob, manifest, segments = loaded
+            engine = restore(blob, version_floor=version_floor(), seen_segments=segments)
             if engine.cfg != self.cfg:
                 raise RuntimeError(
                     f"partition {p}: snapshot was taken with {engine.cfg}, worker runs {self.cfg}"
                 )
             log.info(
-                "partition %d: restored snapshot (%d bytes) at offsets %s",
+                "partition %d: restored snapshot (%d bytes, %d dedup segments) at offsets %s",
                 p,
                 manifest.size,
+                len(segments),
                 manifest.offsets,
             )
+        # the dedup memory is saved incrementally from here on (engine.snapshot)
+        engine.seen_journal = []
         return Owned(engine, Merger(len(self.input_topics), self.merge_margin_ms), [0, 0, 0, 0])
 
     async def on_revoked(self, revoked: Iterable[Any]) -> None:
@@ -372,8 +375,7 @@ class WorkerRuntime:
         snapshot_due = [
             p
             for p, owned in owned_map.items()
-            if (snapshot_all or now >= owned.snapshot_due)
-            and not owned.engine.drained
+            if (snapshot_all or now >= owned.snapshot_due) and not owned.engine.drained
         ]
         if snapshot_due:
             await self.wait_written()
@@ -382,8 +384,17 @@ class WorkerRuntime:
                 self.metrics.on_engine(p, owned.engine)
             if p in snapshot_due:
                 t0 = time.monotonic()
-                blob = snapshot(owned.engine)
-                await self.store.save(p, blob, list(owned.engine.next_offsets), now_ms())
+                eng = owned.engine
+                segment = take_seen_segment(eng)
+                blob = snapshot(eng, with_seen=False)
+                await self.store.save(
+                    p,
+                    blob,
+                    list(eng.next_offsets),
+                    now_ms(),
+                    segment=segment,
+                    forget_before=eng.stream_time - eng.cfg.dedup_ms,
+                )
                 took = time.monotonic() - t0
                 # A snapshot stops processing while it is taken: keep that below about 5%
                 # of the time, whatever the state's size (a crash replays a little more).

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -44,6 +44,9 @@ class Manifest:
     size: int
     offsets: list[int]
     created_ms: int
+    segments: list[list[int]] = field(default_factory=list)
+    """Live dedup segments, oldest first: ``[number, chunks, max ts]``."""
+    next_segment: int = 0
 
     def encode(self) -> bytes:
         return orjson.dumps(self.__dict__)
@@ -80,31 +83,85 @@ class SnapshotStore:
             await self._producer.stop()
             self._producer = None
 
-    async def save(self, partition: int, blob: bytes, offsets: list[int], now_ms: int) -> None:
-        """Write a snapshot; returns once it is the partition's current one."""
+    async def _send_chunks(
+        self, partition: int, prefix: str, blob: bytes, futures: list[Any]
+    ) -> int:
+        prod = self._producer
+        assert prod is not None, "start() first"
+        n = max(1, -(-len(blob) // CHUNK))
+        for i in range(n):
+            futures.append(
+                await prod.send(
+                    self.topic,
+                    blob[i * CHUNK : (i + 1) * CHUNK],
+                    key=f"{prefix}/{i}".encode(),
+                    partition=partition,
+                )
+            )
+        return n
+
+    async def _tombstones(
+        self, partition: int, prefix: str, start: int, stop: int, futures: list[Any]
+    ) -> None:
+        prod = self._producer
+        assert prod is not None, "start() first"
+        for i in range(start, stop):
+            futures.append(
+                await prod.send(self.topic, None, key=f"{prefix}/{i}".encode(), partition=partition)
+            )
+
+    async def save(
+        self,
+        partition: int,
+        blob: bytes,
+        offsets: list[int],
+        now_ms: int,
+        *,
+        segment: tuple[bytes, int] | None = None,
+        forget_before: int | None = None,
+    ) -> None:
+        """Write a snapshot; returns once it is the partition's current one.
+
+        ``segment``: the dedup ids added since the previous snapshot and their newest
+        ``ts`` (``engine.snapshot.take_seen_segment``); segments whose newest ``ts`` is
+        below ``forget_before`` (stream time minus ``D``) are dropped.
+        """
         prod = self._producer
         assert prod is not None, "start() first"
         old = self._manifests.get(partition)
         slot = "b" if old is not None and old.slot == "a" else "a"
-        n = max(1, -(-len(blob) // CHUNK))
-        futures = []
-        for i in range(n):
-            key = f"{partition}/{slot}/{i}".encode()
-            futures.append(
-                await prod.send(
-                    self.topic, blob[i * CHUNK : (i + 1) * CHUNK], key=key, partition=partition
-                )
+        futures: list[Any] = []
+        n = await self._send_chunks(partition, f"{partition}/{slot}", blob, futures)
+        await self._tombstones(
+            partition, f"{partition}/{slot}", n, self._slot_size(partition, slot), futures
+        )
+        segments = [list(x) for x in (old.segments if old is not None else [])]
+        next_segment = old.next_segment if old is not None else 0
+        if segment is not None:
+            seg_blob, seg_max = segment
+            k = await self._send_chunks(
+                partition, f"{partition}/s/{next_segment}", seg_blob, futures
             )
-        stale = self._slot_size(partition, slot)
-        for i in range(n, stale):
-            futures.append(
-                await prod.send(
-                    self.topic, None, key=f"{partition}/{slot}/{i}".encode(), partition=partition
-                )
-            )
+            segments.append([next_segment, k, seg_max])
+            next_segment += 1
+        keep = []
+        for no, k, max_ts in segments:
+            if forget_before is not None and max_ts < forget_before:
+                await self._tombstones(partition, f"{partition}/s/{no}", 0, k, futures)
+            else:
+                keep.append([no, k, max_ts])
         for f in futures:
             await f
-        manifest = Manifest(slot, n, hashlib.sha256(blob).hexdigest(), len(blob), offsets, now_ms)
+        manifest = Manifest(
+            slot,
+            n,
+            hashlib.sha256(blob).hexdigest(),
+            len(blob),
+            offsets,
+            now_ms,
+            keep,
+            next_segment,
+        )
         await (
             await prod.send(
                 self.topic,
@@ -119,8 +176,8 @@ class SnapshotStore:
     def _slot_size(self, partition: int, slot: str) -> int:
         return self._slot_sizes.get((partition, slot), 0)
 
-    async def load(self, partition: int) -> tuple[bytes, Manifest] | None:
-        """The partition's current snapshot, or None when it has none."""
+    async def load(self, partition: int) -> tuple[bytes, Manifest, list[bytes]] | None:
+        """The partition's current snapshot and its dedup segments, or None when it has none."""
         tp = TopicPartition(self.topic, partition)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -159,5 +216,11 @@ class SnapshotStore:
         blob = b"".join(p for p in parts if p is not None)
         if hashlib.sha256(blob).hexdigest() != manifest.sha256:
             raise RuntimeError(f"snapshot of partition {partition} fails its checksum")
+        segments = []
+        for no, k, _ in manifest.segments:
+            chunks = [latest.get(f"{partition}/s/{no}/{i}".encode()) for i in range(k)]
+            if any(c is None for c in chunks):
+                raise RuntimeError(f"dedup segment {no} of partition {partition} is incomplete")
+            segments.append(b"".join(c for c in chunks if c is not None))
         self._manifests[partition] = manifest
-        return blob, manifest
+        return blob, manifest, segments

@@ -15,7 +15,7 @@ from typing import Any
 
 from streamproc.engine.config import KINDS, EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine
-from streamproc.engine.snapshot import restore, snapshot
+from streamproc.engine.snapshot import _seen_state, restore, snapshot, take_seen_segment
 from streamproc.engine.validate import REASONS
 from streamproc.rows import (
     DEAD_LETTER_COLUMNS,
@@ -27,6 +27,11 @@ from streamproc.rows import (
 from tests.reference import Record, RefConfig
 
 META = ("version", "updated_at")
+
+
+def snapshot_seen_all(eng: PartitionEngine) -> bytes:
+    """The whole dedup memory as one segment (what a first incremental snapshot covers)."""
+    return _seen_state(list(eng.seen), eng.seen)
 
 
 def engine_config(cfg: RefConfig) -> EngineConfig:
@@ -59,6 +64,8 @@ class Driver:
         self.dead: list[tuple[Any, ...]] = []
         self.late: list[tuple[Any, ...]] = []
         self.rows_written = 0
+        self.incremental = False
+        self.segments: dict[int, list[bytes]] = {}
 
     def engine(self, p: int) -> PartitionEngine:
         eng = self.engines.get(p)
@@ -94,11 +101,28 @@ class Driver:
             self.collect(eng.flush())
 
     def crash_and_restore(self) -> None:
-        """Snapshot every engine, throw it away, continue on the restored copy."""
+        """Snapshot every engine, throw it away, continue on the restored copy.
+
+        With ``incremental``, the dedup memory is saved as segments the way the worker
+        does (``take_seen_segment`` + ``snapshot(with_seen=False)``).
+        """
         for p, eng in list(self.engines.items()):
             self.collect(eng.flush())
-            blob = snapshot(eng)
-            self.engines[p] = restore(blob, version_floor=eng.version)
+            if self.incremental:
+                if eng.seen_journal is None:  # the first snapshot: a full one
+                    self.segments[p] = [snapshot_seen_all(eng)]
+                    eng.seen_journal = []
+                else:
+                    seg = take_seen_segment(eng)
+                    if seg is not None:
+                        self.segments[p].append(seg[0])
+                blob = snapshot(eng, with_seen=False)
+                new = restore(blob, version_floor=eng.version, seen_segments=self.segments[p])
+                new.seen_journal = []
+                self.engines[p] = new
+            else:
+                blob = snapshot(eng)
+                self.engines[p] = restore(blob, version_floor=eng.version)
 
     def finish(self) -> None:
         for p in sorted(self.engines):
@@ -151,9 +175,11 @@ def engine_compute(
     *,
     flush_every: int | None = None,
     crash_at: Iterable[int] = (),
+    incremental: bool = False,
 ) -> dict[str, Any]:
     """The engine's final output for ``records``, shaped like ``reference.compute``."""
     drv = Driver(engine_config(cfg or RefConfig()))
+    drv.incremental = incremental
     crashes = set(crash_at)
     for i, rec in enumerate(records):
         if i in crashes:

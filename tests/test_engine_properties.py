@@ -49,3 +49,14 @@ def test_snapshot_restore_anywhere_gives_identical_output(
     crashes = data.draw(st.lists(st.integers(0, max(0, len(records) - 1)), max_size=3))
     every = data.draw(st.sampled_from([None, 1, 3]))
     _check(cfg, records, flush_every=every, crash_at=crashes)
+
+
+@SETTINGS
+@given(streams(), st.data())
+def test_incremental_dedup_snapshots_give_identical_output(
+    stream: tuple[RefConfig, int, list[Record]], data: st.DataObject
+) -> None:
+    """The worker's way: dedup memory saved as segments of new ids between snapshots."""
+    cfg, _, records = stream
+    crashes = data.draw(st.lists(st.integers(0, max(0, len(records) - 1)), max_size=4))
+    _check(cfg, records, crash_at=crashes, incremental=True)

@@ -131,6 +131,9 @@ class PartitionEngine:
         self._next_close = NEG
         # dedup (§4)
         self.seen: dict[str, int] = {}
+        self.seen_journal: list[str] | None = None
+        """When a list: every id remembered since the last ``take_seen_segment`` (the worker
+        saves the dedup memory incrementally; see ``engine.snapshot``)."""
         self._seen_buckets: dict[int, list[str]] = {}
         self._seen_heap: list[int] = []
         # rooms and timers
@@ -163,6 +166,7 @@ class PartitionEngine:
         last_arrival = self.last_arrival
         seen = self.seen
         buckets = self._seen_buckets
+        journal = self.seen_journal
         by_key = self._room_by_key
         counters_events = self.counters.events
         max_ahead = MAX_AHEAD_MS
@@ -225,6 +229,8 @@ class PartitionEngine:
                 self._late(kind, offset, value, arrival, ev, ws)
                 continue
             seen[eid] = ts
+            if journal is not None:
+                journal.append(eid)
             b = ts // W
             lst = buckets.get(b)
             if lst is None:

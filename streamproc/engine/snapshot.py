@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import zlib
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Any
 
@@ -27,7 +27,7 @@ from .presence import User
 from .room import Room
 from .window import Window
 
-MAGIC = b"SPSNAP2\n"
+MAGIC = b"SPSNAP3\n"
 """Format marker; bump it when the layout changes."""
 
 _WINDOW_INTS = (
@@ -159,8 +159,42 @@ def _room_state(r: Room) -> list[Any]:
     ]
 
 
-def snapshot(eng: PartitionEngine) -> bytes:
-    """The engine's whole state as bytes (raises if output is still pending)."""
+def _seen_state(ids: list[str], seen: dict[str, int]) -> bytes:
+    return zlib.compress(
+        msgspec.msgpack.encode([ids, array("q", [seen[i] for i in ids]).tobytes()]), 1
+    )
+
+
+def take_seen_segment(eng: PartitionEngine) -> tuple[bytes, int] | None:
+    """The dedup ids remembered since the last call, as a segment ``(bytes, max ts)``.
+
+    The dedup memory holds every event id of the last ``D`` (10 minutes: tens of
+    millions at a big promotion's rates); saving all of it with every snapshot would
+    stop the worker for seconds. The worker instead saves each snapshot with
+    ``snapshot(eng, with_seen=False)`` plus the segment of ids added since the previous
+    one, and drops a segment once every id in it is forgotten (``max ts + D <= S``).
+    Replaying the live segments in order (:func:`restore` ``seen_segments``) rebuilds
+    the memory exactly: later segments overwrite earlier ones, and forgotten ids are
+    filtered out by their time. Returns None when nothing was added.
+    """
+    journal = eng.seen_journal
+    if journal is None:
+        eng.seen_journal = []
+        raise ValueError("the journal was off: take a full snapshot first")
+    seen = eng.seen
+    ids = [i for i in dict.fromkeys(journal) if i in seen]
+    eng.seen_journal = []
+    if not ids:
+        return None
+    return _seen_state(ids, seen), max(seen[i] for i in ids)
+
+
+def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
+    """The engine's whole state as bytes (raises if output is still pending).
+
+    ``with_seen=False`` leaves the dedup memory out (it is saved as segments, see
+    :func:`take_seen_segment`).
+    """
     if len(eng.out):
         raise ValueError("take the pending output before a snapshot")
     c = eng.counters
@@ -170,7 +204,7 @@ def snapshot(eng: PartitionEngine) -> bytes:
         eng.next_offsets,
         eng.maxts,
         eng.last_arrival,
-        [list(eng.seen), array("q", eng.seen.values()).tobytes()],
+        _seen_state(list(eng.seen), eng.seen) if with_seen else None,
         [_room_state(r) for r in eng.rooms.values()],
         [c.events, sorted(c.invalid.items()), c.duplicates, c.late],
     ]
@@ -178,12 +212,17 @@ def snapshot(eng: PartitionEngine) -> bytes:
 
 
 def restore(
-    blob: bytes, *, version_floor: int = 0, clock: Callable[[], int] = wall_ms
+    blob: bytes,
+    *,
+    version_floor: int = 0,
+    clock: Callable[[], int] = wall_ms,
+    seen_segments: Iterable[bytes] = (),
 ) -> PartitionEngine:
     """An engine that continues exactly where the snapshot was taken.
 
     ``version_floor``: row versions continue above both it and the snapshot's, so
-    writes after a restart win over any written before it.
+    writes after a restart win over any written before it. ``seen_segments``: the dedup
+    memory of a snapshot taken ``with_seen=False``, oldest segment first.
     """
     if not blob.startswith(MAGIC):
         raise SnapshotError("not a streamproc snapshot (or an incompatible version)")
@@ -200,12 +239,21 @@ def restore(
     eng.next_offsets = next_offsets
     eng.maxts = maxts
     eng.last_arrival = last_arrival
-    seen_ids, seen_ts_b = seen
-    seen_ts = array("q")
-    seen_ts.frombytes(seen_ts_b)
-    for eid, ts in zip(seen_ids, seen_ts, strict=True):
-        eng.seen[eid] = ts
-        eng._remember_bucket(eid, ts)
+    parts = [seen] if seen is not None else list(seen_segments)
+    alive_after = eng.stream_time - eng.cfg.dedup_ms
+    for part in parts:
+        try:
+            seen_ids, seen_ts_b = msgspec.msgpack.decode(zlib.decompress(part))
+        except (zlib.error, msgspec.DecodeError) as exc:
+            raise SnapshotError(f"corrupt dedup memory: {exc}") from None
+        seen_ts = array("q")
+        seen_ts.frombytes(seen_ts_b)
+        eng.seen.update(zip(seen_ids, seen_ts, strict=True))
+    for eid, ts in list(eng.seen.items()):
+        if ts > alive_after:
+            eng._remember_bucket(eid, ts)
+        else:
+            del eng.seen[eid]  # forgotten since (S >= ts + D)
     for rs in rooms:
         room = _restore_room(rs)
         eng.rooms[room.room_id] = room
