@@ -147,7 +147,8 @@ class WorkerRuntime:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 2**20,
             fetch_max_bytes=64 * 2**20,
-            fetch_max_wait_ms=200,
+            fetch_min_bytes=64 * 2**10,  # fewer, larger batches when traffic is live
+            fetch_max_wait_ms=100,
             max_poll_records=self.max_batch,
         )
         await data.start()
@@ -396,9 +397,11 @@ class WorkerRuntime:
                     forget_before=eng.stream_time - eng.cfg.dedup_ms,
                 )
                 took = time.monotonic() - t0
-                # A snapshot stops processing while it is taken: keep that below about 5%
-                # of the time, whatever the state's size (a crash replays a little more).
-                owned.snapshot_due = now + max(self.snapshot_interval, 20 * took)
+                # A snapshot stops processing while it is taken: keep all partitions'
+                # snapshots together below about 5% of the time, whatever the state's
+                # size (a crash then replays a little more).
+                spacing = 20 * took * max(1, len(self.owned))
+                owned.snapshot_due = now + max(self.snapshot_interval, spacing)
                 await self._commit({p: owned})
 
     async def wait_written(self) -> None:

@@ -182,11 +182,20 @@ def take_seen_segment(eng: PartitionEngine) -> tuple[bytes, int] | None:
         eng.seen_journal = []
         raise ValueError("the journal was off: take a full snapshot first")
     seen = eng.seen
-    ids = [i for i in dict.fromkeys(journal) if i in seen]
     eng.seen_journal = []
+    # An id is journaled once per insertion; ids forgotten meanwhile are skipped.
+    get = seen.get
+    ts = array("q")
+    ids = []
+    for i in journal:
+        t = get(i)
+        if t is not None:
+            ids.append(i)
+            ts.append(t)
     if not ids:
         return None
-    return _seen_state(ids, seen), max(seen[i] for i in ids)
+    blob = zlib.compress(msgspec.msgpack.encode([ids, ts.tobytes()]), 1)
+    return blob, max(ts)
 
 
 def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
