@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 import tracemalloc
@@ -78,6 +79,12 @@ def run(
     return engines, time.perf_counter() - t0, rows
 
 
+def rss_bytes() -> int:
+    """Resident set size of this process, from /proc."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def present_viewers(engines: list[PartitionEngine]) -> int:
     S = max(e.stream_time for e in engines)
     T = EngineConfig().presence_timeout_ms
@@ -120,7 +127,10 @@ def main() -> None:
           f"generated in {time.perf_counter() - t0:.1f} s; hit room {hit!r}")
 
     gc.collect()
+    rss0 = rss_bytes()
     engines, secs, rows = run(parts, args.batch)
+    gc.collect()
+    rss1 = rss_bytes()
     eps = n / secs
     print(f"throughput: {eps:,.0f} events/s ({secs:.2f} s, {rows:,} rows written)"
           f"  target >= {TARGET_EPS:,}: {'met' if eps >= TARGET_EPS else 'MISSED'}")
@@ -130,6 +140,10 @@ def main() -> None:
         c["late"] += e.counters.late
         c["invalid"] += sum(e.counters.invalid.values())
     print(f"counters: duplicates {c['dup']:,}, late {c['late']:,}, invalid {c['invalid']:,}")
+    live = present_viewers(engines)
+    print(f"RSS grew by {(rss1 - rss0) / 2**20:,.0f} MiB while the engines ran "
+          f"(= {(rss1 - rss0) / max(live, 1):,.0f} B per present viewer, everything included; "
+          f"process RSS {rss1 / 2**20:,.0f} MiB with the input held in memory)")
     del engines
     gc.collect()
 
