@@ -413,13 +413,10 @@ class WorkerRuntime:
 
     async def _write(self, outs: list[tuple[int, Owned, Output]]) -> None:
         """Dead letters to their topic, rows to ClickHouse; returns once both acknowledged."""
-        batch = OutputBatch([], [], [], [])
+        batch = OutputBatch()
         futures = []
         for _, _, out in outs:
-            batch.room_metrics.extend(out.room_metrics)
-            batch.room_totals.extend(out.room_totals)
-            batch.dead_letters.extend(out.dead_letters)
-            batch.late_events.extend(out.late_events)
+            batch.extend(out)
             if self._dlq is not None:
                 for row in out.dead_letters:
                     topic, partition, offset, reason, detail, key, value, received = row

@@ -9,6 +9,7 @@ the same order.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -128,3 +129,48 @@ def fen_to_str(fen: int) -> str:
 def as_dict(table: str, row: tuple[Any, ...]) -> dict[str, Any]:
     """One row as a ``{column: value}`` dict (for JSON output and tests)."""
     return dict(zip(TABLES[table], row, strict=True))
+
+
+TABLE_ORDER: tuple[str, ...] = ("room_metrics", "room_totals", "dead_letters", "late_events")
+"""The four tables, in the order a batch is written."""
+
+
+@dataclass
+class OutputBatch:
+    """The rows of one flush, per table, as the engine emitted them (tuples in column order)."""
+
+    room_metrics: list[tuple[Any, ...]] = field(default_factory=list)
+    room_totals: list[tuple[Any, ...]] = field(default_factory=list)
+    dead_letters: list[tuple[Any, ...]] = field(default_factory=list)
+    late_events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (
+            len(self.room_metrics)
+            + len(self.room_totals)
+            + len(self.dead_letters)
+            + len(self.late_events)
+        )
+
+    def extend(self, other: OutputBatch) -> None:
+        """Append another batch's rows (the worker accumulates several engine outputs per flush)."""
+        self.room_metrics.extend(other.room_metrics)
+        self.room_totals.extend(other.room_totals)
+        self.dead_letters.extend(other.dead_letters)
+        self.late_events.extend(other.late_events)
+
+    def clear(self) -> None:
+        """Empty every table (after a successful write)."""
+        self.room_metrics.clear()
+        self.room_totals.clear()
+        self.dead_letters.clear()
+        self.late_events.clear()
+
+    def tables(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """``(table, rows)`` for the non-empty tables, in a fixed order."""
+        out: list[tuple[str, list[tuple[Any, ...]]]] = []
+        for name in TABLE_ORDER:
+            rows: list[tuple[Any, ...]] = getattr(self, name)
+            if rows:
+                out.append((name, rows))
+        return out

@@ -52,6 +52,8 @@ import orjson
 
 from streamproc.engine.config import DEFAULT_TOPICS
 
+from .engine.validate import REASONS
+
 __all__ = [
     "AWKWARD_CONFIG",
     "DEFAULT_START_TS",
@@ -71,27 +73,7 @@ DEFAULT_START_TS = 1_762_790_400_000
 """2025-11-11 00:00:00 Asia/Shanghai (Double 11 midnight), a fixed epoch so runs
 are reproducible; live runs pass the current time instead."""
 
-INVALID_REASONS: tuple[str, ...] = (
-    "not_utf8",
-    "not_json",
-    "not_object",
-    "missing_field",
-    "wrong_type",
-    "id_empty",
-    "id_too_long",
-    "ts_out_of_range",
-    "type_mismatch",
-    "unknown_action",
-    "text_too_long",
-    "quantity_out_of_range",
-    "bad_decimal",
-    "negative_amount",
-    "amount_precision",
-    "amount_out_of_range",
-    "unknown_status",
-    "key_mismatch",
-    "unknown_topic",
-)
+INVALID_REASONS: tuple[str, ...] = REASONS
 """Every dead-letter reason of ``docs/semantics.md`` §2, in the order of checks."""
 
 KAFKA_INVALID_REASONS: tuple[str, ...] = tuple(r for r in INVALID_REASONS if r != "unknown_topic")
@@ -292,7 +274,20 @@ _CHAT_TEXTS: tuple[str, ...] = (
 _CHAT_JSON: tuple[bytes, ...] = tuple(orjson.dumps(t) for t in _CHAT_TEXTS)
 
 _PRICES_FEN: tuple[int, ...] = (
-    990, 1990, 2990, 3990, 5990, 6900, 9900, 12900, 19900, 29900, 39900, 59900, 99900, 299900,
+    990,
+    1990,
+    2990,
+    3990,
+    5990,
+    6900,
+    9900,
+    12900,
+    19900,
+    29900,
+    39900,
+    59900,
+    99900,
+    299900,
 )
 
 
@@ -386,8 +381,16 @@ def _not_utf8_key(room: str) -> bytes:
 
 
 def _bad_message(
-    reason: str, variant: int, *, eid: str, room: str, user: str, ts: int, oid: str,
-    other_key: bytes, topics: tuple[str, ...],
+    reason: str,
+    variant: int,
+    *,
+    eid: str,
+    room: str,
+    user: str,
+    ts: int,
+    oid: str,
+    other_key: bytes,
+    topics: tuple[str, ...],
 ) -> tuple[str, bytes, bytes]:
     """Build one dead letter ``(topic, key, value)`` whose *only* fault is ``reason``.
 
@@ -426,16 +429,25 @@ def _bad_message(
     elif reason == "wrong_type":
         if kind == "viewer":
             opts: list[dict[str, Any]] = [
-                _with(d, ts=str(ts)), _with(d, ts=float(ts)), _with(d, type=None),
-                _with(d, action=True), _with(d, user_id=12345), _with(d, event_id=None),
+                _with(d, ts=str(ts)),
+                _with(d, ts=float(ts)),
+                _with(d, type=None),
+                _with(d, action=True),
+                _with(d, user_id=12345),
+                _with(d, event_id=None),
             ]
         elif kind == "chat":
             opts = [_with(d, text=["扣1"]), _with(d, text=None), _with(d, ts=True)]
         elif kind == "cart":
             opts = [_with(d, quantity=1.0), _with(d, price=True), _with(d, sku_id=123)]
         else:
-            opts = [_with(d, amount=None), _with(d, status=1), _with(d, order_id=None),
-                    _with(d, amount=[19.9]), _with(d, quantity="1")]
+            opts = [
+                _with(d, amount=None),
+                _with(d, status=1),
+                _with(d, order_id=None),
+                _with(d, amount=[19.9]),
+                _with(d, quantity="1"),
+            ]
         value = _dumps(opts[v % len(opts)])
     elif reason == "id_empty":
         value = _dumps(_with(d, **{("event_id", "user_id")[v % 2]: ""}))
@@ -461,15 +473,21 @@ def _bad_message(
         if kind == "cart":
             value = _dumps(_with(d, price=("-0.01", -3.5)[v % 2]))
         else:
-            value = _dumps(_with(d, amount="-1.00")) if v % 2 == 0 else (
-                _dumps(_with(d, amount="X")).replace(b'"X"', b"-5", 1))
+            value = (
+                _dumps(_with(d, amount="-1.00"))
+                if v % 2 == 0
+                else (_dumps(_with(d, amount="X")).replace(b'"X"', b"-5", 1))
+            )
     elif reason == "amount_precision":
         value = _dumps(_with(d, amount="X")).replace(
-            b'"X"', (b'"12.301"', b"0.001", b'"59.999"', b'"0.005"')[v % 4], 1)
+            b'"X"', (b'"12.301"', b"0.001", b'"59.999"', b'"0.005"')[v % 4], 1
+        )
     elif reason == "amount_out_of_range":
         value = _dumps(_with(d, amount="X")).replace(
-            b'"X"', (b'"1000000000000"', b"1000000000000.00", b'"1e12"',
-                     b'"99999999999999.99"')[v % 4], 1)
+            b'"X"',
+            (b'"1000000000000"', b"1000000000000.00", b'"1e12"', b'"99999999999999.99"')[v % 4],
+            1,
+        )
     elif reason == "unknown_status":
         value = _dumps(_with(d, status=("cancelled", "PAID", "", "refund")[v % 4]))
     elif reason == "key_mismatch":
@@ -579,8 +597,9 @@ def _seconds(cfg: SimConfig) -> Iterator[Iterator[SimRecord]]:
     chat_sfx = [b',"text":' + x + b"}" for x in _CHAT_JSON]
     n_chat = len(chat_sfx)
     T_CART = b',"type":"cart","sku_id":%b,"quantity":%d,"price":%b}'
-    T_ORDER = (b',"type":"order","order_id":"%b","sku_id":%b,"quantity":%d,"amount":%b,'
-               b'"status":"%b"}')
+    T_ORDER = (
+        b',"type":"order","order_id":"%b","sku_id":%b,"quantity":%d,"amount":%b,"status":"%b"}'
+    )
     SEQ: list[bytes] = []
 
     def grow(need: int) -> None:
@@ -602,7 +621,7 @@ def _seconds(cfg: SimConfig) -> Iterator[Iterator[SimRecord]]:
     cum: list[float] = []
     acc = 0.0
     for rank in range(1, cfg.rooms):
-        acc += rank ** -cfg.zipf_exponent
+        acc += rank**-cfg.zipf_exponent
         cum.append(acc)
     other_rooms = list(range(1, cfg.rooms))
 
@@ -710,15 +729,19 @@ def _seconds(cfg: SimConfig) -> Iterator[Iterator[SimRecord]]:
             duals.sort(key=_BY_MS2)
             slots2[si] = duals
             grow(j + len(slot) + len(duals))
-            out.extend([
-                (tv, v[4], P + SEQ[k] + v[0] + tsb[v[1]] + S_HB, base + v[1])
-                for k, v in enumerate(slot, j)
-            ])
+            out.extend(
+                [
+                    (tv, v[4], P + SEQ[k] + v[0] + tsb[v[1]] + S_HB, base + v[1])
+                    for k, v in enumerate(slot, j)
+                ]
+            )
             j += len(slot)
-            out.extend([
-                (tv, v[4], P + SEQ[k] + v[0] + tsb[v[2]] + S_HB, base + v[2])
-                for k, v in enumerate(duals, j)
-            ])
+            out.extend(
+                [
+                    (tv, v[4], P + SEQ[k] + v[0] + tsb[v[2]] + S_HB, base + v[2])
+                    for k, v in enumerate(duals, j)
+                ]
+            )
             j += len(duals)
 
             # --- arrivals: top each group up to its target audience
@@ -822,8 +845,7 @@ def _seconds(cfg: SimConfig) -> Iterator[Iterator[SimRecord]]:
                     sku_json, price, _fen = sk[int(rnd() * len(sk))]
                     q = 1 if rnd() < 0.85 else 2 + int(rnd() * 3)
                     ms = int(rnd() * 1000)
-                    val = (P + SEQ[j] + c[_VPART] + tsb[ms]
-                           + T_CART % (sku_json, q, price))
+                    val = P + SEQ[j] + c[_VPART] + tsb[ms] + T_CART % (sku_json, q, price)
                     append((tk, c[_KEY], val, base + ms))
                     j += 1
                 k = _poisson(rnd, gauss, alive[g] * cfg.order_rate * order_m)
@@ -841,20 +863,29 @@ def _seconds(cfg: SimConfig) -> Iterator[Iterator[SimRecord]]:
                         fen = max(0, fen - (500 if x < 0.1 else 2000))
                     ms = int(rnd() * 1000)
                     oid = prefix + b"o%x." % t + SEQ[j]
-                    val = (P + SEQ[j] + c[_VPART] + tsb[ms]
-                           + T_ORDER % (oid, sku_json, q, _yuan(fen, int(rnd() * 3)), b"paid"))
+                    val = (
+                        P
+                        + SEQ[j]
+                        + c[_VPART]
+                        + tsb[ms]
+                        + T_ORDER % (oid, sku_json, q, _yuan(fen, int(rnd() * 3)), b"paid")
+                    )
                     append((to, c[_KEY], val, base + ms))
                     j += 1
                     if rnd() < cfg.refund_rate:
                         dt = refund_lo + int(rnd() * (refund_hi - refund_lo + 1))
                         if duration is None or t + dt < duration:
                             rts = base + dt * 1000 + int(rnd() * 1000)
-                            val = (P + SEQ[j] + c[_VPART] + b"%d" % rts
-                                   + T_ORDER % (oid, sku_json, q, _yuan(fen, int(rnd() * 3)),
-                                                b"refunded"))
+                            val = (
+                                P
+                                + SEQ[j]
+                                + c[_VPART]
+                                + b"%d" % rts
+                                + T_ORDER
+                                % (oid, sku_json, q, _yuan(fen, int(rnd() * 3)), b"refunded")
+                            )
                             j += 1
-                            future_fresh.setdefault(t + dt, []).append(
-                                (to, c[_KEY], val, rts))
+                            future_fresh.setdefault(t + dt, []).append((to, c[_KEY], val, rts))
             fresh = future_fresh.pop(t, None)
             if fresh:
                 out.extend(fresh)
@@ -906,10 +937,15 @@ def _seconds(cfg: SimConfig) -> Iterator[Iterator[SimRecord]]:
                     ms = int(rnd() * 1000)
                     room = c[_ROOM]
                     topic, key, val = _bad_message(
-                        reason, variant, eid=f"{cfg.prefix}{t:x}.{j:x}", room=room_ids[room],
-                        user=orjson.loads(c[_UID]), ts=base + ms,
+                        reason,
+                        variant,
+                        eid=f"{cfg.prefix}{t:x}.{j:x}",
+                        room=room_ids[room],
+                        user=orjson.loads(c[_UID]),
+                        ts=base + ms,
                         oid=f"{cfg.prefix}o{t:x}.{j:x}",
-                        other_key=room_keys[(room + 1) % cfg.rooms] if cfg.rooms > 1
+                        other_key=room_keys[(room + 1) % cfg.rooms]
+                        if cfg.rooms > 1
                         else room_keys[room] + b"-other",
                         topics=cfg.topics,
                     )
@@ -1019,15 +1055,14 @@ def _crafted(seed: int, start: int, topics: tuple[str, ...]) -> list[SimRecord]:
     recs: list[SimRecord] = []
     k = 0
 
-    def ev(topic: str, room: str, user: str, ts: int, send: int | None = None,
-           **fields: Any) -> None:
+    def ev(
+        topic: str, room: str, user: str, ts: int, send: int | None = None, **fields: Any
+    ) -> None:
         nonlocal k
         k += 1
-        d: dict[str, Any] = {"event_id": f"x{seed}-{k}", "room_id": room, "user_id": user,
-                             "ts": ts}
+        d: dict[str, Any] = {"event_id": f"x{seed}-{k}", "room_id": room, "user_id": user, "ts": ts}
         d.update(fields)
-        recs.append(SimRecord(topic, room.encode(), orjson.dumps(d),
-                              ts if send is None else send))
+        recs.append(SimRecord(topic, room.encode(), orjson.dumps(d), ts if send is None else send))
 
     for rep, room in enumerate((room_name(0), room_name(3), room_name(2))):
         x = start + 45_000 + rep * 60_000 + 1_234  # not on a boundary
@@ -1057,27 +1092,106 @@ def _crafted(seed: int, start: int, topics: tuple[str, ...]) -> list[SimRecord]:
         ev(tv, room, u + "wb", wb + 10_000, action="leave")
         # implicit join by a purchase, then its refund; a refund of an unseen order
         oid = f"x{seed}-o{rep}"
-        ev(to, room, u + "buyer", x + 7_000, type="order", order_id=oid, sku_id="sku-x",
-           quantity=1, amount="199.00", status="paid")
-        ev(to, room, u + "buyer", x + 37_000, order_id=oid, sku_id="sku-x", quantity=1,
-           amount=199, status="refunded")
-        ev(to, room, u + "refund-only", x + 8_000, order_id=f"{oid}-unseen", sku_id="",
-           quantity=1, amount="0.01", status="refunded")
+        ev(
+            to,
+            room,
+            u + "buyer",
+            x + 7_000,
+            type="order",
+            order_id=oid,
+            sku_id="sku-x",
+            quantity=1,
+            amount="199.00",
+            status="paid",
+        )
+        ev(
+            to,
+            room,
+            u + "buyer",
+            x + 37_000,
+            order_id=oid,
+            sku_id="sku-x",
+            quantity=1,
+            amount=199,
+            status="refunded",
+        )
+        ev(
+            to,
+            room,
+            u + "refund-only",
+            x + 8_000,
+            order_id=f"{oid}-unseen",
+            sku_id="",
+            quantity=1,
+            amount="0.01",
+            status="refunded",
+        )
         # valid values at the limits
         ev(tc, room, "用" * 128, x + 10_000, text="哈" * 2000)
-        ev(tc, room, u + "extra", x + 10_000, type="chat", text="same ts as above",
-           unknown_field={"nested": [1, 2]})
-        ev(to, room, u + "limits", x + 11_000, order_id=f"{oid}-z", sku_id="sku-0",
-           quantity=1, amount="-0.00", status="paid")
-        ev(to, room, u + "limits", x + 11_001, order_id=f"{oid}-p", sku_id="sku-0",
-           quantity=999, amount="12.300", status="paid")
-        ev(to, room, u + "limits", x + 11_002, order_id=f"{oid}-e", sku_id="sku-0",
-           quantity=1, amount="1e2", status="paid")
-        ev(tk, room, u + "limits", x + 11_003, type="cart", sku_id="sku-0", quantity=1,
-           price="0.333333")
+        ev(
+            tc,
+            room,
+            u + "extra",
+            x + 10_000,
+            type="chat",
+            text="same ts as above",
+            unknown_field={"nested": [1, 2]},
+        )
+        ev(
+            to,
+            room,
+            u + "limits",
+            x + 11_000,
+            order_id=f"{oid}-z",
+            sku_id="sku-0",
+            quantity=1,
+            amount="-0.00",
+            status="paid",
+        )
+        ev(
+            to,
+            room,
+            u + "limits",
+            x + 11_001,
+            order_id=f"{oid}-p",
+            sku_id="sku-0",
+            quantity=999,
+            amount="12.300",
+            status="paid",
+        )
+        ev(
+            to,
+            room,
+            u + "limits",
+            x + 11_002,
+            order_id=f"{oid}-e",
+            sku_id="sku-0",
+            quantity=1,
+            amount="1e2",
+            status="paid",
+        )
+        ev(
+            tk,
+            room,
+            u + "limits",
+            x + 11_003,
+            type="cart",
+            sku_id="sku-0",
+            quantity=1,
+            price="0.333333",
+        )
         if rep == 0:
-            ev(to, room, u + "whale", x + 12_000, order_id=f"{oid}-max", sku_id="sku-0",
-               quantity=1, amount="999999999999.99", status="paid")
+            ev(
+                to,
+                room,
+                u + "whale",
+                x + 12_000,
+                order_id=f"{oid}-max",
+                sku_id="sku-0",
+                quantity=1,
+                amount="999999999999.99",
+                status="paid",
+            )
     return recs
 
 

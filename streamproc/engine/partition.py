@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..rows import OutputBatch
 from .config import KINDS, EngineConfig
 from .presence import (
     CLOSED,
@@ -61,24 +62,12 @@ TIMER_GRAIN = 1000
 
 
 @dataclass
-class Output:
+class Output(OutputBatch):
     """Rows produced since the last :meth:`PartitionEngine.take_output` (``streamproc.rows``)."""
 
-    room_metrics: list[tuple[Any, ...]] = field(default_factory=list)
     row_exists: list[bool] = field(default_factory=list)
     """Per ``room_metrics`` row: False when a late correction emptied the window, so the
     contract has no row for it; it is still written (all zeros) to overwrite the old one."""
-    room_totals: list[tuple[Any, ...]] = field(default_factory=list)
-    dead_letters: list[tuple[Any, ...]] = field(default_factory=list)
-    late_events: list[tuple[Any, ...]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return (
-            len(self.room_metrics)
-            + len(self.room_totals)
-            + len(self.dead_letters)
-            + len(self.late_events)
-        )
 
 
 @dataclass
