@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 import time
 import uuid
@@ -480,19 +479,13 @@ def test_replay_line_shape() -> None:
     assert d == {"topic": "live.chat", "key": "直播间", "value": "{}", "timestamp": 5}
 
 
-# --------------------------------------------------------------------------- Kafka (opt-in)
-
-_KAFKA = os.environ.get("STREAMPROC_TEST_KAFKA_BOOTSTRAP")
-
+# --------------------------------------------------------------------------- Kafka
 
 @pytest.mark.kafka
-@pytest.mark.skipif(not _KAFKA, reason="set STREAMPROC_TEST_KAFKA_BOOTSTRAP=host:port to run "
-                    "(an external broker: this test never starts or resets one)")
-def test_produce_round_trip_keeps_keys_partitions_and_order() -> None:
+def test_produce_round_trip_keeps_keys_partitions_and_order(kafka_bootstrap: str) -> None:
     """Every record arrives once, on Kafka's default partition of its key (wrong keys
     included), in generator order within each partition; unknown topics are skipped."""
-    assert _KAFKA is not None
-    asyncio.run(_round_trip(_KAFKA))
+    asyncio.run(_round_trip(kafka_bootstrap))
 
 
 async def _round_trip(bootstrap: str) -> None:
@@ -540,10 +533,8 @@ async def _round_trip(bootstrap: str) -> None:
 
 
 @pytest.mark.kafka
-@pytest.mark.skipif(not _KAFKA, reason="set STREAMPROC_TEST_KAFKA_BOOTSTRAP=host:port to run")
-def test_produce_paces_by_rate_and_live_time() -> None:
-    assert _KAFKA is not None
-    asyncio.run(_pacing(_KAFKA))
+def test_produce_paces_by_rate_and_live_time(kafka_bootstrap: str) -> None:
+    asyncio.run(_pacing(kafka_bootstrap))
 
 
 async def _pacing(bootstrap: str) -> None:
