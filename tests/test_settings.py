@@ -54,3 +54,19 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert _settings(args).flush_interval == 0.5
     args = build_parser().parse_args(["worker"])
     assert _settings(args).flush_interval == 5.0
+
+
+def test_every_exported_series_is_listed_in_the_readme() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streamproc.metrics import PipelineMetrics
+
+    registry = CollectorRegistry()
+    PipelineMetrics(worker_id="w", registry=registry)
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- metrics:begin -->")[1].split("<!-- metrics:end -->")[0]
+    names = {m.name for m in registry.collect()}
+    assert names, "the exporter registered nothing"
+    for name in names:
+        listed = name in block or (name + "_total") in block
+        assert listed, f"{name} is exported but not listed in the README"
