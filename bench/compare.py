@@ -45,7 +45,12 @@ What it does, and why:
    (start-up and group join excluded, reported as ``startup_s``), with the CPU time of
    the contender process over the same span (all its threads) and its total CPU
    (``RUSAGE_CHILDREN``); the broker's CPU during the run is reported next to it.
-5. **Output.** A table on stdout (contender, records, seconds, events/s, CPU s, ratio to
+5. **Extras** (skip with ``--no-extras``): ``bench/live.py`` at a constant produced rate
+   (``--live-rate``, default 50 000 events/s: event-time freshness p50/p99 of written
+   rows, then catch-up speed after the worker was stopped for 20 s) and
+   ``bench/engine.py`` with one room at 1 000 000 concurrent viewers (RSS and bytes per
+   present viewer); their printed figures are kept in the JSON.
+6. **Output.** A table on stdout (contender, records, seconds, events/s, CPU s, ratio to
    bare), the ratios streamproc/bare, streamproc/Faust and streamproc/Quix (both Quix
    layouts) when available, and the full result as JSON in ``bench/results/compare-<UTC>.json`` with
    the machine (cores, load, Python, package and broker versions, git commit) and the
@@ -428,6 +433,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="a contender gives up after this long without a record")
     ap.add_argument("--keep-topics", action="store_true", help="do not delete the run's topics")
     ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    ap.add_argument("--no-extras", dest="extras", action="store_false",
+                    help="skip the live run (freshness, catch-up: bench/live.py) and the "
+                         "1 000 000-viewer memory run (bench/engine.py)")
+    ap.add_argument("--live-rate", type=float, default=50_000,
+                    help="constant produced rate of the freshness run, events/s")
     ns = ap.parse_args(argv)
     only = [c.strip() for c in ns.only.split(",") if c.strip()]
     unknown = sorted(set(only) - set(CONTENDERS))
@@ -533,6 +543,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not was_running:
             _say("stopping the broker this run started")
             broker.stop(args.port, node_dir=node_dir)
+    if args.extras:
+        report["live"] = _run_script(
+            "live", ["bench/live.py", "--rate", str(args.live_rate), "--seconds", "40",
+                     "--warmup", "40", "--outage", "20", "--port", str(args.port)])
+        report["memory_1m_viewers"] = _run_script(
+            "memory", ["bench/engine.py", "--events", "3000000", "--hit-viewers", "1000000"])
     report["results"] = results
     report["ratios"] = ratios(results)
     report["machine"] = machine_info()
@@ -552,9 +568,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "streamproc" in results and not report["ratios"]:
         print("streamproc: not measured (" + results["streamproc"].get(
             "skipped", results["streamproc"].get("error", "?")) + ")")
+    for key in ("live", "memory_1m_viewers"):
+        if key in report:
+            print(f"--- {key}\n" + "\n".join(report[key].get("output", [])))
     shown = out_path.relative_to(REPO_ROOT) if out_path.is_relative_to(REPO_ROOT) else out_path
     print(f"written {shown}")
     return 0 if all("error" not in r for r in results.values()) else 1
+
+
+def _run_script(name: str, argv: list[str]) -> dict[str, Any]:
+    """Run one of the other benchmarks; keep the figures it prints."""
+    _say(f"running the {name} benchmark: {' '.join(argv)}")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, *argv], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=3600)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    return {"command": argv, "exit_code": proc.returncode, "output": lines,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "stderr_tail": proc.stderr[-2000:] if proc.returncode else ""}
 
 
 def _run_streamproc(bootstrap: str, topics: Sequence[str], total: int,
