@@ -137,12 +137,23 @@ def start(
 
     Returns the bootstrap string ``127.0.0.1:PORT``.
     """
-    proc = _run_script("start", port, node_dir, extra_env, timeout)
+    _run_checked("start", port, node_dir, extra_env, timeout)
+    return bootstrap(port)
+
+
+def _run_checked(
+    command: str,
+    port: int | None,
+    node_dir: Path | None,
+    extra_env: Mapping[str, str] | None,
+    timeout: float,
+) -> None:
+    """Run a kafka.sh subcommand; a non-zero exit is a :class:`BrokerError` with its output."""
+    proc = _run_script(command, port, node_dir, extra_env, timeout)
     if proc.returncode != 0:
         raise BrokerError(
-            f"kafka.sh start failed (exit {proc.returncode}):\n{proc.stderr[-6000:]}"
+            f"kafka.sh {command} failed (exit {proc.returncode}):\n{proc.stderr[-6000:]}"
         )
-    return bootstrap(port)
 
 
 def stop(
@@ -153,9 +164,7 @@ def stop(
     timeout: float = 120.0,
 ) -> None:
     """Stop the broker gracefully (SIGTERM, then SIGKILL after the script's grace period)."""
-    proc = _run_script("stop", port, node_dir, extra_env, timeout)
-    if proc.returncode != 0:
-        raise BrokerError(f"kafka.sh stop failed (exit {proc.returncode}):\n{proc.stderr}")
+    _run_checked("stop", port, node_dir, extra_env, timeout)
 
 
 def reset(
@@ -166,9 +175,7 @@ def reset(
     timeout: float = 120.0,
 ) -> None:
     """Stop the broker and delete its node directory (data and logs; jars are kept)."""
-    proc = _run_script("reset", port, node_dir, extra_env, timeout)
-    if proc.returncode != 0:
-        raise BrokerError(f"kafka.sh reset failed (exit {proc.returncode}):\n{proc.stderr}")
+    _run_checked("reset", port, node_dir, extra_env, timeout)
 
 
 def status(

@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamproc.produce import produce
 from streamproc.simulate import SimRecord
+from streamproc.rows import ROOM_METRICS_COLUMNS
 from tests.reference import Record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -183,21 +184,9 @@ async def _read_back(bootstrap: str, topics: list[str], partitions: int) -> list
         await consumer.stop()
 
 
-NUMERIC_ZERO = (
-    "concurrent_viewers",
-    "peak_viewers",
-    "unique_viewers",
-    "joins",
-    "leaves",
-    "chat_messages",
-    "unique_chatters",
-    "cart_adds",
-    "unique_carters",
-    "orders",
-    "unique_buyers",
-    "refunds",
-    "watch_ms",
-)
+_NOT_COUNTS = ("gmv", "refund_amount", "conversion", "is_final", "version", "updated_at")
+NUMERIC_ZERO = tuple(c for c in ROOM_METRICS_COLUMNS[3:] if c not in _NOT_COUNTS)
+"""The count columns of a row (all zero in a row that a late correction emptied)."""
 
 
 def compare(expected: Mapping[str, Any], dumped: Mapping[str, list[dict[str, Any]]]) -> None:
