@@ -28,8 +28,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamproc.produce import produce
-from streamproc.simulate import SimRecord
 from streamproc.rows import ROOM_METRICS_COLUMNS
+from streamproc.simulate import SimRecord
 from tests.reference import Record
 
 REPO = Path(__file__).resolve().parent.parent
