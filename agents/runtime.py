@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from agents.records import tuple_consumer
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine
 from streamproc.engine.presence import NEG
@@ -141,7 +142,8 @@ class WorkerRuntime:
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
         )
         await dlq.start()
-        data = AIOKafkaConsumer(
+        data = tuple_consumer(
+            self.kind_of,
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -290,10 +292,9 @@ class WorkerRuntime:
                 kind = self.kind_of.get(tp.topic)
                 if owned is None or kind is None or not recs:
                     continue
-                owned.merger.add(
-                    kind, [(kind, r.offset, r.key, r.value, r.timestamp) for r in recs]
-                )
-                owned.received[kind] = recs[-1].offset + 1
+                # the records are already the engine's tuples (agents.records)
+                owned.merger.add(kind, recs)
+                owned.received[kind] = recs[-1][1] + 1
                 n += len(recs)
             now = time.monotonic()
             if n:

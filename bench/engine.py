@@ -24,6 +24,7 @@ from array import array
 from dataclasses import replace
 from typing import Any
 
+from streamproc import gcpolicy
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import PartitionEngine
 from streamproc.partitioner import murmur2_partition
@@ -59,6 +60,22 @@ def build_input(
         counts[rec.key] = counts.get(rec.key, 0) + 1
     hit_key = max(counts, key=lambda k: counts[k])
     return parts, hit_key.decode("utf-8", "replace")
+
+
+class GcClock:
+    """Time spent in the cyclic garbage collector (``gc.callbacks``), and how often."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._start
+            self.collections += 1
 
 
 def run(
@@ -119,21 +136,35 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--batch", type=int, default=10_000)
     args = ap.parse_args()
+    gcpolicy.configure()  # as the worker does
 
     t0 = time.perf_counter()
     parts, hit = build_input(args.events, args.hit_viewers, args.partitions)
     n = sum(len(p) for p in parts)
-    print(f"input: {n:,} records in {args.partitions} partitions, "
-          f"generated in {time.perf_counter() - t0:.1f} s; hit room {hit!r}")
+    print(
+        f"input: {n:,} records in {args.partitions} partitions, "
+        f"generated in {time.perf_counter() - t0:.1f} s; hit room {hit!r}"
+    )
 
     gc.collect()
     rss0 = rss_bytes()
+    clock = GcClock()
+    gc.callbacks.append(clock)
+    cpu0 = time.process_time()
     engines, secs, rows = run(parts, args.batch)
+    cpu = time.process_time() - cpu0
+    gc.callbacks.remove(clock)
     gc.collect()
     rss1 = rss_bytes()
     eps = n / secs
-    print(f"throughput: {eps:,.0f} events/s ({secs:.2f} s, {rows:,} rows written)"
-          f"  target >= {TARGET_EPS:,}: {'met' if eps >= TARGET_EPS else 'MISSED'}")
+    print(
+        f"throughput: {eps:,.0f} events/s ({secs:.2f} s, {rows:,} rows written)"
+        f"  target >= {TARGET_EPS:,}: {'met' if eps >= TARGET_EPS else 'MISSED'}"
+    )
+    print(
+        f"CPU: {cpu / n * 1e6:.2f} µs per event; garbage collector {clock.seconds:.2f} s"
+        f" in {clock.collections:,} collections"
+    )
     c: dict[str, Any] = {"dup": 0, "late": 0, "invalid": 0}
     for e in engines:
         c["dup"] += e.counters.duplicates
@@ -141,9 +172,11 @@ def main() -> None:
         c["invalid"] += sum(e.counters.invalid.values())
     print(f"counters: duplicates {c['dup']:,}, late {c['late']:,}, invalid {c['invalid']:,}")
     live = present_viewers(engines)
-    print(f"RSS grew by {(rss1 - rss0) / 2**20:,.0f} MiB while the engines ran "
-          f"(= {(rss1 - rss0) / max(live, 1):,.0f} B per present viewer, everything included; "
-          f"process RSS {rss1 / 2**20:,.0f} MiB with the input held in memory)")
+    print(
+        f"RSS grew by {(rss1 - rss0) / 2**20:,.0f} MiB while the engines ran "
+        f"(= {(rss1 - rss0) / max(live, 1):,.0f} B per present viewer, everything included; "
+        f"process RSS {rss1 / 2**20:,.0f} MiB with the input held in memory)"
+    )
     del engines
     gc.collect()
 
@@ -157,14 +190,20 @@ def main() -> None:
     for eng in engines:
         hit_room = eng.rooms.get(hit) or hit_room
     dd, ids = dedup_bytes(engines)
-    print(f"present viewers at the end: {viewers:,}"
-          f" (hit room users in state: {len(hit_room.users) if hit_room else 0:,})")
+    print(
+        f"present viewers at the end: {viewers:,}"
+        f" (hit room users in state: {len(hit_room.users) if hit_room else 0:,})"
+    )
     per = state / viewers if viewers else float("nan")
-    print(f"state: {state / 2**20:,.1f} MiB = {per:,.0f} B per present viewer"
-          f"  target <= {TARGET_BYTES}: {'met' if per <= TARGET_BYTES else 'MISSED'}")
-    print(f"  of which dedup memory: {dd / 2**20:,.1f} MiB for {ids:,} remembered ids"
-          f" ({dd / max(ids, 1):,.0f} B per id); without it "
-          f"{(state - dd) / max(viewers, 1):,.0f} B per present viewer")
+    print(
+        f"state: {state / 2**20:,.1f} MiB = {per:,.0f} B per present viewer"
+        f"  target <= {TARGET_BYTES}: {'met' if per <= TARGET_BYTES else 'MISSED'}"
+    )
+    print(
+        f"  of which dedup memory: {dd / 2**20:,.1f} MiB for {ids:,} remembered ids"
+        f" ({dd / max(ids, 1):,.0f} B per id); without it "
+        f"{(state - dd) / max(viewers, 1):,.0f} B per present viewer"
+    )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from . import replay
+    from . import gcpolicy, replay
+
+    gcpolicy.configure()
 
     try:
         cfg = engine_config(args)

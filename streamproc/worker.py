@@ -42,6 +42,7 @@ def build_sink(settings: Settings) -> Any:
         from .sink.chdb_sink import ChdbSink
 
         inner = ChdbSink(settings.chdb_path, settings.clickhouse_database)
+
     def on_error(attempt: int, exc: BaseException) -> None:
         log.warning("ClickHouse write failed (attempt %d, retrying): %s", attempt + 1, exc)
 
@@ -117,7 +118,10 @@ def run(
     from agents.app import attach, create_app
     from agents.runtime import WorkerRuntime
 
+    from . import gcpolicy
     from .snapstore import SnapshotStore
+
+    gcpolicy.configure()
 
     logging.basicConfig(
         level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
