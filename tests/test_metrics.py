@@ -335,12 +335,25 @@ def test_sink_stats_become_deltas_and_latency() -> None:
     assert one(m, "streamproc_sink_rows_total", table="room_metrics") == 34
 
 
+def test_snapshot_pauses_and_bytes() -> None:
+    m = PipelineMetrics(worker_id="w")
+    m.on_snapshot(0, 0.02, 1_000)
+    m.on_snapshot(3, 0.7, 250_000)
+    assert one(m, "streamproc_snapshot_seconds_count") == 2
+    assert one(m, "streamproc_snapshot_seconds_bucket", le="0.025") == 1
+    assert one(m, "streamproc_snapshot_seconds_bucket", le="0.5") == 1
+    assert one(m, "streamproc_snapshot_seconds_bucket", le="1.0") == 2
+    assert one(m, "streamproc_snapshot_bytes_total") == 251_000
+
+
 def test_freshness_is_observed_per_write() -> None:
     m = PipelineMetrics(worker_id="w")
     m.on_written(0, Output(), T0 + 1_500, T0)
     m.on_written(0, Output(), T0 + 40_000, T0)
     m.on_written(0, Output(), T0, -(2**62))  # no event yet: nothing to observe
     assert one(m, "streamproc_freshness_seconds_count") == 2
+    assert one(m, "streamproc_freshness_seconds_bucket", le="1.25") == 0
+    assert one(m, "streamproc_freshness_seconds_bucket", le="1.5") == 1  # the target's boundary
     assert one(m, "streamproc_freshness_seconds_bucket", le="2.0") == 1
     assert one(m, "streamproc_freshness_seconds_bucket", le="30.0") == 1
     assert one(m, "streamproc_freshness_seconds_sum") == 41.5
