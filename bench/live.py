@@ -89,6 +89,20 @@ def _events(m: dict[str, float]) -> float:
     return sum(v for k, v in m.items() if k.startswith("streamproc_events_total"))
 
 
+def _series(m: dict[str, float], name: str) -> float:
+    """Sum of one series over its label sets (``name{...}`` or bare ``name``)."""
+    return sum(v for k, v in m.items() if k == name or k.startswith(name + "{"))
+
+
+def _le(buckets: list[tuple[float, float]], bound: float) -> float | None:
+    """Share of observations at or below ``bound`` (a bucket boundary: exact)."""
+    total = buckets[-1][1] if buckets else 0.0
+    for le, c in buckets:
+        if le == bound and total > 0:
+            return c / total
+    return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=50_000)
@@ -122,7 +136,7 @@ def main() -> int:
         STREAMPROC_CHDB_PATH=str(home / "chdb"),
         STREAMPROC_METRICS_PORT=str(metrics_port),
         STREAMPROC_SQL_PORT="0",
-        STREAMPROC_LOG_LEVEL="warning",
+        STREAMPROC_LOG_LEVEL=os.environ.get("STREAMPROC_LOG_LEVEL", "warning"),
     )
     from streamproc import settings as st
     from streamproc.worker import ensure_topics
@@ -205,12 +219,24 @@ def main() -> int:
             freshness_p50_s=_quantile(diff, 0.50),
             freshness_p99_s=_quantile(diff, 0.99),
             freshness_samples=diff[-1][1] if diff else 0,
+            freshness_share_within_1_5_s=_le(diff, 1.5),
             lag_at_end=_lag(m1),
+            snapshots=_series(m1, "streamproc_snapshot_seconds_count")
+            - _series(m0, "streamproc_snapshot_seconds_count"),
+            snapshot_pause_s=round(
+                _series(m1, "streamproc_snapshot_seconds_sum")
+                - _series(m0, "streamproc_snapshot_seconds_sum"),
+                3,
+            ),
         )
+        share = result["freshness_share_within_1_5_s"]
         print(
             f"steady state: produced {produced_rate:,.0f}/s, worker applied "
-            f"{processed_rate:,.0f}/s, freshness p50 {result['freshness_p50_s']} s, "
-            f"p99 {result['freshness_p99_s']} s, lag {result['lag_at_end']:,.0f}"
+            f"{processed_rate:,.0f}/s, freshness p50 {result['freshness_p50_s']:.2f} s, "
+            f"p99 {result['freshness_p99_s']:.2f} s "
+            f"({'?' if share is None else f'{share:.1%}'} of writes within 1.5 s), "
+            f"lag {result['lag_at_end']:,.0f}; {result['snapshots']:.0f} snapshots "
+            f"paused processing {result['snapshot_pause_s']} s in {args.seconds:.0f} s"
         )
         # outage
         worker.send_signal(signal.SIGTERM)
@@ -220,25 +246,40 @@ def main() -> int:
         backlog_sent = sent[0]
         t_restart = time.monotonic()
         worker = start_worker()
+        first: tuple[float, float] | None = None  # (time, events) at the first applied events
         while True:
             time.sleep(0.5)
-            m = _metrics(url)
+            try:
+                m = _metrics(url)
+            except OSError:  # not serving yet
+                continue
+            if first is None and _events(m) > 0:
+                first = (time.monotonic(), _events(m))
             if _events(m) > 0 and _lag(m) < args.rate * 1.0:  # within a second of traffic
                 break
             if time.monotonic() - t_restart > 600:
                 raise RuntimeError("no catch-up within 10 minutes")
-        t_caught = time.monotonic() - t_restart
+        t_end = time.monotonic()
+        t_caught = t_end - t_restart
         backlog_events = backlog_sent - sent_stop  # produced while it was down
         rate_now = produced_rate or args.rate
         catch_up = (backlog_events + rate_now * t_caught) / t_caught / rate_now
+        # the worker's processing speed while behind, start-up excluded
+        assert first is not None
+        busy_s = t_end - first[0]
+        applying = (_events(m) - first[1]) / busy_s / rate_now if busy_s > 0 else None
         result.update(
             outage_s=args.outage,
             catch_up_s=round(t_caught, 2),
             catch_up_x_real_time=round(catch_up, 2),
+            startup_s=round(first[0] - t_restart, 2),
+            catch_up_applying_x_real_time=None if applying is None else round(applying, 2),
         )
         print(
             f"catch-up after a {args.outage:.0f} s outage: {t_caught:.1f} s "
-            f"(x{catch_up:.1f} real time; includes the worker's start-up and group join)"
+            f"(x{catch_up:.1f} real time; includes the worker's start-up and group join, "
+            f"{result['startup_s']} s); while applying the backlog the worker ran at "
+            f"x{applying or 0:.1f} real time"
         )
     finally:
         if worker.poll() is None:
