@@ -258,11 +258,24 @@ def restore(
         seen_ts = array("q")
         seen_ts.frombytes(seen_ts_b)
         eng.seen.update(zip(seen_ids, seen_ts, strict=True))
-    for eid, ts in list(eng.seen.items()):
+    # the expiry buckets, in one pass (a restart restores millions of ids: no per-id calls)
+    W = eng.cfg.window_ms
+    buckets = eng._seen_buckets
+    get = buckets.get
+    forgotten = []
+    for eid, ts in eng.seen.items():
         if ts > alive_after:
-            eng._remember_bucket(eid, ts)
+            b = ts // W
+            lst = get(b)
+            if lst is None:
+                buckets[b] = [eid]
+            else:
+                lst.append(eid)
         else:
-            del eng.seen[eid]  # forgotten since (S >= ts + D)
+            forgotten.append(eid)  # forgotten since (S >= ts + D)
+    for eid in forgotten:
+        del eng.seen[eid]
+    eng._seen_heap = sorted(buckets)  # a sorted list is a heap (the engine is new: no others)
     for rs in rooms:
         room = _restore_room(rs)
         eng.rooms[room.room_id] = room
