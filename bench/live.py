@@ -81,17 +81,17 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
     return None
 
 
-def _lag(m: dict[str, float]) -> float:
-    return sum(v for k, v in m.items() if k.startswith("streamproc_consumer_lag_messages"))
-
-
-def _events(m: dict[str, float]) -> float:
-    return sum(v for k, v in m.items() if k.startswith("streamproc_events_total"))
-
-
 def _series(m: dict[str, float], name: str) -> float:
     """Sum of one series over its label sets (``name{...}`` or bare ``name``)."""
     return sum(v for k, v in m.items() if k == name or k.startswith(name + "{"))
+
+
+def _lag(m: dict[str, float]) -> float:
+    return _series(m, "streamproc_consumer_lag_messages")
+
+
+def _events(m: dict[str, float]) -> float:
+    return _series(m, "streamproc_events_total")
 
 
 def _le(buckets: list[tuple[float, float]], bound: float) -> float | None:

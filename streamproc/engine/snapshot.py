@@ -258,7 +258,8 @@ def restore(
         seen_ts = array("q")
         seen_ts.frombytes(seen_ts_b)
         eng.seen.update(zip(seen_ids, seen_ts, strict=True))
-    # the expiry buckets, in one pass (a restart restores millions of ids: no per-id calls)
+    # the expiry buckets of PartitionEngine._remember_bucket, built in one pass: a restart
+    # restores millions of ids, and a call per id made restore ~30 % slower
     W = eng.cfg.window_ms
     buckets = eng._seen_buckets
     get = buckets.get
