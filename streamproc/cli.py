@@ -159,18 +159,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     from . import sqlcli
 
-    s = _settings(args)
-    cfg = sqlcli.SqlCliConfig(
-        clickhouse_url=s.clickhouse_url,
-        clickhouse_user=s.clickhouse_user,
-        clickhouse_password=s.clickhouse_password,
-        clickhouse_secure=None if s.clickhouse_secure == "" else s.clickhouse_secure == "true",
-        clickhouse_verify=s.clickhouse_verify,
-        database=s.clickhouse_database,
-        endpoint=s.sql_endpoint,
-        chdb_path=s.chdb_path,
-    )
-    return sqlcli.run_sql(args, cfg)
+    return sqlcli.run_sql(args, sqlcli.SqlCliConfig.from_settings(_settings(args)))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -30,6 +30,11 @@ def _bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r}")
 
 
+def _opt_bool(text: str) -> bool | None:
+    """Empty: not set (None, decided elsewhere); otherwise a boolean as :func:`_bool`."""
+    return None if not text.strip() else _bool(text)
+
+
 def _float(text: str) -> float:
     return float(text)
 
@@ -181,7 +186,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("clickhouse_database", "live", _str, "database of the tables", "clickhouse"),
     _s("clickhouse_user", "default", _str, "ClickHouse user", "clickhouse"),
     _s("clickhouse_password", "", _str, "ClickHouse password", "clickhouse"),
-    _s("clickhouse_secure", "", _str, "use TLS (default: from the URL scheme)", "clickhouse"),
+    _s("clickhouse_secure", "", _opt_bool, "use TLS (default: from the URL scheme)", "clickhouse"),
     _s("clickhouse_verify", "true", _bool, "verify the server's TLS certificate", "clickhouse"),
     _s("clickhouse_ca_cert", "", _opt_str, "CA certificate file for TLS", "clickhouse"),
     _s("clickhouse_connect_timeout", "10", _float, "connect timeout, seconds", "clickhouse"),

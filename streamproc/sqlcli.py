@@ -22,13 +22,14 @@ Exit status: 0 success, 1 the query failed, 2 usage error, 3 no backend reachabl
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
+from streamproc.settings import Settings
+from streamproc.settings import load as load_settings
 from streamproc.sink.base import SinkError
 from streamproc.sink.ddl import DEFAULT_DATABASE
 
@@ -59,25 +60,17 @@ class SqlCliConfig:
     max_execution_time: float = 60.0
 
     @classmethod
-    def from_mapping(cls, env: Mapping[str, str]) -> SqlCliConfig:
-        """Build from ``STREAMPROC_*`` variables (``streamproc.settings`` should call this)."""
-
-        def flag(name: str, default: bool) -> bool:
-            raw = env.get(name)
-            return default if raw is None else raw.strip().lower() in ("1", "true", "yes", "on")
-
-        secure_raw = env.get("STREAMPROC_CLICKHOUSE_SECURE")
+    def from_settings(cls, s: Settings) -> SqlCliConfig:
+        """From the program's settings (``STREAMPROC_*`` variables, flags applied)."""
         return cls(
-            clickhouse_url=env.get("STREAMPROC_CLICKHOUSE_URL") or None,
-            clickhouse_user=env.get("STREAMPROC_CLICKHOUSE_USER", "default"),
-            clickhouse_password=env.get("STREAMPROC_CLICKHOUSE_PASSWORD", ""),
-            clickhouse_secure=None
-            if secure_raw is None
-            else flag("STREAMPROC_CLICKHOUSE_SECURE", False),
-            clickhouse_verify=flag("STREAMPROC_CLICKHOUSE_VERIFY", True),
-            database=env.get("STREAMPROC_CLICKHOUSE_DATABASE", DEFAULT_DATABASE),
-            endpoint=env.get("STREAMPROC_SQL_ENDPOINT", DEFAULT_ENDPOINT),
-            chdb_path=env.get("STREAMPROC_CHDB_PATH", str(DEFAULT_CHDB_PATH)),
+            clickhouse_url=s.clickhouse_url,
+            clickhouse_user=s.clickhouse_user,
+            clickhouse_password=s.clickhouse_password,
+            clickhouse_secure=s.clickhouse_secure,
+            clickhouse_verify=s.clickhouse_verify,
+            database=s.clickhouse_database,
+            endpoint=s.sql_endpoint,
+            chdb_path=s.chdb_path,
         )
 
 
@@ -166,7 +159,7 @@ def run_sql(
 
     ``argv`` may be the subcommand's arguments or an already parsed namespace with
     ``query`` and ``format``. ``config`` defaults to the ``STREAMPROC_*`` environment
-    (until ``streamproc.settings`` provides it).
+    (:func:`streamproc.settings.load`).
     """
     from streamproc.sqlserve import EndpointError
 
@@ -179,7 +172,7 @@ def run_sql(
             args = build_parser().parse_args(list(argv) if argv is not None else None)
         except SystemExit as exc:
             return int(exc.code or 0) if isinstance(exc.code, int) else 2
-    cfg = config or SqlCliConfig.from_mapping(os.environ)
+    cfg = config or SqlCliConfig.from_settings(load_settings())
     sql = sys.stdin.read() if args.query == "-" else str(args.query)
     fmt = FORMATS[str(getattr(args, "format", "table") or "table")]
     try:

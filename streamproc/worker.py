@@ -24,13 +24,12 @@ def build_sink(settings: Settings) -> Any:
     if settings.clickhouse_url:
         from .sink.clickhouse_sink import ClickHouseSink
 
-        secure = settings.clickhouse_secure
         inner = ClickHouseSink(
             settings.clickhouse_url,
             user=settings.clickhouse_user,
             password=settings.clickhouse_password,
             database=settings.clickhouse_database,
-            secure=None if secure == "" else secure.lower() in ("1", "true", "yes"),
+            secure=settings.clickhouse_secure,
             verify=settings.clickhouse_verify,
             ca_cert=settings.clickhouse_ca_cert,
             connect_timeout=settings.clickhouse_connect_timeout,

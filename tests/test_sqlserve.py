@@ -17,6 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streamproc.settings import load as load_settings
 from streamproc.sink.base import OutputBatch, QueryError
 from streamproc.sink.chdb_sink import ChdbSink
 from streamproc.sqlcli import SqlCliConfig, run_sql
@@ -352,17 +353,22 @@ def test_cli_via_clickhouse_url(sink: ChdbSink) -> None:
         front.close()
 
 
-def test_cli_config_from_mapping() -> None:
-    cfg = SqlCliConfig.from_mapping(
-        {
-            "STREAMPROC_CLICKHOUSE_URL": "https://ch:8443",
-            "STREAMPROC_CLICKHOUSE_VERIFY": "false",
-            "STREAMPROC_SQL_ENDPOINT": "http://127.0.0.1:9999",
-            "STREAMPROC_CHDB_PATH": "/data/chdb",
-        }
+def test_cli_config_from_settings() -> None:
+    cfg = SqlCliConfig.from_settings(
+        load_settings(
+            {
+                "STREAMPROC_CLICKHOUSE_URL": "https://ch:8443",
+                "STREAMPROC_CLICKHOUSE_VERIFY": "false",
+                "STREAMPROC_CLICKHOUSE_SECURE": "1",
+                "STREAMPROC_SQL_ENDPOINT": "http://127.0.0.1:9999",
+                "STREAMPROC_CHDB_PATH": "/data/chdb",
+            }
+        )
     )
     assert cfg.clickhouse_url == "https://ch:8443" and cfg.clickhouse_verify is False
+    assert cfg.clickhouse_secure is True  # "1" means TLS here as it does for the worker
     assert cfg.endpoint == "http://127.0.0.1:9999" and cfg.chdb_path == "/data/chdb"
-    default = SqlCliConfig.from_mapping({})
+    default = SqlCliConfig.from_settings(load_settings({}))
     assert default.clickhouse_url is None and default.database == "live"
+    assert default.clickhouse_secure is None  # unset: the URL scheme decides
     assert default.chdb_path.endswith(os.path.join("var", "chdb"))
