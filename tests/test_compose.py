@@ -268,8 +268,9 @@ def test_published_ports_bind_to_loopback_by_default() -> None:
         assert host_ip == "127.0.0.1", (name, mapping)
     # the address is one knob, documented in .env.example
     assert env_example()["BIND_ADDR"] == "127.0.0.1"
-    assert {interpolate(str(m), {**secrets, "BIND_ADDR": "10.0.0.5"}).split(":")[0]
-            for _, m in mappings} == {"10.0.0.5"}
+    assert {
+        interpolate(str(m), {**secrets, "BIND_ADDR": "10.0.0.5"}).split(":")[0] for _, m in mappings
+    } == {"10.0.0.5"}
 
 
 def test_secrets_come_from_env_and_compose_refuses_without_them() -> None:
@@ -376,3 +377,104 @@ def test_settings_command_masks_secrets(
     for s in settings_mod.SETTINGS:  # a new password setting cannot forget the flag
         if "password" in s.name and not s.name.endswith("_file"):
             assert s.secret, s.name
+
+
+# ---------------------------------------------------------------- docker-compose.cluster.yml
+
+
+def cluster_services() -> dict[str, dict[str, Any]]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+    svc: dict[str, dict[str, Any]] = data["services"]
+    return svc
+
+
+def _mounts(svc: dict[str, Any]) -> dict[str, str]:
+    """container path -> host path of a service's bind mounts."""
+    out = {}
+    for vol in svc.get("volumes", []):
+        src, dst = vol.split(":")[:2]
+        if src.startswith("."):
+            out[dst] = src
+    return out
+
+
+def _xml(path: str) -> Any:
+    import xml.etree.ElementTree as ET
+
+    return ET.parse(ROOT / path).getroot()
+
+
+def test_cluster_compose_is_consistent() -> None:
+    svc = cluster_services()
+    servers = {n: s for n, s in svc.items() if "clickhouse-server" in s.get("image", "")}
+    assert len(servers) == 2
+    known = {s.env: s for s in settings_mod.SETTINGS}
+    for name, s in svc.items():
+        for src in _mounts(s).values():
+            assert (ROOT / src).exists(), (name, src)
+            if src.endswith(".xml"):
+                _xml(src)  # parses
+        for var, value in env(s).items():
+            if var.startswith("STREAMPROC_"):
+                assert var in known, (name, var)
+                known[var].parse(value)
+    worker = env(svc["worker"])
+    cluster_name = worker["STREAMPROC_CLICKHOUSE_CLUSTER"]
+    assert env(svc["schema"])["STREAMPROC_CLICKHOUSE_CLUSTER"] == cluster_name
+    shards_of: dict[str, str] = {}
+    for s in servers.values():
+        m = _mounts(s)
+        remote = _xml(m["/etc/clickhouse-server/config.d/cluster.xml"])
+        (cluster,) = remote.find("remote_servers")  # type: ignore[union-attr]
+        assert cluster.tag == cluster_name
+        hosts = [
+            [r.findtext("host") for r in shard.findall("replica")]
+            for shard in cluster.findall("shard")
+        ]
+        assert sorted(h for shard in hosts for h in shard) == sorted(
+            x["hostname"] for x in servers.values()
+        )
+        for shard in cluster.findall("shard"):
+            assert shard.findtext("internal_replication") == "true"  # replicas copy themselves
+            for r in shard.findall("replica"):
+                assert r.find("password").get("from_env") == "CLICKHOUSE_PASSWORD"  # type: ignore[union-attr]
+        macros = _xml(m["/etc/clickhouse-server/config.d/macros.xml"]).find("macros")
+        assert macros is not None
+        assert macros.findtext("replica") == s["hostname"]
+        shards_of[s["hostname"]] = str(macros.findtext("shard"))
+        # the shard macro names the shard whose <replica> lists this host
+        index = next(i for i, h in enumerate(hosts) if s["hostname"] in h)
+        assert shards_of[s["hostname"]] == f"{index + 1:02d}"
+        zk = remote.find("zookeeper/node")
+        keeper = _xml(_mounts(svc["keeper"])["/etc/clickhouse-keeper/keeper_config.xml"])
+        assert zk is not None and zk.findtext("host") == svc["keeper"]["hostname"]
+        assert zk.findtext("port") == keeper.findtext("keeper_server/tcp_port")
+        assert "users.d" in next(k for k in m if k.endswith("insert-sync.xml"))
+        assert worker["STREAMPROC_CLICKHOUSE_URL"].split("//")[1].split(":")[0] in [
+            x["hostname"] for x in servers.values()
+        ]
+    assert len(set(shards_of.values())) == 2  # two shards, not one twice
+    path = env(svc["schema"])["STREAMPROC_CLICKHOUSE_REPLICA_PATH"]
+    assert (
+        "{shard}" in path
+        and env(svc["schema"])["STREAMPROC_CLICKHOUSE_REPLICA_NAME"] == "{replica}"
+    )
+    assert svc["worker"]["depends_on"]["schema"]["condition"] == "service_completed_successfully"
+    for name in ("schema", "worker", "simulator"):
+        build_parser().parse_args(svc[name]["command"][1:])
+
+
+def test_cluster_compose_defaults_are_safe() -> None:
+    text = (ROOT / "docker-compose.cluster.yml").read_text()
+    secrets = {m.group(1) for m in _VAR.finditer(text) if m.group(2) == ":?"}
+    assert secrets == {"CLICKHOUSE_PASSWORD"} and secrets <= set(env_example())
+    ports = [(n, p) for n, s in cluster_services().items() for p in s.get("ports", [])]
+    assert ports
+    for name, mapping in ports:
+        assert interpolate(str(mapping), {"CLICKHOUSE_PASSWORD": "x"}).startswith("127.0.0.1:"), (
+            name
+        )
+    for name, s in cluster_services().items():
+        for key, value in env(s).items():
+            if _SECRET_KEY.search(key):
+                assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", value), (name, key)
