@@ -24,9 +24,11 @@ What the exactly-once effect needs (``docs/runtime.md``, ``docs/deploy.md``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import ssl
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,10 +70,44 @@ def _configs_cmd(bootstrap: str, topic: str, config: str) -> str:
     )
 
 
-def connect_problem(bootstrap: str, security: KafkaSecurity, exc: BaseException) -> Problem:
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def kafka_errors() -> Iterator[list[str]]:
+    """aiokafka's own connection errors, collected instead of printed.
+
+    aiokafka raises only "Unable to bootstrap" and *logs* the cause (a refused SASL
+    login, a certificate it does not trust); the messages let :func:`connect_problem`
+    say which it was.
+    """
+    logger = logging.getLogger("aiokafka")
+    handler = _Collect()
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def connect_problem(
+    bootstrap: str, security: KafkaSecurity, exc: BaseException, logged: Sequence[str] = ()
+) -> Problem:
     """A failed connection in words: refused login, TLS, or nobody answering."""
     name = type(exc).__name__
-    detail = str(exc) or name
+    causes = [m for m in logged if "Unable connect" in m or "Authentication" in m or "SSL" in m]
+    detail = causes[-1] if causes else str(exc) or name
+    if causes:
+        name = detail
     if "Sasl" in name or "Authentication" in name or "authentication" in detail.lower():
         text = (
             f"Kafka at {bootstrap} refused the login ({security.describe()}): {detail}. "
@@ -132,11 +168,12 @@ async def check_kafka_async(
         request_timeout_ms=int(_KAFKA_TIMEOUT * 1000),
         **client_config(sec),
     )
-    try:
-        await asyncio.wait_for(admin.start(), _KAFKA_TIMEOUT)
-    except Exception as exc:
-        await admin.close()
-        return [connect_problem(bootstrap, sec, exc)]
+    with kafka_errors() as logged:
+        try:
+            await asyncio.wait_for(admin.start(), _KAFKA_TIMEOUT)
+        except Exception as exc:
+            await admin.close()
+            return [connect_problem(bootstrap, sec, exc, logged)]
     problems: list[Problem] = []
     try:
         everything = [*inputs, snapshot_topic, *side]
