@@ -250,3 +250,35 @@ def test_clickhouse_cluster_mode_wants_distributed_tables(chdb_sink: ChdbSink) -
     assert f"{db}.room_metrics_local" in {p.subject for p in problems}
     assert any("expected Distributed" in p.text for p in problems)
     assert all("streamproc cluster-ddl" in p.text for p in problems)
+
+
+def test_check_command_against_a_clickhouse_server(
+    kafka_bootstrap: str, chdb_sink: ChdbSink, tmp_path: Path
+) -> None:
+    """``streamproc check`` over HTTP (tests/chfront.py: a server front over chDB)."""
+    from streamproc.check import main
+    from tests.chfront import ChFront
+
+    env = topic_env(kafka_bootstrap)
+    assert check_kafka(settings_of(env)) == []
+    db = chdb_sink.database
+    with ChFront(chdb_dir()) as front:
+        server = {
+            **env,
+            "STREAMPROC_CLICKHOUSE_URL": front.url,
+            "STREAMPROC_CLICKHOUSE_DATABASE": db,
+        }
+        assert main(settings_of(server)) == 0
+        chdb_sink.query(f"DROP TABLE {db}.room_totals")
+        assert main(settings_of(server)) == 1
+        # cluster mode: the worker refuses to start without the Distributed tables
+        proc = run_cli(
+            ["worker"], {**server, "STREAMPROC_CLICKHOUSE_CLUSTER": "streamproc"}, tmp_path
+        )
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"table {db}.room_metrics_local does not exist" in proc.stderr
+        assert "streamproc cluster-ddl" in proc.stderr
+        wrong = {**server, "STREAMPROC_CLICKHOUSE_URL": "http://127.0.0.1:9"}
+        proc = run_cli(["worker"], wrong, tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "127.0.0.1:9" in proc.stderr
