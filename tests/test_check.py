@@ -282,3 +282,48 @@ def test_check_command_against_a_clickhouse_server(
         proc = run_cli(["worker"], wrong, tmp_path)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert "127.0.0.1:9" in proc.stderr
+
+
+def test_snapshot_whose_records_retention_deleted(kafka_bootstrap: str) -> None:
+    """A snapshot continues at offset 5, the broker deleted everything below 10."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+    from streamproc.snapstore import SnapshotStore
+
+    s = settings_of(topic_env(kafka_bootstrap))
+    assert check_kafka(s) == []  # creates the topics
+
+    async def setup() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for t in s.topics:
+                for i in range(20):
+                    await producer.send_and_wait(t, b"{}", key=b"%d" % i, partition=0)
+        finally:
+            await producer.stop()
+        store = SnapshotStore(kafka_bootstrap, s.snapshot_topic)
+        await store.start()
+        try:
+            await store.save(0, b"engine state", [5, 5, 5, 5], 0)
+        finally:
+            await store.stop()
+
+    async def delete_below(offset: int) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_records({TopicPartition(s.topics[2], 0): RecordsToDelete(offset)})
+        finally:
+            await admin.close()
+
+    asyncio.run(setup())
+    assert check_kafka(s) == []  # everything after offset 5 is still there
+    asyncio.run(delete_below(10))
+    (p,) = check_kafka(s)
+    assert p.fatal and p.subject == f"{s.topics[2]}[0]"
+    assert "at offset 5, but the broker already deleted the records before offset 10" in p.text
+    assert "5 records were never counted" in p.text
