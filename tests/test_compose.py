@@ -275,7 +275,7 @@ def test_published_ports_bind_to_loopback_by_default() -> None:
 
 def test_secrets_come_from_env_and_compose_refuses_without_them() -> None:
     required = required_variables()
-    assert {"CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= set(required)
+    assert {"CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "KAFKA_PASSWORD"} <= set(required)
     for name, message in required.items():
         assert ".env" in message, (name, message)  # the error says where to put it
         assert name in env_example(), name
@@ -322,8 +322,22 @@ def test_no_anonymous_access_and_no_admin_apis() -> None:
     prom = services()["prometheus"]["command"]
     assert "--web.enable-lifecycle" not in prom
     assert "--web.enable-admin-api" not in prom
+    # the published Kafka listener wants a login, with the password from .env
     kafka = env(services()["kafka"])
-    assert kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].count("HOST:") == 1
+    protocols = dict(x.split(":") for x in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols["HOST"] == "SASL_PLAINTEXT"
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "PLAIN"
+    jaas = kafka["KAFKA_LISTENER_NAME_HOST_PLAIN_SASL_JAAS_CONFIG"]
+    assert re.fullmatch(
+        r"org\.apache\.kafka\.common\.security\.plain\.PlainLoginModule required "
+        r'user_streamproc="\$\{KAFKA_PASSWORD:\?[^}]+\}";',
+        jaas,
+    ), jaas
+    published = {str(m).split(":")[-1] for m in services()["kafka"]["ports"]}
+    listeners = dict(re.findall(r"(\w+)://[^:,]*:(\d+)", kafka["KAFKA_LISTENERS"]))
+    assert {listeners[name] for name in protocols if protocols[name] == "PLAINTEXT"}.isdisjoint(
+        published
+    )  # no unauthenticated listener is published
 
 
 def test_gen_env_writes_random_private_secrets(tmp_path: Path) -> None:
