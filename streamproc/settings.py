@@ -113,8 +113,20 @@ SETTINGS: tuple[Setting, ...] = (
         "kafka",
     ),
     _s("group_id", "streamproc", _str, "consumer group (and Faust app id)", "kafka"),
-    _s("group_instance_id", "", _opt_str, "static group membership id: a restarted worker gets its partitions back at once (empty: dynamic)", "kafka"),
-    _s("session_timeout", "30", _float, "seconds before the group gives a silent worker's partitions away", "kafka"),
+    _s(
+        "group_instance_id",
+        "",
+        _opt_str,
+        "static group membership id: a restarted worker gets its partitions back at once (empty: dynamic)",
+        "kafka",
+    ),
+    _s(
+        "session_timeout",
+        "30",
+        _float,
+        "seconds before the group gives a silent worker's partitions away",
+        "kafka",
+    ),
     # engine
     _s("window_seconds", str(_E.window_ms // 1000), _int, "W: tumbling window length", "engine"),
     _s(
@@ -244,6 +256,27 @@ SETTINGS: tuple[Setting, ...] = (
         "sql",
     ),
     _s("sql_max_body_bytes", str(2**20), _int, "largest accepted query text, bytes", "sql"),
+    _s(
+        "sql_max_connections",
+        "16",
+        _int,
+        "open connections the SQL endpoint accepts at once (more: 503)",
+        "sql",
+    ),
+    _s(
+        "sql_queue_wait",
+        "5",
+        _float,
+        "seconds a query waits for the one running before it (then 503)",
+        "sql",
+    ),
+    _s(
+        "sql_idle_timeout",
+        "10",
+        _float,
+        "seconds a SQL endpoint connection may idle or take to send its request",
+        "sql",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
