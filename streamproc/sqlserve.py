@@ -416,8 +416,12 @@ class SqlServer:
             too_large.force_close()  # the body is never read: the connection ends here
             return too_large
         try:
-            body = await asyncio.wait_for(
-                request.content.readexactly(length), self.limits.idle_timeout
+            body = (
+                await asyncio.wait_for(
+                    request.content.readexactly(length), self.limits.idle_timeout
+                )
+                if length
+                else b""
             )
         except (TimeoutError, asyncio.IncompleteReadError):
             late = _error(408, "the query text did not arrive in time")
