@@ -427,19 +427,15 @@ def vet_ast(ast: Any, policy: Policy) -> None:
         raise RejectedQuery(
             f"only SELECT queries (and SHOW TABLES) are allowed; got a {root} statement"
         )
-    extra = set(ast) - _ROOT_KEYS[root]
-    if "out_file" in extra or any(ast.get(k) for k in _OUTPUT_KEYS - {"type"}):
-        raise RejectedQuery("INTO OUTFILE is not allowed")
-    if "format_ast" in extra:
-        raise RejectedQuery("a FORMAT clause is not allowed: ask for the format separately", 400)
-    if "settings_ast" in extra:
-        raise RejectedQuery("a SETTINGS clause is not allowed (the limits are fixed)")
-    if extra:
-        raise RejectedQuery(f"{root} with {', '.join(sorted(extra))} is not allowed")
+    _check_output_keys(ast, root)
     for path, node in _nodes(ast):
         kind = str(node.get("type"))
         if kind not in ALLOWED_NODE_TYPES:
             raise RejectedQuery(_refusal(kind), 400 if kind == "QueryParameter" else 403)
+        if kind == "SelectWithUnionQuery":  # subqueries too: no output clause anywhere
+            _check_output_keys(node, kind)
+        elif kind == "ShowTablesQuery" and node is not ast:
+            raise RejectedQuery("SHOW TABLES only as the whole query")
         if kind == "Function":
             name = str(node.get("name", ""))
             if path.endswith(".table_function"):
@@ -464,6 +460,18 @@ def vet_ast(ast: Any, policy: Policy) -> None:
                 head.lower() in _SCHEMA_DATABASES or head in policy.other_databases
             ):
                 _check_table(policy, head, parts[1])
+
+
+def _check_output_keys(node: Mapping[str, Any], kind: str) -> None:
+    extra = set(node) - _ROOT_KEYS[kind]
+    if "out_file" in extra or any(node.get(k) for k in _OUTPUT_KEYS - {"type"}):
+        raise RejectedQuery("INTO OUTFILE is not allowed")
+    if "format_ast" in extra:
+        raise RejectedQuery("a FORMAT clause is not allowed: ask for the format separately", 400)
+    if "settings_ast" in extra:
+        raise RejectedQuery("a SETTINGS clause is not allowed (the limits are fixed)")
+    if extra:
+        raise RejectedQuery(f"{kind} with {', '.join(sorted(extra))} is not allowed")
 
 
 def _refusal(kind: str) -> str:
