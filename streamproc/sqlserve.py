@@ -4,8 +4,9 @@ Why it exists: chDB locks its data directory, so while the worker runs no other
 process (``streamproc sql``) can open it. The worker therefore serves queries itself,
 bound to ``127.0.0.1`` by default. ``docs/security.md`` has the threat model.
 
-``POST /query?format=JSONCompact`` with the SQL as the body; ``GET /ping``. Every
-request must come from the owner (:mod:`streamproc.auth`): the token from
+``POST /query?format=JSONCompact`` with the SQL as the body; ``GET /ping`` (liveness,
+the only path that needs no token). Every query must come from the owner
+(:mod:`streamproc.auth`): the token from
 ``$STREAMPROC_HOME/endpoint.token`` (``X-Streamproc-Token`` or ``Authorization:
 Bearer``), a ``Host`` naming this endpoint, no foreign ``Origin``.
 
@@ -394,12 +395,14 @@ class SqlServer:
             self._server.touch(proto)
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        path = request.path
         refusal = auth.check_request(
             request.headers, self.token, self._hosts, cookies=request.cookies, query=request.query
         )
-        if refusal is not None:
+        # /ping says only "up" (start-up waits poll it without the token); Host and Origin
+        # are still checked there, so a rebinding page cannot even learn that.
+        if refusal is not None and not (path == "/ping" and refusal.status == 401):
             return _error(refusal.status, refusal.reason)
-        path = request.path
         if path == "/ping":
             if request.method != "GET":
                 return _error(405, "use GET /ping")
