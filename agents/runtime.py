@@ -390,6 +390,10 @@ class WorkerRuntime:
         self._last_flush = now
         outs: list[tuple[int, Owned, Output]] = []
         for p, owned in owned_map.items():
+            if owned.engine.broken:
+                # process() raised mid-record: this state holds part of a record, so it
+                # is neither written nor saved; a restart replays from the last snapshot
+                continue
             out = owned.engine.flush()
             if len(out):
                 outs.append((p, owned, out))
@@ -401,7 +405,9 @@ class WorkerRuntime:
         snapshot_due = [
             p
             for p, owned in owned_map.items()
-            if (snapshot_all or now >= owned.snapshot_due) and not owned.engine.drained
+            if (snapshot_all or now >= owned.snapshot_due)
+            and not owned.engine.drained
+            and not owned.engine.broken
         ]
         if snapshot_due:
             await self.wait_written()
