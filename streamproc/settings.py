@@ -244,6 +244,9 @@ SETTINGS: tuple[Setting, ...] = (
         "sql",
     ),
     _s("sql_max_body_bytes", str(2**20), _int, "largest accepted query text, bytes", "sql"),
+    # dashboard
+    _s("dashboard_host", "127.0.0.1", _str, "address `streamproc dashboard` binds (the big screen)", "dashboard"),
+    _s("dashboard_port", "8125", _int, "port of `streamproc dashboard` (0: any free port)", "dashboard"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
