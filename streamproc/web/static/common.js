@@ -96,6 +96,8 @@ function renderHealth(h) {
     el("b", lag, { id: "lag" }),
   );
   if (h.events_per_s !== null) box.append(el("span", " · " + fmtInt(Math.round(h.events_per_s)) + " events/s"));
+  // Caught up but nothing arrives: the newest event is old because the input is quiet.
+  if (h.lag_messages === 0 && h.events_per_s === 0) box.append(el("span", " · 无新事件 no new events"));
 }
 
 function showError(message) {
