@@ -181,7 +181,7 @@ def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -
         sim.start()
         tracker = health.HealthTracker()
         peak_rate = 0.0
-        console = Console()
+        console = Console(width=None if sys.stdout.isatty() else 160)  # a log file: wide
         with Live(console=console, auto_refresh=False) as live:
             while sim.is_alive() or time.monotonic() - t0 < duration + 5:
                 time.sleep(1.0)
