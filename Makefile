@@ -2,7 +2,7 @@
 #   make demo   -- a local demo on the embedded default (Kafka, worker, simulator, big screen,
 #                  SQL report)
 #   make test   -- the whole test suite (real Kafka broker, real ClickHouse engine)
-.PHONY: demo test lint setup bench screenshot
+.PHONY: demo test lint setup bench env screenshot
 
 setup:
 	scripts/setup.sh
@@ -29,3 +29,7 @@ screenshot:
 	STREAMPROC_TEST_DASHBOARD_SECONDS=60 .venv/bin/python -m pytest -q tests/test_dashboard_browser.py
 	mkdir -p docs/img
 	cp var/test-artifacts/dashboard.png docs/img/dashboard.png
+
+# .env for docker compose: random passwords, mode 600, never overwritten
+env:
+	scripts/gen-env.sh
