@@ -11,9 +11,11 @@ This package owns the dashboard end to end:
   or the ClickHouse server) and shapes the JSON the page polls;
 - :mod:`.server`: the aiohttp server, bound to 127.0.0.1 and guarded by the SQL endpoint's
   token (:mod:`streamproc.auth`);
-- ``static/``: the page (HTML, CSS, JS) and ``package.json``/``package-lock.json`` for
-  Apache ECharts, installed by ``scripts/setup.sh`` with ``npm ci`` and served from
-  ``node_modules`` (no CDN: the page works offline).
+- ``static/``: the two pages (HTML, CSS, JS; every text from the data goes in as text,
+  never as markup);
+- ``package.json``/``package-lock.json``: Apache ECharts, installed here by
+  ``scripts/setup.sh`` with ``npm ci`` and served from ``node_modules`` (no CDN: the page
+  works offline).
 
 The dashboard is a companion process, not part of the worker: chDB allows one process per
 data directory, so it reads through the worker's endpoint exactly like ``streamproc sql``.

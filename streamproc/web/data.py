@@ -95,13 +95,17 @@ class Source:
         """Everything the overview page shows, but freshness (:mod:`.health`)."""
         q = queries.platform(self.database)
         curve = self.query(q["curve"])
+        top = self.query(q["top_viewers"])
+        now = {k: top[0].pop(k) if top else 0 for k in ("viewers_now", "active_rooms")}
+        for r in top[1:]:
+            del r["viewers_now"], r["active_rooms"]
         out: Row = {
             "platform": self._one(q["platform"]) or {},
-            "now": self._one(q["now"]) or {},
+            "now": now,
             "record_peak": self._one(q["record_peak"]),
             "record_gmv": self._one(q["record_gmv"]),
             "curve": _columns(curve, ("t", "viewers", "active_rooms", "orders", "gmv_yuan")),
-            "top_viewers": self.query(q["top_viewers"]),
+            "top_viewers": top,
             "top_gmv": self.query(q["top_gmv"]),
             "alerts": self._alerts(),
         }

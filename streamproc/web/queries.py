@@ -149,8 +149,6 @@ def platform(db: str) -> dict[str, str]:
         "platform": f"""SELECT toDecimalString(sum(gmv), 2) AS gmv_yuan, sum(orders) AS orders,
        count() AS rooms
 FROM {totals}""",
-        "now": f"""SELECT sum(viewers) AS viewers_now, countIf(viewers > 0) AS active_rooms
-FROM ({_now(db)})""",
         "record_peak": f"""SELECT room_id, peak_viewers, toString(peak_at) AS peak_at
 FROM {totals}
 ORDER BY peak_viewers DESC, room_id LIMIT 1""",
@@ -165,14 +163,18 @@ FROM {db}.room_metrics FINAL
 WHERE window_start > (SELECT max(window_start) FROM {db}.room_metrics)
                      - INTERVAL {CURVE_HOURS} HOUR
 GROUP BY window_start ORDER BY window_start DESC LIMIT {CURVE_POINTS}) ORDER BY t""",
-        "top_viewers": f"""WITH cur AS ({_now(db)}
-    ORDER BY viewers DESC, room_id LIMIT {TOP_N})
-SELECT cur.room_id AS room_id, cur.viewers AS viewers, t.peak_viewers AS peak_viewers,
-       toDecimalString(t.gmv, 2) AS gmv_yuan, t.orders AS orders,
+        # One pass over the rooms' "now" gives both the platform figures (window
+        # functions over every room) and the top N; the totals join reads room_totals once.
+        "top_viewers": f"""SELECT cur.room_id AS room_id, cur.viewers AS viewers,
+       cur.viewers_now AS viewers_now, cur.active_rooms AS active_rooms,
+       t.peak_viewers AS peak_viewers, toDecimalString(t.gmv, 2) AS gmv_yuan,
+       t.orders AS orders,
        {derived_columns("totals", "t")}
-FROM cur
-LEFT JOIN (SELECT * FROM {totals} WHERE room_id IN (SELECT room_id FROM cur)) AS t
-       ON t.room_id = cur.room_id
+FROM (SELECT room_id, viewers, sum(viewers) OVER () AS viewers_now,
+             countIf(viewers > 0) OVER () AS active_rooms
+      FROM ({_now(db)})
+      ORDER BY viewers DESC, room_id LIMIT {TOP_N}) AS cur
+LEFT JOIN (SELECT * FROM {totals}) AS t ON t.room_id = cur.room_id
 ORDER BY viewers DESC, room_id LIMIT {TOP_N}""",
         "top_gmv": f"""SELECT room_id, peak_viewers, toDecimalString(gmv, 2) AS gmv_yuan, orders,
        {derived_columns("totals")}

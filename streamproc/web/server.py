@@ -42,7 +42,8 @@ ECHARTS_JS: Final[Path] = WEB_DIR / "node_modules" / "echarts" / "dist" / "echar
 POLL_S: Final[float] = 1.0
 """Seconds between scrapes of the worker's metrics (the page polls at the same pace)."""
 CACHE_S: Final[float] = 0.8
-"""An overview younger than this is served again (several screens, one set of queries)."""
+"""An overview younger than this is served as is; an older one is served while a refresh
+runs (several screens, one set of queries)."""
 
 _HEADERS: Final[dict[str, str]] = {
     "Cache-Control": "no-store",
@@ -53,6 +54,9 @@ _HEADERS: Final[dict[str, str]] = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
     "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
 }
+
+_DATA_ERRORS = (EndpointUnavailable, EndpointError, SinkError, OSError)
+"""What a query can raise when the tables cannot be read (worker down, server away)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -76,7 +80,8 @@ class Dashboard:
         self.tracker = health.HealthTracker()
         self.health = self.tracker.failed("not polled yet")
         self._overview: tuple[float, dict[str, Any]] | None = None
-        self._overview_lock = asyncio.Lock()
+        self._overview_error = ""
+        self._refresh: asyncio.Task[None] | None = None
 
     def token(self) -> str | None:
         """The SQL endpoint's token, read afresh (a restarted worker writes a new one)."""
@@ -130,7 +135,7 @@ class Dashboard:
             data = await asyncio.to_thread(fn)
         except queries.BadRoomId as exc:
             return _json({"error": str(exc)}, 400)
-        except (EndpointUnavailable, EndpointError, SinkError, OSError) as exc:
+        except _DATA_ERRORS as exc:
             return _json(
                 {"error": f"the tables cannot be read: {exc}", "via": self.source.via}, 503
             )
@@ -139,16 +144,30 @@ class Dashboard:
         data["as_of"] = time.time()
         return _json(data)
 
+    async def _load_overview(self) -> None:
+        try:
+            data = await asyncio.to_thread(self.source.overview)
+        except _DATA_ERRORS as exc:
+            self._overview, self._overview_error = None, f"the tables cannot be read: {exc}"
+            return
+        data["via"] = self.source.via
+        data["as_of"] = time.time()
+        self._overview, self._overview_error = (time.monotonic(), data), ""
+
     async def api_overview(self, request: web.Request) -> web.StreamResponse:
-        async with self._overview_lock:
-            cached = self._overview
-            if cached is None or time.monotonic() - cached[0] > CACHE_S:
-                resp = await self._guarded(self.source.overview)
-                if resp.status != 200:
-                    return resp
-                assert isinstance(resp.body, bytes)
-                cached = self._overview = (time.monotonic(), orjson.loads(resp.body))
-            body = dict(cached[1])
+        # Stale while revalidate: one refresh at a time, whatever the number of screens,
+        # and a poll never waits for it once there is a snapshot (at 100 000 rooms a
+        # refresh takes seconds; the freshness banner still moves every second).
+        cached = self._overview
+        if cached is None or time.monotonic() - cached[0] > CACHE_S:
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.create_task(self._load_overview())
+            if cached is None:
+                await asyncio.shield(self._refresh)
+                cached = self._overview
+        if cached is None:
+            return _json({"error": self._overview_error, "via": self.source.via}, 503)
+        body = dict(cached[1])
         body["health"] = self.health.as_json()
         return _json(body)
 
@@ -165,7 +184,7 @@ class Dashboard:
             raise web.HTTPNotFound(text=f"no chart query named {name!r}") from None
         except queries.BadRoomId as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
-        except (EndpointUnavailable, EndpointError, SinkError, OSError) as exc:
+        except _DATA_ERRORS as exc:
             return web.Response(text=f"the tables cannot be read: {exc}\n", status=503)
         return web.Response(text=text + "\n", headers=_HEADERS)
 
@@ -177,9 +196,11 @@ class Dashboard:
 
         task = asyncio.create_task(loop())
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for t in (task, self._refresh):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.guard])
