@@ -28,7 +28,7 @@ screenshot:
 	scripts/setup.sh --tests
 	STREAMPROC_TEST_DASHBOARD_SECONDS=60 .venv/bin/python -m pytest -q tests/test_dashboard_browser.py
 	mkdir -p docs/img
-	cp var/test-artifacts/dashboard.png docs/img/dashboard.png
+	cp var/test-artifacts/dashboard-live.png docs/img/dashboard.png
 
 # .env for docker compose: random passwords, mode 600, never overwritten
 env:
