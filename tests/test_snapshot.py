@@ -30,6 +30,7 @@ DERIVED_ENGINE = {
     "next_offsets": "saved",
     "maxts": "saved",
     "last_arrival": "saved",
+    "watch": "the anomaly detectors' own versioned snapshot (RoomWatch.snapshot)",
 }
 DERIVED_ROOM = {
     "room_id": "saved",

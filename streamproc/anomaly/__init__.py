@@ -12,6 +12,16 @@ from .detect import (
     PAGING_KINDS,
     DetectorConfig,
     RoomWatch,
+    alert_dict,
+    alert_json,
 )
 
-__all__ = ["ALERT_COLUMNS", "KINDS", "PAGING_KINDS", "DetectorConfig", "RoomWatch"]
+__all__ = [
+    "ALERT_COLUMNS",
+    "KINDS",
+    "PAGING_KINDS",
+    "DetectorConfig",
+    "RoomWatch",
+    "alert_dict",
+    "alert_json",
+]

@@ -27,26 +27,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
 import msgspec
+import orjson
 
+from ..rows import ROOM_ALERT_COLUMNS as ALERT_COLUMNS  # re-exported
 from ..rows import ROOM_METRICS_COLUMNS
 
-ALERT_COLUMNS: tuple[str, ...] = (
-    "room_id",
-    "kind",
-    "window_start",
-    "state",
-    "severity",
-    "value",
-    "baseline",
-    "score",
-    "summary",
-    "resolved_at",
-    "version",
-    "updated_at",
-)
-"""``room_alerts`` columns: ``window_start`` is the window where the alert fired (the
-key with ``room_id`` and ``kind``), ``resolved_at`` the window where it resolved (0
-while firing), ``version`` 1 for ``firing`` and 2 for ``resolved``."""
+__all__ = ["ALERT_COLUMNS", "KINDS", "PAGING_KINDS", "DetectorConfig", "RoomWatch"]
 
 KINDS: tuple[str, ...] = (
     "audience_collapse",
@@ -134,6 +120,23 @@ class DetectorConfig:
     chat_per_chatter: float = 2.0
     calm_windows: int = 3
     """Normal windows in a row that resolve a surge kind."""
+
+
+def alert_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    """One ``room_alerts`` row as the JSON object of the alerts topic and of replay output.
+
+    Times stay epoch milliseconds (as in ``streamproc replay``); ``resolved_at`` is null
+    while the alert fires.
+    """
+    d = dict(zip(ALERT_COLUMNS, row, strict=True))
+    if not d["resolved_at"]:
+        d["resolved_at"] = None
+    return d
+
+
+def alert_json(row: tuple[Any, ...]) -> bytes:
+    """The Kafka message value of an alert (``alerts_topic``, keyed by ``room_id``)."""
+    return orjson.dumps(alert_dict(row))
 
 
 def poisson_sf(x: int, mu: float) -> float:
@@ -263,25 +266,31 @@ class RoomWatch:
         """Windows before this are judged."""
         self.fired: dict[str, int] = dict.fromkeys(KINDS, 0)
         """Alerts fired so far, by kind (for the Prometheus counter)."""
+        self.active: dict[tuple[str, str], int] = {}
+        """``(room_id, kind) -> window_start`` of every alert firing now (derived)."""
 
     # ---------------------------------------------------------------- input
 
     def observe(self, rows: list[tuple[Any, ...]]) -> None:
-        """Take the engine's ``room_metrics`` rows; keeps the last final version per window."""
-        W = self.cfg.window_ms
-        H = self.horizon
+        """Take ``room_metrics`` rows; keeps the last final version of each window."""
         for row in rows:
-            if not row[_FINAL]:
-                continue
-            ws = row[1]
-            if H is not None and ws < H:
-                continue  # judged already: the engine never changes such a window
-            room = self.rooms.get(row[0])
-            if room is None:
-                room = self.rooms[row[0]] = _Room(ws - ws % W)
-            elif ws < room.next_ws:
-                continue
-            room.pending[ws] = tuple(row[i] for i in _IDX)
+            if row[_FINAL]:
+                self.observe_row(row)
+
+    def observe_row(self, row: tuple[Any, ...]) -> None:
+        """One final row (the engine calls this as it writes the row)."""
+        ws = row[1]
+        H = self.horizon
+        if H is not None and ws < H:
+            return  # judged already (the engine never rewrites a window behind the horizon)
+        room = self.rooms.get(row[0])
+        if room is None:
+            room = self.rooms[row[0]] = _Room(ws)
+        elif ws < room.next_ws:
+            if room.age:
+                return  # pragma: no cover - only windows behind the horizon were judged
+            room.next_ws = ws  # a late event opened the room earlier than its first row
+        room.pending[ws] = tuple(row[i] for i in _IDX)
 
     def advance(self, horizon: int, now: int = 0, *, end: bool = False) -> list[tuple[Any, ...]]:
         """Judge every window before ``horizon`` (all pending ones when ``end``).
@@ -352,13 +361,14 @@ class RoomWatch:
         w.horizon = horizon
         w.fired.update(fired)
         w.rooms = {rid: _Room.from_state(s) for rid, s in rooms}
+        w.active = {
+            (rid, kind): ep[0] for rid, r in w.rooms.items() for kind, ep in r.firing.items()
+        }
         return w
 
     def firing(self) -> list[tuple[str, str, int]]:
         """``(room_id, kind, window_start)`` of every alert firing now."""
-        return sorted(
-            (rid, kind, ep[0]) for rid, r in self.rooms.items() for kind, ep in r.firing.items()
-        )
+        return sorted((rid, kind, ws) for (rid, kind), ws in self.active.items())
 
     # ---------------------------------------------------------------- judging
 
@@ -377,6 +387,7 @@ class RoomWatch:
         value, baseline = round(float(value), 3), round(float(baseline), 3)
         room.firing[kind] = [ws, value, baseline, score, summary, 0]
         self.fired[kind] += 1
+        self.active[(rid, kind)] = ws
         sev = "info" if kind not in PAGING_KINDS else "page"
         out.append((rid, kind, ws, "firing", sev, value, baseline, score, summary, 0, 1))
 
@@ -384,6 +395,7 @@ class RoomWatch:
         self, rid: str, room: _Room, kind: str, ws: int, why: str, out: list[tuple[Any, ...]]
     ) -> None:
         fws, value, baseline, score, summary, _ = room.firing.pop(kind)
+        del self.active[(rid, kind)]
         sev = "info" if kind not in PAGING_KINDS else "page"
         out.append(
             (rid, kind, fws, "resolved", sev, value, baseline, score, f"{summary}; {why}", ws, 2)

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from ..anomaly.detect import RoomWatch
 from .config import EngineConfig
 from .partition import TIMER_GRAIN, Counters, PartitionEngine, wall_ms
 from .presence import User
@@ -216,6 +217,7 @@ def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
         _seen_state(list(eng.seen), eng.seen) if with_seen else None,
         [_room_state(r) for r in eng.rooms.values()],
         [c.events, sorted(c.invalid.items()), c.duplicates, c.late],
+        None if eng.watch is None else eng.watch.snapshot(),
     ]
     return MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
 
@@ -239,7 +241,8 @@ def restore(
         state = msgspec.msgpack.decode(zlib.decompress(blob[len(MAGIC) :]))
     except (zlib.error, msgspec.DecodeError) as exc:
         raise SnapshotError(f"corrupt snapshot: {exc}") from None
-    cfg_d, scalars, next_offsets, maxts, last_arrival, seen, rooms, counters = state
+    cfg_d, scalars, next_offsets, maxts, last_arrival, seen, rooms, counters = state[:8]
+    watch = state[8] if len(state) > 8 else None  # the anomaly detectors' own snapshot
     cfg_d["topics"] = tuple(cfg_d["topics"])
     eng = PartitionEngine(EngineConfig(**cfg_d), clock=clock)
     for a, v in zip(_ENGINE_SCALARS, scalars, strict=True):
@@ -285,6 +288,11 @@ def restore(
             heapq.heappush(eng._timers, (b * TIMER_GRAIN + TIMER_GRAIN - 1, room.room_id))
     events, invalid, dup, late = counters
     eng.counters = Counters(events=events, invalid=dict(invalid), duplicates=dup, late=late)
+    if watch is not None:
+        try:
+            eng.watch = RoomWatch.restore(watch)
+        except ValueError as exc:
+            raise SnapshotError(f"anomaly detectors: {exc}") from None
     return eng
 
 
