@@ -149,14 +149,16 @@ def scenario(
     duration_s: int = 7200,
     start_ts: int = DEFAULT_START_TS,
     rates: Rates | None = None,
-    anomaly_sizes: tuple[int, ...] = (150, 400, 1200, 3000),
+    anomaly_sizes: tuple[int, ...] = (150, 400, 1000, 3000),
+    anomaly_session_s: tuple[int, int] = (1200, 300),
+    onset_s: tuple[int, int] = (480, 240),
 ) -> Scenario:
     """A promotion: ``normal_rooms`` broadcasts plus ``per_kind`` anomalous ones per kind.
 
     Normal sessions start anywhere in the run and last 20-120 minutes (those
     that run past the end do not end); their sizes follow a Pareto tail from 20
-    to 20 000 viewers (most rooms are small). Anomalous sessions last 30-40
-    minutes and get their anomaly 12-20 minutes in; their sizes cycle through
+    to 20 000 viewers (most rooms are small). Anomalous sessions last 20-25
+    minutes and get their anomaly 8-12 minutes in; their sizes cycle through
     ``anomaly_sizes`` (with +-30 % jitter) so that every kind is tried in every
     size bucket it watches: the sales kinds need about 1.5 paid orders per
     window (``DetectorConfig.stall_floor``), so their smallest rooms are 400.
@@ -190,9 +192,9 @@ def scenario(
             if kind in ("sales_stall", "conversion_collapse"):
                 base = max(base, 2 * anomaly_sizes[1])
             v = int(base * (0.7 + 0.6 * rnd.random()))
-            length = 1800 + int(rnd.random() * 600)
+            length = anomaly_session_s[0] + int(rnd.random() * anomaly_session_s[1])
             start = int(rnd.random() * (duration_s - length))
-            onset = start + 720 + int(rnd.random() * 480)
+            onset = start + onset_s[0] + int(rnd.random() * onset_s[1])
             s = Session(
                 f"room-{idx:05d}", idx, v, start, start + length, 60 + int(rnd.random() * 120),
                 ends_cleanly=True, anomaly=kind, onset=onset,
