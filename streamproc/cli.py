@@ -313,6 +313,12 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .web import server
+
+    return server.run(_settings(args))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
@@ -341,6 +347,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_setting_flags(p, "kafka_port", "partitions")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "dashboard",
+        help="the big screen: a live web page of the promotion (127.0.0.1, token-protected)",
+        description="Serve the live dashboard; open the printed address (it carries the token "
+        "of the SQL endpoint once; the browser then keeps it in a cookie).",
+    )
+    add_setting_flags(
+        p,
+        "dashboard_host",
+        "dashboard_port",
+        "sql_port",
+        "metrics_port",
+        "clickhouse_url",
+        "clickhouse_database",
+    )
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser(
         "worker",

@@ -83,6 +83,7 @@ def start_sql_endpoint(settings: Settings, sink: Any) -> Any:
     """Embedded mode: serve read-only SQL for ``streamproc sql`` (chDB locks its directory)."""
     if settings.clickhouse_url or not settings.sql_port:
         return None
+    from .auth import create_token, token_path
     from .sqlserve import SqlServeLimits, SqlServer
 
     limits = SqlServeLimits(
@@ -91,10 +92,18 @@ def start_sql_endpoint(settings: Settings, sink: Any) -> Any:
         max_result_rows=settings.sql_max_result_rows,
         max_result_bytes=settings.sql_max_result_bytes,
         max_body_bytes=settings.sql_max_body_bytes,
+        max_connections=settings.sql_max_connections,
+        queue_wait=settings.sql_queue_wait,
+        idle_timeout=settings.sql_idle_timeout,
     )
-    server = SqlServer(sink.inner, host=settings.sql_host, port=settings.sql_port, limits=limits)
+    # A fresh owner-only token at every start: one leaked from an earlier run is worthless.
+    token_file = token_path(Path(settings.home))
+    token = create_token(token_file)
+    server = SqlServer(
+        sink.inner, host=settings.sql_host, port=settings.sql_port, limits=limits, token=token
+    )
     server.start()
-    log.info("read-only SQL endpoint on %s", server.url)
+    log.info("read-only SQL endpoint on %s (token in %s)", server.url, token_file)
     return server
 
 
@@ -204,6 +213,8 @@ def run(
         rebalance_timeout=max(60.0, 2 * settings.session_timeout),
         metrics=metrics,
         exit_when_idle=exit_when_idle,
+        alerts_topic=settings.alerts_topic,
+        anomaly_detection=settings.anomaly_detection,
     )
     runtime.kafka_config = client_config(security)
     runtime.shutdown_timeout = settings.shutdown_timeout
