@@ -1,5 +1,7 @@
-"""The dashboard's parts without a browser: its SQL on the real chDB engine, the freshness
-figures from Prometheus text, and the owner-only rule on every route over real HTTP.
+"""The dashboard's parts without a browser: its SQL on the real chDB engine (hostile room
+ids included; that the SQL endpoint's checker accepts every query is proven through the
+real endpoint by the browser test), the freshness figures from Prometheus text, and the
+owner-only rule on every route over real HTTP.
 
 The browser tests (a worker, the page in chromium) are in ``tests/test_dashboard_browser.py``.
 """
@@ -19,7 +21,6 @@ import pytest
 
 from streamproc import auth, settings
 from streamproc.sink.ddl import load_statements
-from streamproc.sqlserve import check_query
 from streamproc.web import health, queries
 from streamproc.web.server import Dashboard, serve
 from tests.chdb_fixture import chdb_dir, fresh_database
@@ -53,13 +54,36 @@ def _rows(sess: Any, sql: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+@pytest.fixture(scope="module")
+def hostile_db(ch: Any) -> Iterator[str]:
+    """A database whose rooms have the hostile ids, written without our quoting (JSON)."""
+    db = fresh_database("hostile")
+    for stmt in load_statements(db):
+        ch.query(stmt)
+    for i, room_id in enumerate(HOSTILE_IDS):
+        row = {"room_id": room_id, "peak_viewers": i, "gmv": f"{i}.25", "version": 1}
+        ch.query(f"INSERT INTO {db}.room_totals FORMAT JSONEachRow {json.dumps(row)}")
+        win = {"room_id": room_id, "window_start": 1_700_000_000_000,
+               "window_end": 1_700_000_010_000, "concurrent_viewers": i, "version": 1}  # fmt: skip
+        ch.query(f"INSERT INTO {db}.room_metrics FORMAT JSONEachRow {json.dumps(win)}")
+    yield db
+    ch.query(f"DROP DATABASE {db}")
+
+
 @pytest.mark.parametrize("room_id", HOSTILE_IDS)
-def test_room_literal_round_trips_and_passes_the_endpoint_check(ch: Any, room_id: str) -> None:
+def test_room_literal_round_trips_and_selects_exactly_that_room(
+    ch: Any, hostile_db: str, room_id: str
+) -> None:
     lit = queries.room_literal(room_id)
     assert _rows(ch, f"SELECT {lit} AS r") == [{"r": room_id}]
-    # the literal cannot end early: the whole room query is one vetted statement
-    for sql in queries.room(settings.load().clickhouse_database, room_id).values():
-        check_query(sql)
+    # the literal cannot end early: each room query is one statement about that room only
+    q = queries.room(hostile_db, room_id)
+    i = HOSTILE_IDS.index(room_id)
+    totals = _rows(ch, q["room_totals"])
+    assert [(r["room_id"], r["peak_viewers"], r["gmv_yuan"]) for r in totals] == [
+        (room_id, i, f"{i}.25")
+    ]
+    assert [r["concurrent_viewers"] for r in _rows(ch, q["room_windows"])] == [i]
 
 
 @pytest.mark.parametrize("bad", ["", "x" * (queries.ROOM_ID_MAX + 1), "nul\x00", "\ud800"])
@@ -96,8 +120,6 @@ def test_queries_on_the_real_schema(ch: Any) -> None:
             f"{21000 * i}, 0, 1, now64())"
         )
     q = queries.platform(db)
-    for sql in q.values():
-        check_query(sql)
     assert _rows(ch, q["platform"]) == [{"gmv_yuan": "222.12", "orders": 18, "rooms": 4}]
     top = _rows(ch, q["top_viewers"])
     # now = each room's newest window: 2 + 102 + 202 + 302 viewers, 4 rooms with viewers
@@ -145,16 +167,30 @@ def test_queries_on_the_real_schema(ch: Any) -> None:
     found = _rows(ch, queries.optional_tables(db))
     assert [(r["table"], r["engine"]) for r in found] == [("sku_metrics", "ReplacingMergeTree")]
     sq = queries.sku(db, "it's", final=True)
-    for sql in sq.values():
-        check_query(sql)
     assert [(r["sku_id"], r["units"], r["gmv_yuan"]) for r in _rows(ch, sq["top_products"])] == [
         ("sku-b", 1, "500.00"),
         ("sku-a", 12, "120.00"),
     ]
     sell = _rows(ch, sq["sell_out"])
     assert [(r["sku_id"], r["units_cum"]) for r in sell] == [("sku-a", 5), ("sku-a", 12)]
+    ch.query(
+        f"CREATE TABLE {db}.room_alerts (room_id String, kind String, window_start "
+        "DateTime64(3, 'UTC'), state String, summary String, version UInt64) "
+        "ENGINE = ReplacingMergeTree(version) ORDER BY (room_id, kind, window_start)"
+    )
+    ch.query(
+        f"INSERT INTO {db}.room_alerts VALUES "
+        "('it''s', 'audience_collapse', toDateTime64(1700000010, 3, 'UTC'), 'firing', 'a', 1), "
+        "('it''s', 'audience_collapse', toDateTime64(1700000010, 3, 'UTC'), 'resolved', 'b', 2), "
+        "('quiet', 'chat_flood', toDateTime64(1700000000, 3, 'UTC'), 'firing', 'c', 1)"
+    )
     cols = frozenset({"room_id", "kind", "state", "window_start", "summary", "version"})
-    check_query(queries.alerts(db, cols, True, "it's"))
+    alerts = _rows(ch, queries.alerts(db, cols, True))
+    assert [(a["room_id"], a["state"], a["summary"]) for a in alerts] == [
+        ("it's", "resolved", "b"),  # the newest version of an alert: it fired, then resolved
+        ("quiet", "firing", "c"),
+    ]
+    assert len(_rows(ch, queries.alerts(db, cols, True, "quiet"))) == 1
     ch.query(f"DROP DATABASE {db}")
 
 
