@@ -302,3 +302,38 @@ def test_token_url_becomes_a_strict_httponly_cookie(
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
     status, body, _ = _get(loop, base + "/api/overview", cookies={auth.TOKEN_COOKIE: token})
     assert status == 503 and "cannot be read" in body  # no worker behind it: said, not hidden
+
+
+def test_source_reads_a_clickhouse_server_alike(ch: Any) -> None:
+    """With ``STREAMPROC_CLICKHOUSE_URL`` the dashboard reads the server (here the test
+    front over this process's chDB), not a worker endpoint, and shapes the same JSON."""
+    from streamproc.web.data import Source
+    from tests.chfront import ChFront
+
+    front = ChFront(chdb_dir()).start()
+    db = fresh_database("srv")
+    try:
+        for stmt in load_statements(db):
+            ch.query(stmt)
+        for i, room_id in enumerate(["🔥直播-00003🛒", "it's"], start=1):
+            row = {"room_id": room_id, "peak_viewers": 10 * i, "gmv": f"{i}.50", "orders": i,
+                   "distinct_viewers": 4 * i, "distinct_buyers": i, "version": 1}  # fmt: skip
+            ch.query(f"INSERT INTO {db}.room_totals FORMAT JSONEachRow {json.dumps(row)}")
+            win = {"room_id": room_id, "window_start": 1_700_000_000_000, "version": 1,
+                   "window_end": 1_700_000_010_000, "concurrent_viewers": 5 * i}  # fmt: skip
+            ch.query(f"INSERT INTO {db}.room_metrics FORMAT JSONEachRow {json.dumps(win)}")
+        s = settings.load({"STREAMPROC_CLICKHOUSE_URL": front.url,
+                           "STREAMPROC_CLICKHOUSE_DATABASE": db})  # fmt: skip
+        source = Source(s)
+        assert source.via == front.url
+        o = source.overview()
+        assert o["platform"] == {"gmv_yuan": "4.00", "orders": 3, "rooms": 2}
+        assert o["now"] == {"viewers_now": 15, "active_rooms": 2}
+        assert [r["room_id"] for r in o["top_viewers"]] == ["it's", "🔥直播-00003🛒"]
+        assert o["top_gmv"][0]["aov"] == 1.25 and o["alerts"] is None
+        room = source.room("🔥直播-00003🛒")
+        assert room["totals"]["peak_viewers"] == 10 and room["windows"]["concurrent_viewers"] == [5]
+        assert room["products"] is None and room["sell_out"] is None
+    finally:
+        front.close()
+        ch.query(f"DROP DATABASE {db}")
