@@ -231,7 +231,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from . import produce, simulate
-    from .check import Problem, StartupError
+    from .check import Problem, StartupError, kafka_errors
     from .kafka_client import ConfigError, KafkaSecurity, client_config
 
     try:
@@ -252,23 +252,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.jsonl:
         simulate.write_jsonl(args.jsonl, cfg)
         return 0
+    logged: list[str] = []
     try:
         if args.ensure_topics:
             from . import worker
 
             worker.ensure_topics(s, security)
         cfg = replace(cfg, topics=tuple(simulate.SimConfig().topics))
-        stats = asyncio.run(
-            produce.produce(
-                s.kafka_bootstrap,
-                simulate.generate(cfg),
-                args.rate,
-                dict(zip(simulate.SimConfig().topics, s.topics, strict=True)),
-                None if args.quiet else produce._print_progress,
-                live=args.live,
-                kafka_config=client_config(security),
+        with kafka_errors() as logged:
+            stats = asyncio.run(
+                produce.produce(
+                    s.kafka_bootstrap,
+                    simulate.generate(cfg),
+                    args.rate,
+                    dict(zip(simulate.SimConfig().topics, s.topics, strict=True)),
+                    None if args.quiet else produce._print_progress,
+                    live=args.live,
+                    kafka_config=client_config(security),
+                )
             )
-        )
     except StartupError as exc:
         for problem in exc.problems:
             print(f"streamproc simulate: {problem.paragraph()}\n", file=sys.stderr)
@@ -283,7 +285,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise
         from .check import connect_problem
 
-        failed: Problem = connect_problem(s.kafka_bootstrap, security, exc)
+        failed: Problem = connect_problem(s.kafka_bootstrap, security, exc, logged)
         print(f"streamproc simulate: {failed.paragraph()}", file=sys.stderr)
         return 1
     print(
