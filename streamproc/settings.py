@@ -292,6 +292,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s("sql_max_connections", "16", _int, "open connections the SQL endpoint accepts at once (more: 503)", "sql"),
     _s("sql_queue_wait", "5", _float, "seconds a query waits for the one running before it (then 503)", "sql"),
     _s("sql_idle_timeout", "10", _float, "seconds a SQL endpoint connection may idle or take to send its request", "sql"),
+    # dashboard
+    _s("dashboard_host", "127.0.0.1", _str, "address `streamproc dashboard` binds (the big screen)", "dashboard"),
+    _s("dashboard_port", "8125", _int, "port of `streamproc dashboard` (0: any free port)", "dashboard"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

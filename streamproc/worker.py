@@ -118,11 +118,24 @@ def build_metrics(settings: Settings) -> Any:
     metrics = PipelineMetrics(
         worker_id=worker_id, top_k=settings.top_k, thresholds=settings.thresholds()
     )
-    metrics.serve(settings.metrics_host, settings.metrics_port)
-    log.info(
-        "Prometheus metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port
-    )
     return metrics
+
+
+def serve_metrics(settings: Settings, metrics: Any) -> Any:
+    """/metrics, /healthz and /readyz on the metrics port (streamproc/health.py)."""
+    if metrics is None:
+        return None
+    from .health import HealthServer
+
+    server = HealthServer(
+        metrics.registry, settings.metrics_host, settings.metrics_port, settings.ready_max_lag
+    )
+    log.info(
+        "Prometheus metrics on http://%s:%d/metrics (probes: /healthz, /readyz)",
+        settings.metrics_host,
+        server.port,
+    )
+    return server
 
 
 def ensure_topics(settings: Settings, security: Any = None) -> None:
@@ -171,6 +184,19 @@ def run(
         raise StartupError([Problem("settings", str(exc))]) from None
     sql_server = start_sql_endpoint(settings, sink)
     metrics = build_metrics(settings)
+    try:
+        probes = serve_metrics(settings, metrics)
+    except OSError as exc:
+        sink.close()
+        raise StartupError(
+            [
+                Problem(
+                    "metrics",
+                    f"cannot listen on {settings.metrics_host}:{settings.metrics_port} "
+                    f"(STREAMPROC_METRICS_HOST, STREAMPROC_METRICS_PORT): {exc.strerror}",
+                )
+            ]
+        ) from None
     runtime = WorkerRuntime(
         settings.engine_config(),
         sink=sink,
@@ -189,6 +215,9 @@ def run(
         exit_when_idle=exit_when_idle,
     )
     runtime.kafka_config = client_config(security)
+    runtime.shutdown_timeout = settings.shutdown_timeout
+    if probes is not None:
+        probes.runtime = runtime
     # Faust wants a data directory even with no tables; one per process, removed at exit.
     datadir = Path(settings.home) / "faust" / f"{settings.group_id}-{os.getpid()}"
     datadir.mkdir(parents=True, exist_ok=True)
