@@ -18,8 +18,8 @@ import chdb.session
 import pytest
 
 from streamproc import auth, settings
+from streamproc.sink.chdb_sink import ChdbReader
 from streamproc.sink.ddl import load_statements
-from streamproc.sqlserve import check_query
 from streamproc.web import health, queries
 from streamproc.web.server import Dashboard, serve
 from tests.chdb_fixture import chdb_dir, fresh_database
@@ -46,6 +46,17 @@ def ch() -> Iterator[Any]:
     sess = chdb.session.Session(chdb_dir())
     yield sess
     sess.close()
+
+
+_GUARDS: dict[str, ChdbReader] = {}
+
+
+def check_query(sql: str, database: str | None = None) -> str:
+    """The SQL endpoint's check (ClickHouse's own parse, on this process's chDB)."""
+    db = database or settings.load().clickhouse_database
+    if db not in _GUARDS:
+        _GUARDS[db] = ChdbReader(chdb_dir(), db, {}, select_database=False)
+    return _GUARDS[db].check(sql).sql
 
 
 def _rows(sess: Any, sql: str) -> list[dict[str, Any]]:
@@ -97,7 +108,7 @@ def test_queries_on_the_real_schema(ch: Any) -> None:
         )
     q = queries.platform(db)
     for sql in q.values():
-        check_query(sql)
+        check_query(sql, db)
     assert _rows(ch, q["platform"]) == [{"gmv_yuan": "222.12", "orders": 18, "rooms": 4}]
     top = _rows(ch, q["top_viewers"])
     # now = each room's newest window: 2 + 102 + 202 + 302 viewers, 4 rooms with viewers
@@ -146,7 +157,7 @@ def test_queries_on_the_real_schema(ch: Any) -> None:
     assert [(r["table"], r["engine"]) for r in found] == [("sku_metrics", "ReplacingMergeTree")]
     sq = queries.sku(db, "it's", final=True)
     for sql in sq.values():
-        check_query(sql)
+        check_query(sql, db)
     assert [(r["sku_id"], r["units"], r["gmv_yuan"]) for r in _rows(ch, sq["top_products"])] == [
         ("sku-b", 1, "500.00"),
         ("sku-a", 12, "120.00"),
@@ -154,7 +165,7 @@ def test_queries_on_the_real_schema(ch: Any) -> None:
     sell = _rows(ch, sq["sell_out"])
     assert [(r["sku_id"], r["units_cum"]) for r in sell] == [("sku-a", 5), ("sku-a", 12)]
     cols = frozenset({"room_id", "kind", "state", "window_start", "summary", "version"})
-    check_query(queries.alerts(db, cols, True, "it's"))
+    check_query(queries.alerts(db, cols, True, "it's"), db)
     ch.query(f"DROP DATABASE {db}")
 
 
