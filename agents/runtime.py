@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.records import tuple_consumer
+from streamproc.anomaly import RoomWatch, alert_json
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine
 from streamproc.engine.presence import NEG
@@ -94,8 +95,13 @@ class WorkerRuntime:
         rebalance_timeout: float = 60.0,
         metrics: Metrics | None = None,
         exit_when_idle: float | None = None,
+        alerts_topic: str | None = None,
+        anomaly_detection: bool = True,
     ) -> None:
         self.cfg = cfg
+        self.alerts_topic = alerts_topic
+        """Where ``room_alerts`` rows are published as JSON keyed by room (None: nowhere)."""
+        self.anomaly_detection = anomaly_detection
         self.sink = sink
         self.store = store
         self.bootstrap = bootstrap
@@ -279,6 +285,10 @@ class WorkerRuntime:
             )
         # the dedup memory is saved incrementally from here on (engine.snapshot)
         engine.seen_journal = []
+        if not self.anomaly_detection:
+            engine.watch = None
+        elif engine.watch is None:  # a new partition, or a snapshot from before detection
+            engine.watch = RoomWatch()
         return Owned(engine, Merger(len(self.input_topics), self.merge_margin_ms), [0, 0, 0, 0])
 
     async def on_revoked(self, revoked: Iterable[Any]) -> None:
@@ -465,6 +475,13 @@ class WorkerRuntime:
                     futures.append(
                         await self._dlq.send(
                             self.dead_letter_topic, value, key=key, headers=headers
+                        )
+                    )
+            if self._dlq is not None and self.alerts_topic:
+                for row in out.room_alerts:
+                    futures.append(
+                        await self._dlq.send(
+                            self.alerts_topic, alert_json(row), key=row[0].encode("utf-8")
                         )
                     )
         for f in futures:

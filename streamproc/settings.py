@@ -127,6 +127,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("partitions", "8", _int, "partitions of every topic (created if missing)", "kafka"),
     _s("topics", ",".join(DEFAULT_TOPICS), _topics, "viewer,chat,cart,order topic names", "kafka"),
     _s("dead_letter_topic", "live.dead_letters", _str, "topic for invalid messages", "kafka"),
+    _s("alerts_topic", "live.alerts", _opt_str, "topic the worker publishes anomaly alerts to, JSON keyed by room (empty: none)", "kafka"),
     _s(
         "snapshot_topic",
         "streamproc.snapshots",
@@ -211,6 +212,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("metrics_port", "9464", _int, "Prometheus /metrics port of the worker (0: off)", "worker"),
     _s("metrics_host", "127.0.0.1", _str, "address the /metrics endpoint binds", "worker"),
     _s("top_k", "50", _int, "rooms with per-room Prometheus series", "worker"),
+    _s("anomaly_detection", "true", _bool, "run the anomaly detectors on every room's final windows (docs/anomalies.md)", "worker"),
     _s(
         "viewer_thresholds",
         "10000,100000,1000000",

@@ -213,6 +213,8 @@ def run(
         rebalance_timeout=max(60.0, 2 * settings.session_timeout),
         metrics=metrics,
         exit_when_idle=exit_when_idle,
+        alerts_topic=settings.alerts_topic,
+        anomaly_detection=settings.anomaly_detection,
     )
     runtime.kafka_config = client_config(security)
     runtime.shutdown_timeout = settings.shutdown_timeout

@@ -32,6 +32,7 @@ DERIVED_ENGINE = {
     "last_arrival": "saved",
     "broken": "a broken engine is never saved",
     "_current": "set only while process() runs",
+    "watch": "the anomaly detectors' own versioned snapshot (RoomWatch.snapshot)",
 }
 DERIVED_ROOM = {
     "room_id": "saved",

@@ -29,6 +29,7 @@ from typing import Any
 
 from msgspec import UNSET
 
+from ..anomaly.detect import RoomWatch
 from ..rows import OutputBatch
 from .config import KINDS, EngineConfig
 from .presence import (
@@ -148,6 +149,9 @@ class PartitionEngine:
         record, so it must be neither written nor snapshotted (a restart replays it)."""
         self._current: Record | None = None
         """The record being handled (for the last line of defence in :meth:`process`)."""
+        self.watch: RoomWatch | None = None
+        """Anomaly detectors fed with this engine's final rows (``streamproc.anomaly``); their
+        alerts join the output when the horizon passes a window, and their state the snapshot."""
 
     # ------------------------------------------------------------------ records
 
@@ -502,11 +506,15 @@ class PartitionEngine:
                     room.final_upto = closed_hi
             self._next_close = closed_hi + W if S != POS else POS
         if S == POS:
+            if self.watch is not None:
+                self.out.room_alerts += self.watch.advance(0, self.clock(), end=True)
             return
         H = (S - cfg.allowed_lateness_ms) // W * W
         if self.horizon < H:
             self.horizon = H
             self._expire(H)
+            if self.watch is not None:  # windows before H are final for good: judge them
+                self.out.room_alerts += self.watch.advance(H, self.clock())
         heap = self._seen_heap
         grain = W
         while heap and (heap[0] + 1) * grain - 1 + cfg.dedup_ms <= S:
@@ -715,9 +723,12 @@ class PartitionEngine:
                     if w.emitted is not None or exists:
                         if now is None:
                             now = self.clock()
-                        rows.append(
-                            (room.room_id, s, s + W, *values, int(final), self._next_version(), now)
-                        )
+                        row = (
+                            room.room_id, s, s + W, *values, int(final), self._next_version(), now
+                        )  # fmt: skip
+                        rows.append(row)
+                        if final and self.watch is not None:
+                            self.watch.observe_row(row)
                         self.out.row_exists.append(exists)
                         w.emitted = values
                         room.totals_dirty = True

@@ -154,6 +154,20 @@ SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
         _c("value", "String", "bytes"),
         _c("received_at", _TIME, "time"),
     ),
+    "room_alerts": (
+        _c("room_id", "String", "str"),
+        _c("kind", "LowCardinality(String)", "str"),
+        _c("window_start", _TIME, "time"),
+        _c("state", "LowCardinality(String)", "str"),
+        _c("severity", "LowCardinality(String)", "str"),
+        _c("value", "Float64", "float64"),
+        _c("baseline", "Float64", "float64"),
+        _c("score", "Float64", "float64"),
+        _c("summary", "String", "str"),
+        _c("resolved_at", _TIME, "time"),
+        _c("version", "UInt64", "uint64"),
+        _c("updated_at", _TIME, "time"),
+    ),
 }
 
 for _t, _cols in SCHEMA.items():  # import-time guard: the schema follows streamproc.rows
