@@ -110,7 +110,8 @@ async def check_kafka_async(
     settings: Any, security: KafkaSecurity | None = None, *, create: bool | None = None
 ) -> list[Problem]:
     """Every topic problem (creating missing topics first when ``create``)."""
-    from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     from . import broker
     from .snapstore import TOPIC_CONFIG
