@@ -68,7 +68,8 @@ class PromServer:
             ],
         }
         if alertmanagers:  # host:port of Alertmanagers the rules' alerts are sent to
-            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": alertmanagers}]}]}
+            am = {"static_configs": [{"targets": alertmanagers}]}
+            config["alerting"] = {"alertmanagers": [am]}
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
