@@ -184,6 +184,13 @@ SETTINGS: tuple[Setting, ...] = (
         "I: a topic partition is idle after this long",
         "engine",
     ),
+    _s(
+        "clock_ahead_seconds",
+        str(_E.clock_ahead_ms / 1000),
+        _float,
+        "F: an event's ts counts towards stream time as at most its arrival plus this",
+        "engine",
+    ),
     # worker
     _s("flush_interval", "1.0", _float, "seconds between writes of open-window rows", "worker"),
     _s(
@@ -332,6 +339,7 @@ class Settings:
             presence_timeout_ms=round(self.presence_timeout_seconds * 1000),
             dedup_ms=round(self.dedup_seconds * 1000),
             idle_ms=round(self.idle_seconds * 1000),
+            clock_ahead_ms=round(self.clock_ahead_seconds * 1000),
             topics=tuple(self.topics),
         )
 
