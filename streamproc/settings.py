@@ -201,9 +201,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s(
         "sink_max_attempts",
-        "8",
+        "0",
         _int,
-        "write attempts before the worker gives up and stops",
+        "write attempts per batch before the worker stops with an error (0: retry without limit while the write blocks)",
         "clickhouse",
     ),
     _s(
@@ -218,7 +218,7 @@ SETTINGS: tuple[Setting, ...] = (
         "sink_backoff_jitter",
         "0.5",
         _float,
-        "random fraction added to each retry delay",
+        "each retry delay is scaled by a random factor in [1 - jitter, 1]",
         "clickhouse",
     ),
     # SQL endpoint

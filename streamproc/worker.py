@@ -95,7 +95,7 @@ def build_metrics(settings: Settings) -> Any:
 def ensure_topics(settings: Settings) -> None:
     """Input, dead-letter and snapshot topics exist, co-partitioned (created if missing)."""
     from .broker import ensure_topics as _ensure
-    from .snapstore import TOPIC_CONFIG
+    from .kafka.snapstore import TOPIC_CONFIG
 
     append_time = {"message.timestamp.type": "LogAppendTime"}
     _ensure(settings.kafka_bootstrap, [*settings.topics], settings.partitions, append_time)
@@ -115,10 +115,12 @@ def run(
     import faust
 
     from agents.app import attach, create_app
-    from agents.runtime import WorkerRuntime
 
     from . import gcpolicy
-    from .snapstore import SnapshotStore
+    from .kafka.data import KafkaDataSource
+    from .kafka.dead_letters import KafkaDeadLetters
+    from .kafka.snapstore import SnapshotStore
+    from .runtime.runtime import WorkerRuntime
 
     gcpolicy.configure()
 
@@ -135,14 +137,12 @@ def run(
         settings.engine_config(),
         sink=sink,
         store=SnapshotStore(settings.kafka_bootstrap, settings.snapshot_topic),
-        bootstrap=settings.kafka_bootstrap,
-        dead_letter_topic=settings.dead_letter_topic,
+        dead_letters=KafkaDeadLetters(settings.kafka_bootstrap, settings.dead_letter_topic),
+        data=KafkaDataSource(settings.kafka_bootstrap, settings.topics, settings.max_batch),
         flush_interval=settings.flush_interval,
         snapshot_interval=settings.snapshot_interval,
         merge_margin_ms=settings.merge_margin_ms,
         max_batch=settings.max_batch,
-        session_timeout=settings.session_timeout,
-        rebalance_timeout=max(60.0, 2 * settings.session_timeout),
         metrics=metrics,
         exit_when_idle=exit_when_idle,
     )
@@ -154,6 +154,8 @@ def run(
         app_id=settings.group_id,
         bootstrap=settings.kafka_bootstrap,
         datadir=str(datadir),
+        session_timeout=settings.session_timeout,
+        rebalance_timeout=max(60.0, 2 * settings.session_timeout),
         group_instance_id=settings.group_instance_id,
     )
     attach(app, runtime)
@@ -167,6 +169,9 @@ def run(
     except SystemExit as exc:
         rc = int(exc.code or 0)
     finally:
+        if runtime.failure is not None:
+            log.critical("worker stopped: a write failed for good: %s", runtime.failure)
+            rc = rc or 1
         if sql_server is not None:
             sql_server.close()
         sink.close()
