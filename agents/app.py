@@ -15,6 +15,7 @@ in its snapshot.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -36,9 +37,23 @@ class BatchApp(faust.App):
         return BatchTransport(self.conf.broker_consumer, self)
 
     async def on_stop(self) -> None:
-        """SIGTERM or stop(): write everything, snapshot, then let Faust stop."""
-        if self.runtime is not None:
-            await self.runtime.shutdown()
+        """SIGTERM or stop(): write everything, snapshot, then let Faust stop.
+
+        Bounded by ``STREAMPROC_SHUTDOWN_TIMEOUT``: an orchestrator kills a pod that
+        overstays its grace period anyway, and stopping without the final snapshot is
+        safe (the next owner replays from the previous one; rule 2 of the runtime).
+        """
+        runtime = self.runtime
+        if runtime is not None:
+            try:
+                await asyncio.wait_for(runtime.shutdown(), runtime.shutdown_timeout)
+            except TimeoutError:
+                log.error(
+                    "shutdown did not finish within %.0f s (STREAMPROC_SHUTDOWN_TIMEOUT): "
+                    "stopping without a final snapshot; the next owner replays from the last one",
+                    runtime.shutdown_timeout,
+                )
+                runtime.abandon()  # a write blocked on ClickHouse gives up: the thread ends
         await super().on_stop()
 
 
@@ -51,6 +66,7 @@ def create_app(
     session_timeout: float,
     rebalance_timeout: float,
     group_instance_id: str | None = None,
+    broker_credentials: Any = None,
 ) -> BatchApp:
     """The worker's Faust app, subscribed to the four input topics."""
     app = BatchApp(
@@ -70,6 +86,7 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         consumer_group_instance_id=group_instance_id,
+        broker_credentials=broker_credentials,  # TLS/SASL (streamproc.kafka_client)
     )
     app.runtime = runtime
     for topic in runtime.input_topics:

@@ -88,6 +88,24 @@ LATE_EVENT_COLUMNS: tuple[str, ...] = (
 """``value`` is ``bytes`` (the raw payload); ``ts``, ``window_start``,
 ``stream_time``, ``received_at`` are epoch ms."""
 
+ROOM_ALERT_COLUMNS: tuple[str, ...] = (
+    "room_id",
+    "kind",
+    "window_start",
+    "state",
+    "severity",
+    "value",
+    "baseline",
+    "score",
+    "summary",
+    "resolved_at",
+    "version",
+    "updated_at",
+)
+"""``room_alerts`` (METRICS §11, ``streamproc.anomaly``): keyed by ``(room_id, kind,
+window_start)`` where ``window_start`` is the window the alert fired in; ``resolved_at``
+is the window it resolved in (0 while firing); ``version`` 1 = firing, 2 = resolved."""
+
 TIME_COLUMNS: frozenset[str] = frozenset(
     {
         "window_start",
@@ -99,6 +117,7 @@ TIME_COLUMNS: frozenset[str] = frozenset(
         "ts",
         "stream_time",
         "received_at",
+        "resolved_at",
     }
 )
 """Columns holding epoch milliseconds (``DateTime64(3, 'UTC')`` in ClickHouse)."""
@@ -111,6 +130,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "room_totals": ROOM_TOTALS_COLUMNS,
     "dead_letters": DEAD_LETTER_COLUMNS,
     "late_events": LATE_EVENT_COLUMNS,
+    "room_alerts": ROOM_ALERT_COLUMNS,
 }
 
 
@@ -131,8 +151,14 @@ def as_dict(table: str, row: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip(TABLES[table], row, strict=True))
 
 
-TABLE_ORDER: tuple[str, ...] = ("room_metrics", "room_totals", "dead_letters", "late_events")
-"""The four tables, in the order a batch is written."""
+TABLE_ORDER: tuple[str, ...] = (
+    "room_metrics",
+    "room_totals",
+    "dead_letters",
+    "late_events",
+    "room_alerts",
+)
+"""The tables, in the order a batch is written."""
 
 
 @dataclass
@@ -143,6 +169,7 @@ class OutputBatch:
     room_totals: list[tuple[Any, ...]] = field(default_factory=list)
     dead_letters: list[tuple[Any, ...]] = field(default_factory=list)
     late_events: list[tuple[Any, ...]] = field(default_factory=list)
+    room_alerts: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
@@ -150,6 +177,7 @@ class OutputBatch:
             + len(self.room_totals)
             + len(self.dead_letters)
             + len(self.late_events)
+            + len(self.room_alerts)
         )
 
     def extend(self, other: OutputBatch) -> None:
@@ -158,6 +186,7 @@ class OutputBatch:
         self.room_totals.extend(other.room_totals)
         self.dead_letters.extend(other.dead_letters)
         self.late_events.extend(other.late_events)
+        self.room_alerts.extend(other.room_alerts)
 
     def clear(self) -> None:
         """Empty every table (after a successful write)."""
@@ -165,6 +194,7 @@ class OutputBatch:
         self.room_totals.clear()
         self.dead_letters.clear()
         self.late_events.clear()
+        self.room_alerts.clear()
 
     def tables(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """``(table, rows)`` for the non-empty tables, in a fixed order."""

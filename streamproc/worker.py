@@ -21,7 +21,9 @@ def build_sink(settings: Settings) -> Any:
     from .sink.base import RetryingSink
 
     inner: Any
-    if settings.clickhouse_url:
+    if settings.clickhouse_cluster:
+        inner = _cluster_sink(settings)
+    elif settings.clickhouse_url:
         from .sink.clickhouse_sink import ClickHouseSink
 
         inner = ClickHouseSink(
@@ -55,10 +57,33 @@ def build_sink(settings: Settings) -> Any:
     )
 
 
+def _cluster_sink(settings: Settings) -> Any:
+    """Cluster mode: the tables exist (``streamproc cluster-ddl``); writes wait for the shards."""
+    from .check import Problem, StartupError, check_clickhouse, clickhouse_sink
+
+    if not settings.clickhouse_url:
+        raise StartupError(
+            [Problem("settings", "STREAMPROC_CLICKHOUSE_CLUSTER needs STREAMPROC_CLICKHOUSE_URL")]
+        )
+    # an acknowledged insert into a Distributed table is on the shards (runtime rule 2)
+    sink = clickhouse_sink(
+        settings,
+        compress=settings.clickhouse_compress,
+        insert_format=settings.clickhouse_insert_format,
+        query_settings={"insert_distributed_sync": 1},
+    )
+    problems = check_clickhouse(sink, settings.clickhouse_cluster)
+    if problems:
+        sink.close()
+        raise StartupError(problems)
+    return sink
+
+
 def start_sql_endpoint(settings: Settings, sink: Any) -> Any:
     """Embedded mode: serve read-only SQL for ``streamproc sql`` (chDB locks its directory)."""
     if settings.clickhouse_url or not settings.sql_port:
         return None
+    from .auth import create_token, token_path
     from .sqlserve import SqlServeLimits, SqlServer
 
     limits = SqlServeLimits(
@@ -67,10 +92,18 @@ def start_sql_endpoint(settings: Settings, sink: Any) -> Any:
         max_result_rows=settings.sql_max_result_rows,
         max_result_bytes=settings.sql_max_result_bytes,
         max_body_bytes=settings.sql_max_body_bytes,
+        max_connections=settings.sql_max_connections,
+        queue_wait=settings.sql_queue_wait,
+        idle_timeout=settings.sql_idle_timeout,
     )
-    server = SqlServer(sink.inner, host=settings.sql_host, port=settings.sql_port, limits=limits)
+    # A fresh owner-only token at every start: one leaked from an earlier run is worthless.
+    token_file = token_path(Path(settings.home))
+    token = create_token(token_file)
+    server = SqlServer(
+        sink.inner, host=settings.sql_host, port=settings.sql_port, limits=limits, token=token
+    )
     server.start()
-    log.info("read-only SQL endpoint on %s", server.url)
+    log.info("read-only SQL endpoint on %s (token in %s)", server.url, token_file)
     return server
 
 
@@ -85,24 +118,36 @@ def build_metrics(settings: Settings) -> Any:
     metrics = PipelineMetrics(
         worker_id=worker_id, top_k=settings.top_k, thresholds=settings.thresholds()
     )
-    metrics.serve(settings.metrics_host, settings.metrics_port)
-    log.info(
-        "Prometheus metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port
-    )
     return metrics
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Input, dead-letter and snapshot topics exist, co-partitioned (created if missing)."""
-    from .broker import ensure_topics as _ensure
-    from .kafka.snapstore import TOPIC_CONFIG
+def serve_metrics(settings: Settings, metrics: Any) -> Any:
+    """/metrics, /healthz and /readyz on the metrics port (streamproc/health.py)."""
+    if metrics is None:
+        return None
+    from .health import HealthServer
 
-    append_time = {"message.timestamp.type": "LogAppendTime"}
-    _ensure(settings.kafka_bootstrap, [*settings.topics], settings.partitions, append_time)
-    _ensure(
-        settings.kafka_bootstrap, [settings.dead_letter_topic], settings.partitions, append_time
+    server = HealthServer(
+        metrics.registry, settings.metrics_host, settings.metrics_port, settings.ready_max_lag
     )
-    _ensure(settings.kafka_bootstrap, [settings.snapshot_topic], settings.partitions, TOPIC_CONFIG)
+    log.info(
+        "Prometheus metrics on http://%s:%d/metrics (probes: /healthz, /readyz)",
+        settings.metrics_host,
+        server.port,
+    )
+    return server
+
+
+def ensure_topics(settings: Settings, security: Any = None) -> None:
+    """Every topic exists (created if missing and allowed) and is fit for the worker.
+
+    Raises :class:`streamproc.check.StartupError` (paragraphs, no traceback in the CLI);
+    warnings (e.g. ``CreateTime`` inputs allowed by setting) are logged.
+    """
+    from .check import startup
+
+    for problem in startup(settings, security):
+        log.warning("%s", problem.paragraph())
 
 
 def run(
@@ -118,7 +163,7 @@ def run(
 
     from . import gcpolicy
     from .kafka.data import KafkaDataSource
-    from .kafka.dead_letters import KafkaDeadLetters
+    from .kafka.outputs import KafkaOutputs
     from .kafka.snapstore import SnapshotStore
     from .runtime.runtime import WorkerRuntime
 
@@ -129,23 +174,59 @@ def run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    ensure_topics(settings)
-    sink = build_sink(settings)
+    from .check import Problem, StartupError
+    from .kafka_client import ConfigError, KafkaSecurity, client_config, faust_credentials
+    from .sink.base import SinkError
+
+    try:
+        security = KafkaSecurity.from_settings(settings)
+        ensure_topics(settings, security)
+        sink = build_sink(settings)
+    except (ConfigError, SinkError) as exc:
+        raise StartupError([Problem("settings", str(exc))]) from None
     sql_server = start_sql_endpoint(settings, sink)
     metrics = build_metrics(settings)
+    try:
+        probes = serve_metrics(settings, metrics)
+    except OSError as exc:
+        sink.close()
+        raise StartupError(
+            [
+                Problem(
+                    "metrics",
+                    f"cannot listen on {settings.metrics_host}:{settings.metrics_port} "
+                    f"(STREAMPROC_METRICS_HOST, STREAMPROC_METRICS_PORT): {exc.strerror}",
+                )
+            ]
+        ) from None
+    outputs = KafkaOutputs(
+        settings.kafka_bootstrap,
+        settings.dead_letter_topic,
+        settings.alerts_topic,
+        client_config(security),
+    )
     runtime = WorkerRuntime(
         settings.engine_config(),
         sink=sink,
-        store=SnapshotStore(settings.kafka_bootstrap, settings.snapshot_topic),
-        dead_letters=KafkaDeadLetters(settings.kafka_bootstrap, settings.dead_letter_topic),
-        data=KafkaDataSource(settings.kafka_bootstrap, settings.topics, settings.max_batch),
+        store=SnapshotStore(
+            settings.kafka_bootstrap, settings.snapshot_topic, client_config(security)
+        ),
+        dead_letters=outputs,
+        alerts=outputs if settings.alerts_topic else None,
+        data=KafkaDataSource(
+            settings.kafka_bootstrap, settings.topics, settings.max_batch, client_config(security)
+        ),
         flush_interval=settings.flush_interval,
         snapshot_interval=settings.snapshot_interval,
         merge_margin_ms=settings.merge_margin_ms,
         max_batch=settings.max_batch,
         metrics=metrics,
         exit_when_idle=exit_when_idle,
+        anomaly_detection=settings.anomaly_detection,
     )
+    runtime.shutdown_timeout = settings.shutdown_timeout
+    if probes is not None:
+        probes.runtime = runtime
     # Faust wants a data directory even with no tables; one per process, removed at exit.
     datadir = Path(settings.home) / "faust" / f"{settings.group_id}-{os.getpid()}"
     datadir.mkdir(parents=True, exist_ok=True)
@@ -157,6 +238,7 @@ def run(
         session_timeout=settings.session_timeout,
         rebalance_timeout=max(60.0, 2 * settings.session_timeout),
         group_instance_id=settings.group_instance_id,
+        broker_credentials=faust_credentials(security),
     )
     attach(app, runtime)
     if on_runtime is not None:

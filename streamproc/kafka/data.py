@@ -18,8 +18,16 @@ from streamproc.kafka.internals import tuple_consumer
 class KafkaDataSource:
     """An aiokafka consumer on the worker's event loop, fetching in large batches."""
 
-    def __init__(self, bootstrap: str, topics: Sequence[str], max_batch: int) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        max_batch: int,
+        kafka_config: dict[str, Any] | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
+        self.kafka_config = dict(kafka_config or {})
+        """TLS/SASL keywords (``streamproc.kafka_client.client_config``)."""
         self.topics = tuple(topics)
         self.max_batch = max_batch
         self.consumer: AIOKafkaConsumer | None = None
@@ -35,6 +43,7 @@ class KafkaDataSource:
             fetch_min_bytes=64 * 2**10,  # fewer, larger batches when traffic is live
             fetch_max_wait_ms=100,
             max_poll_records=self.max_batch,
+            **self.kafka_config,
         )
         await consumer.start()
         self.consumer = consumer

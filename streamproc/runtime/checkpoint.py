@@ -42,12 +42,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from streamproc.anomaly import RoomWatch
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine
 from streamproc.engine.snapshot import restore, snapshot, take_seen_segment
 from streamproc.merge import Merger
 from streamproc.rows import OutputBatch
-from streamproc.runtime.ports import DeadLetters, Metrics, OffsetCommitter, Sink, SnapshotStore
+from streamproc.runtime.ports import (
+    Alerts,
+    DeadLetters,
+    Metrics,
+    OffsetCommitter,
+    Sink,
+    SnapshotStore,
+)
 
 log = logging.getLogger("streamproc.worker")
 
@@ -118,9 +126,11 @@ class Checkpointer:
         sink: Sink,
         dead_letters: DeadLetters,
         store: SnapshotStore,
+        alerts: Alerts | None = None,
         metrics: Metrics | None = None,
         snapshot_interval: float = 10.0,
         merge_margin_ms: int = 200,
+        anomaly_detection: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = now_ms,
         floor: Callable[[], int] = version_floor,
@@ -129,7 +139,9 @@ class Checkpointer:
         self.sink = sink
         self.dead_letters = dead_letters
         self.store = store
+        self.alerts = alerts
         self.metrics = metrics
+        self.anomaly_detection = anomaly_detection
         self.snapshot_interval = snapshot_interval
         self.merge_margin_ms = merge_margin_ms
         self.clock = clock
@@ -167,6 +179,10 @@ class Checkpointer:
             )
         # the dedup memory is saved incrementally from here on (engine.snapshot)
         engine.seen_journal = []
+        if not self.anomaly_detection:
+            engine.watch = None
+        elif engine.watch is None:  # a new partition, or a snapshot from before detection
+            engine.watch = RoomWatch()
         topics = len(self.cfg.topics)
         return Owned(engine, Merger(topics, self.merge_margin_ms), [0] * topics)
 
@@ -189,6 +205,10 @@ class Checkpointer:
         now = self.clock()
         outs: list[tuple[int, Owned, Output]] = []
         for p, owned in owned_map.items():
+            if owned.engine.broken:
+                # process() raised mid-record: this state holds part of a record, so it
+                # is neither written nor saved; a restart replays from the last snapshot
+                continue
             out = owned.engine.flush()
             if len(out):
                 outs.append((p, owned, out))
@@ -198,7 +218,9 @@ class Checkpointer:
         due = [
             p
             for p, owned in owned_map.items()
-            if (snapshot_all or now >= owned.snapshot_due) and not owned.engine.drained
+            if (snapshot_all or now >= owned.snapshot_due)
+            and not owned.engine.drained
+            and not owned.engine.broken
         ]
         if due:
             await self.wait_written()  # write before you remember
@@ -228,14 +250,18 @@ class Checkpointer:
                 self._write_task = None
 
     async def _write(self, outs: list[tuple[int, Owned, Output]]) -> None:
-        """Dead letters to their topic, rows to the sink; returns once both acknowledged."""
+        """Dead letters and alerts to their topics, rows to the sink; returns once all acked."""
         batch = OutputBatch()
         letters: list[tuple[object, ...]] = []
+        alerts: list[tuple[object, ...]] = []
         for _, _, out in outs:
             batch.extend(out)
             letters.extend(out.dead_letters)
+            alerts.extend(out.room_alerts)
         if letters:
             await self.dead_letters.send(letters)
+        if alerts and self.alerts is not None:
+            await self.alerts.send_alerts(alerts)
         try:
             await asyncio.to_thread(self.sink.write, batch)
         finally:
@@ -245,6 +271,11 @@ class Checkpointer:
             for p, owned, out in outs:
                 self.metrics.on_written(p, out, stamp, owned.engine.head)
         self.progress.on_write()
+
+    @property
+    def sink_ok(self) -> bool:
+        """No write failed for good, and the sink's last attempt (if it says) succeeded."""
+        return self.failure is None and not getattr(self.sink, "failing", False)
 
     def _report_sink(self) -> None:
         stats = getattr(self.sink, "snapshot", None)

@@ -1,7 +1,7 @@
 """The small interfaces the checkpoint core talks to (the adapters implement them).
 
 Production adapters: :class:`~streamproc.sink.base.RetryingSink` (ClickHouse or
-chDB), :class:`~streamproc.kafka.dead_letters.KafkaDeadLetters`,
+chDB), :class:`~streamproc.kafka.outputs.KafkaOutputs` (dead letters and alerts),
 :class:`~streamproc.kafka.snapstore.SnapshotStore`,
 :class:`~streamproc.kafka.internals.FaustCommitter` and
 :class:`~streamproc.metrics.PipelineMetrics`. ``tests/runtime/fakes.py`` has the
@@ -35,6 +35,17 @@ class DeadLetters(Protocol):
     async def stop(self) -> None: ...
     async def send(self, letters: Sequence[tuple[Any, ...]]) -> None:
         """Produce ``dead_letters`` rows; returns once every one is acknowledged."""
+        ...
+
+
+class Alerts(Protocol):
+    """The alerts topic: ``room_alerts`` rows for whoever reacts to them (at-least-once)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+    async def send_alerts(self, alerts: Sequence[tuple[Any, ...]]) -> None:
+        """Returns once every alert is acknowledged."""
         ...
 
 

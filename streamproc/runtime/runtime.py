@@ -33,7 +33,14 @@ from typing import Any, Protocol
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.presence import NEG
 from streamproc.runtime.checkpoint import Checkpointer, CheckpointFailed, Owned, Progress
-from streamproc.runtime.ports import DeadLetters, Metrics, OffsetCommitter, Sink, SnapshotStore
+from streamproc.runtime.ports import (
+    Alerts,
+    DeadLetters,
+    Metrics,
+    OffsetCommitter,
+    Sink,
+    SnapshotStore,
+)
 
 log = logging.getLogger("streamproc.worker")
 
@@ -67,12 +74,14 @@ class WorkerRuntime:
         store: SnapshotStore,
         dead_letters: DeadLetters,
         data: DataSource,
+        alerts: Alerts | None = None,
         flush_interval: float = 1.0,
         snapshot_interval: float = 10.0,
         merge_margin_ms: int = 200,
         max_batch: int = 20_000,
         metrics: Metrics | None = None,
         exit_when_idle: float | None = None,
+        anomaly_detection: bool = True,
     ) -> None:
         self.cfg = cfg
         self.core = Checkpointer(
@@ -80,9 +89,11 @@ class WorkerRuntime:
             sink=sink,
             dead_letters=dead_letters,
             store=store,
+            alerts=alerts,
             metrics=metrics,
             snapshot_interval=snapshot_interval,
             merge_margin_ms=merge_margin_ms,
+            anomaly_detection=anomaly_detection,
         )
         self.store = store
         self.dead_letters = dead_letters
@@ -102,6 +113,14 @@ class WorkerRuntime:
         self.stopping = False
         self.on_finished: Callable[[], Any] | None = None
         """Called once: ``exit_when_idle`` drained everything, or a write failed for good."""
+        # what /readyz reports (streamproc/health.py), set on this event loop only
+        self.assigned = False
+        """An assignment was received, every owned partition restored, and the end offsets
+        of all of them known (before that, a lag of 0 would only mean "not fetched yet")."""
+        self.lag_total = 0
+        """Records behind on the owned partitions, at the last fetch."""
+        self.shutdown_timeout = 25.0
+        """Seconds SIGTERM may spend writing and snapshotting (``agents.app``)."""
 
     @property
     def owned(self) -> dict[int, Owned]:
@@ -112,6 +131,11 @@ class WorkerRuntime:
         return self.core.progress
 
     @property
+    def sink_ok(self) -> bool:
+        """The last ClickHouse write attempt succeeded (``/readyz``)."""
+        return self.core.sink_ok
+
+    @property
     def failure(self) -> BaseException | None:
         return self.core.failure
 
@@ -120,21 +144,34 @@ class WorkerRuntime:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _clients(self) -> list[Any]:
+        """Each adapter with a connection once (one object may serve several ports)."""
+        out: list[Any] = []
+        for client in (self.store, self.dead_letters, self.core.alerts, self.data):
+            if client is not None and all(client is not c for c in out):
+                out.append(client)
+        return out
+
     async def _ensure_started(self) -> None:
         """Start our Kafka clients on Faust's event loop, on first use."""
         if self._started:
             return
-        await self.store.start()
-        await self.dead_letters.start()
-        await self.data.start()
+        for client in self._clients():
+            await client.start()
         self._started = True
 
     async def close(self) -> None:
         if self._started:
             self._started = False
-            await self.dead_letters.stop()
-            await self.store.stop()
-            await self.data.stop()
+            for client in self._clients():
+                await client.stop()
+
+    def abandon(self) -> None:
+        """A stop that cannot wait any longer: the sink stops retrying (no snapshot follows)."""
+        self.stopping = True
+        stop_retrying = getattr(self.core.sink, "stop_retrying", None)
+        if stop_retrying is not None:
+            stop_retrying()
 
     def _fail(self, exc: CheckpointFailed) -> None:
         """A write failed for good: stop loudly, with no snapshot past it."""
@@ -196,6 +233,7 @@ class WorkerRuntime:
         for tp in assignment:
             if tp.topic in self.kind_of:
                 by_partition.setdefault(tp.partition, set()).add(tp.topic)
+        self.assigned = False
         async with self.lock:
             await self._ensure_started()
             for p, topics in sorted(by_partition.items()):
@@ -208,6 +246,7 @@ class WorkerRuntime:
                         # a restored engine's counters and totals are a baseline, not news
                         self.metrics.on_assign(p, owned.engine)
             self._reassign()
+        self.assigned = not self.owned  # else: once the first fetch knows every end offset
 
     async def on_revoked(self, revoked: Iterable[Any]) -> None:
         """Partitions leave: write, snapshot and forget them before anyone else takes over."""
@@ -271,6 +310,8 @@ class WorkerRuntime:
 
     def _mark_caught_up(self) -> None:
         """Tell each merger which topics have nothing left to read (and since when)."""
+        lag_total = 0
+        known = True
         for p, owned in self.owned.items():
             for k, topic in enumerate(self.input_topics):
                 hw, polled = self.data.end(p, k)
@@ -278,8 +319,16 @@ class WorkerRuntime:
                     owned.merger.caught_up(k, polled)
                 else:
                     owned.merger.lagging(k)
-                if self.metrics is not None and hw is not None:
-                    self.metrics.on_lag(p, topic, max(0, hw - owned.engine.next_offsets[k]))
+                if hw is None:
+                    known = False
+                else:
+                    lag = max(0, hw - owned.engine.next_offsets[k])
+                    lag_total += lag
+                    if self.metrics is not None:
+                        self.metrics.on_lag(p, topic, lag)
+        self.lag_total = lag_total
+        if known and not self.assigned:
+            self.assigned = True
 
     def _all_idle(self, now: float) -> bool:
         if not self.owned or now - self._last_record < (self.exit_when_idle or 0):

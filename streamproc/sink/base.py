@@ -154,6 +154,20 @@ SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
         _c("value", "String", "bytes"),
         _c("received_at", _TIME, "time"),
     ),
+    "room_alerts": (
+        _c("room_id", "String", "str"),
+        _c("kind", "LowCardinality(String)", "str"),
+        _c("window_start", _TIME, "time"),
+        _c("state", "LowCardinality(String)", "str"),
+        _c("severity", "LowCardinality(String)", "str"),
+        _c("value", "Float64", "float64"),
+        _c("baseline", "Float64", "float64"),
+        _c("score", "Float64", "float64"),
+        _c("summary", "String", "str"),
+        _c("resolved_at", _TIME, "time"),
+        _c("version", "UInt64", "uint64"),
+        _c("updated_at", _TIME, "time"),
+    ),
 }
 
 for _t, _cols in SCHEMA.items():  # import-time guard: the schema follows streamproc.rows
@@ -499,6 +513,8 @@ class RetryingSink(Sink):
         self._on_error = on_error
         self._lock = threading.Lock()
         self.stats = SinkStats()
+        self.failing = False
+        """The last attempt failed (``/readyz`` reports the worker not ready meanwhile)."""
 
     def backoff(self, attempt: int) -> float:
         """Delay after failed attempt ``attempt`` (0-based)."""
@@ -517,8 +533,11 @@ class RetryingSink(Sink):
             with self._lock:
                 self.stats.attempts += 1
             try:
-                return what()
+                result = what()
+                self.failing = False
+                return result
             except BatchError as exc:
+                self.failing = True
                 with self._lock:
                     self.stats.errors += 1
                     self.stats.failures += 1
@@ -526,6 +545,7 @@ class RetryingSink(Sink):
                 raise
             except Exception as exc:
                 last = exc
+                self.failing = True
                 with self._lock:
                     self.stats.errors += 1
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -562,6 +582,14 @@ class RetryingSink(Sink):
         """Not retried: a read is the caller's to repeat, and a bad query would only fail again."""
         return self.inner.query(sql, params, fmt)
 
-    def close(self) -> None:
+    def stop_retrying(self) -> None:
+        """The write in progress (if any) gives up after its current attempt; so do later ones.
+
+        For a stop that cannot wait for ClickHouse to come back (``agents.app``'s bounded
+        shutdown): the batch is then recomputed from Kafka by the next owner.
+        """
         self._closed.set()
+
+    def close(self) -> None:
+        self.stop_retrying()
         self.inner.close()

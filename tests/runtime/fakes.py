@@ -57,7 +57,9 @@ _KEYS = {
     "room_totals": ("room_id",),
     "dead_letters": ("topic", "partition", "offset"),
     "late_events": ("topic", "partition", "offset"),
+    "room_alerts": ("room_id", "kind", "window_start"),
 }
+"""Each table's ``ORDER BY`` (``schemas/clickhouse/*.sql``): what ``FINAL`` collapses."""
 
 
 class Tables:
@@ -131,7 +133,7 @@ class FakeSink(Sink):
 
 
 class FakeDeadLetters:
-    """The dead-letter topic: at-least-once, so a set of coordinates (and a count)."""
+    """The dead-letter and alerts topics: at-least-once, so sets (and a count)."""
 
     def __init__(self, journal: Journal, crashes: Crashes) -> None:
         self.journal = journal
@@ -139,6 +141,7 @@ class FakeDeadLetters:
         self.coordinates: set[tuple[Any, ...]] = set()
         self.produced = 0
         self.never_ack = False
+        self.alerts: set[str] = set()
 
     async def start(self) -> None:
         pass
@@ -155,6 +158,11 @@ class FakeDeadLetters:
             await asyncio.Event().wait()
         self.journal.add("dead_letters", len(letters))
         self.crashes.hit("dead_letters", "after")
+
+    async def send_alerts(self, alerts: Sequence[tuple[Any, ...]]) -> None:
+        self.crashes.hit("alerts", "before")
+        self.alerts.update(repr(a) for a in alerts)
+        self.journal.add("alerts", len(alerts))
 
 
 @dataclass
