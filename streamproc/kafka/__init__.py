@@ -1,7 +1,10 @@
-"""Kafka adapters of the runtime: the data consumer, the dead-letter producer, the
-snapshot store, and (in :mod:`streamproc.kafka.internals`, alone) every private
-Faust/aiokafka internal the worker relies on.
+"""Kafka adapters of the runtime and Kafka's rules for tools.
 
-May import: aiokafka, faust, the engine, ``streamproc.runtime.ports``. Not imported
-by the engine or the checkpoint core.
+Owns: the data consumer (``data``), the dead-letter and alerts producer (``outputs``),
+the snapshot store (``snapstore``), Kafka's key partitioner for tools that predict
+partitions (``partitioner``), and, alone in ``internals``, every private Faust/aiokafka
+internal the worker relies on.
+
+May import: aiokafka, faust, the engine, ``streamproc.anomaly`` and
+``streamproc.runtime.ports``. Not imported by the engine or the checkpoint core.
 """
