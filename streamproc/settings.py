@@ -326,18 +326,47 @@ class Settings:
 
     def engine_config(self) -> EngineConfig:
         """The engine's parameters (ms)."""
-        return EngineConfig(
-            window_ms=int(self.window_seconds) * 1000,
-            out_of_order_ms=round(self.out_of_order_seconds * 1000),
-            allowed_lateness_ms=round(self.lateness_seconds * 1000),
-            presence_timeout_ms=round(self.presence_timeout_seconds * 1000),
-            dedup_ms=round(self.dedup_seconds * 1000),
-            idle_ms=round(self.idle_seconds * 1000),
+        return engine_config(
+            window_seconds=self.window_seconds,
+            out_of_order_seconds=self.out_of_order_seconds,
+            lateness_seconds=self.lateness_seconds,
+            presence_timeout_seconds=self.presence_timeout_seconds,
+            dedup_seconds=self.dedup_seconds,
+            idle_seconds=self.idle_seconds,
             topics=tuple(self.topics),
         )
 
     def thresholds(self) -> tuple[int, ...]:
         return tuple(int(x) for x in str(self.viewer_thresholds).split(",") if x.strip())
+
+
+def ms(seconds: float) -> int:
+    """Seconds (as configured) to the engine's milliseconds: the nearest, not truncated
+    (``int(1.001 * 1000)`` is 1000, one float step below 1001)."""
+    return round(seconds * 1000)
+
+
+def engine_config(
+    *,
+    window_seconds: float,
+    out_of_order_seconds: float,
+    lateness_seconds: float,
+    presence_timeout_seconds: float,
+    dedup_seconds: float,
+    idle_seconds: float,
+    topics: tuple[str, ...],
+) -> EngineConfig:
+    """The one conversion of the engine's settings (seconds) to :class:`EngineConfig` (ms),
+    for the worker's settings and the replay command's flags alike."""
+    return EngineConfig(
+        window_ms=ms(window_seconds),
+        out_of_order_ms=ms(out_of_order_seconds),
+        allowed_lateness_ms=ms(lateness_seconds),
+        presence_timeout_ms=ms(presence_timeout_seconds),
+        dedup_ms=ms(dedup_seconds),
+        idle_ms=ms(idle_seconds),
+        topics=topics,
+    )
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
