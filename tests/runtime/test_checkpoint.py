@@ -247,18 +247,25 @@ def test_the_attempt_limit_stops_the_worker_without_a_snapshot() -> None:
     assert world.store.current == {} and world.committer.committed == {}
 
 
+async def _write_in_flight(world: World) -> Checkpointer:
+    """A first flush that is not due for a snapshot: its write goes in flight (and may
+    block there), and the next records are applied meanwhile."""
+    core = world.core()
+    await _own(core)
+    core.partitions[0].snapshot_due = world.clock.now + 1
+    core.partitions[0].engine.process(RECORDS[:CHUNK])
+    await core.flush()
+    core.partitions[0].engine.process(RECORDS[CHUNK : 2 * CHUNK])
+    return core
+
+
 def test_an_acknowledgement_that_never_comes_blocks_every_snapshot() -> None:
     """Dead letters never acknowledged: processing may go on, nothing is remembered."""
     world = World()
     world.dead_letters.never_ack = True
 
     async def go() -> None:
-        core = world.core()
-        await _own(core)
-        core.partitions[0].snapshot_due = world.clock.now + 1
-        core.partitions[0].engine.process(RECORDS[:CHUNK])
-        await core.flush()  # not due yet: the write goes in flight, processing goes on
-        core.partitions[0].engine.process(RECORDS[CHUNK : 2 * CHUNK])
+        core = await _write_in_flight(world)
         world.clock.now += 1
         with pytest.raises(TimeoutError):  # due now, and waits for the acknowledgement
             await asyncio.wait_for(core.flush(), 0.3)
@@ -275,12 +282,7 @@ def test_a_snapshot_waits_for_the_write_in_flight() -> None:
     world.sink.gate = gate
 
     async def go() -> None:
-        core = world.core()
-        await _own(core)
-        core.partitions[0].snapshot_due = world.clock.now + 1
-        core.partitions[0].engine.process(RECORDS[:CHUNK])
-        await core.flush()  # write in flight, blocked in the sink
-        core.partitions[0].engine.process(RECORDS[CHUNK : 2 * CHUNK])
+        core = await _write_in_flight(world)
         flushing = asyncio.create_task(core.flush(snapshot_all=True))
         await asyncio.sleep(0.2)
         assert not flushing.done() and "store" not in world.journal.kinds()
