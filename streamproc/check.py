@@ -152,7 +152,7 @@ async def check_kafka_async(
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     from . import broker
-    from .snapstore import TOPIC_CONFIG
+    from .kafka.snapstore import TOPIC_CONFIG
 
     sec = security or KafkaSecurity.from_settings(settings)
     bootstrap = str(settings.kafka_bootstrap)
@@ -337,7 +337,7 @@ async def _snapshot_problems(
     """Snapshots whose next records the inputs no longer hold (deleted by retention)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from .snapstore import CHUNK, Manifest
+    from .kafka.snapstore import CHUNK, Manifest
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,

@@ -22,7 +22,7 @@ from .anomaly import RoomWatch, alert_dict
 from .engine.config import KINDS, EngineConfig
 from .engine.partition import Output, PartitionEngine
 from .engine.validate import REASONS
-from .partitioner import murmur2_partition
+from .kafka.partitioner import murmur2_partition
 from .rows import (
     DEAD_LETTER_COLUMNS,
     LATE_EVENT_COLUMNS,

@@ -23,8 +23,8 @@ from typing import Any
 
 from streamproc.engine.config import KINDS, EngineConfig
 from streamproc.engine.partition import PartitionEngine
+from streamproc.kafka.partitioner import murmur2_partition
 from streamproc.metrics import PipelineMetrics
-from streamproc.partitioner import murmur2_partition
 from streamproc.rows import fen_to_str
 from streamproc.simulate import scenario_awkward
 from streamproc.sink.base import OutputBatch, QueryResult, RetryingSink, Sink

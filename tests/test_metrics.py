@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamproc.engine.config import KINDS, EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine
 from streamproc.engine.snapshot import restore, snapshot
+from streamproc.kafka.partitioner import murmur2_partition
 from streamproc.metrics import PipelineMetrics
-from streamproc.partitioner import murmur2_partition
 from streamproc.rows import ROOM_METRICS_COLUMNS, ROOM_TOTALS_COLUMNS
 from streamproc.simulate import scenario_awkward
 from streamproc.sink.base import SinkStats

@@ -295,6 +295,8 @@ class PartitionEngine:
             seen[eid] = ts
             if journal is not None:
                 journal.append(eid)
+            # the id's expiry bucket (inline: this runs per event; snapshot.restore rebuilds
+            # all buckets in one pass the same way)
             b = ts // W
             lst = buckets.get(b)
             if lst is None:
@@ -816,15 +818,6 @@ class PartitionEngine:
                 arrival,
             )
         )
-
-    def _remember_bucket(self, eid: str, ts: int) -> None:
-        b = ts // self.cfg.window_ms
-        lst = self._seen_buckets.get(b)
-        if lst is None:
-            self._seen_buckets[b] = [eid]
-            heapq.heappush(self._seen_heap, b)
-        else:
-            lst.append(eid)
 
     def dead_letter_unknown_topic(
         self, topic: str, offset: int, key: bytes | None, value: bytes, arrival: int

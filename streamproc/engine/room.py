@@ -95,14 +95,6 @@ class Room:
             self.dirty_from = start
         return w
 
-    def touch_event(self, ts: int) -> None:
-        """Session bounds and the totals' dirty mark for one applied event."""
-        if ts < self.first_ts:
-            self.first_ts = ts
-        if ts > self.last_ts:
-            self.last_ts = ts
-        self.totals_dirty = True
-
     def totals(self) -> TotalsValues:
         """Session totals over the rows written so far (semantics §7)."""
         peak, peak_at, watch = self.frozen_peak, self.frozen_peak_at, self.frozen_watch

@@ -263,8 +263,8 @@ def restore(
         seen_ts = array("q")
         seen_ts.frombytes(seen_ts_b)
         eng.seen.update(zip(seen_ids, seen_ts, strict=True))
-    # the expiry buckets of PartitionEngine._remember_bucket, built in one pass: a restart
-    # restores millions of ids, and a call per id made restore ~30 % slower
+    # the dedup ids' expiry buckets, as PartitionEngine.process files them, built in one
+    # pass: a restart restores millions of ids, and a call per id made restore ~30 % slower
     W = eng.cfg.window_ms
     buckets = eng._seen_buckets
     get = buckets.get
