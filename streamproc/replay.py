@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import orjson
 
+from .derived import derive_text
 from .engine.config import KINDS, EngineConfig
 from .engine.partition import Output, PartitionEngine
 from .engine.validate import REASONS
@@ -192,14 +193,18 @@ def output_lines(rp: Replayer) -> Iterator[dict[str, Any]]:
             continue  # a row emptied by a late correction: no row in the final result
         d: dict[str, Any] = {"table": "room_metrics"}
         d.update(zip(ROOM_METRICS_COLUMNS, row, strict=True))
+        figures = derive_text("room_metrics", d)
         d["gmv"] = fen_to_str(d["gmv"])
         d["refund_amount"] = fen_to_str(d["refund_amount"])
+        d.update(figures)
         yield d
     for rid in sorted(rp.totals):
         d = {"table": "room_totals"}
         d.update(zip(ROOM_TOTALS_COLUMNS, rp.totals[rid], strict=True))
+        figures = derive_text("room_totals", d)
         d["gmv"] = fen_to_str(d["gmv"])
         d["refund_amount"] = fen_to_str(d["refund_amount"])
+        d.update(figures)
         yield d
     for row in rp.out.dead_letters:
         d = {"table": "dead_letters"}

@@ -804,6 +804,18 @@ def test_room_totals_peak_peak_at_avg_dwell() -> None:
         "refund_amount": "0.00",
         "watch_ms": 67_000,
         "avg_dwell_ms": 67_000 / 7,
+        "distinct_carters": 0,
+        "views": 7,
+        "presence_start": T0 + 1_000,
+        "presence_end": T0 + 61_000,
+        # METRICS §8: 67 s of watching over the 60 s span [1 s, 61 s)
+        "avg_viewers": 67_000 / 60_000,
+        "avg_watch_s": 67 / 7,
+        "uv_value": "0.00",
+        "aov": "0.00",
+        "cart_conversion": 0.0,
+        "gpm": "0.00",
+        "refund_rate": 0.0,
     }
     w = windows(out)
     assert [w[s]["peak_viewers"] for s in sorted(w)] == [1, 2, 3, 1, 0, 1, 3]
