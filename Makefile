@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make demo   -- a local demo on the embedded default (Kafka, worker, simulator, SQL report)
 #   make test   -- the whole test suite (real Kafka broker, real ClickHouse engine)
-.PHONY: demo test lint setup bench
+.PHONY: demo test lint setup bench env
 
 setup:
 	scripts/setup.sh
@@ -21,3 +21,7 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/engine.py
+
+# .env for docker compose: random passwords, mode 600, never overwritten
+env:
+	scripts/gen-env.sh

@@ -94,6 +94,7 @@ def create_app(
     bootstrap: str,
     datadir: str,
     group_instance_id: str | None = None,
+    broker_credentials: Any = None,
 ) -> BatchApp:
     """The worker's Faust app, subscribed to the four input topics."""
     app = BatchApp(
@@ -113,6 +114,7 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         consumer_group_instance_id=group_instance_id,
+        broker_credentials=broker_credentials,  # TLS/SASL (streamproc.kafka_client)
     )
     app.runtime = runtime
     for topic in runtime.input_topics:

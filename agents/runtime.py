@@ -118,6 +118,8 @@ class WorkerRuntime:
         self._last_flush = time.monotonic()
         self._last_record = time.monotonic()
         self._dlq: AIOKafkaProducer | None = None
+        self.kafka_config: dict[str, Any] = {}
+        """TLS/SASL keywords for our clients (``streamproc.kafka_client.client_config``)."""
         self._write_task: asyncio.Task[None] | None = None
         self.data: AIOKafkaConsumer | None = None
         """Our own consumer for the records (no group: Faust's consumer owns membership)."""
@@ -140,7 +142,11 @@ class WorkerRuntime:
             return
         await self.store.start()
         dlq = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            **self.kafka_config,
         )
         await dlq.start()
         data = tuple_consumer(
@@ -153,6 +159,7 @@ class WorkerRuntime:
             fetch_min_bytes=64 * 2**10,  # fewer, larger batches when traffic is live
             fetch_max_wait_ms=100,
             max_poll_records=self.max_batch,
+            **self.kafka_config,
         )
         await data.start()
         self._dlq = dlq

@@ -211,6 +211,7 @@ async def ensure_topics_async(
     *,
     replication_factor: int = 1,
     timeout: float = 30.0,
+    client_config: Mapping[str, Any] | None = None,
 ) -> None:
     """Create the missing ``topics`` and check that all of them have ``partitions`` partitions.
 
@@ -222,6 +223,7 @@ async def ensure_topics_async(
     :class:`TopicMismatchError`, because keys would hash to different partitions than the
     pipeline expects. Returns once every partition of every topic has a leader, so a
     producer started right after does not race the metadata propagation.
+    ``client_config``: TLS/SASL keywords (:func:`streamproc.kafka_client.client_config`).
     """
     if partitions <= 0:
         raise ValueError(f"partitions must be positive, got {partitions}")
@@ -231,6 +233,7 @@ async def ensure_topics_async(
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap_servers,
         request_timeout_ms=int(timeout * 1000),
+        **dict(client_config or {}),
     )
     await admin.start()
     try:
@@ -301,6 +304,7 @@ def ensure_topics(
     *,
     replication_factor: int = 1,
     timeout: float = 30.0,
+    client_config: Mapping[str, Any] | None = None,
 ) -> None:
     """Synchronous :func:`ensure_topics_async` (for scripts and CLI code without a loop).
 
@@ -314,5 +318,6 @@ def ensure_topics(
             config,
             replication_factor=replication_factor,
             timeout=timeout,
+            client_config=client_config,
         )
     )

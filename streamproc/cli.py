@@ -126,13 +126,77 @@ def add_setting_flags(p: argparse.ArgumentParser, *names: str) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from . import worker
+    from .check import StartupError
+
+    try:
+        settings = _settings(args)
+        return worker.run(settings, exit_when_idle=args.exit_when_idle)
+    except StartupError as exc:
+        # what the worker cannot rely on, in paragraphs (streamproc/check.py): no traceback
+        for problem in exc.problems:
+            print(f"streamproc worker: {problem.paragraph()}\n", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a setting that does not parse
+        print(f"streamproc worker: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from . import check
 
     try:
         settings = _settings(args)
     except ValueError as exc:
-        print(f"streamproc worker: {exc}", file=sys.stderr)
+        print(f"streamproc check: {exc}", file=sys.stderr)
         return 2
-    return worker.run(settings, exit_when_idle=args.exit_when_idle)
+    return check.main(settings)
+
+
+def cmd_cluster_ddl(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .sink.base import SinkError
+    from .sink.cluster_ddl import ClusterDdlError, ClusterSpec, cluster_statements, sink_formatter
+    from .sink.ddl import load_statements
+
+    try:
+        settings = _settings(args)
+    except ValueError as exc:
+        print(f"streamproc cluster-ddl: {exc}", file=sys.stderr)
+        return 2
+    spec = ClusterSpec(
+        settings.clickhouse_cluster or "",
+        settings.clickhouse_replica_path,
+        settings.clickhouse_replica_name,
+    )
+    sink: Any = None
+    try:
+        if args.apply:
+            from .check import clickhouse_sink
+
+            sink = clickhouse_sink(settings)
+        else:
+            from .sink.chdb_sink import ChdbSink
+
+            # ClickHouse's parser from a throwaway embedded chDB (no tables created)
+            sink = ChdbSink(tempfile.mkdtemp(prefix="streamproc-ddl-"), apply_schema=False)
+        statements = cluster_statements(
+            load_statements(settings.clickhouse_database), spec, sink_formatter(sink)
+        )
+        for stmt in statements:
+            if args.apply:
+                sink.query(stmt)
+            else:
+                print(stmt + ";\n")
+    except (ClusterDdlError, SinkError, ValueError) as exc:
+        print(f"streamproc cluster-ddl: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if sink is not None:
+            sink.close()
+    if args.apply:
+        print(f"applied {len(statements)} statements ON CLUSTER {spec.cluster}", file=sys.stderr)
+    return 0
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
@@ -167,8 +231,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from . import produce, simulate
+    from .check import Problem, StartupError
+    from .kafka_client import ConfigError, KafkaSecurity, client_config
 
-    s = _settings(args)
+    try:
+        s = _settings(args)
+        security = KafkaSecurity.from_settings(s)
+    except ValueError as exc:  # ConfigError too
+        print(f"streamproc simulate: {exc}", file=sys.stderr)
+        return 2
     cfg = simulate.SimConfig(
         seed=args.seed,
         rooms=args.rooms,
@@ -181,21 +252,40 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.jsonl:
         simulate.write_jsonl(args.jsonl, cfg)
         return 0
-    if args.ensure_topics:
-        from . import worker
+    try:
+        if args.ensure_topics:
+            from . import worker
 
-        worker.ensure_topics(s)
-    cfg = replace(cfg, topics=tuple(simulate.SimConfig().topics))
-    stats = asyncio.run(
-        produce.produce(
-            s.kafka_bootstrap,
-            simulate.generate(cfg),
-            args.rate,
-            dict(zip(simulate.SimConfig().topics, s.topics, strict=True)),
-            None if args.quiet else produce._print_progress,
-            live=args.live,
+            worker.ensure_topics(s, security)
+        cfg = replace(cfg, topics=tuple(simulate.SimConfig().topics))
+        stats = asyncio.run(
+            produce.produce(
+                s.kafka_bootstrap,
+                simulate.generate(cfg),
+                args.rate,
+                dict(zip(simulate.SimConfig().topics, s.topics, strict=True)),
+                None if args.quiet else produce._print_progress,
+                live=args.live,
+                kafka_config=client_config(security),
+            )
         )
-    )
+    except StartupError as exc:
+        for problem in exc.problems:
+            print(f"streamproc simulate: {problem.paragraph()}\n", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"streamproc simulate: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from aiokafka.errors import KafkaError
+
+        if not isinstance(exc, KafkaError | OSError):
+            raise
+        from .check import connect_problem
+
+        failed: Problem = connect_problem(s.kafka_bootstrap, security, exc)
+        print(f"streamproc simulate: {failed.paragraph()}", file=sys.stderr)
+        return 1
     print(
         f"sent {stats.sent:,} delivered {stats.delivered:,} errors {stats.errors:,} "
         f"in {stats.elapsed_s:.1f} s = {stats.rate:,.0f} events/s",
@@ -210,9 +300,13 @@ def cmd_settings(args: argparse.Namespace) -> int:
     if args.markdown:
         print(st.markdown_table())
         return 0
-    values = st.load().as_dict()
+    try:
+        values = st.load().as_dict()
+    except ValueError as exc:
+        print(f"streamproc settings: {exc}", file=sys.stderr)
+        return 2
     for s in st.SETTINGS:
-        print(f"{s.env}={values[s.name]!s}")
+        print(f"{s.env}={st.shown(s, values[s.name])}")
     return 0
 
 
@@ -279,6 +373,33 @@ def build_parser() -> argparse.ArgumentParser:
         "idle_seconds",
     )
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "check",
+        help="check the Kafka topics and ClickHouse tables the worker relies on",
+        description="The worker's start-up checks on demand (docs/deploy.md): topic partitions, "
+        "timestamp type, retention, compaction; tables, columns and engines. Creates nothing. "
+        "Exit status 0: all good; 1: problems (printed one paragraph each); 2: bad settings.",
+    )
+    add_setting_flags(
+        p,
+        "kafka_bootstrap",
+        "partitions",
+        "clickhouse_url",
+        "clickhouse_database",
+        "clickhouse_cluster",
+    )
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "cluster-ddl",
+        help="print (or apply) the ClickHouse cluster DDL: replicated tables behind Distributed",
+        description="schemas/clickhouse/*.sql turned into ReplicatedReplacingMergeTree tables ON "
+        "CLUSTER, sharded by room_id behind Distributed tables (docs/deploy.md).",
+    )
+    p.add_argument("--apply", action="store_true", help="run it on STREAMPROC_CLICKHOUSE_URL")
+    add_setting_flags(p, "clickhouse_cluster", "clickhouse_database", "clickhouse_url")
+    p.set_defaults(func=cmd_cluster_ddl)
 
     p = sub.add_parser("kafka", help="the local Apache Kafka broker (KRaft, fetched with Maven)")
     p.add_argument("action", choices=["start", "stop", "status", "reset"])

@@ -100,6 +100,7 @@ async def produce(
     compression_type: str | None = None,
     request_timeout_ms: int = 30_000,
     progress_interval_s: float = 1.0,
+    kafka_config: Mapping[str, Any] | None = None,
 ) -> ProduceStats:
     """Send ``records`` to the Kafka cluster at ``bootstrap``; return what happened.
 
@@ -109,6 +110,7 @@ async def produce(
     ``unknown_topic`` dead letters of a replay scenario never create topics.
     ``live``: pace by each record's simulated send time against the wall clock
     (ignores ``rate``). Returns after every batch is acknowledged or failed.
+    ``kafka_config``: TLS/SASL keywords (``streamproc.kafka_client.client_config``).
     """
     if rate is not None and rate <= 0:
         raise ValueError("rate must be > 0")
@@ -126,6 +128,7 @@ async def produce(
         max_request_size=max(1024 * 1024, 2 * max_batch_size),
         compression_type=compression_type,
         request_timeout_ms=request_timeout_ms,
+        **dict(kafka_config or {}),
     )
     stats = ProduceStats()
     await producer.start()

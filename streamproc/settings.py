@@ -65,14 +65,36 @@ class Setting:
     parse: Callable[[str], Any]
     doc: str
     group: str
+    secret: bool = False
+    """Printed masked by ``streamproc settings`` (passwords)."""
 
     @property
     def env(self) -> str:
         return "STREAMPROC_" + self.name.upper()
 
 
-def _s(name: str, default: str, parse: Callable[[str], Any], doc: str, group: str) -> Setting:
-    return Setting(name, default, parse, doc, group)
+def _s(
+    name: str,
+    default: str,
+    parse: Callable[[str], Any],
+    doc: str,
+    group: str,
+    *,
+    secret: bool = False,
+) -> Setting:
+    return Setting(name, default, parse, doc, group, secret)
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    """Parser accepting one of ``allowed`` (case-insensitive; returned as spelled there)."""
+
+    def parse(text: str) -> str:
+        for a in allowed:
+            if text.strip().upper() == a.upper():
+                return a
+        raise ValueError(f"one of {', '.join(a or '(empty)' for a in allowed)}")
+
+    return parse
 
 
 _E = EngineConfig()
@@ -115,6 +137,22 @@ SETTINGS: tuple[Setting, ...] = (
     _s("group_id", "streamproc", _str, "consumer group (and Faust app id)", "kafka"),
     _s("group_instance_id", "", _opt_str, "static group membership id: a restarted worker gets its partitions back at once (empty: dynamic)", "kafka"),
     _s("session_timeout", "30", _float, "seconds before the group gives a silent worker's partitions away", "kafka"),
+    # Kafka: topics made by someone else (streamproc/check.py, docs/deploy.md)
+    _s("alerts_topic", "live.alerts", _str, "topic for alerts (empty: no alerts topic)", "kafka"),
+    _s("create_topics", "true", _bool, "create missing topics at start-up (false: a missing topic is an error)", "kafka"),
+    _s("allow_create_time", "false", _bool, "accept input topics with CreateTime timestamps (weaker guarantees: docs/deploy.md)", "kafka"),
+    _s("restore_horizon_seconds", "21600", _float, "longest outage a restore must survive: input retention must cover it plus D and L", "kafka"),
+    # Kafka: authentication and encryption (streamproc/kafka_client.py), for every client
+    _s("kafka_security_protocol", "PLAINTEXT", _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"), "Kafka security.protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", "kafka"),
+    _s("kafka_sasl_mechanism", "", _choice("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_*)", "kafka"),
+    _s("kafka_sasl_username", "", _str, "SASL user name", "kafka"),
+    _s("kafka_sasl_password", "", _str, "SASL password (or use the _FILE setting)", "kafka", secret=True),
+    _s("kafka_sasl_password_file", "", _opt_str, "file holding the SASL password (e.g. a mounted secret)", "kafka"),
+    _s("kafka_ssl_cafile", "", _opt_str, "CA certificate file (PEM) that signed the brokers' certificates", "kafka"),
+    _s("kafka_ssl_certfile", "", _opt_str, "client certificate file (PEM), for mutual TLS", "kafka"),
+    _s("kafka_ssl_keyfile", "", _opt_str, "client private key file (PEM), for mutual TLS", "kafka"),
+    _s("kafka_ssl_key_password", "", _str, "password of the client private key", "kafka", secret=True),
+    _s("kafka_ssl_check_hostname", "true", _bool, "check that the broker's certificate names its host", "kafka"),
     # engine
     _s("window_seconds", str(_E.window_ms // 1000), _int, "W: tumbling window length", "engine"),
     _s(
@@ -174,6 +212,9 @@ SETTINGS: tuple[Setting, ...] = (
         "worker",
     ),
     _s("worker_id", "", _str, "label of this worker's series (default: host-pid)", "worker"),
+    # worker: orchestrators (streamproc/health.py, docs/deploy.md)
+    _s("ready_max_lag", "100000", _int, "/readyz fails while the records behind on owned partitions exceed this", "worker"),
+    _s("shutdown_timeout", "25", _float, "seconds SIGTERM may take to write pending rows and snapshot before exiting", "worker"),
     # ClickHouse
     _s("clickhouse_url", "", _opt_str, "ClickHouse server URL; empty: embedded chDB", "clickhouse"),
     _s(
@@ -185,7 +226,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s("clickhouse_database", "live", _str, "database of the tables", "clickhouse"),
     _s("clickhouse_user", "default", _str, "ClickHouse user", "clickhouse"),
-    _s("clickhouse_password", "", _str, "ClickHouse password", "clickhouse"),
+    _s("clickhouse_password", "", _str, "ClickHouse password", "clickhouse", secret=True),
     _s("clickhouse_secure", "", _opt_bool, "use TLS (default: from the URL scheme)", "clickhouse"),
     _s("clickhouse_verify", "true", _bool, "verify the server's TLS certificate", "clickhouse"),
     _s("clickhouse_ca_cert", "", _opt_str, "CA certificate file for TLS", "clickhouse"),
@@ -221,6 +262,10 @@ SETTINGS: tuple[Setting, ...] = (
         "random fraction added to each retry delay",
         "clickhouse",
     ),
+    # ClickHouse cluster mode (streamproc/sink/cluster_ddl.py, docs/deploy.md)
+    _s("clickhouse_cluster", "", _opt_str, "cluster name: replicated tables ON CLUSTER behind Distributed ones (empty: single node)", "clickhouse"),
+    _s("clickhouse_replica_path", "/clickhouse/tables/{shard}/{database}/{table}", _str, "Keeper path of each replicated table ({shard} is a server macro)", "clickhouse"),
+    _s("clickhouse_replica_name", "{replica}", _str, "replica name of each replicated table (a server macro)", "clickhouse"),
     # SQL endpoint
     _s("sql_host", "127.0.0.1", _str, "address of the worker's read-only SQL endpoint", "sql"),
     _s("sql_port", "8124", _int, "port of the worker's read-only SQL endpoint (0: off)", "sql"),
@@ -301,6 +346,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     if home and "STREAMPROC_CHDB_PATH" not in env:
         values["chdb_path"] = str(Path(home) / "chdb")
     return Settings(values)
+
+
+def shown(setting: Setting, value: Any) -> str:
+    """A value as ``streamproc settings`` prints it: secrets never in clear."""
+    if setting.secret:
+        return "***" if value else ""
+    return "" if value is None else str(value)
 
 
 def markdown_table() -> str:

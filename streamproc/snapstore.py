@@ -60,9 +60,13 @@ class Manifest:
 class SnapshotStore:
     """Save and load engine snapshots (``streamproc.engine.snapshot``) per partition."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, kafka_config: dict[str, Any] | None = None
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.kafka_config = dict(kafka_config or {})
+        """TLS/SASL keywords for every client (``streamproc.kafka_client.client_config``)."""
         self._producer: AIOKafkaProducer | None = None
         self._manifests: dict[int, Manifest] = {}
         self._slot_sizes: dict[tuple[int, str], int] = {}
@@ -75,6 +79,7 @@ class SnapshotStore:
             linger_ms=5,
             max_request_size=CHUNK + 100_000,
             enable_idempotence=True,
+            **self.kafka_config,
         )
         await self._producer.start()
 
@@ -184,6 +189,7 @@ class SnapshotStore:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=CHUNK + 200_000,
+            **self.kafka_config,
         )
         await consumer.start()
         latest: dict[bytes, bytes | None] = {}

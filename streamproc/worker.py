@@ -21,7 +21,9 @@ def build_sink(settings: Settings) -> Any:
     from .sink.base import RetryingSink
 
     inner: Any
-    if settings.clickhouse_url:
+    if settings.clickhouse_cluster:
+        inner = _cluster_sink(settings)
+    elif settings.clickhouse_url:
         from .sink.clickhouse_sink import ClickHouseSink
 
         inner = ClickHouseSink(
@@ -53,6 +55,28 @@ def build_sink(settings: Settings) -> Any:
         jitter=settings.sink_backoff_jitter,
         on_error=on_error,
     )
+
+
+def _cluster_sink(settings: Settings) -> Any:
+    """Cluster mode: the tables exist (``streamproc cluster-ddl``); writes wait for the shards."""
+    from .check import Problem, StartupError, check_clickhouse, clickhouse_sink
+
+    if not settings.clickhouse_url:
+        raise StartupError(
+            [Problem("settings", "STREAMPROC_CLICKHOUSE_CLUSTER needs STREAMPROC_CLICKHOUSE_URL")]
+        )
+    # an acknowledged insert into a Distributed table is on the shards (runtime rule 2)
+    sink = clickhouse_sink(
+        settings,
+        compress=settings.clickhouse_compress,
+        insert_format=settings.clickhouse_insert_format,
+        query_settings={"insert_distributed_sync": 1},
+    )
+    problems = check_clickhouse(sink, settings.clickhouse_cluster)
+    if problems:
+        sink.close()
+        raise StartupError(problems)
+    return sink
 
 
 def start_sql_endpoint(settings: Settings, sink: Any) -> Any:
@@ -92,17 +116,16 @@ def build_metrics(settings: Settings) -> Any:
     return metrics
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Input, dead-letter and snapshot topics exist, co-partitioned (created if missing)."""
-    from .broker import ensure_topics as _ensure
-    from .snapstore import TOPIC_CONFIG
+def ensure_topics(settings: Settings, security: Any = None) -> None:
+    """Every topic exists (created if missing and allowed) and is fit for the worker.
 
-    append_time = {"message.timestamp.type": "LogAppendTime"}
-    _ensure(settings.kafka_bootstrap, [*settings.topics], settings.partitions, append_time)
-    _ensure(
-        settings.kafka_bootstrap, [settings.dead_letter_topic], settings.partitions, append_time
-    )
-    _ensure(settings.kafka_bootstrap, [settings.snapshot_topic], settings.partitions, TOPIC_CONFIG)
+    Raises :class:`streamproc.check.StartupError` (paragraphs, no traceback in the CLI);
+    warnings (e.g. ``CreateTime`` inputs allowed by setting) are logged.
+    """
+    from .check import startup
+
+    for problem in startup(settings, security):
+        log.warning("%s", problem.paragraph())
 
 
 def run(
@@ -127,14 +150,24 @@ def run(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    ensure_topics(settings)
-    sink = build_sink(settings)
+    from .check import Problem, StartupError
+    from .kafka_client import ConfigError, KafkaSecurity, client_config, faust_credentials
+    from .sink.base import SinkError
+
+    try:
+        security = KafkaSecurity.from_settings(settings)
+        ensure_topics(settings, security)
+        sink = build_sink(settings)
+    except (ConfigError, SinkError) as exc:
+        raise StartupError([Problem("settings", str(exc))]) from None
     sql_server = start_sql_endpoint(settings, sink)
     metrics = build_metrics(settings)
     runtime = WorkerRuntime(
         settings.engine_config(),
         sink=sink,
-        store=SnapshotStore(settings.kafka_bootstrap, settings.snapshot_topic),
+        store=SnapshotStore(
+            settings.kafka_bootstrap, settings.snapshot_topic, client_config(security)
+        ),
         bootstrap=settings.kafka_bootstrap,
         dead_letter_topic=settings.dead_letter_topic,
         flush_interval=settings.flush_interval,
@@ -146,6 +179,7 @@ def run(
         metrics=metrics,
         exit_when_idle=exit_when_idle,
     )
+    runtime.kafka_config = client_config(security)
     # Faust wants a data directory even with no tables; one per process, removed at exit.
     datadir = Path(settings.home) / "faust" / f"{settings.group_id}-{os.getpid()}"
     datadir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +189,7 @@ def run(
         bootstrap=settings.kafka_bootstrap,
         datadir=str(datadir),
         group_instance_id=settings.group_instance_id,
+        broker_credentials=faust_credentials(security),
     )
     attach(app, runtime)
     if on_runtime is not None:

@@ -209,3 +209,272 @@ def test_commands_exist_in_the_cli() -> None:
             build_parser().parse_args(cmd[1:])
         except SystemExit as exc:
             raise AssertionError(f"{name}: {cmd} rejected by streamproc's parser") from exc
+
+
+# ---------------------------------------------------------------- deployment defaults
+
+_VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}|\$\$|\$(\w+)")
+
+
+class MissingVariable(Exception):
+    pass
+
+
+def interpolate(text: str, environ: dict[str, str]) -> str:
+    """Compose's variable substitution (``${X}``, ``${X:-default}``, ``${X:?error}``, ``$$``)."""
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1) or m.group(4)
+        op, arg = m.group(2), m.group(3)
+        value = environ.get(name)
+        unset = value is None or (op is not None and op.startswith(":") and value == "")
+        if op in (":?", "?") and unset:
+            raise MissingVariable(f"{name}: {arg}")
+        if op in (":-", "-") and unset:
+            return arg or ""
+        return value or ""
+
+    return _VAR.sub(one, text)
+
+
+def required_variables() -> dict[str, str]:
+    """``${X:?message}`` variables of docker-compose.yml: name -> message."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    return {m.group(1): m.group(3) for m in _VAR.finditer(text) if m.group(2) == ":?"}
+
+
+def env_example() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return dict(x.split("=", 1) for x in lines if x.strip() and not x.startswith("#"))
+
+
+def _port_mappings() -> list[tuple[str, Any]]:
+    return [(n, p) for n, s in services().items() for p in s.get("ports", [])]
+
+
+def test_published_ports_bind_to_loopback_by_default() -> None:
+    secrets = {k: "x" for k in required_variables()}
+    mappings = _port_mappings()
+    assert len(mappings) >= 5
+    for name, mapping in mappings:
+        if isinstance(mapping, dict):  # long syntax
+            host_ip = interpolate(str(mapping.get("host_ip", "")), secrets)
+        else:
+            parts = interpolate(str(mapping), secrets).split(":")
+            assert len(parts) == 3, (name, mapping, "give the host address explicitly")
+            host_ip = parts[0]
+        assert host_ip == "127.0.0.1", (name, mapping)
+    # the address is one knob, documented in .env.example
+    assert env_example()["BIND_ADDR"] == "127.0.0.1"
+    assert {
+        interpolate(str(m), {**secrets, "BIND_ADDR": "10.0.0.5"}).split(":")[0] for _, m in mappings
+    } == {"10.0.0.5"}
+
+
+def test_secrets_come_from_env_and_compose_refuses_without_them() -> None:
+    required = required_variables()
+    assert {"CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= set(required)
+    for name, message in required.items():
+        assert ".env" in message, (name, message)  # the error says where to put it
+        assert name in env_example(), name
+    text = (ROOT / "docker-compose.yml").read_text()
+    everything = {k: "s3cret" for k in required}
+    for name in required:
+        without = {k: v for k, v in everything.items() if k != name}
+        with pytest.raises(MissingVariable, match=name):
+            interpolate(text, without)
+        with pytest.raises(MissingVariable, match=name):  # empty counts as missing
+            interpolate(text, {**without, name: ""})
+    interpolate(text, everything)
+    readme = (ROOT / "README.md").read_text()
+    assert "make env" in readme and ".env" in readme
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+_SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|PASSWD", re.I)
+
+
+def test_no_default_passwords() -> None:
+    checked = 0
+    for name, svc in services().items():
+        for key, value in env(svc).items():
+            if _SECRET_KEY.search(key):
+                assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", value), (name, key, value)
+                checked += 1
+        health = " ".join(svc.get("healthcheck", {}).get("test", []))
+        assert not re.search(r"--password\s+(?!\\?\"?\$)", health), (name, health)
+    assert checked >= 4
+    for f in (ROOT / "deploy/grafana/provisioning").rglob("*.y*ml"):
+        doc = yaml.safe_load(f.read_text())
+        for ds in doc.get("datasources", []):
+            for key, value in (ds.get("secureJsonData") or {}).items():
+                assert str(value).startswith("$"), (f.name, key, "not from the environment")
+    for value in env_example().values():
+        assert value in ("change-me", "127.0.0.1"), value  # the example holds no real secret
+
+
+def test_no_anonymous_access_and_no_admin_apis() -> None:
+    grafana = env(services()["grafana"])
+    assert grafana.get("GF_AUTH_ANONYMOUS_ENABLED", "false").lower() == "false"
+    assert grafana.get("GF_USERS_ALLOW_SIGN_UP", "false").lower() == "false"
+    prom = services()["prometheus"]["command"]
+    assert "--web.enable-lifecycle" not in prom
+    assert "--web.enable-admin-api" not in prom
+    kafka = env(services()["kafka"])
+    assert kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].count("HOST:") == 1
+
+
+def test_gen_env_writes_random_private_secrets(tmp_path: Path) -> None:
+    import os
+    import stat
+    import subprocess
+
+    outs = []
+    for i in range(2):
+        target = tmp_path / f"env{i}"
+        subprocess.run(
+            ["bash", str(ROOT / "scripts/gen-env.sh")],
+            env={**os.environ, "ENV_FILE": str(target)},
+            check=True,
+            capture_output=True,
+        )
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600
+        lines = target.read_text().splitlines()
+        values = dict(x.split("=", 1) for x in lines if x.strip() and not x.startswith("#"))
+        assert set(values) == set(env_example())
+        for name in required_variables():
+            assert len(values[name]) >= 24 and values[name] != "change-me", name
+        outs.append(values)
+    assert all(outs[0][n] != outs[1][n] for n in required_variables())
+    before = (tmp_path / "env0").read_text()  # an existing .env is never overwritten
+    subprocess.run(
+        ["bash", str(ROOT / "scripts/gen-env.sh")],
+        env={**os.environ, "ENV_FILE": str(tmp_path / "env0")},
+        check=True,
+        capture_output=True,
+    )
+    assert (tmp_path / "env0").read_text() == before
+
+
+def test_settings_command_masks_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamproc.cli import main
+
+    monkeypatch.setenv("STREAMPROC_CLICKHOUSE_PASSWORD", "hunter2-clickhouse")
+    monkeypatch.setenv("STREAMPROC_KAFKA_SASL_PASSWORD", "hunter2-kafka")
+    monkeypatch.delenv("STREAMPROC_KAFKA_SSL_KEY_PASSWORD", raising=False)
+    assert main(["settings"]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out
+    lines = out.splitlines()
+    assert "STREAMPROC_CLICKHOUSE_PASSWORD=***" in lines
+    assert "STREAMPROC_KAFKA_SASL_PASSWORD=***" in lines
+    assert "STREAMPROC_KAFKA_SSL_KEY_PASSWORD=" in lines  # unset: shown as empty
+    assert "STREAMPROC_CLICKHOUSE_USER=default" in lines  # the rest in clear
+    for s in settings_mod.SETTINGS:  # a new password setting cannot forget the flag
+        if "password" in s.name and not s.name.endswith("_file"):
+            assert s.secret, s.name
+
+
+# ---------------------------------------------------------------- docker-compose.cluster.yml
+
+
+def cluster_services() -> dict[str, dict[str, Any]]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+    svc: dict[str, dict[str, Any]] = data["services"]
+    return svc
+
+
+def _mounts(svc: dict[str, Any]) -> dict[str, str]:
+    """container path -> host path of a service's bind mounts."""
+    out = {}
+    for vol in svc.get("volumes", []):
+        src, dst = vol.split(":")[:2]
+        if src.startswith("."):
+            out[dst] = src
+    return out
+
+
+def _xml(path: str) -> Any:
+    import xml.etree.ElementTree as ET
+
+    return ET.parse(ROOT / path).getroot()
+
+
+def test_cluster_compose_is_consistent() -> None:
+    svc = cluster_services()
+    servers = {n: s for n, s in svc.items() if "clickhouse-server" in s.get("image", "")}
+    assert len(servers) == 2
+    known = {s.env: s for s in settings_mod.SETTINGS}
+    for name, s in svc.items():
+        for src in _mounts(s).values():
+            assert (ROOT / src).exists(), (name, src)
+            if src.endswith(".xml"):
+                _xml(src)  # parses
+        for var, value in env(s).items():
+            if var.startswith("STREAMPROC_"):
+                assert var in known, (name, var)
+                known[var].parse(value)
+    worker = env(svc["worker"])
+    cluster_name = worker["STREAMPROC_CLICKHOUSE_CLUSTER"]
+    assert env(svc["schema"])["STREAMPROC_CLICKHOUSE_CLUSTER"] == cluster_name
+    shards_of: dict[str, str] = {}
+    for s in servers.values():
+        m = _mounts(s)
+        remote = _xml(m["/etc/clickhouse-server/config.d/cluster.xml"])
+        (cluster,) = remote.find("remote_servers")  # type: ignore[union-attr]
+        assert cluster.tag == cluster_name
+        hosts = [
+            [r.findtext("host") for r in shard.findall("replica")]
+            for shard in cluster.findall("shard")
+        ]
+        assert sorted(h for shard in hosts for h in shard) == sorted(
+            x["hostname"] for x in servers.values()
+        )
+        for shard in cluster.findall("shard"):
+            assert shard.findtext("internal_replication") == "true"  # replicas copy themselves
+            for r in shard.findall("replica"):
+                assert r.find("password").get("from_env") == "CLICKHOUSE_PASSWORD"  # type: ignore[union-attr]
+        macros = _xml(m["/etc/clickhouse-server/config.d/macros.xml"]).find("macros")
+        assert macros is not None
+        assert macros.findtext("replica") == s["hostname"]
+        shards_of[s["hostname"]] = str(macros.findtext("shard"))
+        # the shard macro names the shard whose <replica> lists this host
+        index = next(i for i, h in enumerate(hosts) if s["hostname"] in h)
+        assert shards_of[s["hostname"]] == f"{index + 1:02d}"
+        zk = remote.find("zookeeper/node")
+        keeper = _xml(_mounts(svc["keeper"])["/etc/clickhouse-keeper/keeper_config.xml"])
+        assert zk is not None and zk.findtext("host") == svc["keeper"]["hostname"]
+        assert zk.findtext("port") == keeper.findtext("keeper_server/tcp_port")
+        assert "users.d" in next(k for k in m if k.endswith("insert-sync.xml"))
+        assert worker["STREAMPROC_CLICKHOUSE_URL"].split("//")[1].split(":")[0] in [
+            x["hostname"] for x in servers.values()
+        ]
+    assert len(set(shards_of.values())) == 2  # two shards, not one twice
+    path = env(svc["schema"])["STREAMPROC_CLICKHOUSE_REPLICA_PATH"]
+    assert (
+        "{shard}" in path
+        and env(svc["schema"])["STREAMPROC_CLICKHOUSE_REPLICA_NAME"] == "{replica}"
+    )
+    assert svc["worker"]["depends_on"]["schema"]["condition"] == "service_completed_successfully"
+    for name in ("schema", "worker", "simulator"):
+        build_parser().parse_args(svc[name]["command"][1:])
+
+
+def test_cluster_compose_defaults_are_safe() -> None:
+    text = (ROOT / "docker-compose.cluster.yml").read_text()
+    secrets = {m.group(1) for m in _VAR.finditer(text) if m.group(2) == ":?"}
+    assert secrets == {"CLICKHOUSE_PASSWORD"} and secrets <= set(env_example())
+    ports = [(n, p) for n, s in cluster_services().items() for p in s.get("ports", [])]
+    assert ports
+    for name, mapping in ports:
+        assert interpolate(str(mapping), {"CLICKHOUSE_PASSWORD": "x"}).startswith("127.0.0.1:"), (
+            name
+        )
+    for name, s in cluster_services().items():
+        for key, value in env(s).items():
+            if _SECRET_KEY.search(key):
+                assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", value), (name, key)

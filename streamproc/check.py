@@ -1,0 +1,458 @@
+"""Start-up checks of what the worker relies on: topics and tables made by someone else.
+
+On a platform team's cluster the topics exist before we start, made the ordinary way
+(``CreateTime``, the broker's retention, maybe another partition count). The worker
+runs :func:`startup` before it consumes anything, and ``streamproc check`` runs the
+same checks on demand. Each problem is one paragraph naming the topic (or table),
+the setting and the command that fixes it; the CLI prints them and exits non-zero,
+never with a traceback.
+
+What the exactly-once effect needs (``docs/runtime.md``, ``docs/deploy.md``):
+
+* the four input topics co-partitioned (``STREAMPROC_PARTITIONS`` each): partition
+  ``p`` of all four is one unit of state;
+* their timestamps ``LogAppendTime``: the merge order is the broker's append order.
+  ``CreateTime`` is accepted only with ``STREAMPROC_ALLOW_CREATE_TIME=true``, with the
+  weaker promise documented in ``docs/deploy.md``;
+* their retention at least ``D + L + STREAMPROC_RESTORE_HORIZON_SECONDS`` and no
+  compaction, so a restore from the snapshot finds every record after it;
+* the snapshot topic compacted only (``compact,delete`` would delete snapshots), with
+  one partition per input partition;
+* the dead-letter topic (and the alerts topic, when set) present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .kafka_client import ConfigError, KafkaSecurity, client_config
+
+__all__ = ["Problem", "StartupError", "check_clickhouse", "check_kafka", "main", "startup"]
+
+_UNKNOWN_TOPIC = 3
+_KAFKA_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing the worker cannot rely on: ``subject`` (topic/table) and a paragraph."""
+
+    subject: str
+    text: str
+    fatal: bool = True
+
+    def paragraph(self) -> str:
+        return ("error: " if self.fatal else "warning: ") + self.text
+
+
+class StartupError(Exception):
+    """Fatal problems found before start: printed as paragraphs, exit status 2."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n\n".join(p.paragraph() for p in self.problems))
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+def _configs_cmd(bootstrap: str, topic: str, config: str) -> str:
+    return (
+        f"kafka-configs.sh --bootstrap-server {bootstrap} --entity-type topics "
+        f"--entity-name {topic} --alter --add-config {config}"
+    )
+
+
+def connect_problem(bootstrap: str, security: KafkaSecurity, exc: BaseException) -> Problem:
+    """A failed connection in words: refused login, TLS, or nobody answering."""
+    name = type(exc).__name__
+    detail = str(exc) or name
+    if "Sasl" in name or "Authentication" in name or "authentication" in detail.lower():
+        text = (
+            f"Kafka at {bootstrap} refused the login ({security.describe()}): {detail}. "
+            "Check STREAMPROC_KAFKA_SASL_USERNAME, STREAMPROC_KAFKA_SASL_PASSWORD (or "
+            "STREAMPROC_KAFKA_SASL_PASSWORD_FILE) and STREAMPROC_KAFKA_SASL_MECHANISM "
+            "against the user the platform team created (kafka-configs.sh --describe "
+            "--entity-type users)."
+        )
+    elif isinstance(exc, ssl.SSLError) or "SSL" in name or "certificate" in detail.lower():
+        text = (
+            f"TLS to Kafka at {bootstrap} failed ({security.describe()}): {detail}. Check "
+            "STREAMPROC_KAFKA_SSL_CAFILE (the CA that signed the brokers' certificates) "
+            "and STREAMPROC_KAFKA_SSL_CHECK_HOSTNAME."
+        )
+    else:
+        text = (
+            f"cannot reach Kafka at {bootstrap} ({security.describe()}) within "
+            f"{_KAFKA_TIMEOUT:.0f} s: {detail}. Check STREAMPROC_KAFKA_BOOTSTRAP and "
+            "STREAMPROC_KAFKA_SECURITY_PROTOCOL (a TLS listener does not answer plaintext)."
+        )
+    return Problem("kafka", text)
+
+
+def _config_values(response: Any) -> dict[str, dict[str, str]]:
+    """topic -> {config name: value} from DescribeConfigs responses."""
+    out: dict[str, dict[str, str]] = {}
+    for r in response:
+        for res in r.resources:
+            error_code, _msg, _rtype, name, entries = res[:5]
+            if error_code == 0:
+                out[str(name)] = {str(e[0]): str(e[1]) for e in entries}
+    return out
+
+
+async def check_kafka_async(
+    settings: Any, security: KafkaSecurity | None = None, *, create: bool | None = None
+) -> list[Problem]:
+    """Every topic problem (creating missing topics first when ``create``)."""
+    from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+
+    from . import broker
+    from .snapstore import TOPIC_CONFIG
+
+    sec = security or KafkaSecurity.from_settings(settings)
+    bootstrap = str(settings.kafka_bootstrap)
+    create = bool(settings.create_topics) if create is None else create
+    n = int(settings.partitions)
+    inputs = [str(t) for t in settings.topics]
+    snapshot_topic = str(settings.snapshot_topic)
+    side = [str(settings.dead_letter_topic)]
+    if settings.alerts_topic:
+        side.append(str(settings.alerts_topic))
+    append_time = {"message.timestamp.type": "LogAppendTime"}
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=int(_KAFKA_TIMEOUT * 1000),
+        **client_config(sec),
+    )
+    try:
+        await asyncio.wait_for(admin.start(), _KAFKA_TIMEOUT)
+    except Exception as exc:
+        await admin.close()
+        return [connect_problem(bootstrap, sec, exc)]
+    problems: list[Problem] = []
+    try:
+        everything = [*inputs, snapshot_topic, *side]
+        described = {
+            str(t["topic"]): t
+            for t in await admin.describe_topics(everything)
+            if int(t["error_code"]) != _UNKNOWN_TOPIC
+        }
+        missing = [t for t in everything if t not in described]
+        if missing and create:
+            # same creation as ever (broker.ensure_topics), only for what is missing
+            for topics, config in (
+                ([t for t in inputs + side if t in missing], append_time),
+                ([snapshot_topic] if snapshot_topic in missing else [], TOPIC_CONFIG),
+            ):
+                if topics:
+                    await broker.ensure_topics_async(
+                        bootstrap, topics, n, config, client_config=client_config(sec)
+                    )
+            described = {
+                str(t["topic"]): t
+                for t in await admin.describe_topics(everything)
+                if int(t["error_code"]) != _UNKNOWN_TOPIC
+            }
+            missing = [t for t in everything if t not in described]
+        for t in missing:
+            config = TOPIC_CONFIG if t == snapshot_topic else append_time
+            configs = " ".join(f"--config {k}={v}" for k, v in config.items())
+            problems.append(
+                Problem(
+                    t,
+                    f"topic {t} does not exist and STREAMPROC_CREATE_TOPICS=false. Create it: "
+                    f"kafka-topics.sh --bootstrap-server {bootstrap} --create --topic {t} "
+                    f"--partitions {n} {configs}",
+                )
+            )
+        present = [t for t in everything if t in described]
+        counts = {t: len(described[t]["partitions"]) for t in present}
+        for t in [*inputs, snapshot_topic]:
+            if t in counts and counts[t] != n:
+                role = "snapshot topic" if t == snapshot_topic else "input topic"
+                others = ", ".join(f"{u}: {counts[u]}" for u in inputs if u in counts)
+                problems.append(
+                    Problem(
+                        t,
+                        f"{role} {t} has {counts[t]} partitions, the worker is configured for "
+                        f"STREAMPROC_PARTITIONS={n} (inputs: {others}). Partition p of the "
+                        "four input topics is one unit of state, so all four and the snapshot "
+                        "topic need the same count. Set STREAMPROC_PARTITIONS to the topics' "
+                        "count, or, on topics that hold nothing yet, raise theirs: "
+                        f"kafka-topics.sh --bootstrap-server {bootstrap} --alter --topic {t} "
+                        f"--partitions {n}",
+                    )
+                )
+        resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in present]
+        values = _config_values(await admin.describe_configs(resources)) if resources else {}
+        problems += _config_problems(settings, bootstrap, values, inputs, snapshot_topic)
+    except Exception as exc:  # a broker that fails mid-way: one paragraph too
+        problems.append(connect_problem(bootstrap, sec, exc))
+    finally:
+        await admin.close()
+    return problems
+
+
+def _config_problems(
+    settings: Any,
+    bootstrap: str,
+    configs: Mapping[str, Mapping[str, str]],
+    inputs: Sequence[str],
+    snapshot_topic: str,
+) -> list[Problem]:
+    problems: list[Problem] = []
+    cfg = settings.engine_config()
+    horizon_ms = int(
+        cfg.dedup_ms + cfg.allowed_lateness_ms + settings.restore_horizon_seconds * 1000
+    )
+    for t in inputs:
+        c = configs.get(t)
+        if c is None:
+            continue
+        ts_type = c.get("message.timestamp.type", "CreateTime")
+        if ts_type != "LogAppendTime":
+            fix = _configs_cmd(bootstrap, t, "message.timestamp.type=LogAppendTime")
+            if settings.allow_create_time:
+                problems.append(
+                    Problem(
+                        t,
+                        f"input topic {t} has {ts_type} timestamps; running with "
+                        "STREAMPROC_ALLOW_CREATE_TIME=true: every record is still applied "
+                        "exactly once, but which events count as late (and so some window "
+                        "rows) may differ after a crash or a replay, and producers' clocks "
+                        f"drive stream time (docs/deploy.md). To lift this: {fix}",
+                        fatal=False,
+                    )
+                )
+            else:
+                problems.append(
+                    Problem(
+                        t,
+                        f"input topic {t} has message.timestamp.type={ts_type}; the worker "
+                        "merges the four topics in the broker's append order, which only "
+                        "LogAppendTime records, so results after a crash could differ from "
+                        f"the first run. Fix the topic: {fix} (new records get the broker's "
+                        "time from then on), or accept the weaker guarantee described in "
+                        "docs/deploy.md with STREAMPROC_ALLOW_CREATE_TIME=true.",
+                    )
+                )
+        policy = c.get("cleanup.policy", "delete")
+        if "compact" in policy:
+            problems.append(
+                Problem(
+                    t,
+                    f"input topic {t} has cleanup.policy={policy}: compaction drops records "
+                    "with a repeated key before the worker (or a restore) reads them. Fix: "
+                    + _configs_cmd(bootstrap, t, "cleanup.policy=delete"),
+                )
+            )
+        retention = int(c.get("retention.ms", "604800000"))
+        if retention != -1 and retention < horizon_ms:
+            need = -(-horizon_ms // 3_600_000) * 3_600_000
+            problems.append(
+                Problem(
+                    t,
+                    f"input topic {t} keeps records {retention / 3_600_000:g} h "
+                    f"(retention.ms={retention}); a restore needs D + L + "
+                    "STREAMPROC_RESTORE_HORIZON_SECONDS = "
+                    f"{horizon_ms / 3_600_000:g} h of them (a worker down longer than the "
+                    "retention would skip records it never counted). Fix: "
+                    + _configs_cmd(bootstrap, t, f"retention.ms={need}")
+                    + ", or lower STREAMPROC_RESTORE_HORIZON_SECONDS to the outage you accept.",
+                )
+            )
+    c = configs.get(snapshot_topic)
+    if c is not None and c.get("cleanup.policy", "delete") != "compact":
+        problems.append(
+            Problem(
+                snapshot_topic,
+                f"snapshot topic {snapshot_topic} (STREAMPROC_SNAPSHOT_TOPIC) has "
+                f"cleanup.policy={c.get('cleanup.policy', 'delete')}; it must be compacted "
+                "only, or the broker deletes the snapshots a restore needs (and keeps every "
+                "old one otherwise). Fix: "
+                + _configs_cmd(bootstrap, snapshot_topic, "cleanup.policy=compact"),
+            )
+        )
+    return problems
+
+
+def check_kafka(
+    settings: Any, security: KafkaSecurity | None = None, *, create: bool | None = None
+) -> list[Problem]:
+    """Synchronous :func:`check_kafka_async`."""
+    return asyncio.run(check_kafka_async(settings, security, create=create))
+
+
+# --------------------------------------------------------------------------- ClickHouse
+
+_REPLACING = ("ReplacingMergeTree", "ReplicatedReplacingMergeTree")
+
+
+def check_clickhouse(sink: Any, cluster: str | None = None) -> list[Problem]:
+    """The four tables exist with our columns (names and types) and a fitting engine.
+
+    ``sink`` is any :class:`streamproc.sink.base.Sink`. In cluster mode each table
+    is a ``Distributed`` table over ``<table>_local`` on every shard.
+    """
+    from .sink.base import SCHEMA
+    from .sink.cluster_ddl import LOCAL_SUFFIX
+
+    db = sink.database
+    problems: list[Problem] = []
+    try:
+        tables = {
+            str(r[0]): (str(r[1]), str(r[2]))
+            for r in sink.query(
+                "SELECT name, engine, engine_full FROM system.tables WHERE database = {db:String}",
+                {"db": db},
+            ).rows
+        }
+        columns: dict[str, list[tuple[str, str]]] = {}
+        for r in sink.query(
+            "SELECT table, name, type FROM system.columns WHERE database = {db:String} "
+            "ORDER BY table, position",
+            {"db": db},
+        ).rows:
+            columns.setdefault(str(r[0]), []).append((str(r[1]), str(r[2])))
+    except Exception as exc:
+        return [Problem("clickhouse", f"cannot query ClickHouse's system tables: {exc}")]
+    fix = (
+        "streamproc cluster-ddl | clickhouse-client --multiquery"
+        if cluster
+        else "start the worker once (it applies schemas/clickhouse/*.sql)"
+    )
+    for table, cols in SCHEMA.items():
+        want = [(c.name, c.ch_type) for c in cols]
+        names = [table, table + LOCAL_SUFFIX] if cluster else [table]
+        for name in names:
+            if name not in tables:
+                problems.append(
+                    Problem(f"{db}.{name}", f"table {db}.{name} does not exist. Fix: {fix}")
+                )
+                continue
+            have = columns.get(name, [])
+            if have != want:
+                diff = [f"{c} {t}" for c, t in sorted(set(want) ^ set(have))] or ["column order"]
+                problems.append(
+                    Problem(
+                        f"{db}.{name}",
+                        f"table {db}.{name} has other columns than the worker writes "
+                        f"(differences: {diff}); the schema is schemas/clickhouse/*.sql. "
+                        f"Fix: migrate or recreate the table ({fix}).",
+                    )
+                )
+            engine, engine_full = tables[name]
+            if name == table and cluster:
+                ok = engine == "Distributed" and f"{table}{LOCAL_SUFFIX}" in engine_full
+                expected = f"Distributed over {db}.{table}{LOCAL_SUFFIX}"
+            elif cluster:
+                ok = engine == "ReplicatedReplacingMergeTree"
+                expected = "ReplicatedReplacingMergeTree"
+            else:
+                ok = engine in _REPLACING
+                expected = "ReplacingMergeTree"
+            if not ok:
+                problems.append(
+                    Problem(
+                        f"{db}.{name}",
+                        f"table {db}.{name} has engine {engine}, expected {expected} (rows "
+                        "re-written after a crash must collapse by version). Fix: recreate it "
+                        f"({fix}).",
+                    )
+                )
+    return problems
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def startup(settings: Any, security: KafkaSecurity | None = None) -> list[Problem]:
+    """Before the worker starts: topic checks (creating missing ones if allowed).
+
+    Raises :class:`StartupError` with every fatal problem; returns the warnings.
+    """
+    try:
+        problems = check_kafka(settings, security)
+    except ConfigError as exc:
+        raise StartupError([Problem("settings", str(exc))]) from None
+    fatal = [p for p in problems if p.fatal]
+    if fatal:
+        raise StartupError(problems)
+    return problems
+
+
+def main(settings: Any) -> int:
+    """``streamproc check``: Kafka and ClickHouse; 0 when nothing is wrong, 1 otherwise."""
+    problems: list[Problem] = []
+    try:
+        security = KafkaSecurity.from_settings(settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problems += check_kafka(settings, security, create=False)
+    problems += _clickhouse_from_settings(settings)
+    for p in problems:
+        print(p.paragraph() + "\n", file=sys.stderr)
+    fatal = sum(p.fatal for p in problems)
+    print(
+        f"streamproc check: {fatal} error(s), {len(problems) - fatal} warning(s)"
+        if problems
+        else "streamproc check: Kafka topics and ClickHouse tables are as the worker needs them"
+    )
+    return 1 if fatal else 0
+
+
+def clickhouse_sink(
+    settings: Any, query_settings: dict[str, Any] | None = None, **extra: Any
+) -> Any:
+    """A :class:`ClickHouseSink` from the settings that applies no DDL."""
+    from .sink.clickhouse_sink import ClickHouseSink
+
+    return ClickHouseSink(
+        settings.clickhouse_url,
+        user=settings.clickhouse_user,
+        password=settings.clickhouse_password,
+        database=settings.clickhouse_database,
+        secure=settings.clickhouse_secure,
+        verify=settings.clickhouse_verify,
+        ca_cert=settings.clickhouse_ca_cert,
+        connect_timeout=settings.clickhouse_connect_timeout,
+        send_receive_timeout=settings.clickhouse_send_timeout,
+        apply_schema=False,
+        settings=query_settings,
+        **extra,
+    )
+
+
+def _clickhouse_from_settings(settings: Any) -> list[Problem]:
+    if not settings.clickhouse_url:
+        return [
+            Problem(
+                "clickhouse",
+                "embedded chDB (STREAMPROC_CLICKHOUSE_URL empty): the worker creates its own "
+                "tables; nothing to check.",
+                fatal=False,
+            )
+        ]
+    from .sink.base import SinkError
+
+    try:
+        sink = clickhouse_sink(settings)
+    except (SinkError, ValueError) as exc:
+        return [
+            Problem(
+                "clickhouse",
+                f"{exc}. Check STREAMPROC_CLICKHOUSE_URL, _USER, _PASSWORD and _SECURE.",
+            )
+        ]
+    try:
+        return check_clickhouse(sink, settings.clickhouse_cluster)
+    finally:
+        sink.close()
