@@ -28,6 +28,8 @@ from .rows import (
     LATE_EVENT_COLUMNS,
     ROOM_METRICS_COLUMNS,
     ROOM_TOTALS_COLUMNS,
+    SKU_METRICS_COLUMNS,
+    SKU_TOTALS_COLUMNS,
     fen_to_str,
 )
 
@@ -126,6 +128,8 @@ class Replayer:
         """Shared by all engines so dead letters and late events stay in arrival order."""
         self.metrics: dict[tuple[str, int], tuple[Any, ...] | None] = {}
         self.totals: dict[str, tuple[Any, ...]] = {}
+        self.sku_metrics: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self.sku_totals: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def engine(self, partition: int) -> PartitionEngine:
         eng = self.engines.get(partition)
@@ -148,9 +152,15 @@ class Replayer:
             self.metrics[(row[0], row[1])] = row if exists else None
         for row in self.out.room_totals:
             self.totals[row[0]] = row
+        for row in self.out.sku_metrics:
+            self.sku_metrics[(row[0], row[1], row[2])] = row
+        for row in self.out.sku_totals:
+            self.sku_totals[(row[0], row[1])] = row
         self.out.room_metrics.clear()
         self.out.row_exists.clear()
         self.out.room_totals.clear()
+        self.out.sku_metrics.clear()
+        self.out.sku_totals.clear()
 
     def finish(self) -> None:
         for p in sorted(self.engines):
@@ -206,6 +216,17 @@ def output_lines(rp: Replayer) -> Iterator[dict[str, Any]]:
         d["refund_amount"] = fen_to_str(d["refund_amount"])
         d.update(figures)
         yield d
+    sku_tables: tuple[tuple[str, tuple[str, ...], list[tuple[Any, ...]]], ...] = (
+        ("sku_metrics", SKU_METRICS_COLUMNS, [rp.sku_metrics[k] for k in sorted(rp.sku_metrics)]),
+        ("sku_totals", SKU_TOTALS_COLUMNS, [rp.sku_totals[k] for k in sorted(rp.sku_totals)]),
+    )
+    for table, columns, rows in sku_tables:
+        for row in rows:
+            d = {"table": table}
+            d.update(zip(columns, row, strict=True))
+            d["gmv"] = fen_to_str(d["gmv"])
+            d["refund_amount"] = fen_to_str(d["refund_amount"])
+            yield d
     for row in rp.out.dead_letters:
         d = {"table": "dead_letters"}
         for col, v in zip(DEAD_LETTER_COLUMNS, row, strict=True):
