@@ -19,12 +19,12 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamproc.derived import derive
 from streamproc.engine.config import KINDS, EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine
 from streamproc.engine.snapshot import restore, snapshot
 from streamproc.metrics import PipelineMetrics
 from streamproc.partitioner import murmur2_partition
-from streamproc.derived import derive
 from streamproc.rows import ROOM_METRICS_COLUMNS, ROOM_TOTALS_COLUMNS, SKU_TOTALS_COLUMNS
 from streamproc.simulate import scenario_awkward
 from streamproc.sink.base import SinkStats
