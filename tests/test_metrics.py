@@ -399,7 +399,7 @@ def test_derived_figures_of_the_top_rooms_follow_the_one_definition() -> None:
     assert one(m, "streamproc_room_uv_value_yuan", room_id="big") == 100.0  # 1000.01 / 10, down
     assert one(m, "streamproc_room_aov_yuan", room_id="big") == 1000.01
     assert one(m, "streamproc_room_cart_conversion_ratio", room_id="big") == 1 / 3
-    assert one(m, "streamproc_room_gpm_yuan", room_id="big") == 142858.57  # 1000.01 * 1000 / 7, down
+    assert one(m, "streamproc_room_gpm_yuan", room_id="big") == 142858.57  # 1000.01e3 / 7
     assert one(m, "streamproc_room_refund_ratio", room_id="big") == 0.25
     for name in ("streamproc_room_avg_viewers", "streamproc_room_gpm_yuan"):
         assert room_ids(m, name) == {"big"}  # top-K only
