@@ -48,6 +48,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from streamproc.anomaly import KINDS as ALERT_KINDS
+from streamproc.anomaly import PAGING_KINDS
 from streamproc.derived import BY_NAME, Figure
 from streamproc.engine.config import KINDS
 from streamproc.engine.partition import PartitionEngine
@@ -211,6 +213,10 @@ class _Partition:
     dedup_ids: int = 0
     head_ts: int | None = None
     watermark: int | None = None
+    alerts_fired: dict[str, int] = field(default_factory=dict)
+    """The engine's anomaly detectors' fired counts, as last seen (baseline of the deltas)."""
+    firing: list[tuple[str, str, int]] = field(default_factory=list)
+    """``(room_id, kind, window_start)`` of the partition's alerts firing now."""
 
     def __post_init__(self) -> None:
         if not self.above:
@@ -277,6 +283,7 @@ class PipelineMetrics(Collector):
         self._invalid = dict.fromkeys(REASONS, 0)
         self._duplicates = 0
         self._late = 0
+        self._alerts = dict.fromkeys(ALERT_KINDS, 0)
         self._freshness = _Histogram(FRESHNESS_BUCKETS)
         # sink
         self._sink_last: SinkStats | None = None
@@ -385,6 +392,15 @@ class PipelineMetrics(Collector):
                 part.events = [0] * len(KINDS)
                 part.invalid = {}
                 part.duplicates = part.late = 0
+                part.alerts_fired = {}
+            watch = engine.watch
+            if watch is not None:
+                for kind, n in watch.fired.items():
+                    self._alerts[kind] = self._alerts.get(kind, 0) + _delta(
+                        n, part.alerts_fired.get(kind, 0)
+                    )
+                part.alerts_fired = dict(watch.fired)
+                part.firing = watch.firing()
             c = engine.counters
             for i, n in enumerate(c.events):
                 self._events[i] += _delta(n, part.events[i])
@@ -481,6 +497,8 @@ class PipelineMetrics(Collector):
         part.invalid = dict(c.invalid)
         part.duplicates = c.duplicates
         part.late = c.late
+        part.alerts_fired = {} if engine.watch is None else dict(engine.watch.fired)
+        part.firing = [] if engine.watch is None else engine.watch.firing()
 
     def _set_concurrent(self, part: _Partition, r: _Room, c: int, now_ms: int) -> None:
         old = r.concurrent
@@ -696,6 +714,7 @@ class PipelineMetrics(Collector):
         for reason, n in self._invalid.items():
             fam.add_metric([w, reason], n)
         out.append(fam)
+        out += self._anomaly_families()
         counter("streamproc_duplicates_total", "Redelivered messages ignored.", self._duplicates)
         counter("streamproc_late_events_total", "Events too late to apply.", self._late)
         out.append(self._histogram(
@@ -768,6 +787,37 @@ class PipelineMetrics(Collector):
         counter("streamproc_snapshot_bytes_total", "Bytes of engine state saved in snapshots.",
                 self._snapshot_bytes)  # fmt: skip
         return out
+
+    def _anomaly_families(self) -> list[Metric]:
+        """Alerts fired and firing by kind, and the firing alerts of at most K rooms (§11)."""
+        w = self.worker_id
+        fired = CounterMetricFamily(
+            "streamproc_anomaly_alerts_total",
+            "Anomaly alerts fired (docs/anomalies.md), by kind.",
+            labels=["worker", "kind"],
+        )
+        now = GaugeMetricFamily(
+            "streamproc_anomaly_alerts_firing",
+            "Anomaly alerts firing now, by kind.",
+            labels=["worker", "kind"],
+        )
+        firing = [a for p in self._parts.values() for a in p.firing]
+        by_kind = dict.fromkeys(ALERT_KINDS, 0)
+        for _, kind, _ in firing:
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+        for kind in ALERT_KINDS:
+            fired.add_metric([w, kind], self._alerts.get(kind, 0))
+            now.add_metric([w, kind], by_kind[kind])
+        rooms = GaugeMetricFamily(
+            "streamproc_room_anomaly_firing",
+            "1 for an anomaly alert firing now in a room: the K newest paging alerts, then "
+            "the K newest informational ones (series bounded like the top-K rooms).",
+            labels=["worker", "room_id", "kind", "severity"],
+        )
+        newest = sorted(firing, key=lambda a: (a[1] not in PAGING_KINDS, -a[2], a[0], a[1]))
+        for rid, kind, _ in newest[: self.top_k]:
+            rooms.add_metric([w, rid, kind, "page" if kind in PAGING_KINDS else "info"], 1)
+        return [fired, now, rooms]
 
     def _histogram(self, name: str, doc: str, h: _Histogram) -> Metric:
         fam = HistogramMetricFamily(name, doc, labels=["worker"])

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import orjson
 
+from .anomaly import RoomWatch, alert_dict
 from .derived import derive_text
 from .engine.config import KINDS, EngineConfig
 from .engine.partition import Output, PartitionEngine
@@ -120,8 +121,10 @@ def read_records(
 class Replayer:
     """Feeds records to one engine per partition and keeps the last row versions."""
 
-    def __init__(self, cfg: EngineConfig) -> None:
+    def __init__(self, cfg: EngineConfig, *, anomalies: bool = True) -> None:
         self.cfg = cfg
+        self.anomalies = anomalies
+        """Run the anomaly detectors: their alerts are output lines of table ``room_alerts``."""
         self.topic_index = cfg.topic_index()
         self.engines: dict[int, PartitionEngine] = {}
         self.out = Output()
@@ -136,6 +139,8 @@ class Replayer:
         if eng is None:
             eng = self.engines[partition] = PartitionEngine(self.cfg, partition)
             eng.out = self.out
+            if self.anomalies:
+                eng.watch = RoomWatch()
         return eng
 
     def feed(self, rec: ReplayRecord) -> None:
@@ -243,6 +248,11 @@ def output_lines(rp: Replayer) -> Iterator[dict[str, Any]]:
             else:
                 d[col] = v
         yield d
+    alerts: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+    for row in rp.out.room_alerts:  # the last version of each alert, as FINAL reads it
+        alerts[(row[0], row[2], row[1])] = row
+    for akey in sorted(alerts):
+        yield {"table": "room_alerts", **alert_dict(alerts[akey])}
     yield {"table": "counters", **rp.counters()}
 
 

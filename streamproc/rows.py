@@ -136,6 +136,24 @@ LATE_EVENT_COLUMNS: tuple[str, ...] = (
 """``value`` is ``bytes`` (the raw payload); ``ts``, ``window_start``,
 ``stream_time``, ``received_at`` are epoch ms."""
 
+ROOM_ALERT_COLUMNS: tuple[str, ...] = (
+    "room_id",
+    "kind",
+    "window_start",
+    "state",
+    "severity",
+    "value",
+    "baseline",
+    "score",
+    "summary",
+    "resolved_at",
+    "version",
+    "updated_at",
+)
+"""``room_alerts`` (METRICS §11, ``streamproc.anomaly``): keyed by ``(room_id, kind,
+window_start)`` where ``window_start`` is the window the alert fired in; ``resolved_at``
+is the window it resolved in (0 while firing); ``version`` 1 = firing, 2 = resolved."""
+
 TIME_COLUMNS: frozenset[str] = frozenset(
     {
         "window_start",
@@ -147,6 +165,7 @@ TIME_COLUMNS: frozenset[str] = frozenset(
         "ts",
         "stream_time",
         "received_at",
+        "resolved_at",
         "presence_start",
         "presence_end",
         "first_cart_at",
@@ -165,6 +184,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "room_totals": ROOM_TOTALS_COLUMNS,
     "dead_letters": DEAD_LETTER_COLUMNS,
     "late_events": LATE_EVENT_COLUMNS,
+    "room_alerts": ROOM_ALERT_COLUMNS,
     "sku_metrics": SKU_METRICS_COLUMNS,
     "sku_totals": SKU_TOTALS_COLUMNS,
 }
@@ -192,6 +212,7 @@ TABLE_ORDER: tuple[str, ...] = (
     "room_totals",
     "dead_letters",
     "late_events",
+    "room_alerts",
     "sku_metrics",
     "sku_totals",
 )
@@ -206,6 +227,7 @@ class OutputBatch:
     room_totals: list[tuple[Any, ...]] = field(default_factory=list)
     dead_letters: list[tuple[Any, ...]] = field(default_factory=list)
     late_events: list[tuple[Any, ...]] = field(default_factory=list)
+    room_alerts: list[tuple[Any, ...]] = field(default_factory=list)
     sku_metrics: list[tuple[Any, ...]] = field(default_factory=list)
     sku_totals: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -215,6 +237,7 @@ class OutputBatch:
             + len(self.room_totals)
             + len(self.dead_letters)
             + len(self.late_events)
+            + len(self.room_alerts)
             + len(self.sku_metrics)
             + len(self.sku_totals)
         )
@@ -225,6 +248,7 @@ class OutputBatch:
         self.room_totals.extend(other.room_totals)
         self.dead_letters.extend(other.dead_letters)
         self.late_events.extend(other.late_events)
+        self.room_alerts.extend(other.room_alerts)
         self.sku_metrics.extend(other.sku_metrics)
         self.sku_totals.extend(other.sku_totals)
 
@@ -234,6 +258,7 @@ class OutputBatch:
         self.room_totals.clear()
         self.dead_letters.clear()
         self.late_events.clear()
+        self.room_alerts.clear()
         self.sku_metrics.clear()
         self.sku_totals.clear()
 

@@ -127,6 +127,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("partitions", "8", _int, "partitions of every topic (created if missing)", "kafka"),
     _s("topics", ",".join(DEFAULT_TOPICS), _topics, "viewer,chat,cart,order topic names", "kafka"),
     _s("dead_letter_topic", "live.dead_letters", _str, "topic for invalid messages", "kafka"),
+    _s("alerts_topic", "live.alerts", _opt_str, "topic the worker publishes anomaly alerts to, JSON keyed by room (empty: none)", "kafka"),
     _s(
         "snapshot_topic",
         "streamproc.snapshots",
@@ -204,6 +205,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("metrics_port", "9464", _int, "Prometheus /metrics port of the worker (0: off)", "worker"),
     _s("metrics_host", "127.0.0.1", _str, "address the /metrics endpoint binds", "worker"),
     _s("top_k", "50", _int, "rooms with per-room Prometheus series", "worker"),
+    _s("anomaly_detection", "true", _bool, "run the anomaly detectors on every room's final windows (docs/anomalies.md)", "worker"),
     _s("top_skus", "5", _int, "SKUs (by session GMV) with Prometheus series, per top-K room", "worker"),
     _s(
         "viewer_thresholds",
@@ -290,6 +292,12 @@ SETTINGS: tuple[Setting, ...] = (
         "sql",
     ),
     _s("sql_max_body_bytes", str(2**20), _int, "largest accepted query text, bytes", "sql"),
+    _s("sql_max_connections", "16", _int, "open connections the SQL endpoint accepts at once (more: 503)", "sql"),
+    _s("sql_queue_wait", "5", _float, "seconds a query waits for the one running before it (then 503)", "sql"),
+    _s("sql_idle_timeout", "10", _float, "seconds a SQL endpoint connection may idle or take to send its request", "sql"),
+    # dashboard
+    _s("dashboard_host", "127.0.0.1", _str, "address `streamproc dashboard` binds (the big screen)", "dashboard"),
+    _s("dashboard_port", "8125", _int, "port of `streamproc dashboard` (0: any free port)", "dashboard"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

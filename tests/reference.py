@@ -45,6 +45,7 @@ REASONS: tuple[str, ...] = (
     "not_utf8",
     "not_json",
     "not_object",
+    "duplicate_key",
     "missing_field",
     "wrong_type",
     "id_empty",
@@ -62,8 +63,10 @@ REASONS: tuple[str, ...] = (
     "key_mismatch",
 )
 # Every dead-letter reason (for the zero-filled counters): ``unknown_topic`` is the
-# reason for a record of a topic that is not one of the four (§2, last paragraph).
-ALL_REASONS: tuple[str, ...] = ("unknown_topic", *REASONS)
+# reason for a record of a topic that is not one of the four (§2, last paragraph);
+# ``internal_error`` is the engine's for a record whose handling raised (a bug): no
+# message deserves it, so the reference never gives it.
+ALL_REASONS: tuple[str, ...] = ("unknown_topic", *REASONS, "internal_error")
 
 # §2 says both "the **first** failing reason in this order" (the table) and "Fields are
 # checked in this order ...; for one field, missing_field and wrong_type come before the
@@ -77,6 +80,8 @@ TS_MIN = 946_684_800_000  # 2000-01-01T00:00:00Z
 TS_MAX_AHEAD = 86_400_000  # arrival + 1 day
 MAX_ID_LEN = 128
 MAX_TEXT_LEN = 2000
+MAX_QUANTITY = 9_223_372_036_854_775_807  # 2**63 - 1
+MAX_DEPTH = 64  # levels of arrays/objects, the event object being level 1
 AMOUNT_LIMIT_EXP10 = 12  # amount >= 10**12 yuan is out of range
 
 ACTIONS = frozenset({"join", "leave", "heartbeat"})
@@ -102,7 +107,7 @@ class Record:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a record without a value (a dead letter, written as b"")
     arrival: int
 
 
@@ -199,6 +204,14 @@ class _NotJson(Exception):
     pass
 
 
+class _Parsed:
+    """A parsed document and whether some object in it repeats a name."""
+
+    def __init__(self, doc: Any, duplicate: str | None) -> None:
+        self.doc = doc
+        self.duplicate = duplicate
+
+
 def _no_constants(name: str) -> Any:
     raise _NotJson(f"{name} is not JSON")
 
@@ -219,16 +232,48 @@ def _check_strings(v: Any) -> None:
             stack.extend(x)
 
 
-def parse_json(text: str) -> Any:
-    """One strict JSON document (RFC 8259) with exact numbers; raises _NotJson."""
+def _depth(v: Any) -> int:
+    """Levels of nested arrays/objects (a scalar is 0)."""
+    deepest = 0
+    stack = [(v, 1)]
+    while stack:
+        x, d = stack.pop()
+        if isinstance(x, dict):
+            deepest = max(deepest, d)
+            stack.extend((y, d + 1) for y in x.values())
+        elif isinstance(x, list):
+            deepest = max(deepest, d)
+            stack.extend((y, d + 1) for y in x)
+    return deepest
+
+
+def parse_json(text: str) -> _Parsed:
+    """One strict JSON document (RFC 8259) with exact numbers, at most MAX_DEPTH deep;
+    raises _NotJson. Notes the first name repeated within one object (§2)."""
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [k for k, _ in items]
+        for k in names:
+            if names.count(k) > 1:
+                duplicates.append(k)
+                break
+        return dict(items)
+
     try:
         doc = json.loads(
-            text, parse_int=_json_int, parse_float=_json_float, parse_constant=_no_constants
+            text,
+            parse_int=_json_int,
+            parse_float=_json_float,
+            parse_constant=_no_constants,
+            object_pairs_hook=pairs,
         )
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise _NotJson(str(exc)) from exc
+    if _depth(doc) > MAX_DEPTH:
+        raise _NotJson(f"nested deeper than {MAX_DEPTH} levels")
     _check_strings(doc)
-    return doc
+    return _Parsed(doc, duplicates[0] if duplicates else None)
 
 
 # --------------------------------------------------------------------------------------
@@ -311,7 +356,7 @@ def _field_reason(
             ts = v.to_int()
             if ts < TS_MIN or ts > arrival + TS_MAX_AHEAD:
                 return "ts_out_of_range"
-        elif v.lt_one():
+        elif v.lt_one() or len(v.digits) + v.exp > 19 or v.to_int() > MAX_QUANTITY:
             return "quantity_out_of_range"
         return None
     # price / amount
@@ -345,20 +390,25 @@ class Event:
 
 
 def validate(
-    kind: str, key: bytes | None, value: bytes, arrival: int
+    kind: str, key: bytes | None, value: bytes | None, arrival: int
 ) -> tuple[str, str, Event | None]:
     """Returns ``(reason, detail, None)`` for an invalid message, else
     ``("", "", event)``."""
+    if value is None:  # a Kafka record may have no value at all
+        return "not_json", "the record has no value", None
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
         return "not_utf8", f"value is not valid UTF-8: {exc}", None
     try:
-        obj = parse_json(text)
+        parsed = parse_json(text)
     except _NotJson as exc:
         return "not_json", f"value is not one JSON document: {exc}", None
+    obj = parsed.doc
     if not isinstance(obj, dict):
         return "not_object", f"value is JSON but not an object ({type(obj).__name__})", None
+    if parsed.duplicate is not None:
+        return "duplicate_key", f"name {parsed.duplicate!r} occurs twice in one object", None
     fields = _COMMON_FIELDS + _KIND_FIELDS[kind]
     failures = []
     for fi, (name, check) in enumerate(fields):
@@ -442,7 +492,7 @@ def pass1(
             "reason": reason,
             "detail": detail,
             "key": rec.key,
-            "value": rec.value,
+            "value": b"" if rec.value is None else rec.value,
             "received_at": rec.arrival,
         }
         assert tuple(row) == DEAD_LETTER_COLUMNS

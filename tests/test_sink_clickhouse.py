@@ -58,6 +58,7 @@ def test_ddl_idempotent_and_tables_exist(sink: ClickHouseSink) -> None:
     assert [t[0] for t in tables] == [
         "dead_letters",
         "late_events",
+        "room_alerts",
         "room_metrics",
         "room_totals",
         "sku_metrics",

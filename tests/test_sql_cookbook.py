@@ -77,8 +77,8 @@ class Data:
                 [_stale(r, ROOM_TOTALS_COLUMNS) for r in totals_rows],
                 list(rp.out.dead_letters),
                 list(rp.out.late_events),
-                [_stale(r, SKU_METRICS_COLUMNS) for r in sku_rows],
-                [_stale(r, SKU_TOTALS_COLUMNS) for r in sku_totals],
+                sku_metrics=[_stale(r, SKU_METRICS_COLUMNS) for r in sku_rows],
+                sku_totals=[_stale(r, SKU_TOTALS_COLUMNS) for r in sku_totals],
             )
         )
         sink.write(
@@ -87,8 +87,8 @@ class Data:
                 totals_rows,
                 list(rp.out.dead_letters),
                 list(rp.out.late_events),
-                sku_rows,
-                sku_totals,
+                sku_metrics=sku_rows,
+                sku_totals=sku_totals,
             )
         )
 

@@ -20,12 +20,16 @@ order, for out-of-order events within ``B`` and late events within ``L`` alike.
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import UNSET
+
+from ..anomaly.detect import RoomWatch
 from ..rows import OutputBatch
 from .config import KINDS, EngineConfig
 from .presence import (
@@ -45,18 +49,23 @@ from .room import Room, TotalsValues
 from .sku import SkuBook
 from .validate import (
     DECODERS,
+    FIELD_COUNTS,
     MAX_AHEAD_MS,
     MIN_TS,
     REASONS,
     Invalid,
     amount_fen,
     check_price,
+    check_structure,
     diagnose,
 )
 from .window import Window
 
-Record = tuple[int, int, bytes | None, bytes, int]
-"""``(kind index, offset, key, value, arrival ms)`` of one Kafka record of this partition."""
+Record = tuple[int, int, bytes | None, bytes | None, int]
+"""``(kind index, offset, key, value, arrival ms)`` of one Kafka record of this partition
+(``value`` is None for a record without one, which Kafka allows: a dead letter)."""
+
+log = logging.getLogger("streamproc.engine")
 
 TIMER_GRAIN = 1000
 """Timer buckets are one second of stream time: a check runs when ``S`` passes the bucket."""
@@ -134,6 +143,14 @@ class PartitionEngine:
         self.counters = Counters()
         self.out = Output()
         self.drained = False
+        self.broken = False
+        """True once an exception escaped :meth:`process`: the state may hold part of a
+        record, so it must be neither written nor snapshotted (a restart replays it)."""
+        self._current: Record | None = None
+        """The record being handled (for the last line of defence in :meth:`process`)."""
+        self.watch: RoomWatch | None = None
+        """Anomaly detectors fed with this engine's final rows (``streamproc.anomaly``); their
+        alerts join the output when the horizon passes a window, and their state the snapshot."""
 
     # ------------------------------------------------------------------ records
 
@@ -141,16 +158,62 @@ class PartitionEngine:
         """Apply records of this partition in arrival order (semantics §1).
 
         Records at an offset below ``next_offsets`` are already part of the state
-        (a redelivery after a restore) and are skipped. This loop is the engine's
-        hot path: it keeps state in locals and inlines the common cases (a
-        heartbeat of a present user, a first event of a new user, a chat).
+        (a redelivery after a restore) and are skipped.
+
+        No record can stop the engine: validation raises nothing for any bytes, and
+        should handling a record raise anyway (an engine bug), that record becomes a
+        dead letter ``internal_error`` (logged with its traceback) and the next one
+        follows (semantics §2). ``next_offsets`` only ever moves past a record once it
+        is handled: if something still escapes (a ``BaseException``), it is set back
+        to that record and the engine is marked :attr:`broken`.
         """
+        it = iter(records)
+        while True:
+            try:
+                self._process(it)
+                return
+            except Exception as exc:
+                self._internal_error(exc)
+            except BaseException:
+                rec = self._current
+                if rec is not None:
+                    self.next_offsets[rec[0]] = rec[1]
+                self.broken = True
+                raise
+
+    def _internal_error(self, exc: Exception) -> None:
+        """The last line of defence: the record in hand becomes a dead letter."""
+        rec = self._current
+        self._current = None
+        if rec is None:  # raised between records (stream time): not one record's fault
+            self.broken = True
+            raise exc
+        kind, offset, key, value, arrival = rec
+        log.error(
+            "partition %d: %s offset %d raised while being handled; kept as a dead letter "
+            "with reason internal_error",
+            self.partition,
+            self.cfg.topics[kind],
+            offset,
+            exc_info=exc,
+        )
+        # a stream-time candidate of that record may be lost with the loop's locals
+        self._cand_dirty = True
+        self._dead_letter_as(
+            kind, offset, key, value, arrival, Invalid("internal_error", f"{exc!r}")
+        )
+
+    def _process(self, records: Iterable[Record]) -> None:
+        """The loop of :meth:`process`. This is the engine's hot path: it keeps state in
+        locals and inlines the common cases (a heartbeat of a present user, a first
+        event of a new user, a chat)."""
         cfg = self.cfg
         W = cfg.window_ms
         T = cfg.presence_timeout_ms
         I_ = cfg.idle_ms
         D = cfg.dedup_ms
         decoders = DECODERS
+        field_counts = FIELD_COUNTS
         next_offsets = self.next_offsets
         maxts = self.maxts
         last_arrival = self.last_arrival
@@ -163,10 +226,12 @@ class PartitionEngine:
         B = cfg.out_of_order_ms
         pending = NEG
         """A raised candidate of the stream time, applied before the next record (§3)."""
-        for kind, offset, key, value, arrival in records:
+        for rec in records:
+            kind, offset, key, value, arrival = rec
             if offset < next_offsets[kind]:
                 continue
             next_offsets[kind] = offset + 1
+            self._current = rec
             if pending != NEG:
                 if pending > self.stream_time:
                     self._set_stream_time(pending)
@@ -175,9 +240,14 @@ class PartitionEngine:
                 self._update_stream_time(arrival)
             # validation (§2): typed decode, then the checks msgspec cannot express
             try:
+                if value is None:
+                    raise ValueError  # no value at all: diagnose names it
                 if not value.isascii():
                     value.decode("utf-8")
                 ev: Any = decoders[kind].decode(value)
+                # duplicate names, deep nesting: provably absent when the colons add up
+                if value.count(b":") != field_counts[kind] + (ev.type is not UNSET):
+                    check_structure(value)
                 ts = ev.ts
                 if ts < MIN_TS or ts > arrival + max_ahead:
                     raise ValueError
@@ -328,6 +398,7 @@ class PartitionEngine:
                 room.orders += 1
                 room.gmv += fen
                 room.buyers_ever.add(uid)
+        self._current = None
         if pending > self.stream_time:
             # what a tick at the last arrival would do: never changes a result (§3)
             self._set_stream_time(pending)
@@ -430,11 +501,15 @@ class PartitionEngine:
                     room.final_upto = closed_hi
             self._next_close = closed_hi + W if S != POS else POS
         if S == POS:
+            if self.watch is not None:
+                self.out.room_alerts += self.watch.advance(0, self.clock(), end=True)
             return
         H = (S - cfg.allowed_lateness_ms) // W * W
         if self.horizon < H:
             self.horizon = H
             self._expire(H)
+            if self.watch is not None:  # windows before H are final for good: judge them
+                self.out.room_alerts += self.watch.advance(H, self.clock())
         heap = self._seen_heap
         grain = W
         while heap and (heap[0] + 1) * grain - 1 + cfg.dedup_ms <= S:
@@ -641,9 +716,12 @@ class PartitionEngine:
                     if w.emitted is not None or exists:
                         if now is None:
                             now = self.clock()
-                        rows.append(
-                            (room.room_id, s, s + W, *values, int(final), self._next_version(), now)
-                        )
+                        row = (
+                            room.room_id, s, s + W, *values, int(final), self._next_version(), now
+                        )  # fmt: skip
+                        rows.append(row)
+                        if final and self.watch is not None:
+                            self.watch.observe_row(row)
                         self.out.row_exists.append(exists)
                         w.emitted = values
                         room.totals_dirty = True
@@ -688,11 +766,29 @@ class PartitionEngine:
         self.out.room_totals.append((room.room_id, *values, self._next_version(), self.clock()))
 
     def _dead_letter(
-        self, kind: int, offset: int, key: bytes | None, value: bytes, arrival: int
+        self, kind: int, offset: int, key: bytes | None, value: bytes | None, arrival: int
     ) -> None:
         err = diagnose(kind, value, key, arrival)
         if err is None:  # pragma: no cover - the fast path and diagnose agree
-            err = Invalid("not_json", "rejected by the decoder")
+            log.error(
+                "partition %d: %s offset %d: the fast path refused a message the full "
+                "check accepts",
+                self.partition,
+                self.cfg.topics[kind],
+                offset,
+            )
+            err = Invalid("internal_error", "refused by the fast path, accepted by diagnose")
+        self._dead_letter_as(kind, offset, key, value, arrival, err)
+
+    def _dead_letter_as(
+        self,
+        kind: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        arrival: int,
+        err: Invalid,
+    ) -> None:
         self.counters.invalid[err.reason] += 1
         self.out.dead_letters.append(
             (
@@ -702,7 +798,7 @@ class PartitionEngine:
                 err.reason,
                 err.detail,
                 key,
-                value,
+                b"" if value is None else value,  # a record without a value (a tombstone)
                 arrival,
             )
         )

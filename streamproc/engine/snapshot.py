@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from ..anomaly.detect import RoomWatch
 from .config import EngineConfig
 from .partition import TIMER_GRAIN, Counters, PartitionEngine, wall_ms
 from .presence import User
@@ -212,6 +213,8 @@ def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
     """
     if len(eng.out):
         raise ValueError("take the pending output before a snapshot")
+    if eng.broken:
+        raise ValueError("the engine raised mid-record: its state must not be saved")
     c = eng.counters
     state = [
         asdict(eng.cfg),
@@ -222,6 +225,7 @@ def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
         _seen_state(list(eng.seen), eng.seen) if with_seen else None,
         [_room_state(r) for r in eng.rooms.values()],
         [c.events, sorted(c.invalid.items()), c.duplicates, c.late],
+        None if eng.watch is None else eng.watch.snapshot(),
     ]
     return MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
 
@@ -245,7 +249,8 @@ def restore(
         state = msgspec.msgpack.decode(zlib.decompress(blob[len(MAGIC) :]))
     except (zlib.error, msgspec.DecodeError) as exc:
         raise SnapshotError(f"corrupt snapshot: {exc}") from None
-    cfg_d, scalars, next_offsets, maxts, last_arrival, seen, rooms, counters = state
+    cfg_d, scalars, next_offsets, maxts, last_arrival, seen, rooms, counters = state[:8]
+    watch = state[8] if len(state) > 8 else None  # the anomaly detectors' own snapshot
     cfg_d["topics"] = tuple(cfg_d["topics"])
     eng = PartitionEngine(EngineConfig(**cfg_d), clock=clock)
     for a, v in zip(_ENGINE_SCALARS, scalars, strict=True):
@@ -290,7 +295,14 @@ def restore(
         for b in room.timers:
             heapq.heappush(eng._timers, (b * TIMER_GRAIN + TIMER_GRAIN - 1, room.room_id))
     events, invalid, dup, late = counters
-    eng.counters = Counters(events=events, invalid=dict(invalid), duplicates=dup, late=late)
+    # a snapshot taken before a reason was added lacks its counter: it starts at zero
+    invalid = {**Counters().invalid, **dict(invalid)}
+    eng.counters = Counters(events=events, invalid=invalid, duplicates=dup, late=late)
+    if watch is not None:
+        try:
+            eng.watch = RoomWatch.restore(watch)
+        except ValueError as exc:
+            raise SnapshotError(f"anomaly detectors: {exc}") from None
     return eng
 
 

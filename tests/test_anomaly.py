@@ -1,0 +1,308 @@
+"""The anomaly detectors on hand-made final rows: each kind fires once per episode, resolves,
+stays quiet on what is not an anomaly, and gives the same alerts whatever the batching,
+a crash (snapshot / restore) or a late correction within the lateness."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from streamproc.anomaly import ALERT_COLUMNS, KINDS, DetectorConfig, RoomWatch
+from streamproc.anomaly.detect import poisson_sf, robust_rate
+from streamproc.rows import ROOM_METRICS_COLUMNS
+
+W = 10_000
+T0 = 1_762_790_400_000
+
+
+def row(room: str, i: int, version: int = 1, final: int = 1, **kw: int) -> tuple[Any, ...]:
+    """A ``room_metrics`` row of window ``i`` with the given columns (others 0)."""
+    cv = kw.get("concurrent_viewers", 0)
+    vals: dict[str, Any] = {
+        "room_id": room,
+        "window_start": T0 + i * W,
+        "window_end": T0 + (i + 1) * W,
+        "peak_viewers": cv,
+        "unique_viewers": cv,
+        "watch_ms": cv * W,
+        "gmv": 0,
+        "refund_amount": 0,
+        "conversion": 0.0,
+        "is_final": final,
+        "version": version,
+        "updated_at": 0,
+    }
+    vals.update(kw)
+    return tuple(vals.get(c, 0) for c in ROOM_METRICS_COLUMNS)
+
+
+def normal(
+    rnd: random.Random, viewers: int, *, chat: float = 0.05, cart: float = 0.02, order: float = 0.01
+) -> dict[str, int]:
+    """One ordinary window of a room with ``viewers`` viewers (Poisson activity)."""
+
+    def pois(lam: float) -> int:
+        return int(rnd.gauss(lam, lam**0.5) + 0.5) if lam > 30 else _pois(rnd, lam)
+
+    chats = pois(viewers * chat)
+    orders = pois(viewers * order)
+    return {
+        "concurrent_viewers": viewers,
+        "unique_viewers": viewers + 2,
+        "joins": pois(viewers * 0.01),
+        "chat_messages": chats,
+        "unique_chatters": max(0, chats - pois(chats * 0.03)),
+        "cart_adds": pois(viewers * cart),
+        "orders": orders,
+        "unique_buyers": orders,
+        "refunds": pois(orders * 0.05),
+    }
+
+
+def _pois(rnd: random.Random, lam: float) -> int:
+    k, p, limit = 0, rnd.random(), 2.718281828459045**-lam
+    while p > limit:
+        k += 1
+        p *= rnd.random()
+    return k
+
+
+def run(rows: list[tuple[Any, ...]], cfg: DetectorConfig | None = None) -> list[tuple[Any, ...]]:
+    """All alerts of the rows fed at once, then judged to the end."""
+    w = RoomWatch(cfg)
+    w.observe(rows)
+    return w.advance(0, end=True)
+
+
+def fired(alerts: list[tuple[Any, ...]], kind: str | None = None) -> list[tuple[Any, ...]]:
+    return [a for a in alerts if a[3] == "firing" and (kind is None or a[1] == kind)]
+
+
+def series(room: str, windows: list[dict[str, int]]) -> list[tuple[Any, ...]]:
+    return [row(room, i, **w) for i, w in enumerate(windows)]
+
+
+def steady(seed: int, n: int, viewers: int, **kw: float) -> list[dict[str, int]]:
+    rnd = random.Random(seed)
+    return [normal(rnd, viewers, **kw) for _ in range(n)]
+
+
+def window_of(alert: tuple[Any, ...]) -> int:
+    return int((alert[2] - T0) // W)
+
+
+# ------------------------------------------------------------------ quiet on normal traffic
+
+
+@pytest.mark.parametrize("viewers", [40, 300, 3000, 30000])
+def test_steady_rooms_raise_nothing(viewers: int) -> None:
+    alerts = run(series("r", steady(viewers, 720, viewers)))  # two hours
+    assert fired(alerts) == [] or {a[1] for a in fired(alerts)} == {"broadcast_end"}
+    assert all(a[1] == "broadcast_end" for a in fired(alerts))
+
+
+def test_ramp_up_and_a_flash_sale_are_not_anomalies() -> None:
+    rnd = random.Random(7)
+    ws = []
+    for i in range(300):
+        v = min(2000, 20 + 40 * i)  # ramp up over 50 windows
+        w = normal(rnd, v)
+        if 150 <= i < 156:  # flash sale: ten times the orders, four times the carts
+            w = normal(rnd, v, order=0.1, cart=0.08)
+        if 200 <= i < 201:  # "扣1": six times the chat, from as many chatters
+            w["chat_messages"] *= 6
+            w["unique_chatters"] = w["chat_messages"]
+        ws.append(w)
+    assert [a for a in fired(run(series("r", ws))) if a[1] != "broadcast_end"] == []
+
+
+# ------------------------------------------------------------------ each kind
+
+
+def test_audience_collapse_fires_once_and_resolves_when_viewers_return() -> None:
+    ws = steady(1, 60, 1000)
+    rnd = random.Random(2)
+    for _ in range(20):  # the stream broke: 80 % left at once, the rest wait and complain
+        w = normal(rnd, 200)
+        w["joins"] = 2
+        ws.append(w)
+    ws += steady(3, 30, 1000)
+    alerts = run(series("r", ws))
+    f = fired(alerts, "audience_collapse")
+    assert len(f) == 1 and 60 <= window_of(f[0]) <= 62
+    assert f[0][5] == 200 and f[0][6] == 1000  # value, baseline
+    resolved = [a for a in alerts if a[1] == "audience_collapse" and a[3] == "resolved"]
+    assert len(resolved) == 1 and resolved[0][2] == f[0][2] and resolved[0][10] == 2
+    # the only end is the real one, after the last row
+    assert [window_of(a) >= len(ws) for a in fired(alerts, "broadcast_end")] == [True]
+
+
+def test_broadcast_end_is_not_an_audience_collapse() -> None:
+    ws = steady(1, 60, 1000)
+    ws += [{"concurrent_viewers": 300}] * 6  # everyone left; the silent ones time out
+    # then nothing: no rows at all
+    alerts = run(series("r", ws))
+    assert fired(alerts, "audience_collapse") == []
+    ends = fired(alerts, "broadcast_end")
+    assert len(ends) == 1 and ends[0][4] == "info"
+    assert [a[3] for a in alerts if a[1] == "broadcast_end"] == ["firing", "resolved"]
+
+
+def test_small_room_collapse_is_below_the_floor() -> None:
+    ws = steady(1, 60, 60) + steady(2, 20, 10) + steady(3, 20, 60)
+    assert fired(run(series("r", ws)), "audience_collapse") == []
+
+
+def test_sales_stall_when_carts_continue_and_orders_stop() -> None:
+    ws = steady(1, 60, 1000)
+    for w in steady(2, 15, 1000):
+        w["orders"] = w["unique_buyers"] = 0
+        ws.append(w)
+    ws += steady(3, 20, 1000)
+    alerts = run(series("r", ws))
+    f = fired(alerts, "sales_stall")
+    assert len(f) == 1 and 60 <= window_of(f[0]) <= 62
+    assert fired(alerts, "conversion_collapse") == []
+    assert [a[3] for a in alerts if a[1] == "sales_stall"] == ["firing", "resolved"]
+
+
+def test_conversion_collapse_when_carts_and_orders_fall_with_the_audience_there() -> None:
+    ws = steady(1, 60, 1000) + steady(2, 15, 1000, cart=0.002, order=0.001) + steady(3, 20, 1000)
+    alerts = run(series("r", ws))
+    f = fired(alerts, "conversion_collapse")
+    assert len(f) == 1 and 60 <= window_of(f[0]) <= 63
+    assert fired(alerts, "sales_stall") == []
+
+
+def test_refund_surge() -> None:
+    ws = steady(1, 60, 1000)
+    ws[60 - 1]["refunds"] = 0
+    ws += steady(2, 10, 1000)
+    ws[62]["refunds"] = 25
+    ws[63]["refunds"] = 20
+    alerts = run(series("r", ws))
+    f = fired(alerts, "refund_surge")
+    assert len(f) == 1 and window_of(f[0]) == 62
+    assert [a[3] for a in alerts if a[1] == "refund_surge"] == ["firing", "resolved"]
+
+
+def test_order_concentration_few_buyers_many_orders() -> None:
+    ws = steady(1, 80, 1000)
+    for i in range(62, 70):
+        ws[i]["orders"] += 24
+        ws[i]["unique_buyers"] += 3
+    alerts = run(series("r", ws))
+    f = fired(alerts, "order_concentration")
+    assert len(f) == 1 and window_of(f[0]) == 62
+    assert "orders from" in f[0][8]
+
+
+def test_chat_flood_from_few_senders_but_not_a_burst_of_many() -> None:
+    ws = steady(1, 80, 1000)
+    ws[40]["chat_messages"] *= 8  # "扣1": many chatters, one message each
+    ws[40]["unique_chatters"] = ws[40]["chat_messages"]
+    for i in range(62, 70):  # 20 bots, 12 messages each per window
+        ws[i]["chat_messages"] += 240
+        ws[i]["unique_chatters"] += 20
+    f = fired(run(series("r", ws)), "chat_flood")
+    assert len(f) == 1 and window_of(f[0]) == 62
+
+
+def test_every_alert_row_has_the_columns_and_kinds_are_known() -> None:
+    ws = steady(1, 60, 1000) + [{"concurrent_viewers": 100}] * 4
+    alerts = run(series("r", ws))
+    assert alerts
+    for a in alerts:
+        assert len(a) == len(ALERT_COLUMNS)
+        assert a[1] in KINDS and a[3] in ("firing", "resolved")
+
+
+# ------------------------------------------------------------------ rows and determinism
+
+
+def _mixed_rooms() -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    a = steady(1, 60, 1000) + steady(2, 20, 150)  # collapse
+    b = steady(3, 60, 1000)
+    for w in b[30:45]:
+        w["orders"] = w["unique_buyers"] = 0  # stall
+    c = steady(4, 40, 500) + [{"concurrent_viewers": 100}] * 6  # ends
+    for i in range(80):
+        for name, ws in (("a", a), ("b", b), ("c", c)):
+            if i < len(ws):
+                rows.append(row(name, i, **ws[i]))
+    return rows
+
+
+def test_same_alerts_whatever_the_batches_and_a_crash() -> None:
+    rows = _mixed_rooms()
+    once = run(rows)
+    assert {a[1] for a in fired(once)} >= {"audience_collapse", "sales_stall", "broadcast_end"}
+    L = 60_000
+    for step in (1, 7, 50):
+        w = RoomWatch()
+        got: list[tuple[Any, ...]] = []
+        for k in range(0, len(rows), step):
+            chunk = rows[k : k + step]
+            w.observe(chunk)
+            got += w.advance(chunk[-1][1] + W - L)
+            if k % (3 * step) == 0:  # a crash: carry on from the snapshot
+                w = RoomWatch.restore(w.snapshot())
+        got += w.advance(0, end=True)
+        assert sorted(got) == sorted(once)
+
+
+def test_a_refinalised_window_is_judged_on_its_last_version_and_never_revised() -> None:
+    ws = steady(1, 60, 1000)
+    rows = series("r", ws)
+    w = RoomWatch()
+    w.observe(rows)
+    # a late correction within L rewrites window 58: it stopped selling there
+    w.observe([row("r", 58, version=9, **{**ws[58], "orders": 30, "unique_buyers": 3})])
+    alerts = w.advance(T0 + 59 * W)
+    assert [window_of(a) for a in fired(alerts, "order_concentration")] == [58]
+    # a row for a window already judged changes nothing (the engine never writes one)
+    w.observe([row("r", 40, version=10, **{**ws[40], "orders": 60, "unique_buyers": 1})])
+    assert fired(w.advance(T0 + 60 * W)) == []
+
+
+def test_non_final_rows_are_ignored_and_gaps_are_silence() -> None:
+    ws = steady(1, 60, 1000)
+    rows = series("r", ws)
+    rows.append(row("r", 60, final=0, concurrent_viewers=10))
+    w = RoomWatch()
+    w.observe(rows)
+    # windows 60..69 have no row: no viewer, no event; the room is gone for good
+    alerts = w.advance(T0 + 70 * W)
+    assert fired(alerts, "audience_collapse") == []
+    assert [a[1] for a in fired(alerts)] == ["broadcast_end"]
+
+
+def test_quiet_rooms_are_forgotten() -> None:
+    w = RoomWatch()
+    w.observe(series("r", steady(1, 20, 50)))
+    w.advance(T0 + 100 * W)
+    assert w.rooms == {}
+
+
+def test_snapshot_is_versioned() -> None:
+    blob = RoomWatch().snapshot()
+    assert RoomWatch.restore(blob).rooms == {}
+    import msgspec
+
+    bad = msgspec.msgpack.encode([99, {}, None, {}, []])
+    with pytest.raises(ValueError, match="version"):
+        RoomWatch.restore(bad)
+    with pytest.raises(ValueError):
+        RoomWatch.restore(b"\xc1garbage")
+
+
+def test_poisson_tail_and_robust_rate() -> None:
+    assert poisson_sf(0, 3.0) == 1.0
+    assert abs(poisson_sf(10, 2.0) - 4.649807e-05) < 1e-9
+    assert poisson_sf(200, 1.0) < 1e-300 or poisson_sf(200, 1.0) >= 0.0
+    # four windows of a flash sale barely move the robust rate; they would triple a mean
+    hist = [[1000, 0, 2, 2]] * 26 + [[1000, 0, 40, 40]] * 4
+    assert robust_rate(hist, 2) == pytest.approx(0.002)
