@@ -212,9 +212,9 @@ TABLE_ORDER: tuple[str, ...] = (
     "room_totals",
     "dead_letters",
     "late_events",
-    "room_alerts",
     "sku_metrics",
     "sku_totals",
+    "room_alerts",
 )
 """The tables, in the order a batch is written."""
 

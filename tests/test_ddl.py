@@ -30,9 +30,9 @@ def test_schema_files_in_order() -> None:
         "003_room_totals.sql",
         "004_dead_letters.sql",
         "005_late_events.sql",
-        "006_room_alerts.sql",
-        "007_sku_metrics.sql",
-        "008_sku_totals.sql",
+        "006_sku_metrics.sql",
+        "007_sku_totals.sql",
+        "010_room_alerts.sql",
     ]
 
 
@@ -60,10 +60,10 @@ def test_engines_and_keys() -> None:
     assert "ORDER BY (room_id, window_start)" in text["002_room_metrics"]
     assert "ENGINE = ReplacingMergeTree(version)" in text["003_room_totals"]
     assert "ORDER BY room_id" in text["003_room_totals"]
-    assert "ENGINE = ReplacingMergeTree(version)" in text["007_sku_metrics"]
-    assert "ORDER BY (room_id, sku_id, window_start)" in text["007_sku_metrics"]
-    assert "ENGINE = ReplacingMergeTree(version)" in text["008_sku_totals"]
-    assert "ORDER BY (room_id, sku_id)" in text["008_sku_totals"]
+    assert "ENGINE = ReplacingMergeTree(version)" in text["006_sku_metrics"]
+    assert "ORDER BY (room_id, sku_id, window_start)" in text["006_sku_metrics"]
+    assert "ENGINE = ReplacingMergeTree(version)" in text["007_sku_totals"]
+    assert "ORDER BY (room_id, sku_id)" in text["007_sku_totals"]
     for stem in ("004_dead_letters", "005_late_events"):
         assert "ENGINE = ReplacingMergeTree\n" in text[stem]
         assert "ORDER BY (topic, `partition`, `offset`)" in text[stem]
