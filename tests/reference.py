@@ -96,6 +96,7 @@ class RefConfig:
     presence_timeout_ms: int = 60_000
     dedup_ms: int = 600_000
     idle_ms: int = 5_000
+    clock_ahead_ms: int = 10_000  # F
     topics: tuple[str, ...] = ("live.viewer", "live.chat", "live.cart", "live.order")
 
 
@@ -457,7 +458,12 @@ class _Partition:
         if busy:
             cand = min(self.maxts[k] for k in busy) - cfg.out_of_order_ms
         else:
-            cand = max(self.maxts[k] for k in seen) - cfg.out_of_order_ms
+            # §3, a silent partition still keeps time: event time passes as the arrival
+            # clock does since each topic's last arrival
+            cand = (
+                max(self.maxts[k] + (a - self.last_arrival[k]) for k in seen)
+                - cfg.out_of_order_ms
+            )
         self.S = cand if self.S is None else max(self.S, cand)
 
 
@@ -508,8 +514,10 @@ def pass1(
         if ev is None:
             dead_letter(rec, reason, detail)
             continue
-        # Valid: the topic's watermark inputs (also for duplicates and late events).
-        st.maxts[kind] = max(st.maxts.get(kind, ev.ts), ev.ts)
+        # Valid: the topic's watermark inputs (also for duplicates and late events); the
+        # ts counts as at most arrival + F (§3: a clock that runs ahead poisons nothing).
+        counted = min(ev.ts, rec.arrival + cfg.clock_ahead_ms)
+        st.maxts[kind] = max(st.maxts.get(kind, counted), counted)
         st.last_arrival[kind] = rec.arrival
         # Dedup (before lateness).
         ts0 = st.memory.get(ev.event_id)
