@@ -26,7 +26,9 @@ from streamproc.rows import (
 )
 from tests.reference import Record, RefConfig
 
-META = ("version", "updated_at")
+META = ("version", "updated_at", "is_deleted")
+_VERSION = ROOM_METRICS_COLUMNS.index("version")
+_DELETED = ROOM_METRICS_COLUMNS.index("is_deleted")
 
 
 def snapshot_seen_all(eng: PartitionEngine) -> bytes:
@@ -86,7 +88,8 @@ class Driver:
         for row, exists in zip(out.room_metrics, out.row_exists, strict=True):
             check_invariants(row)
             key = (row[0], row[1])
-            version = row[-2]
+            version = row[_VERSION]
+            assert row[_DELETED] == int(not exists), row
             assert version > self.versions.get(key, -1), ("version must grow", row)
             self.versions[key] = version
             self.metrics[key] = (row, exists)
@@ -153,7 +156,7 @@ class Driver:
             d = dict(zip(ROOM_TOTALS_COLUMNS, self.totals[rid], strict=True))
             d["gmv"] = fen_to_str(d["gmv"])
             d["refund_amount"] = fen_to_str(d["refund_amount"])
-            for m in META:
+            for m in META[:2]:
                 del d[m]
             totals.append(d)
         events = dict.fromkeys(KINDS, 0)

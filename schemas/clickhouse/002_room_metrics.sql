@@ -1,6 +1,9 @@
 -- Per-room window metrics (METRICS §5). Column order = streamproc.rows.ROOM_METRICS_COLUMNS.
 -- One row per (room_id, window_start); every write carries a larger `version`, so
--- ReplacingMergeTree(version) keeps the newest write. Readers use FINAL (or argMax by version).
+-- ReplacingMergeTree(version, is_deleted) keeps the newest write, and drops the row from
+-- FINAL when that write has is_deleted = 1 (a late correction emptied the window: the
+-- contract has no row for it). Readers use FINAL (or argMax by version, then skip
+-- is_deleted). Upgrading a table created before is_deleted: docs/sql.md.
 -- Money is Decimal(18, 2) (exact); counts are exact UInt32; times are UTC milliseconds.
 CREATE TABLE IF NOT EXISTS live.room_metrics
 (
@@ -25,8 +28,9 @@ CREATE TABLE IF NOT EXISTS live.room_metrics
     watch_ms           UInt64,
     is_final           UInt8,
     version            UInt64,
-    updated_at         DateTime64(3, 'UTC')
+    updated_at         DateTime64(3, 'UTC'),
+    is_deleted         UInt8
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = ReplacingMergeTree(version, is_deleted)
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (room_id, window_start);
