@@ -134,3 +134,56 @@ def test_applied_schema_matches_code() -> None:
 
 def test_schema_dir_points_into_repo() -> None:
     assert SCHEMA_DIR.name == "clickhouse" and SCHEMA_DIR.parent.name == "schemas"
+
+
+def test_upgrade_of_room_metrics_to_is_deleted_on_chdb() -> None:
+    """The documented upgrade (schemas/clickhouse/upgrade/room_metrics_is_deleted.sql) on
+    a table created with the old engine: every row kept, then deletions work."""
+    import chdb.session
+
+    from tests.chdb_fixture import metrics_row
+
+    db = fresh_database("upgrade")
+    new_ddl = (SCHEMA_DIR / "002_room_metrics.sql").read_text()
+    old_ddl = new_ddl.replace(",\n    is_deleted         UInt8\n", "\n").replace(
+        "ReplacingMergeTree(version, is_deleted)", "ReplacingMergeTree(version)"
+    )
+    assert "is_deleted" not in old_ddl.split("CREATE", 1)[1]
+    sess = chdb.session.Session(chdb_dir())
+    try:
+        sess.query(f"CREATE DATABASE {db}")
+        for stmt in split_statements(substitute_database(old_ddl, db)):
+            sess.query(stmt)
+        old_rows = [metrics_row("a", 0, version=1), metrics_row("a", 0, version=2, joins=9)]
+        old_rows.append(metrics_row("b", 1, version=1))
+        values = ", ".join(
+            f"('{r[0]}', fromUnixTimestamp64Milli({r[1]}), fromUnixTimestamp64Milli({r[2]}), "
+            + ", ".join(str(v) for v in r[3:14])
+            + f", {r[14]} / 100, {r[15]}, {r[16]} / 100, {r[17]}, {r[18]}, {r[19]}, {r[20]}, "
+            f"fromUnixTimestamp64Milli({r[21]}))"
+            for r in old_rows
+        )
+        sess.query(f"INSERT INTO {db}.room_metrics VALUES {values}")
+        before = sess.query(f"SELECT count() FROM {db}.room_metrics", "CSV").bytes()
+        upgrade = (SCHEMA_DIR / "upgrade" / "room_metrics_is_deleted.sql").read_text()
+        for stmt in split_statements(substitute_database(upgrade, db)):
+            sess.query(stmt)
+
+        def q(sql: str) -> str:
+            return str(sess.query(sql, "CSV").bytes().decode()).strip()
+
+        engine = q(f"SHOW CREATE TABLE {db}.room_metrics")
+        assert "ReplacingMergeTree(version, is_deleted)" in engine
+        assert q(f"SELECT count() FROM {db}.room_metrics") == before.decode().strip()
+        assert q(f"SELECT room_id, joins FROM {db}.room_metrics FINAL ORDER BY room_id") == (
+            '"a",9\n"b",4'
+        )
+        # a deleting write now removes the window from FINAL
+        sess.query(
+            f"INSERT INTO {db}.room_metrics SELECT * REPLACE (3 AS version, 1 AS is_deleted) "
+            f"FROM {db}.room_metrics FINAL WHERE room_id = 'a'"
+        )
+        assert q(f"SELECT room_id FROM {db}.room_metrics FINAL") == '"b"'
+        assert q(f"EXISTS TABLE {db}.room_metrics_upgrade") == "0"
+    finally:
+        sess.close()
