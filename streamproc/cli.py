@@ -181,7 +181,8 @@ def cmd_cluster_ddl(args: argparse.Namespace) -> int:
         if args.apply:
             from .check import clickhouse_sink
 
-            sink = clickhouse_sink(settings)
+            # the statements name their database, which may not exist yet: connect to default
+            sink = clickhouse_sink(settings.replace(clickhouse_database="default"))
         else:
             from .sink.chdb_sink import ChdbSink
 

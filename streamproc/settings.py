@@ -139,7 +139,6 @@ SETTINGS: tuple[Setting, ...] = (
     _s("group_instance_id", "", _opt_str, "static group membership id: a restarted worker gets its partitions back at once (empty: dynamic)", "kafka"),
     _s("session_timeout", "30", _float, "seconds before the group gives a silent worker's partitions away", "kafka"),
     # Kafka: topics made by someone else (streamproc/check.py, docs/deploy.md)
-    _s("alerts_topic", "live.alerts", _str, "topic for alerts (empty: no alerts topic)", "kafka"),
     _s("create_topics", "true", _bool, "create missing topics at start-up (false: a missing topic is an error)", "kafka"),
     _s("allow_create_time", "false", _bool, "accept input topics with CreateTime timestamps (weaker guarantees: docs/deploy.md)", "kafka"),
     _s("restore_horizon_seconds", "21600", _float, "longest outage a restore must survive: input retention must cover it plus D and L", "kafka"),
