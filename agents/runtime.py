@@ -136,8 +136,8 @@ class WorkerRuntime:
         """An assignment was received and every owned partition restored."""
         self.sink_ok = True
         """The last ClickHouse write succeeded."""
-        self.lag_total = 0
-        """Records behind on the owned partitions, at the last fetch."""
+        self.lag_total: int | None = None
+        """Records behind on the owned partitions at the last fetch (None: not known yet)."""
         self.shutdown_timeout = 25.0
         """Seconds SIGTERM may spend writing and snapshotting (``agents.app``)."""
         self.on_finished: Any = None
@@ -246,6 +246,7 @@ class WorkerRuntime:
                 by_partition.setdefault(tp.partition, set()).add(tp.topic)
         seeks: dict[Any, int] = {}
         self.assigned = False
+        self.lag_total = None
         async with self.lock:
             await self._ensure_started()
             for p, topics in sorted(by_partition.items()):
@@ -261,6 +262,8 @@ class WorkerRuntime:
                 for k, topic in enumerate(self.input_topics):
                     seeks[_tp(topic, p)] = owned.engine.next_offsets[k]
             await self._reassign()
+        if not self.owned:
+            self.lag_total = 0  # a standby worker is behind on nothing
         self.assigned = True
         return seeks
 
@@ -351,7 +354,7 @@ class WorkerRuntime:
         data = self.data
         if data is None:
             return
-        lag_total = 0
+        lag_total: int | None = 0
         for p, owned in self.owned.items():
             for k, topic in enumerate(self.input_topics):
                 tp = TopicPartition(topic, p)
@@ -366,9 +369,12 @@ class WorkerRuntime:
                     owned.merger.lagging(k)
                 if hw is not None:
                     lag = max(0, hw - owned.engine.next_offsets[k])
-                    lag_total += lag
+                    if lag_total is not None:
+                        lag_total += lag
                     if self.metrics is not None:
                         self.metrics.on_lag(p, topic, lag)
+                else:
+                    lag_total = None  # no fetch answered for it yet
         self.lag_total = lag_total
 
     def _all_idle(self, now: float) -> bool:

@@ -165,7 +165,12 @@ def browser() -> Iterator[WebDriver]:
 
 
 def _text(d: WebDriver, css: str) -> str:
-    return str(d.find_element(By.CSS_SELECTOR, css).text)
+    """The shown text of ``css``, read in one go (the page redraws parts every poll)."""
+    text = d.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;", css
+    )
+    assert text is not None, f"no {css} on the page"
+    return str(text)
 
 
 def _updates(d: WebDriver) -> int:
