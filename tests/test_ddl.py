@@ -54,7 +54,8 @@ def test_files_are_multiquery_scripts() -> None:
 
 def test_engines_and_keys() -> None:
     text = {p.stem: p.read_text(encoding="utf-8") for p in schema_files()}
-    assert "ENGINE = ReplacingMergeTree(version)" in text["002_room_metrics"]
+    # rows a late correction empties are deleted (METRICS §5), not left as zeros
+    assert "ENGINE = ReplacingMergeTree(version, is_deleted)" in text["002_room_metrics"]
     assert "ORDER BY (room_id, window_start)" in text["002_room_metrics"]
     assert "ENGINE = ReplacingMergeTree(version)" in text["003_room_totals"]
     assert "ORDER BY room_id" in text["003_room_totals"]
@@ -122,7 +123,9 @@ def test_applied_schema_matches_code() -> None:
             {"db": database},
         ).rows
         by_name = {n: e for n, e in engines}
-        assert by_name["room_metrics"].startswith("ReplacingMergeTree(version) PARTITION BY")
+        assert by_name["room_metrics"].startswith(
+            "ReplacingMergeTree(version, is_deleted) PARTITION BY"
+        )
         assert "ORDER BY (room_id, window_start)" in by_name["room_metrics"]
         assert by_name["room_totals"].startswith("ReplacingMergeTree(version) ORDER BY room_id")
         assert re.match(
