@@ -209,6 +209,7 @@ def output_lines(rp: Replayer) -> Iterator[dict[str, Any]]:
         d: dict[str, Any] = {"table": "room_metrics"}
         d.update(zip(ROOM_METRICS_COLUMNS, row, strict=True))
         figures = derive_text("room_metrics", d)
+        del d["is_deleted"]  # deleted rows are left out above: the final result has none
         d["gmv"] = fen_to_str(d["gmv"])
         d["refund_amount"] = fen_to_str(d["refund_amount"])
         d.update(figures)

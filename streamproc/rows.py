@@ -36,7 +36,10 @@ ROOM_METRICS_COLUMNS: tuple[str, ...] = (
     "is_final",
     "version",
     "updated_at",
+    "is_deleted",
 )
+"""``is_deleted`` = 1: a late correction emptied the window, so the contract has no row
+for it; ``ReplacingMergeTree(version, is_deleted)`` drops the row from ``FINAL``."""
 
 ROOM_TOTALS_COLUMNS: tuple[str, ...] = (
     "room_id",

@@ -100,12 +100,13 @@ def metrics_row(
     refund: int = 5,
     joins: int = 4,
     is_final: int = 0,
+    is_deleted: int = 0,
 ) -> tuple[object, ...]:
     start = T0 + window * 10_000
     return (
         room, start, start + 10_000,
         1, 2, 3, joins, 5, 6, 7, 8, 9, 10, 1,
-        gmv, 1, refund, 1 / 3, 10_000, is_final, version, T0 + 123,
+        gmv, 1, refund, 1 / 3, 10_000, is_final, version, T0 + 123, is_deleted,
     )  # fmt: skip
 
 

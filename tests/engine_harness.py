@@ -30,7 +30,9 @@ from streamproc.rows import (
 )
 from tests.reference import Record, RefConfig
 
-META = ("version", "updated_at")
+META = ("version", "updated_at", "is_deleted")
+_VERSION = ROOM_METRICS_COLUMNS.index("version")
+_DELETED = ROOM_METRICS_COLUMNS.index("is_deleted")
 
 
 def snapshot_seen_all(eng: PartitionEngine) -> bytes:
@@ -93,7 +95,8 @@ class Driver:
         for row, exists in zip(out.room_metrics, out.row_exists, strict=True):
             check_invariants(row)
             key = (row[0], row[1])
-            version = row[-2]
+            version = row[_VERSION]
+            assert row[_DELETED] == int(not exists), row
             assert version > self.versions.get(key, -1), ("version must grow", row)
             self.versions[key] = version
             self.metrics[key] = (row, exists)
@@ -170,7 +173,7 @@ class Driver:
             figures = derive_text("room_totals", d)
             d["gmv"] = fen_to_str(d["gmv"])
             d["refund_amount"] = fen_to_str(d["refund_amount"])
-            for m in META:
+            for m in META[:2]:
                 del d[m]
             d.update(figures)
             totals.append(d)
@@ -204,7 +207,7 @@ def _money_text(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any
     """A row as a dict without write metadata, money as exact text (like the reference)."""
     d = dict(zip(columns, row, strict=True))
     for m in META:
-        del d[m]
+        d.pop(m, None)  # is_deleted is room_metrics' only
     for c in MONEY_COLUMNS:
         if c in d:
             d[c] = fen_to_str(d[c])

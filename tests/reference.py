@@ -661,7 +661,7 @@ def room_rows(
             "is_final": 1,
         }
         assert tuple(row) == tuple(
-            c for c in ROOM_METRICS_COLUMNS if c not in ("version", "updated_at")
+            c for c in ROOM_METRICS_COLUMNS if c not in ("version", "updated_at", "is_deleted")
         )
         gmv = sum(ev.amount_fen for ev in paid)
         row.update(

@@ -113,7 +113,7 @@ def test_queries_on_the_real_schema(ch: Any) -> None:
                 f"INSERT INTO {db}.room_metrics VALUES ({lit}, toDateTime64({ws}, 3, 'UTC'), "
                 f"toDateTime64({ws + 10}, 3, 'UTC'), {100 * i + w}, {100 * i + w + 5}, "
                 f"{20 * i}, 3, 1, 7, 2, {2 * i}, {i}, {i}, {i}, {12.34 * i:.2f}, 0, 0, 0, "
-                f"{7000 * i}, 1, 1, now64())"
+                f"{7000 * i}, 1, 1, now64(), 0)"
             )
         ch.query(
             f"INSERT INTO {db}.room_totals VALUES ({lit}, now64(), now64(), {100 * i + 9}, "

@@ -91,6 +91,14 @@ class Data:
                 sku_totals=sku_totals,
             )
         )
+        # Windows a late correction emptied: written once with (inflated) numbers, then
+        # deleted by a higher version (is_deleted = 1, as the engine writes them). FINAL
+        # must not show them (they used to linger as rows of zeros).
+        phantoms = _phantoms(metrics_rows)
+        live = [(*r[:-1], 0) for r in phantoms]  # is_deleted is the last column
+        sink.write(OutputBatch([_stale(r, ROOM_METRICS_COLUMNS) for r in live], [], [], []))
+        sink.write(OutputBatch(phantoms, [], [], []))
+        self.phantoms = len(phantoms)
 
     def run(self, name: str, **params: Any) -> QueryResult:
         return self.sink.query((QUERIES / f"{name}.sql").read_text(), params)
@@ -111,6 +119,29 @@ def _stale(row: tuple[Any, ...], columns: tuple[str, ...]) -> tuple[Any, ...]:
             d[c] = d[c] * 3 + 1_000
     d["version"] -= 1
     return tuple(d[c] for c in columns)
+
+
+def _phantoms(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Per room, the deleting write of a window just after its last one."""
+    last: dict[str, tuple[Any, ...]] = {}
+    for r in rows:
+        if r[0] not in last or r[1] > last[r[0]][1]:
+            last[r[0]] = r
+    out = []
+    for r in last.values():
+        d = dict(zip(ROOM_METRICS_COLUMNS, r, strict=True))
+        W = d["window_end"] - d["window_start"]
+        d.update(window_start=d["window_start"] + W, window_end=d["window_end"] + W)
+        d.update(is_deleted=1, version=d["version"] + 10)
+        out.append(tuple(d[c] for c in ROOM_METRICS_COLUMNS))
+    return out
+
+
+def test_rows_a_late_correction_emptied_are_gone_from_final(data: Data) -> None:
+    """METRICS §5: ``count() FROM room_metrics FINAL`` is the contract's row count."""
+    assert data.phantoms > 0
+    (n,) = data.sink.query("SELECT count() FROM room_metrics FINAL").rows[0]
+    assert int(n) == len(data.metrics)
 
 
 @pytest.fixture(scope="module")

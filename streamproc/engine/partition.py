@@ -742,7 +742,8 @@ class PartitionEngine:
                         if now is None:
                             now = self.clock()
                         row = (
-                            room.room_id, s, s + W, *values, int(final), self._next_version(), now
+                            room.room_id, s, s + W, *values, int(final), self._next_version(), now,
+                            int(not exists),  # is_deleted: FINAL drops an emptied window's row
                         )  # fmt: skip
                         rows.append(row)
                         if final and self.watch is not None:

@@ -110,6 +110,7 @@ SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
         _c("is_final", "UInt8", "uint8"),
         _c("version", "UInt64", "uint64"),
         _c("updated_at", _TIME, "time"),
+        _c("is_deleted", "UInt8", "uint8"),
     ),
     "room_totals": (
         _c("room_id", "String", "str"),
