@@ -2,8 +2,9 @@
 # Idempotent set-up of everything streamproc needs on a fresh Debian machine:
 # the Python venv with the pinned packages, the Kafka jars (Maven Central), the
 # dashboard's charting library (npm, from streamproc/web/package-lock.json) and,
-# for the tests, Debian's prometheus package (promtool and the server) and
-# chromium with its driver and CJK/emoji fonts (the dashboard's browser tests).
+# for the tests, Debian's prometheus package (promtool and the server),
+# prometheus-alertmanager, and chromium with its driver and CJK/emoji fonts
+# (the dashboard's browser tests).
 # Usage: scripts/setup.sh [--tests]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,4 +56,11 @@ if [ "${1:-}" = "--tests" ] && { ! command -v chromedriver >/dev/null 2>&1 \
      || [ ! -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; }; then
   echo "setup: installing Debian's chromium, chromium-driver and CJK/emoji fonts (browser tests)"
   apt_install chromium chromium-driver fonts-wqy-microhei fonts-noto-color-emoji
+fi
+
+if [ "${1:-}" = "--tests" ] && ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  # tests/test_alertmanager.py: Prometheus rule -> Alertmanager -> webhook, on loopback ports
+  # of its own (a daemon the package may start on :9093 is left alone and not used).
+  echo "setup: installing Debian's prometheus-alertmanager for the alerting-path test"
+  apt_install prometheus-alertmanager
 fi

@@ -106,12 +106,11 @@ def connect_problem(
     bootstrap: str, security: KafkaSecurity, exc: BaseException, logged: Sequence[str] = ()
 ) -> Problem:
     """A failed connection in words: refused login, TLS, or nobody answering."""
-    name = type(exc).__name__
     causes = [m for m in logged if "Unable connect" in m or "Authentication" in m or "SSL" in m]
-    detail = causes[-1] if causes else str(exc) or name
-    if causes:
-        name = detail
-    if "Sasl" in name or "Authentication" in name or "authentication" in detail.lower():
+    # aiokafka's logged cause when there is one: the exception only says "cannot bootstrap"
+    detail = causes[-1] if causes else str(exc) or type(exc).__name__
+    what = f"{type(exc).__name__} {detail}"
+    if "Sasl" in what or "authentication" in what.lower():
         text = (
             f"Kafka at {bootstrap} refused the login ({security.describe()}): {detail}. "
             "Check STREAMPROC_KAFKA_SASL_USERNAME, STREAMPROC_KAFKA_SASL_PASSWORD (or "
@@ -119,7 +118,7 @@ def connect_problem(
             "against the user the platform team created (kafka-configs.sh --describe "
             "--entity-type users)."
         )
-    elif isinstance(exc, ssl.SSLError) or "SSL" in name or "certificate" in detail.lower():
+    elif isinstance(exc, ssl.SSLError) or "SSL" in what or "certificate" in what.lower():
         text = (
             f"TLS to Kafka at {bootstrap} failed ({security.describe()}): {detail}. Check "
             "STREAMPROC_KAFKA_SSL_CAFILE (the CA that signed the brokers' certificates) "

@@ -42,6 +42,12 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
         "--idle-seconds", type=float, default=d.idle_ms / 1000, help="I (default %(default)s)"
     )
     g.add_argument(
+        "--clock-ahead-seconds",
+        type=float,
+        default=d.clock_ahead_ms / 1000,
+        help="F (default %(default)s)",
+    )
+    g.add_argument(
         "--topics",
         default=",".join(DEFAULT_TOPICS),
         help="viewer,chat,cart,order topic names (default %(default)s)",
@@ -59,6 +65,7 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         presence_timeout_seconds=args.presence_timeout_seconds,
         dedup_seconds=args.dedup_seconds,
         idle_seconds=args.idle_seconds,
+        clock_ahead_seconds=args.clock_ahead_seconds,
         topics=tuple(t.strip() for t in args.topics.split(",")),
     )
 
@@ -176,7 +183,8 @@ def cmd_cluster_ddl(args: argparse.Namespace) -> int:
         if args.apply:
             from .check import clickhouse_sink
 
-            sink = clickhouse_sink(settings)
+            # the statements name their database, which may not exist yet: connect to default
+            sink = clickhouse_sink(settings.replace(clickhouse_database="default"))
         else:
             from .sink.chdb_sink import ChdbSink
 
@@ -398,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         "presence_timeout_seconds",
         "dedup_seconds",
         "idle_seconds",
+        "clock_ahead_seconds",
     )
     p.set_defaults(func=cmd_worker)
 

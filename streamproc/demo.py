@@ -36,10 +36,13 @@ from .settings import Settings
 from .web import health
 
 
-def _sql(endpoint: str, query: str) -> list[dict[str, Any]]:
+def _sql(endpoint: str, home: Path, query: str) -> list[dict[str, Any]]:
+    from .auth import read_token, token_path
     from .sqlserve import query_endpoint
 
-    data = query_endpoint(endpoint, query, "JSONEachRow", timeout=10)
+    # The demo's worker keeps its token in the demo's own STREAMPROC_HOME, not ours.
+    token = read_token(token_path(home)) or ""
+    data = query_endpoint(endpoint, query, "JSONEachRow", timeout=10, token=token)
     return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
 
 
@@ -183,7 +186,7 @@ def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -
         peak_rate = 0.0
         console = Console(width=None if sys.stdout.isatty() else 160)  # a log file: wide
         with Live(console=console, auto_refresh=False) as live:
-            while sim.is_alive() or time.monotonic() - t0 < duration + 5:
+            while True:
                 time.sleep(1.0)
                 if worker.poll() is not None:
                     live.stop()
@@ -193,7 +196,7 @@ def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -
                 rate = h.events_per_s
                 peak_rate = max(peak_rate, rate or 0.0)
                 try:
-                    rows = _sql(endpoint, TOP_ROOMS.format(db=s.clickhouse_database))
+                    rows = _sql(endpoint, demo_dir, TOP_ROOMS.format(db=s.clickhouse_database))
                     note = ""
                 except Exception as exc:  # the endpoint may be busy for a moment
                     rows, note = [], f"(query failed: {exc})"
@@ -207,12 +210,15 @@ def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -
                 if note:
                     parts.append(Text(note, style="yellow"))
                 live.update(Group(*parts), refresh=True)
-                if not sim.is_alive() and elapsed > duration + 5:
+                # The report waits until the worker has caught up (a minute at most).
+                caught_up = h.lag_messages == 0 or elapsed > duration + 65
+                if not sim.is_alive() and elapsed > duration + 5 and caught_up:
                     break
         time.sleep(2.0)
         console.print("\nSQL report (streamproc sql works the same way while the worker runs)\n")
         for title, query in REPORT.items():
-            console.print(_table(_sql(endpoint, query.format(db=s.clickhouse_database)), title))
+            rows = _sql(endpoint, demo_dir, query.format(db=s.clickhouse_database))
+            console.print(_table(rows, title))
             console.print()
         print(
             f"demo: {sent[0]:,} events produced; peak worker throughput {peak_rate:,.0f} events/s"

@@ -139,7 +139,6 @@ SETTINGS: tuple[Setting, ...] = (
     _s("group_instance_id", "", _opt_str, "static group membership id: a restarted worker gets its partitions back at once (empty: dynamic)", "kafka"),
     _s("session_timeout", "30", _float, "seconds before the group gives a silent worker's partitions away", "kafka"),
     # Kafka: topics made by someone else (streamproc/check.py, docs/deploy.md)
-    _s("alerts_topic", "live.alerts", _str, "topic for alerts (empty: no alerts topic)", "kafka"),
     _s("create_topics", "true", _bool, "create missing topics at start-up (false: a missing topic is an error)", "kafka"),
     _s("allow_create_time", "false", _bool, "accept input topics with CreateTime timestamps (weaker guarantees: docs/deploy.md)", "kafka"),
     _s("restore_horizon_seconds", "21600", _float, "longest outage a restore must survive: input retention must cover it plus D and L", "kafka"),
@@ -183,6 +182,13 @@ SETTINGS: tuple[Setting, ...] = (
         str(_E.idle_ms / 1000),
         _float,
         "I: a topic partition is idle after this long",
+        "engine",
+    ),
+    _s(
+        "clock_ahead_seconds",
+        str(_E.clock_ahead_ms / 1000),
+        _float,
+        "F: an event's ts counts towards stream time as at most its arrival plus this",
         "engine",
     ),
     # worker
@@ -333,6 +339,7 @@ class Settings:
             presence_timeout_seconds=self.presence_timeout_seconds,
             dedup_seconds=self.dedup_seconds,
             idle_seconds=self.idle_seconds,
+            clock_ahead_seconds=self.clock_ahead_seconds,
             topics=tuple(self.topics),
         )
 
@@ -354,6 +361,7 @@ def engine_config(
     presence_timeout_seconds: float,
     dedup_seconds: float,
     idle_seconds: float,
+    clock_ahead_seconds: float,
     topics: tuple[str, ...],
 ) -> EngineConfig:
     """The one conversion of the engine's settings (seconds) to :class:`EngineConfig` (ms),
@@ -365,6 +373,7 @@ def engine_config(
         presence_timeout_ms=ms(presence_timeout_seconds),
         dedup_ms=ms(dedup_seconds),
         idle_ms=ms(idle_seconds),
+        clock_ahead_ms=ms(clock_ahead_seconds),
         topics=topics,
     )
 

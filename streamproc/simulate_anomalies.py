@@ -334,10 +334,12 @@ def generate(sc: Scenario, topics: tuple[str, ...] = DEFAULT_TOPICS) -> Iterator
 
             if t >= s.end:
                 # the broadcast is over: everyone leaves within 20 s, some without a word
-                for slot in lv.slots:
-                    for u in slot:
-                        if rnd.random() < R.explicit_leave:
-                            emit(tv, u, b',"action":"leave"}', int(rnd.random() * 20_000))
+                # (a session cut by the end of the simulation just stops)
+                if s.ends_cleanly:
+                    for slot in lv.slots:
+                        for u in slot:
+                            if rnd.random() < R.explicit_leave:
+                                emit(tv, u, b',"action":"leave"}', int(rnd.random() * 20_000))
                 del live[idx]
                 continue
             kind = s.anomaly

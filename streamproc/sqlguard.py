@@ -276,7 +276,9 @@ class Policy:
     aggregate_functions: frozenset[str]
     combinators: tuple[str, ...]
     denied: frozenset[str] = field(default_factory=frozenset)
-    """Every other name the engine knows (functions and table functions), lower-cased."""
+    """Every other name the engine knows (functions and table functions), lower-cased.
+    Table functions are told apart by position (the AST's ``table_function`` key), so a
+    scalar sharing a table function's name (``format``) stays allowed as a scalar."""
     other_databases: frozenset[str] = field(default_factory=frozenset)
     table_functions: frozenset[str] = ALLOWED_TABLE_FUNCTIONS
 
@@ -351,8 +353,6 @@ def load_policy(run: Runner, database: str) -> Policy:
     # A lower-cased name shared by an allowed and a refused function is refused.
     scalar = {n.lower() for n in ok if not by_name[n][1]} - denied_lower
     aggregate = {n.lower() for n in ok if by_name[n][1]} - denied_lower
-    # Context is exact in the JSON AST (``table_function`` key), so a scalar sharing a
-    # table function's name (``format``) stays allowed as a scalar only.
     combinators = tuple(
         sorted(
             (
@@ -380,16 +380,19 @@ def load_policy(run: Runner, database: str) -> Policy:
 # The AST walk
 
 
-def _nodes(value: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every AST node (a JSON object with a ``type``) under ``value``, with its key path."""
-    if isinstance(value, dict):
-        if "type" in value:
-            yield path, value
-        for key, child in value.items():
-            yield from _nodes(child, f"{path}.{key}")
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            yield from _nodes(child, f"{path}[{i}]")
+def _nodes(value: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every AST node (a JSON object with a ``type``) under ``value``, with its key path.
+
+    Iterative: a deeply nested query must not exhaust Python's recursion limit."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            if "type" in item:
+                yield path, item
+            stack.extend((f"{path}.{key}", child) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
 
 
 def _parts(node: Mapping[str, Any]) -> list[str]:
@@ -522,8 +525,12 @@ def check(run: Runner, sql: str, policy: Policy) -> CheckedQuery:
         # The parameter did not reach the engine byte for byte: refuse rather than vet
         # something other than what was sent.
         raise RejectedQuery("the query text could not be passed to the parser exactly", 400)
-    ast = orjson.loads(ast_json)
+    try:
+        ast = orjson.loads(ast_json)
+        same = orjson.loads(again) == ast
+    except orjson.JSONDecodeError as exc:  # deeper than the JSON reader's nesting limit
+        raise RejectedQuery(f"the query is nested too deeply: {exc}", 400) from exc
     vet_ast(ast, policy)
-    if orjson.loads(again) != ast:
+    if not same:
         raise RejectedQuery("the query does not survive formatting unchanged", 400)
     return CheckedQuery(str(canonical), ast)

@@ -41,7 +41,11 @@ class PromServer:
     """One Prometheus process; ``targets`` are scraped every second as job ``streamproc-worker``."""
 
     def __init__(
-        self, workdir: Path, targets: list[str] | None = None, rule_files: list[Path] | None = None
+        self,
+        workdir: Path,
+        targets: list[str] | None = None,
+        rule_files: list[Path] | None = None,
+        alertmanagers: list[str] | None = None,
     ) -> None:
         if PROMETHEUS is None:
             raise RuntimeError(SKIP_REASON)
@@ -63,6 +67,9 @@ class PromServer:
                 {"job_name": "streamproc-worker", "static_configs": [{"targets": targets or []}]}
             ],
         }
+        if alertmanagers:  # host:port of Alertmanagers the rules' alerts are sent to
+            am = {"static_configs": [{"targets": alertmanagers}]}
+            config["alerting"] = {"alertmanagers": [am]}
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

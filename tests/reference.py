@@ -96,6 +96,7 @@ class RefConfig:
     presence_timeout_ms: int = 60_000
     dedup_ms: int = 600_000
     idle_ms: int = 5_000
+    clock_ahead_ms: int = 10_000  # F
     topics: tuple[str, ...] = ("live.viewer", "live.chat", "live.cart", "live.order")
 
 
@@ -214,34 +215,36 @@ def _no_constants(name: str) -> Any:
     raise _NotJson(f"{name} is not JSON")
 
 
-def _check_strings(v: Any) -> None:
-    """Reject lone surrogates (only reachable through \\uXXXX escapes: the text itself
-    was valid UTF-8; Python's decoder joins valid escaped pairs into one code point)."""
-    stack = [v]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, str):
-            if any(0xD800 <= ord(c) <= 0xDFFF for c in x):
-                raise _NotJson("lone surrogate")
-        elif isinstance(x, dict):
-            stack.extend(x.keys())
-            stack.extend(x.values())
-        elif isinstance(x, list):
-            stack.extend(x)
+class _Obj(dict[str, Any]):
+    """A parsed object that knows how deep it nests, counting every value it was given:
+    with a repeated name, the value that lost still counts (and must still be JSON)."""
+
+    depth = 1
 
 
-def _depth(v: Any) -> int:
-    """Levels of nested arrays/objects (a scalar is 0)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _is_lone_surrogate(s: str) -> bool:
+    # Only reachable through \\uXXXX escapes (the text itself was valid UTF-8); Python's
+    # decoder joins valid escaped pairs into one code point.
+    return _SURROGATE.search(s) is not None
+
+
+def _scan(v: Any) -> int:
+    """Nesting depth of ``v`` (a scalar is 0); raises _NotJson on a lone surrogate.
+    Objects were scanned when they were built."""
     deepest = 0
-    stack = [(v, 1)]
+    stack = [(v, 0)]
     while stack:
         x, d = stack.pop()
-        if isinstance(x, dict):
-            deepest = max(deepest, d)
-            stack.extend((y, d + 1) for y in x.values())
+        if isinstance(x, _Obj):
+            deepest = max(deepest, d + x.depth)
         elif isinstance(x, list):
-            deepest = max(deepest, d)
+            deepest = max(deepest, d + 1)
             stack.extend((y, d + 1) for y in x)
+        elif isinstance(x, str) and _is_lone_surrogate(x):
+            raise _NotJson("lone surrogate")
     return deepest
 
 
@@ -250,13 +253,15 @@ def parse_json(text: str) -> _Parsed:
     raises _NotJson. Notes the first name repeated within one object (§2)."""
     duplicates: list[str] = []
 
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    def pairs(items: list[tuple[str, Any]]) -> _Obj:
         names = [k for k, _ in items]
-        for k in names:
-            if names.count(k) > 1:
-                duplicates.append(k)
-                break
-        return dict(items)
+        if any(_is_lone_surrogate(k) for k in names):
+            raise _NotJson("lone surrogate")
+        obj = _Obj(items)
+        obj.depth = 1 + max((_scan(v) for _, v in items), default=0)
+        if len(obj) != len(items) and not duplicates:
+            duplicates.append(next(k for k in names if names.count(k) > 1))
+        return obj
 
     try:
         doc = json.loads(
@@ -266,11 +271,11 @@ def parse_json(text: str) -> _Parsed:
             parse_constant=_no_constants,
             object_pairs_hook=pairs,
         )
+        depth = _scan(doc)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise _NotJson(str(exc)) from exc
-    if _depth(doc) > MAX_DEPTH:
+    if depth > MAX_DEPTH:
         raise _NotJson(f"nested deeper than {MAX_DEPTH} levels")
-    _check_strings(doc)
     return _Parsed(doc, duplicates[0] if duplicates else None)
 
 
@@ -453,7 +458,12 @@ class _Partition:
         if busy:
             cand = min(self.maxts[k] for k in busy) - cfg.out_of_order_ms
         else:
-            cand = max(self.maxts[k] for k in seen) - cfg.out_of_order_ms
+            # §3, a silent partition still keeps time: event time passes as the arrival
+            # clock does since each topic's last arrival
+            cand = (
+                max(self.maxts[k] + (a - self.last_arrival[k]) for k in seen)
+                - cfg.out_of_order_ms
+            )
         self.S = cand if self.S is None else max(self.S, cand)
 
 
@@ -504,8 +514,10 @@ def pass1(
         if ev is None:
             dead_letter(rec, reason, detail)
             continue
-        # Valid: the topic's watermark inputs (also for duplicates and late events).
-        st.maxts[kind] = max(st.maxts.get(kind, ev.ts), ev.ts)
+        # Valid: the topic's watermark inputs (also for duplicates and late events); the
+        # ts counts as at most arrival + F (§3: a clock that runs ahead poisons nothing).
+        counted = min(ev.ts, rec.arrival + cfg.clock_ahead_ms)
+        st.maxts[kind] = max(st.maxts.get(kind, counted), counted)
         st.last_arrival[kind] = rec.arrival
         # Dedup (before lateness).
         ts0 = st.memory.get(ev.event_id)

@@ -327,3 +327,20 @@ def test_snapshot_whose_records_retention_deleted(kafka_bootstrap: str) -> None:
     assert p.fatal and p.subject == f"{s.topics[2]}[0]"
     assert "at offset 5, but the broker already deleted the records before offset 10" in p.text
     assert "5 records were never counted" in p.text
+
+
+def test_cluster_ddl_apply_reaches_the_server(tmp_path: Path) -> None:
+    """``cluster-ddl --apply`` over HTTP: chDB has no cluster, so the server's own refusal
+    of ``ON CLUSTER`` must come back (not a missing database, not a traceback)."""
+    from tests.chfront import ChFront
+
+    db = fresh_database("cl")
+    with ChFront(chdb_dir()) as front:
+        env = {
+            "STREAMPROC_CLICKHOUSE_URL": front.url,
+            "STREAMPROC_CLICKHOUSE_DATABASE": db,
+            "STREAMPROC_CLICKHOUSE_CLUSTER": "no_such_cluster",
+        }
+        proc = run_cli(["cluster-ddl", "--apply"], env, tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no_such_cluster" in proc.stderr and "UNKNOWN_DATABASE" not in proc.stderr

@@ -1,5 +1,7 @@
-"""The dashboard's parts without a browser: its SQL on the real chDB engine, the freshness
-figures from Prometheus text, and the owner-only rule on every route over real HTTP.
+"""The dashboard's parts without a browser: its SQL on the real chDB engine (hostile room
+ids included; that the SQL endpoint's checker accepts every query is proven through the
+real endpoint by the browser test), the freshness figures from Prometheus text, and the
+owner-only rule on every route over real HTTP.
 
 The browser tests (a worker, the page in chromium) are in ``tests/test_dashboard_browser.py``.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,6 @@ import pytest
 
 from streamproc import auth, settings
 from streamproc.sink.ddl import load_statements
-from streamproc.sqlserve import check_query
 from streamproc.web import health, queries
 from streamproc.web.server import Dashboard, serve
 from tests.chdb_fixture import chdb_dir, fresh_database
@@ -53,13 +55,36 @@ def _rows(sess: Any, sql: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+@pytest.fixture(scope="module")
+def hostile_db(ch: Any) -> Iterator[str]:
+    """A database whose rooms have the hostile ids, written without our quoting (JSON)."""
+    db = fresh_database("hostile")
+    for stmt in load_statements(db):
+        ch.query(stmt)
+    for i, room_id in enumerate(HOSTILE_IDS):
+        row = {"room_id": room_id, "peak_viewers": i, "gmv": f"{i}.25", "version": 1}
+        ch.query(f"INSERT INTO {db}.room_totals FORMAT JSONEachRow {json.dumps(row)}")
+        win = {"room_id": room_id, "window_start": 1_700_000_000_000,
+               "window_end": 1_700_000_010_000, "concurrent_viewers": i, "version": 1}  # fmt: skip
+        ch.query(f"INSERT INTO {db}.room_metrics FORMAT JSONEachRow {json.dumps(win)}")
+    yield db
+    ch.query(f"DROP DATABASE {db}")
+
+
 @pytest.mark.parametrize("room_id", HOSTILE_IDS)
-def test_room_literal_round_trips_and_passes_the_endpoint_check(ch: Any, room_id: str) -> None:
+def test_room_literal_round_trips_and_selects_exactly_that_room(
+    ch: Any, hostile_db: str, room_id: str
+) -> None:
     lit = queries.room_literal(room_id)
     assert _rows(ch, f"SELECT {lit} AS r") == [{"r": room_id}]
-    # the literal cannot end early: the whole room query is one vetted statement
-    for sql in queries.room(settings.load().clickhouse_database, room_id).values():
-        check_query(sql)
+    # the literal cannot end early: each room query is one statement about that room only
+    q = queries.room(hostile_db, room_id)
+    i = HOSTILE_IDS.index(room_id)
+    totals = _rows(ch, q["room_totals"])
+    assert [(r["room_id"], r["peak_viewers"], r["gmv_yuan"]) for r in totals] == [
+        (room_id, i, f"{i}.25")
+    ]
+    assert [r["concurrent_viewers"] for r in _rows(ch, q["room_windows"])] == [i]
 
 
 @pytest.mark.parametrize("bad", ["", "x" * (queries.ROOM_ID_MAX + 1), "nul\x00", "\ud800"])
@@ -96,8 +121,6 @@ def test_queries_on_the_real_schema(ch: Any) -> None:
             f"{21000 * i}, 0, 1, now64())"
         )
     q = queries.platform(db)
-    for sql in q.values():
-        check_query(sql)
     assert _rows(ch, q["platform"]) == [{"gmv_yuan": "222.12", "orders": 18, "rooms": 4}]
     top = _rows(ch, q["top_viewers"])
     # now = each room's newest window: 2 + 102 + 202 + 302 viewers, 4 rooms with viewers
@@ -128,7 +151,7 @@ def test_queries_on_the_real_schema(ch: Any) -> None:
     assert w0["cart_conversion"] == _q(Decimal(2) / 2)
     assert _rows(ch, rq["room_totals"])[0]["gmv_yuan"] == "74.04"
     # the optional tables: absent first, then found with their columns
-    assert _rows(ch, queries.optional_tables(db)) == []
+    assert "sku_metrics" not in {r["table"] for r in _rows(ch, queries.optional_tables(db))}
     ch.query(
         f"CREATE TABLE {db}.sku_metrics (room_id String, sku_id String, "
         "window_start DateTime64(3, 'UTC'), units_sold UInt32, orders UInt32, "
@@ -142,19 +165,36 @@ def test_queries_on_the_real_schema(ch: Any) -> None:
         "('it''s', 'sku-b', toDateTime64(1700000000, 3, 'UTC'), 1, 1, 500, 1), "
         "('quiet', 'sku-a', toDateTime64(1700000000, 3, 'UTC'), 99, 1, 1, 1)"
     )
-    found = _rows(ch, queries.optional_tables(db))
-    assert [(r["table"], r["engine"]) for r in found] == [("sku_metrics", "ReplacingMergeTree")]
+    found = {r["table"]: r["engine"] for r in _rows(ch, queries.optional_tables(db))}
+    assert found["sku_metrics"] == "ReplacingMergeTree"
     sq = queries.sku(db, "it's", final=True)
-    for sql in sq.values():
-        check_query(sql)
     assert [(r["sku_id"], r["units"], r["gmv_yuan"]) for r in _rows(ch, sq["top_products"])] == [
         ("sku-b", 1, "500.00"),
         ("sku-a", 12, "120.00"),
     ]
     sell = _rows(ch, sq["sell_out"])
     assert [(r["sku_id"], r["units_cum"]) for r in sell] == [("sku-a", 5), ("sku-a", 12)]
+    # room_alerts as METRICS §11 describes it (the schema has it once anomaly detection runs)
+    ch.query(
+        f"CREATE TABLE IF NOT EXISTS {db}.room_alerts (room_id String, kind String, "
+        "window_start DateTime64(3, 'UTC'), state String, summary String, version UInt64) "
+        "ENGINE = ReplacingMergeTree(version) ORDER BY (room_id, kind, window_start)"
+    )
+    for room_id, kind, ws, state, summary, version in [
+        ("it's", "audience_collapse", 1_700_000_010_000, "firing", "a", 1),
+        ("it's", "audience_collapse", 1_700_000_010_000, "resolved", "b", 2),
+        ("quiet", "chat_flood", 1_700_000_000_000, "firing", "c", 1),
+    ]:
+        alert = {"room_id": room_id, "kind": kind, "window_start": ws, "state": state,
+                 "summary": summary, "version": version}  # fmt: skip
+        ch.query(f"INSERT INTO {db}.room_alerts FORMAT JSONEachRow {json.dumps(alert)}")
     cols = frozenset({"room_id", "kind", "state", "window_start", "summary", "version"})
-    check_query(queries.alerts(db, cols, True, "it's"))
+    alerts = _rows(ch, queries.alerts(db, cols, True))
+    assert [(a["room_id"], a["state"], a["summary"]) for a in alerts] == [
+        ("it's", "resolved", "b"),  # the newest version of an alert: it fired, then resolved
+        ("quiet", "firing", "c"),
+    ]
+    assert len(_rows(ch, queries.alerts(db, cols, True, "quiet"))) == 1
     ch.query(f"DROP DATABASE {db}")
 
 
@@ -266,3 +306,41 @@ def test_token_url_becomes_a_strict_httponly_cookie(
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
     status, body, _ = _get(loop, base + "/api/overview", cookies={auth.TOKEN_COOKIE: token})
     assert status == 503 and "cannot be read" in body  # no worker behind it: said, not hidden
+
+
+def test_source_reads_a_clickhouse_server_alike(ch: Any) -> None:
+    """With ``STREAMPROC_CLICKHOUSE_URL`` the dashboard reads the server (here the test
+    front over this process's chDB), not a worker endpoint, and shapes the same JSON."""
+    from streamproc.web.data import Source
+    from tests.chfront import ChFront
+
+    front = ChFront(chdb_dir()).start()
+    db = fresh_database("srv")
+    try:
+        for stmt in load_statements(db):
+            ch.query(stmt)
+        for i, room_id in enumerate(["🔥直播-00003🛒", "it's"], start=1):
+            row = {"room_id": room_id, "peak_viewers": 10 * i, "gmv": f"{i}.50", "orders": i,
+                   "distinct_viewers": 4 * i, "distinct_buyers": i, "version": 1}  # fmt: skip
+            ch.query(f"INSERT INTO {db}.room_totals FORMAT JSONEachRow {json.dumps(row)}")
+            win = {"room_id": room_id, "window_start": 1_700_000_000_000, "version": 1,
+                   "window_end": 1_700_000_010_000, "concurrent_viewers": 5 * i}  # fmt: skip
+            ch.query(f"INSERT INTO {db}.room_metrics FORMAT JSONEachRow {json.dumps(win)}")
+        s = settings.load({"STREAMPROC_CLICKHOUSE_URL": front.url,
+                           "STREAMPROC_CLICKHOUSE_DATABASE": db})  # fmt: skip
+        source = Source(s)
+        # streamproc sql vets server queries with a chDB parser; this process already
+        # holds the test directory (chDB: one per process), so the parser uses it too
+        source.cfg = replace(source.cfg, parser_path=chdb_dir())
+        assert source.via == front.url
+        o = source.overview()
+        assert o["platform"] == {"gmv_yuan": "4.00", "orders": 3, "rooms": 2}
+        assert o["now"] == {"viewers_now": 15, "active_rooms": 2}
+        assert [r["room_id"] for r in o["top_viewers"]] == ["it's", "🔥直播-00003🛒"]
+        assert o["top_gmv"][0]["aov"] == 1.25 and o["alerts"] == []
+        room = source.room("🔥直播-00003🛒")
+        assert room["totals"]["peak_viewers"] == 10 and room["windows"]["concurrent_viewers"] == [5]
+        assert room["products"] is None and room["sell_out"] is None
+    finally:
+        front.close()
+        ch.query(f"DROP DATABASE {db}")

@@ -13,7 +13,6 @@ during the traffic, ``dashboard-live.png``, into ``docs/img/dashboard.png`` for 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import re
@@ -36,7 +35,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from streamproc import settings, simulate, sqlcli
+from streamproc import simulate
 from streamproc.produce import live_config, produce
 from tests.e2e_support import REPO, Deployment, kill, tail, wait_for
 
@@ -85,12 +84,18 @@ class Stack:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def sql(self, query: str) -> list[dict[str, Any]]:
-        """``streamproc sql --format json`` (its entry point, with this stack's settings)."""
-        out, err = io.StringIO(), io.StringIO()
-        cfg = sqlcli.SqlCliConfig.from_settings(settings.load(self.env))
-        rc = sqlcli.run_sql([query, "--format", "json"], cfg, stdout=out, stderr=err)
-        assert rc == 0, err.getvalue()
-        return [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+        """``streamproc sql --format json QUERY``, run as a user would, with this stack's
+        environment (endpoint address, and the token file in its STREAMPROC_HOME)."""
+        out = subprocess.run(
+            [sys.executable, "-m", "streamproc.cli", "sql", "--format", "json", query],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
     def start(self, log: Path) -> str:
         self.dep.ensure_topics()
@@ -160,7 +165,12 @@ def browser() -> Iterator[WebDriver]:
 
 
 def _text(d: WebDriver, css: str) -> str:
-    return str(d.find_element(By.CSS_SELECTOR, css).text)
+    """The shown text of ``css``, read in one go (the page redraws parts every poll)."""
+    text = d.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;", css
+    )
+    assert text is not None, f"no {css} on the page"
+    return str(text)
 
 
 def _updates(d: WebDriver) -> int:

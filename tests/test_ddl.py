@@ -30,12 +30,13 @@ def test_schema_files_in_order() -> None:
         "003_room_totals.sql",
         "004_dead_letters.sql",
         "005_late_events.sql",
+        "010_room_alerts.sql",
     ]
 
 
 def test_default_statements_are_idempotent_creates_in_live() -> None:
     stmts = load_statements()
-    assert len(stmts) == 5
+    assert len(stmts) == 6
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS live"
     for stmt, table in zip(stmts[1:], SCHEMA, strict=True):
         assert stmt.startswith(f"CREATE TABLE IF NOT EXISTS live.{table}\n")

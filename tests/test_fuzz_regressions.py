@@ -260,8 +260,12 @@ def test_unicode_digits_are_not_a_decimal(amount: bytes) -> None:
         (3, order(b"1", quantity=b"9223372036854775808"), "quantity_out_of_range"),
         (3, order(b'"1e' + b"9" * 5000 + b'"'), "amount_out_of_range"),
         (3, order(b'"1e-' + b"9" * 5000 + b'"'), "amount_precision"),
-        (2, b'{"event_id":"c","room_id":"r1","user_id":"u","ts":1,"sku_id":"s","quantity":1,'
-            b'"price":1}', "ts_out_of_range"),
+        (
+            2,
+            b'{"event_id":"c","room_id":"r1","user_id":"u","ts":1,"sku_id":"s","quantity":1,'
+            b'"price":1}',
+            "ts_out_of_range",
+        ),
     ],
 )
 def test_thousands_of_digits(kind: int, value: bytes, reason: str) -> None:

@@ -77,6 +77,9 @@ def test_readiness_reasons() -> None:
     assert readiness(rt, 10) == ["lag 11 records > STREAMPROC_READY_MAX_LAG=10"]
     rt.sink_ok, rt.assigned = False, False
     assert len(readiness(rt, 10)) == 3
+    # right after an assignment nothing was fetched: the lag is unknown, not zero
+    fresh = SimpleNamespace(stopping=False, assigned=True, sink_ok=True, lag_total=None)
+    assert readiness(fresh, 10) == ["lag not known yet (no fetch answered since the assignment)"]
 
 
 def test_probes_are_served_next_to_metrics() -> None:

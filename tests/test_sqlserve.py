@@ -340,6 +340,21 @@ def test_parse_failure_is_400_and_the_connection_survives(server: SqlServer) -> 
     assert post(server, "SELECT 1", "TSV") == b"1\n"
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT " + "(" * 400 + "1" + ")" * 400,
+        "SELECT 1" + " + 1" * 2000,
+        "SELECT " + "[" * 5000 + "1" + "]" * 5000,
+        "SELECT " + "-" * 5000 + "1",
+    ],
+)
+def test_deep_nesting_is_400_not_a_crash(server: SqlServer, sql: str) -> None:
+    err = error_of(server, sql)
+    assert err.status == 400 and ("deep" in str(err) or "depth" in str(err) or "Syntax" in str(err))
+    assert post(server, "SELECT 1", "TSV") == b"1\n"
+
+
 def test_content_length_rules(server: SqlServer) -> None:
     with _connect(server) as s:
         s.sendall(

@@ -119,7 +119,9 @@ class PartitionEngine:
         self.stream_time = NEG
         self.horizon = NEG
         self.head = NEG
-        """Largest valid ``ts`` seen (the newest window is ``head``'s)."""
+        """Largest valid ``ts`` seen, as at most its arrival + ``F`` (§3): provisional rows
+        are written up to ``head``'s window, so a clock hours ahead does not make every
+        flush write the hours of windows in between."""
         self._recheck_at = NEG
         self._cand_dirty = False
         self._cand_topic = -1
@@ -223,6 +225,7 @@ class PartitionEngine:
         counters_events = self.counters.events
         max_ahead = MAX_AHEAD_MS
         B = cfg.out_of_order_ms
+        F = cfg.clock_ahead_ms
         pending = NEG
         """A raised candidate of the stream time, applied before the next record (§3)."""
         for rec in records:
@@ -260,19 +263,21 @@ class PartitionEngine:
             except Exception:
                 self._dead_letter(kind, offset, key, value, arrival)
                 continue
-            # stream time inputs: every valid event counts (§3)
+            # stream time inputs: every valid event counts (§3), its ts as at most
+            # arrival + F, so that a producer whose clock runs ahead poisons nothing
+            ct = ts if ts <= arrival + F else arrival + F
             m = maxts[kind]
-            if m is None or ts > m:
-                maxts[kind] = ts
+            if m is None or ct > m:
+                maxts[kind] = ct
                 if kind == self._cand_topic:
                     # The candidate is min(maxts of non-idle topics) - B: while this topic
                     # stays the minimum, it rises with it, without a full recomputation.
-                    if ts <= self._cand_other:
-                        pending = ts - B
+                    if ct <= self._cand_other:
+                        pending = ct - B
                     else:
                         self._cand_dirty = True
-                if ts > self.head:
-                    self.head = ts
+                if ct > self.head:
+                    self.head = ct
             la = last_arrival[kind]
             if la is None or la <= arrival - I_:
                 self._cand_dirty = True
@@ -422,11 +427,19 @@ class PartitionEngine:
         self._fire_timers()
         if self.head == NEG:
             return self.take_output()
-        head_end = self.head - self.head % self.cfg.window_ms + self.cfg.window_ms
+        W = self.cfg.window_ms
+        head_end = self.head - self.head % W + W
+        S = self.stream_time
+        if NEG < S < POS and head_end < S - S % W + W:
+            # The silent-partition clock (or a capped clock ahead, §3) can take S past the
+            # head: windows up to S's are written too (viewers still present, late fixes).
+            head_end = S - S % W + W
         for room in self.rooms.values():
             lo = min(room.dirty_from, room.emitted_upto)
-            if lo < head_end:
-                self._emit(room, lo, head_end)
+            # closed windows may lie past the head too (late fixes after a silence)
+            hi = head_end if room.final_upto <= head_end else room.final_upto
+            if lo < hi:
+                self._emit(room, lo, hi)
             if room.totals_dirty:
                 self._emit_totals(room)
         return self.take_output()
@@ -439,18 +452,23 @@ class PartitionEngine:
     # ------------------------------------------------------------------ internals: time
 
     def _update_stream_time(self, now: int) -> None:
-        """Stream time before a record (or tick) arriving at ``now`` (semantics §3)."""
+        """Stream time before a record (or tick) arriving at ``now`` (semantics §3).
+
+        While some topic is busy: ``min(maxts of busy topics) - B``. When every topic is
+        idle, event time passes as the arrival clock does, from where each topic's events
+        left off: ``max(maxts[t] + now - last_arrival[t]) - B`` (the silent-partition
+        clock); it grows with ``now``, so ``_recheck_at`` asks for a re-evaluation at
+        every later record or tick.
+        """
         I_ = self.cfg.idle_ms
         cand: int | None = None
         other = POS
-        newest: int | None = None
+        clock: int | None = None
         recheck = POS
         topic = -1
         for k, (m, la) in enumerate(zip(self.maxts, self.last_arrival, strict=True)):
             if m is None or la is None:
                 continue
-            if newest is None or m > newest:
-                newest = m
             if la > now - I_:  # not idle
                 if cand is None or m < cand:
                     if cand is not None:
@@ -460,12 +478,17 @@ class PartitionEngine:
                     other = m
                 if la + I_ < recheck:
                     recheck = la + I_
+            elif cand is None:
+                elapsed = m + (now - la)
+                if clock is None or elapsed > clock:
+                    clock = elapsed
+        if cand is None and clock is not None:
+            cand = clock
+            recheck = NEG  # the idle clock moves with every later record or tick
         self._recheck_at = recheck
         self._cand_dirty = False
         self._cand_topic = topic
         self._cand_other = other
-        if cand is None:
-            cand = newest
         if cand is not None:
             cand -= self.cfg.out_of_order_ms
             if cand > self.stream_time:

@@ -248,7 +248,7 @@ def _decimal_parts(raw: bytes, field: str) -> tuple[bool, bytes, int]:
     sign, whole, frac, exp_text = m.group(1), m.group(2), m.group(3) or b"", m.group(4)
     exp = 0
     if exp_text:
-        magnitude = exp_text.lstrip(b"+-").lstrip(b"0")
+        magnitude = exp_text.lstrip(b"+-").lstrip(b"0") or b"0"
         exp = int(magnitude) if len(magnitude) <= 18 else _HUGE_EXP
         if exp_text[:1] == b"-":
             exp = -exp

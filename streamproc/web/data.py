@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
+from streamproc import auth
 from streamproc.settings import Settings
 from streamproc.sqlcli import SqlCliConfig, execute
 from streamproc.sqlserve import query_endpoint
@@ -52,6 +54,7 @@ class Source:
         self.database: str = settings.clickhouse_database
         self.endpoint = f"http://{settings.sql_host}:{settings.sql_port}"
         self.cfg = SqlCliConfig.from_settings(settings)
+        self.token_file = auth.token_path(Path(settings.home))
         self._lock = threading.Lock()
         self._optional: dict[str, tuple[frozenset[str], bool]] = {}
         self._optional_at = -OPTIONAL_TTL_S
@@ -67,7 +70,8 @@ class Source:
             if self.cfg.clickhouse_url:
                 data = execute(self.cfg, sql, "JSONEachRow")
             else:
-                data = query_endpoint(self.endpoint, sql, "JSONEachRow", timeout=10)
+                token = auth.read_token(self.token_file) or ""  # a restarted worker: new one
+                data = query_endpoint(self.endpoint, sql, "JSONEachRow", timeout=10, token=token)
         return [_row(orjson.loads(line)) for line in data.splitlines() if line.strip()]
 
     def _one(self, sql: str) -> Row | None:

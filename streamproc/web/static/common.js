@@ -190,6 +190,11 @@ function renderAlerts(alerts, tbodyId, panelId) {
     roomCol, { key: "kind" }, { key: "state" }, { key: "t", fmt: fmtTime },
     { key: "value" }, { key: "baseline" }, { key: "summary", cls: "room" },
   ]);
-  const rows = document.getElementById(tbodyId).children;
-  alerts.forEach((a, i) => rows[i].classList.add("alert-" + a.state));
+  const body = document.getElementById(tbodyId);
+  alerts.forEach((a, i) => body.children[i].classList.add("alert-" + a.state));
+  if (alerts.length === 0) {
+    const tr = el("tr");
+    tr.append(el("td", "无告警 no alerts so far", { colspan: "7", class: "room" }));
+    body.append(tr);
+  }
 }
