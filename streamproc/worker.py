@@ -116,7 +116,10 @@ def build_metrics(settings: Settings) -> Any:
         return None
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     metrics = PipelineMetrics(
-        worker_id=worker_id, top_k=settings.top_k, thresholds=settings.thresholds()
+        worker_id=worker_id,
+        top_k=settings.top_k,
+        top_skus=settings.top_skus,
+        thresholds=settings.thresholds(),
     )
     return metrics
 

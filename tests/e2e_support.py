@@ -27,8 +27,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamproc.derived import FIGURES, figures_of
 from streamproc.produce import produce
-from streamproc.rows import ROOM_METRICS_COLUMNS
+from streamproc.rows import MONEY_COLUMNS, ROOM_METRICS_COLUMNS, TIME_COLUMNS
 from streamproc.simulate import SimRecord
 from tests.reference import Record
 
@@ -214,15 +215,27 @@ def compare(expected: Mapping[str, Any], dumped: Mapping[str, list[dict[str, Any
         (d["partition"], d["offset"], d["late_by_ms"]) for d in expected["late_events"]
     )
     assert late_got == late_want
+    for table, key in (("sku_metrics", 3), ("sku_totals", 2)):
+        got_rows = sorted(dumped[table], key=lambda r: [r[c] for c in list(r)[:key]])
+        assert got_rows == expected[table], table
+
+
+def _with_figures(table: str) -> str:
+    """Every stored column but the write metadata, then the ALIAS figures (METRICS §8)."""
+    figures = "".join(f", {f.name}" for f in figures_of(table))
+    return f"SELECT * EXCEPT (version, updated_at){figures} FROM {{db}}.{table} FINAL"
 
 
 _DUMP_SQL = {
-    "room_metrics": "SELECT * EXCEPT (version, updated_at) FROM {db}.room_metrics FINAL",
-    "room_totals": "SELECT * EXCEPT (version, updated_at) FROM {db}.room_totals FINAL",
+    "room_metrics": _with_figures("room_metrics"),
+    "room_totals": _with_figures("room_totals"),
+    "sku_metrics": "SELECT * EXCEPT (version, updated_at) FROM {db}.sku_metrics FINAL",
+    "sku_totals": "SELECT * EXCEPT (version, updated_at) FROM {db}.sku_totals FINAL",
     "dead_letters": "SELECT topic, partition, offset, reason FROM {db}.dead_letters FINAL",
     "late_events": "SELECT topic, partition, offset, late_by_ms FROM {db}.late_events FINAL",
 }
-_TIMES = ("window_start", "window_end", "first_event_at", "last_event_at", "peak_at")
+_TIMES = tuple(TIME_COLUMNS)
+_MONEY = (*MONEY_COLUMNS, *(f.name for f in FIGURES if f.money))
 
 
 def dump_with(query: Any, db: str) -> dict[str, list[dict[str, Any]]]:
@@ -230,16 +243,15 @@ def dump_with(query: Any, db: str) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for table, sql in _DUMP_SQL.items():
         data = query(
-            sql.format(db=db)
-            + " SETTINGS output_format_json_quote_decimals=1,"
+            sql.format(db=db) + " SETTINGS output_format_json_quote_decimals=1,"
             " output_format_json_quote_64bit_integers=0"
         )
         rows = [json.loads(line) for line in data.decode().splitlines() if line]
         for r in rows:
             for c in _TIMES:
-                if c in r:
+                if r.get(c) is not None:
                     r[c] = _ms(r[c])
-            for c in ("gmv", "refund_amount"):
+            for c in _MONEY:
                 if c in r:
                     r[c] = f"{Decimal(r[c]):.2f}"
         out[table] = rows

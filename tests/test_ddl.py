@@ -30,13 +30,15 @@ def test_schema_files_in_order() -> None:
         "003_room_totals.sql",
         "004_dead_letters.sql",
         "005_late_events.sql",
+        "006_sku_metrics.sql",
+        "007_sku_totals.sql",
         "010_room_alerts.sql",
     ]
 
 
 def test_default_statements_are_idempotent_creates_in_live() -> None:
     stmts = load_statements()
-    assert len(stmts) == 6
+    assert len(stmts) == 8
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS live"
     for stmt, table in zip(stmts[1:], SCHEMA, strict=True):
         assert stmt.startswith(f"CREATE TABLE IF NOT EXISTS live.{table}\n")
@@ -58,6 +60,10 @@ def test_engines_and_keys() -> None:
     assert "ORDER BY (room_id, window_start)" in text["002_room_metrics"]
     assert "ENGINE = ReplacingMergeTree(version)" in text["003_room_totals"]
     assert "ORDER BY room_id" in text["003_room_totals"]
+    assert "ENGINE = ReplacingMergeTree(version)" in text["006_sku_metrics"]
+    assert "ORDER BY (room_id, sku_id, window_start)" in text["006_sku_metrics"]
+    assert "ENGINE = ReplacingMergeTree(version)" in text["007_sku_totals"]
+    assert "ORDER BY (room_id, sku_id)" in text["007_sku_totals"]
     for stem in ("004_dead_letters", "005_late_events"):
         assert "ENGINE = ReplacingMergeTree\n" in text[stem]
         assert "ORDER BY (topic, `partition`, `offset`)" in text[stem]
@@ -113,7 +119,8 @@ def test_applied_schema_matches_code() -> None:
         sink.apply_ddl()  # a second time: idempotent
         for table, cols in SCHEMA.items():
             res = sink.query(f"DESCRIBE TABLE {table}")
-            described = [(r[0], r[1]) for r in res.rows]
+            # ALIAS columns (METRICS §8) are computed, never inserted: tests/test_derived.py
+            described = [(r[0], r[1]) for r in res.rows if r[2] != "ALIAS"]
             assert described == [(c.name, c.ch_type) for c in cols], table
             assert tuple(r[0] for r in described) == TABLES[table]
         engines = sink.query(

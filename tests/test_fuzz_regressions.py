@@ -17,6 +17,7 @@ from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import PartitionEngine, Record
 from streamproc.engine.snapshot import restore, snapshot
 from streamproc.engine.validate import REASONS, Invalid, diagnose
+from streamproc.kafka.outputs import DEAD_LETTER_BUDGET, fit_dead_letter
 from streamproc.merge import Merger
 from streamproc.runtime.checkpoint import Checkpointer, Owned
 from tests.reference import validate as reference_validate
@@ -318,3 +319,22 @@ def test_old_snapshot_without_the_new_reasons_restores_their_counters() -> None:
     back = restore(snapshot(eng))
     back.process([(1, 1, b"r1", chat().replace(b'"ts":', b'"ts":1,"ts":'), ARRIVAL)])
     assert back.counters.invalid["duplicate_key"] == 1
+
+
+def test_dead_letter_at_the_size_limit_fits_the_dead_letter_topic() -> None:
+    """A message at the broker's size limit plus our headers made the dead-letter send
+    raise (MessageSizeTooLargeError), the write fail and the restarted worker fail again."""
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    size = DefaultRecordBatchBuilder.estimate_size_in_bytes
+    headers = [("reason", b"not_json"), ("detail", b"d" * 300)]
+    value = b"{" + b"x" * 1_048_400
+    assert size(b"r1", value, headers) > 1_048_576  # aiokafka's and the broker's default
+    key, fitted, more = fit_dead_letter(b"r1", value, headers)
+    assert size(key, fitted, more) <= DEAD_LETTER_BUDGET
+    assert key == b"r1" and value.startswith(fitted) and len(fitted) > 990_000
+    assert more[-1] == ("truncated", b"2,1048401")
+    key, fitted, more = fit_dead_letter(b"k" * 900_000, value, headers)
+    assert size(key, fitted, more) <= DEAD_LETTER_BUDGET
+    small = (b"r1", b"{", headers)
+    assert fit_dead_letter(*small) == small

@@ -46,6 +46,7 @@ from .presence import (
     prune,
 )
 from .room import Room, TotalsValues
+from .sku import SkuBook
 from .validate import (
     DECODERS,
     FIELD_COUNTS,
@@ -376,7 +377,25 @@ class PartitionEngine:
                 else:
                     w.carters.add(uid)
                 room.carts += 1
-            elif ev.status == "paid":
+                room.carters_ever.add(uid)
+                # METRICS §9 (engine.sku)
+                book = room.skus
+                if book is None:
+                    book = room.skus = SkuBook()
+                book.cart(ws, ev.sku_id, uid, ts, ev.quantity)
+            else:
+                # METRICS §9 (engine.sku)
+                paid = ev.status == "paid"
+                book = room.skus
+                if book is None:
+                    book = room.skus = SkuBook()
+                book.order(ws, ev.sku_id, uid, ts, ev.quantity, fen, paid)
+                if not paid:
+                    w.refunds += 1
+                    w.refund_fen += fen
+                    room.refunds += 1
+                    room.refund_fen += fen
+                    continue
                 w.orders += 1
                 w.gmv += fen
                 if w.buyers is None:
@@ -386,11 +405,6 @@ class PartitionEngine:
                 room.orders += 1
                 room.gmv += fen
                 room.buyers_ever.add(uid)
-            else:
-                w.refunds += 1
-                w.refund_fen += fen
-                room.refunds += 1
-                room.refund_fen += fen
         self._current = None
         if pending > self.stream_time:
             # what a tick at the last arrival would do: never changes a result (§3)
@@ -442,6 +456,8 @@ class PartitionEngine:
                 self._emit(room, lo, hi)
             if room.totals_dirty:
                 self._emit_totals(room)
+            if room.skus is not None:
+                self._emit_skus(room)
         return self.take_output()
 
     def take_output(self) -> Output:
@@ -505,6 +521,8 @@ class PartitionEngine:
             for room in list(self.rooms.values()):
                 if room.final_upto < closed_hi:
                     self._emit(room, room.final_upto, closed_hi)
+                    if room.skus is not None:
+                        room.skus.close(room.final_upto, closed_hi)
                     room.final_upto = closed_hi
             self._next_close = closed_hi + W if S != POS else POS
         if S == POS:
@@ -535,13 +553,11 @@ class PartitionEngine:
             for s in sorted(s for s in windows if s < H):
                 w = windows.pop(s)
                 room.base += w.net
-                if w.emitted is not None:
-                    if s < room.frozen_first_row:
-                        room.frozen_first_row = s
-                    room.frozen_watch += w.watch
-                    if w.peak > room.frozen_peak:
-                        room.frozen_peak, room.frozen_peak_at = w.peak, w.peak_at
+                room.fold(w, self.cfg.window_ms)
             room.live_from = H
+            if room.skus is not None:
+                self._emit_skus(room)  # final rows of closing windows, before forgetting them
+                room.skus.expire(H)
             if room.emitted_upto < H:
                 room.emitted_upto = H
             if room.final_upto < H:
@@ -751,8 +767,23 @@ class PartitionEngine:
         if room.emitted_upto < hi:
             room.emitted_upto = hi
 
+    def _emit_skus(self, room: Room) -> None:
+        book = room.skus
+        assert book is not None
+        if book.dirty or book.dirty_totals:
+            out = self.out
+            book.emit(
+                room.room_id,
+                self.stream_time,
+                self.cfg.window_ms,
+                self._next_version,
+                self.clock,
+                out.sku_metrics,
+                out.sku_totals,
+            )
+
     def _emit_totals(self, room: Room) -> None:
-        values: TotalsValues = room.totals()
+        values: TotalsValues = room.totals(self.cfg.window_ms)
         room.totals_dirty = False
         if values == room.totals_emitted:
             return

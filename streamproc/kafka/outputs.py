@@ -14,8 +14,33 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from streamproc.anomaly import alert_json
+
+DEAD_LETTER_BUDGET = 1_000_000
+"""Bytes of one dead-letter record on Kafka: below the producer's and the broker's default
+limit (1 MiB), whatever size the message had plus our headers."""
+
+
+def fit_dead_letter(
+    key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """A dead letter's Kafka copy that fits :data:`DEAD_LETTER_BUDGET`.
+
+    A message at the input topic's size limit plus our headers is too large for the
+    dead-letter topic: the send would raise, the write fail, and the restarted worker fail
+    on it again. Its copy keeps the head of key and value, with a ``truncated`` header
+    giving their original sizes; ClickHouse's ``dead_letters`` row keeps all of it.
+    """
+    if DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers) <= DEAD_LETTER_BUDGET:
+        return key, value, headers
+    headers = [*headers, ("truncated", b"%d,%d" % (len(key or b""), len(value)))]
+    half = DEAD_LETTER_BUDGET // 2
+    if key is not None and len(key) > half:
+        key = key[:half]
+    room = DEAD_LETTER_BUDGET - DefaultRecordBatchBuilder.estimate_size_in_bytes(key, b"", headers)
+    return key, value[: max(0, room - 16)], headers  # 16: the value's length field grows
 
 
 class KafkaOutputs:
@@ -68,6 +93,7 @@ class KafkaOutputs:
                 ("detail", detail.encode()),
                 ("received_at", str(received).encode()),
             ]
+            key, value, headers = fit_dead_letter(key, value, headers)
             futures.append(
                 await producer.send(self.dead_letter_topic, value, key=key, headers=headers)
             )

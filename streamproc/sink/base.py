@@ -84,6 +84,7 @@ def _c(name: str, ch_type: str, kind: str, nullable: bool = False) -> Column:
 
 _TIME = "DateTime64(3, 'UTC')"
 _MONEY = "Decimal(18, 2)"
+_NTIME = "Nullable(DateTime64(3, 'UTC'))"
 
 SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
     "room_metrics": (
@@ -126,6 +127,10 @@ SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
         _c("refund_amount", _MONEY, "money"),
         _c("watch_ms", "UInt64", "uint64"),
         _c("avg_dwell_ms", "Float64", "float64"),
+        _c("distinct_carters", "UInt64", "uint64"),
+        _c("views", "UInt64", "uint64"),
+        _c("presence_start", _TIME, "time"),
+        _c("presence_end", _TIME, "time"),
         _c("version", "UInt64", "uint64"),
         _c("updated_at", _TIME, "time"),
     ),
@@ -153,6 +158,46 @@ SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
         _c("late_by_ms", "Int64", "int64"),
         _c("value", "String", "bytes"),
         _c("received_at", _TIME, "time"),
+    ),
+    "sku_metrics": (
+        _c("room_id", "String", "str"),
+        _c("sku_id", "String", "str"),
+        _c("window_start", _TIME, "time"),
+        _c("window_end", _TIME, "time"),
+        _c("cart_adds", "UInt32", "uint32"),
+        _c("cart_units", "UInt64", "uint64"),
+        _c("unique_carters", "UInt32", "uint32"),
+        _c("orders", "UInt32", "uint32"),
+        _c("units_sold", "UInt64", "uint64"),
+        _c("unique_buyers", "UInt32", "uint32"),
+        _c("gmv", _MONEY, "money"),
+        _c("refunds", "UInt32", "uint32"),
+        _c("refunded_units", "UInt64", "uint64"),
+        _c("refund_amount", _MONEY, "money"),
+        _c("is_final", "UInt8", "uint8"),
+        _c("version", "UInt64", "uint64"),
+        _c("updated_at", _TIME, "time"),
+    ),
+    "sku_totals": (
+        _c("room_id", "String", "str"),
+        _c("sku_id", "String", "str"),
+        _c("cart_adds", "UInt64", "uint64"),
+        _c("cart_units", "UInt64", "uint64"),
+        _c("distinct_carters", "UInt64", "uint64"),
+        _c("orders", "UInt64", "uint64"),
+        _c("units_sold", "UInt64", "uint64"),
+        _c("distinct_buyers", "UInt64", "uint64"),
+        _c("gmv", _MONEY, "money"),
+        _c("refunds", "UInt64", "uint64"),
+        _c("refunded_units", "UInt64", "uint64"),
+        _c("refund_amount", _MONEY, "money"),
+        _c("first_cart_at", _NTIME, "time", nullable=True),
+        _c("first_order_at", _NTIME, "time", nullable=True),
+        _c("last_order_at", _NTIME, "time", nullable=True),
+        _c("peak_window_start", _NTIME, "time", nullable=True),
+        _c("peak_units", "UInt64", "uint64"),
+        _c("version", "UInt64", "uint64"),
+        _c("updated_at", _TIME, "time"),
     ),
     "room_alerts": (
         _c("room_id", "String", "str"),
