@@ -19,22 +19,18 @@ import asyncio
 import logging
 from typing import Any
 
-import faust
 from faust.types import TP
 
-from streamproc.kafka.internals import BatchConsumer, BatchTransport, FaustCommitter
+from streamproc.kafka.internals import BatchConsumer, BatchTransportApp, FaustCommitter
 from streamproc.runtime.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 
 
-class BatchApp(faust.App):
+class BatchApp(BatchTransportApp):
     """A Faust app whose consumer delivers batches to :class:`WorkerRuntime`."""
 
     runtime: WorkerRuntime | None = None
-
-    def _new_transport(self) -> Any:
-        return BatchTransport(self.conf.broker_consumer, self)
 
     async def on_stop(self) -> None:
         """SIGTERM or stop(): write everything, snapshot, then let Faust stop.

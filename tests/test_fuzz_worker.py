@@ -55,7 +55,7 @@ def fuzz_messages(seed: int, hostile: int = HOSTILE) -> tuple[list[Message], Cou
         made_by.update(b.made_by)
         batches += 1
     # at the input's size limit: a dead letter's copy plus its headers would not fit the
-    # dead-letter topic (agents.runtime.fit_dead_letter)
+    # dead-letter topic (streamproc.kafka.outputs.fit_dead_letter)
     big = NEAR_LIMIT
     chat = b'{"event_id":"big%d","room_id":"r1","user_id":"u1","ts":%d,"text":"hi","pad":"%s"}'
     for i, value in enumerate(

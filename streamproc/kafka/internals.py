@@ -13,7 +13,9 @@ upgrade changes it. Nothing else in the project touches a private name of either
    own consumer, which carries no records. Not guarded by a test: if it broke, Faust's
    consumer would fetch every record a second time, a cost (``bench/``), not a wrong
    row; a changed name raises in ``perform_seek`` and fails ``tests/test_e2e_kafka.py``.
-4. ``Consumer._commit`` (called): commits the snapshot offsets without Faust's
+4. ``App._new_transport`` (overridden, :class:`BatchTransportApp`): the only way to
+   give a Faust app our consumer class. Guarded by ``tests/test_e2e_kafka.py``.
+5. ``Consumer._commit`` (called): commits the snapshot offsets without Faust's
    acks bookkeeping (our input topics are declared ``acks=False``). Informational
    (lag tools), so a failure is only logged; guarded by
    ``tests/test_e2e_kafka.py::test_worker_matches_reference`` (committed offsets).
@@ -42,6 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiokafka.consumer.fetcher as _fetcher
+import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CorruptRecordException
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -131,7 +134,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
     runtime: WorkerRuntime | None = None
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        """Replaces Faust's per-record dispatch (``faust/transport/consumer.py``): item 2."""
+        """Replaces Faust's per-record dispatch (``faust/transport/consumer.py``): item 2
+        (with the private ``_stopped`` events it polls, as Faust's own loop does)."""
         stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
         runtime = self.runtime
@@ -160,8 +164,15 @@ class BatchTransport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
 
 
+class BatchTransportApp(faust.App):
+    """A Faust app on :class:`BatchTransport`: item 4 (``agents.app.BatchApp`` builds on it)."""
+
+    def _new_transport(self) -> Any:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+
 class FaustCommitter:
-    """Commits snapshot offsets through Faust's consumer (the group's coordinator): item 4."""
+    """Commits snapshot offsets through Faust's consumer (the group's coordinator): item 5."""
 
     def __init__(self, consumer: Any, topics: Sequence[str]) -> None:
         self.consumer = consumer

@@ -115,10 +115,9 @@ class WorkerRuntime:
         """Called once: ``exit_when_idle`` drained everything, or a write failed for good."""
         # what /readyz reports (streamproc/health.py), set on this event loop only
         self.assigned = False
-        """An assignment was received, every owned partition restored, and the end offsets
-        of all of them known (before that, a lag of 0 would only mean "not fetched yet")."""
-        self.lag_total = 0
-        """Records behind on the owned partitions, at the last fetch."""
+        """An assignment was received and every owned partition restored."""
+        self.lag_total: int | None = None
+        """Records behind on the owned partitions at the last fetch (None: not known yet)."""
         self.shutdown_timeout = 25.0
         """Seconds SIGTERM may spend writing and snapshotting (``agents.app``)."""
 
@@ -234,6 +233,7 @@ class WorkerRuntime:
             if tp.topic in self.kind_of:
                 by_partition.setdefault(tp.partition, set()).add(tp.topic)
         self.assigned = False
+        self.lag_total = None
         async with self.lock:
             await self._ensure_started()
             for p, topics in sorted(by_partition.items()):
@@ -246,7 +246,9 @@ class WorkerRuntime:
                         # a restored engine's counters and totals are a baseline, not news
                         self.metrics.on_assign(p, owned.engine)
             self._reassign()
-        self.assigned = not self.owned  # else: once the first fetch knows every end offset
+        if not self.owned:
+            self.lag_total = 0  # a standby worker is behind on nothing
+        self.assigned = True
 
     async def on_revoked(self, revoked: Iterable[Any]) -> None:
         """Partitions leave: write, snapshot and forget them before anyone else takes over."""
@@ -310,8 +312,7 @@ class WorkerRuntime:
 
     def _mark_caught_up(self) -> None:
         """Tell each merger which topics have nothing left to read (and since when)."""
-        lag_total = 0
-        known = True
+        lag_total: int | None = 0
         for p, owned in self.owned.items():
             for k, topic in enumerate(self.input_topics):
                 hw, polled = self.data.end(p, k)
@@ -320,15 +321,14 @@ class WorkerRuntime:
                 else:
                     owned.merger.lagging(k)
                 if hw is None:
-                    known = False
+                    lag_total = None  # no fetch answered for it yet
                 else:
                     lag = max(0, hw - owned.engine.next_offsets[k])
-                    lag_total += lag
+                    if lag_total is not None:
+                        lag_total += lag
                     if self.metrics is not None:
                         self.metrics.on_lag(p, topic, lag)
         self.lag_total = lag_total
-        if known and not self.assigned:
-            self.assigned = True
 
     def _all_idle(self, now: float) -> bool:
         if not self.owned or now - self._last_record < (self.exit_when_idle or 0):

@@ -8,9 +8,11 @@ process" just before or just after its effect.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from streamproc.rows import TABLES, OutputBatch
@@ -52,14 +54,23 @@ class Journal:
         return [e[0] for e in self.events]
 
 
-_KEYS = {
-    "room_metrics": ("room_id", "window_start"),
-    "room_totals": ("room_id",),
-    "dead_letters": ("topic", "partition", "offset"),
-    "late_events": ("topic", "partition", "offset"),
-    "room_alerts": ("room_id", "kind", "window_start"),
-}
-"""Each table's ``ORDER BY`` (``schemas/clickhouse/*.sql``): what ``FINAL`` collapses."""
+def _order_by() -> dict[str, tuple[str, ...]]:
+    """Each table's ``ORDER BY``, read from ``schemas/clickhouse/*.sql``: what ``FINAL``
+    collapses (a new table needs nothing here)."""
+    keys = {}
+    for sql in sorted(
+        (Path(__file__).resolve().parents[2] / "schemas" / "clickhouse").glob("*.sql")
+    ):
+        text = sql.read_text()
+        table = re.search(r"CREATE TABLE IF NOT EXISTS \w+\.(\w+)", text)
+        order = re.search(r"ORDER BY \(?([^;)]+)\)?;", text)
+        if table and order:
+            cols = (c.strip().strip("`") for c in order.group(1).split(","))
+            keys[table.group(1)] = tuple(cols)
+    return keys
+
+
+_KEYS = _order_by()
 
 
 class Tables:
