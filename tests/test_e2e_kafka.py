@@ -77,6 +77,10 @@ def test_worker_killed_at_random_points_gives_identical_rows(
         text = log.read_text(errors="replace") if log.exists() else ""
         return text.count("restored snapshot") + text.count("no snapshot")
 
+    def saved() -> int:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return text.count("first snapshot saved")
+
     producer: threading.Thread | None = None
     for i in range(4):
         before = owned()
@@ -86,6 +90,12 @@ def test_worker_killed_at_random_points_gives_identical_rows(
         if i == 1:  # new records arrive while the next crashes happen
             producer = threading.Thread(target=dep.produce, args=(records[half:], 1500))
             producer.start()
+        if i < 3:
+            # the next worker must have something to restore: every partition saved a
+            # snapshot since this one started (its first write to embedded ClickHouse alone
+            # takes seconds on a loaded machine); the kill still lands at a random point after
+            target = saved() + dep.partitions
+            wait_for(lambda t=target: saved() >= t, 90, f"worker {i} to snapshot every partition")
         time.sleep(rng.uniform(0.3, 2.5))
         assert proc.poll() is None, f"worker died on its own:\n{tail(log)}"
         kill(proc)

@@ -87,6 +87,9 @@ class Owned:
     """Per topic: offset after the last record received from Kafka (the fetch position)."""
     snapshot_due: float = 0.0
     """Clock time after which the next periodic snapshot is taken."""
+    saved: bool = False
+    """A snapshot of this ownership was saved (its first one is logged: from then on a
+    crash of this worker replays only what came after it)."""
 
 
 @dataclass
@@ -302,6 +305,9 @@ class Checkpointer:
         # A snapshot stops processing while it is taken (a crash then replays a little more).
         spacing = SNAPSHOT_SHARE * took * max(1, len(self.partitions))
         owned.snapshot_due = now + max(self.snapshot_interval, spacing)
+        if not owned.saved:
+            owned.saved = True
+            log.info("partition %d: first snapshot saved at offsets %s", p, list(eng.next_offsets))
 
     async def commit(self, owned_map: Mapping[int, Owned]) -> None:
         """Commit the snapshot offsets (for lag tools; restores use the snapshot itself)."""
