@@ -80,7 +80,7 @@ TS_MIN = 946_684_800_000  # 2000-01-01T00:00:00Z
 TS_MAX_AHEAD = 86_400_000  # arrival + 1 day
 MAX_ID_LEN = 128
 MAX_TEXT_LEN = 2000
-MAX_QUANTITY = 9_223_372_036_854_775_807  # 2**63 - 1
+MAX_QUANTITY = 1_000_000_000  # 10**9: unit sums (UInt64) can never overflow
 MAX_DEPTH = 64  # levels of arrays/objects, the event object being level 1
 AMOUNT_LIMIT_EXP10 = 12  # amount >= 10**12 yuan is out of range
 

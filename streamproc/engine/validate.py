@@ -24,7 +24,10 @@ MAX_AHEAD_MS: Final = 86_400_000
 """``ts`` may be at most one day after the record's arrival."""
 MAX_AMOUNT_FEN: Final = 10**14
 """Amounts must stay below 10^12 yuan so that sums fit ``Decimal(18, 2)``."""
-MAX_QUANTITY: Final = 2**63 - 1
+MAX_QUANTITY: Final = 10**9
+"""Largest ``quantity`` of one cart or order event. The contract sets none; the per-SKU unit
+sums are UInt64, so with this bound no stream short of 1.8e10 such events can overflow them
+(with 2^63 - 1, two orders did, and the sink then refused the batch for ever)."""
 """``quantity`` must fit a signed 64-bit integer (the contract sets no upper bound;
 every SQL store has this one, and a number of thousands of digits is an attack)."""
 MAX_DEPTH: Final = 64
@@ -430,7 +433,7 @@ def _check_kind_field(fields: dict[str, Raw], name: str) -> None:
     elif name == "quantity":
         quantity = _integer(fields, name)
         if quantity < 1 or quantity > MAX_QUANTITY:
-            raise Invalid("quantity_out_of_range", "`quantity` must be in [1, 2^63 - 1]")
+            raise Invalid("quantity_out_of_range", "`quantity` must be in [1, 10^9]")
     elif name in ("price", "amount"):
         raw = fields.get(name)
         if raw is None:
