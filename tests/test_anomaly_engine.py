@@ -141,3 +141,28 @@ def test_replay_prints_the_alerts() -> None:
     for o in alerts:  # every alert ends resolved at the end of input, version 2
         assert o["state"] == "resolved" and o["version"] == 2
         assert o["resolved_at"] >= o["window_start"]
+
+
+def test_alert_rows_land_in_clickhouse_and_final_shows_the_resolution() -> None:
+    """The engine's alert rows through the real chDB sink: ``FINAL`` keeps ``resolved``."""
+    from streamproc.sink.base import OutputBatch
+    from streamproc.sink.chdb_sink import ChdbSink
+    from tests.chdb_fixture import chdb_dir, fresh_database
+
+    alerts, _ = run(1000)
+    sink = ChdbSink(chdb_dir(), fresh_database())
+    try:
+        firing = [a for a in alerts if a[3] == "firing"]
+        resolved = [a for a in alerts if a[3] == "resolved"]
+        sink.write(OutputBatch(room_alerts=firing))
+        sink.write(OutputBatch(room_alerts=resolved))
+        rows = sink.query(
+            "SELECT room_id, kind, state, version, resolved_at > window_start, summary "
+            "FROM room_alerts FINAL ORDER BY room_id, kind"
+        ).rows
+        assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
+            (a[0], a[1], "resolved", "2", 1) for a in sorted(resolved)
+        ]
+        assert sink.query("SELECT count() FROM room_alerts").scalar() == str(len(alerts))
+    finally:
+        sink.close()
