@@ -131,6 +131,15 @@ class WorkerRuntime:
         """Our own consumer for the records (no group: Faust's consumer owns membership)."""
         self.data_generation = 0
         self.stopping = False
+        # what /readyz reports (streamproc/health.py), set on this event loop only
+        self.assigned = False
+        """An assignment was received and every owned partition restored."""
+        self.sink_ok = True
+        """The last ClickHouse write succeeded."""
+        self.lag_total = 0
+        """Records behind on the owned partitions, at the last fetch."""
+        self.shutdown_timeout = 25.0
+        """Seconds SIGTERM may spend writing and snapshotting (``agents.app``)."""
         self.on_finished: Any = None
         """Called once ``exit_when_idle`` drained everything: stops the worker."""
         self.records_in = 0
@@ -236,6 +245,7 @@ class WorkerRuntime:
             if tp.topic in self.kind_of:
                 by_partition.setdefault(tp.partition, set()).add(tp.topic)
         seeks: dict[Any, int] = {}
+        self.assigned = False
         async with self.lock:
             await self._ensure_started()
             for p, topics in sorted(by_partition.items()):
@@ -251,6 +261,7 @@ class WorkerRuntime:
                 for k, topic in enumerate(self.input_topics):
                     seeks[_tp(topic, p)] = owned.engine.next_offsets[k]
             await self._reassign()
+        self.assigned = True
         return seeks
 
     async def _restore(self, p: int) -> Owned:
@@ -340,6 +351,7 @@ class WorkerRuntime:
         data = self.data
         if data is None:
             return
+        lag_total = 0
         for p, owned in self.owned.items():
             for k, topic in enumerate(self.input_topics):
                 tp = TopicPartition(topic, p)
@@ -352,8 +364,12 @@ class WorkerRuntime:
                     owned.merger.caught_up(k, polled)
                 else:
                     owned.merger.lagging(k)
-                if self.metrics is not None and hw is not None:
-                    self.metrics.on_lag(p, topic, max(0, hw - owned.engine.next_offsets[k]))
+                if hw is not None:
+                    lag = max(0, hw - owned.engine.next_offsets[k])
+                    lag_total += lag
+                    if self.metrics is not None:
+                        self.metrics.on_lag(p, topic, lag)
+        self.lag_total = lag_total
 
     def _all_idle(self, now: float) -> bool:
         if not self.owned or now - self._last_record < (self.exit_when_idle or 0):
@@ -384,6 +400,10 @@ class WorkerRuntime:
         self._last_flush = now
         outs: list[tuple[int, Owned, Output]] = []
         for p, owned in owned_map.items():
+            if owned.engine.broken:
+                # process() raised mid-record: this state holds part of a record, so it
+                # is neither written nor saved; a restart replays from the last snapshot
+                continue
             out = owned.engine.flush()
             if len(out):
                 outs.append((p, owned, out))
@@ -395,7 +415,9 @@ class WorkerRuntime:
         snapshot_due = [
             p
             for p, owned in owned_map.items()
-            if (snapshot_all or now >= owned.snapshot_due) and not owned.engine.drained
+            if (snapshot_all or now >= owned.snapshot_due)
+            and not owned.engine.drained
+            and not owned.engine.broken
         ]
         if snapshot_due:
             await self.wait_written()
@@ -468,8 +490,10 @@ class WorkerRuntime:
         while True:
             try:
                 await asyncio.to_thread(self.sink.write, batch)
+                self.sink_ok = True
                 break
             except SinkError as exc:
+                self.sink_ok = False
                 # Keep the rows and stop consuming (we hold the lock) until ClickHouse is back.
                 log.error("ClickHouse write failed, retrying in %.0f s: %s", delay, exc)
                 if self.metrics is not None and hasattr(self.sink, "snapshot"):

@@ -18,15 +18,20 @@ What the exactly-once effect needs (``docs/runtime.md``, ``docs/deploy.md``):
   compaction, so a restore from the snapshot finds every record after it;
 * the snapshot topic compacted only (``compact,delete`` would delete snapshots), with
   one partition per input partition;
-* the dead-letter topic (and the alerts topic, when set) present.
+* the dead-letter topic (and the alerts topic, when set) present;
+* every partition's current snapshot still restorable: the input records after
+  the offsets it covers have not been deleted by retention (else they can never
+  be counted, and the worker would silently skip them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import ssl
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,11 +73,44 @@ def _configs_cmd(bootstrap: str, topic: str, config: str) -> str:
     )
 
 
-def connect_problem(bootstrap: str, security: KafkaSecurity, exc: BaseException) -> Problem:
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def kafka_errors() -> Iterator[list[str]]:
+    """aiokafka's own connection errors, collected instead of printed.
+
+    aiokafka raises only "Unable to bootstrap" and *logs* the cause (a refused SASL
+    login, a certificate it does not trust); the messages let :func:`connect_problem`
+    say which it was.
+    """
+    logger = logging.getLogger("aiokafka")
+    handler = _Collect()
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def connect_problem(
+    bootstrap: str, security: KafkaSecurity, exc: BaseException, logged: Sequence[str] = ()
+) -> Problem:
     """A failed connection in words: refused login, TLS, or nobody answering."""
-    name = type(exc).__name__
-    detail = str(exc) or name
-    if "Sasl" in name or "Authentication" in name or "authentication" in detail.lower():
+    causes = [m for m in logged if "Unable connect" in m or "Authentication" in m or "SSL" in m]
+    # aiokafka's logged cause when there is one: the exception only says "cannot bootstrap"
+    detail = causes[-1] if causes else str(exc) or type(exc).__name__
+    what = f"{type(exc).__name__} {detail}"
+    if "Sasl" in what or "authentication" in what.lower():
         text = (
             f"Kafka at {bootstrap} refused the login ({security.describe()}): {detail}. "
             "Check STREAMPROC_KAFKA_SASL_USERNAME, STREAMPROC_KAFKA_SASL_PASSWORD (or "
@@ -80,7 +118,7 @@ def connect_problem(bootstrap: str, security: KafkaSecurity, exc: BaseException)
             "against the user the platform team created (kafka-configs.sh --describe "
             "--entity-type users)."
         )
-    elif isinstance(exc, ssl.SSLError) or "SSL" in name or "certificate" in detail.lower():
+    elif isinstance(exc, ssl.SSLError) or "SSL" in what or "certificate" in what.lower():
         text = (
             f"TLS to Kafka at {bootstrap} failed ({security.describe()}): {detail}. Check "
             "STREAMPROC_KAFKA_SSL_CAFILE (the CA that signed the brokers' certificates) "
@@ -132,11 +170,12 @@ async def check_kafka_async(
         request_timeout_ms=int(_KAFKA_TIMEOUT * 1000),
         **client_config(sec),
     )
-    try:
-        await asyncio.wait_for(admin.start(), _KAFKA_TIMEOUT)
-    except Exception as exc:
-        await admin.close()
-        return [connect_problem(bootstrap, sec, exc)]
+    with kafka_errors() as logged:
+        try:
+            await asyncio.wait_for(admin.start(), _KAFKA_TIMEOUT)
+        except Exception as exc:
+            await admin.close()
+            return [connect_problem(bootstrap, sec, exc, logged)]
     problems: list[Problem] = []
     try:
         everything = [*inputs, snapshot_topic, *side]
@@ -194,6 +233,10 @@ async def check_kafka_async(
         resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in present]
         values = _config_values(await admin.describe_configs(resources)) if resources else {}
         problems += _config_problems(settings, bootstrap, values, inputs, snapshot_topic)
+        if snapshot_topic in counts and all(t in counts for t in inputs):
+            problems += await _snapshot_problems(
+                bootstrap, sec, inputs, snapshot_topic, counts[snapshot_topic]
+            )
     except Exception as exc:  # a broker that fails mid-way: one paragraph too
         problems.append(connect_problem(bootstrap, sec, exc))
     finally:
@@ -281,6 +324,69 @@ def _config_problems(
                 + _configs_cmd(bootstrap, snapshot_topic, "cleanup.policy=compact"),
             )
         )
+    return problems
+
+
+async def _snapshot_problems(
+    bootstrap: str,
+    sec: KafkaSecurity,
+    inputs: Sequence[str],
+    snapshot_topic: str,
+    partitions: int,
+) -> list[Problem]:
+    """Snapshots whose next records the inputs no longer hold (deleted by retention)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from .snapstore import CHUNK, Manifest
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=CHUNK + 200_000,
+        **client_config(sec),
+    )
+    await consumer.start()
+    manifests: dict[int, Manifest] = {}
+    try:
+        snaps = [TopicPartition(snapshot_topic, p) for p in range(partitions)]
+        consumer.assign(snaps)
+        ends = await consumer.end_offsets(snaps)
+        await consumer.seek_to_beginning(*snaps)
+        pending = {tp for tp in snaps if ends[tp] > 0}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, recs in batch.items():
+                for r in recs:
+                    if r.key is not None and r.key.endswith(b"/manifest"):
+                        if r.value is None:
+                            manifests.pop(tp.partition, None)
+                        else:
+                            manifests[tp.partition] = Manifest.decode(r.value)
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        starts = await consumer.beginning_offsets(
+            [TopicPartition(t, p) for p in manifests for t in inputs]
+        )
+    finally:
+        await consumer.stop()
+    problems = []
+    for p, m in sorted(manifests.items()):
+        for k, topic in enumerate(inputs):
+            start = starts[TopicPartition(topic, p)]
+            if k < len(m.offsets) and m.offsets[k] < start:
+                problems.append(
+                    Problem(
+                        f"{topic}[{p}]",
+                        f"the snapshot of partition {p} (STREAMPROC_SNAPSHOT_TOPIC "
+                        f"{snapshot_topic}) continues {topic} at offset {m.offsets[k]}, but the "
+                        f"broker already deleted the records before offset {start}: "
+                        f"{start - m.offsets[k]} records were never counted and cannot be. "
+                        "Raise the input topics' retention (section 2 of docs/deploy.md) so it "
+                        "covers the longest outage; to accept the loss and go on, start a new "
+                        "consumer group with its own snapshot topic (STREAMPROC_GROUP_ID, "
+                        "STREAMPROC_SNAPSHOT_TOPIC) from what the topics still hold.",
+                    )
+                )
     return problems
 
 

@@ -42,6 +42,12 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
         "--idle-seconds", type=float, default=d.idle_ms / 1000, help="I (default %(default)s)"
     )
     g.add_argument(
+        "--clock-ahead-seconds",
+        type=float,
+        default=d.clock_ahead_ms / 1000,
+        help="F (default %(default)s)",
+    )
+    g.add_argument(
         "--topics",
         default=",".join(DEFAULT_TOPICS),
         help="viewer,chat,cart,order topic names (default %(default)s)",
@@ -57,6 +63,7 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         presence_timeout_ms=round(args.presence_timeout_seconds * 1000),
         dedup_ms=round(args.dedup_seconds * 1000),
         idle_ms=round(args.idle_seconds * 1000),
+        clock_ahead_ms=round(args.clock_ahead_seconds * 1000),
         topics=tuple(t.strip() for t in args.topics.split(",")),
     )
 
@@ -174,7 +181,8 @@ def cmd_cluster_ddl(args: argparse.Namespace) -> int:
         if args.apply:
             from .check import clickhouse_sink
 
-            sink = clickhouse_sink(settings)
+            # the statements name their database, which may not exist yet: connect to default
+            sink = clickhouse_sink(settings.replace(clickhouse_database="default"))
         else:
             from .sink.chdb_sink import ChdbSink
 
@@ -231,7 +239,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from . import produce, simulate
-    from .check import Problem, StartupError
+    from .check import Problem, StartupError, kafka_errors
     from .kafka_client import ConfigError, KafkaSecurity, client_config
 
     try:
@@ -252,23 +260,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.jsonl:
         simulate.write_jsonl(args.jsonl, cfg)
         return 0
+    logged: list[str] = []
     try:
         if args.ensure_topics:
             from . import worker
 
             worker.ensure_topics(s, security)
         cfg = replace(cfg, topics=tuple(simulate.SimConfig().topics))
-        stats = asyncio.run(
-            produce.produce(
-                s.kafka_bootstrap,
-                simulate.generate(cfg),
-                args.rate,
-                dict(zip(simulate.SimConfig().topics, s.topics, strict=True)),
-                None if args.quiet else produce._print_progress,
-                live=args.live,
-                kafka_config=client_config(security),
+        with kafka_errors() as logged:
+            stats = asyncio.run(
+                produce.produce(
+                    s.kafka_bootstrap,
+                    simulate.generate(cfg),
+                    args.rate,
+                    dict(zip(simulate.SimConfig().topics, s.topics, strict=True)),
+                    None if args.quiet else produce._print_progress,
+                    live=args.live,
+                    kafka_config=client_config(security),
+                )
             )
-        )
     except StartupError as exc:
         for problem in exc.problems:
             print(f"streamproc simulate: {problem.paragraph()}\n", file=sys.stderr)
@@ -283,7 +293,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise
         from .check import connect_problem
 
-        failed: Problem = connect_problem(s.kafka_bootstrap, security, exc)
+        failed: Problem = connect_problem(s.kafka_bootstrap, security, exc, logged)
         print(f"streamproc simulate: {failed.paragraph()}", file=sys.stderr)
         return 1
     print(
@@ -308,6 +318,12 @@ def cmd_settings(args: argparse.Namespace) -> int:
     for s in st.SETTINGS:
         print(f"{s.env}={st.shown(s, values[s.name])}")
     return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .web import server
+
+    return server.run(_settings(args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -338,6 +354,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_setting_flags(p, "kafka_port", "partitions")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "dashboard",
+        help="the big screen: a live web page of the promotion (127.0.0.1, token-protected)",
+        description="Serve the live dashboard; open the printed address (it carries the token "
+        "of the SQL endpoint once; the browser then keeps it in a cookie).",
+    )
+    add_setting_flags(
+        p,
+        "dashboard_host",
+        "dashboard_port",
+        "sql_port",
+        "metrics_port",
+        "clickhouse_url",
+        "clickhouse_database",
+    )
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser(
         "worker",
@@ -371,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
         "presence_timeout_seconds",
         "dedup_seconds",
         "idle_seconds",
+        "clock_ahead_seconds",
     )
     p.set_defaults(func=cmd_worker)
 

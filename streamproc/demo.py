@@ -1,11 +1,13 @@
 """``streamproc demo``: the whole system on one machine, then a short SQL report.
 
 Starts the local Kafka broker (unless one is running), a worker on embedded
-ClickHouse (chDB), and the simulator in live mode (event time = now, a hit room
-ramping up, a flash sale, refunds, some bad input); shows live per-room numbers
-from the worker's read-only SQL endpoint every second; ends with a SQL report,
-then stops everything it started. Each run uses its own topics and data
-directory, so runs never mix.
+ClickHouse (chDB), the big screen (``streamproc dashboard``, whose address with
+its token is printed) and the simulator in live mode (event time = now, a hit
+room ramping up, a flash sale, refunds, some bad input); shows live per-room
+numbers from the worker's read-only SQL endpoint every second in the terminal
+(with how fresh they are: freshness and consumer lag, red past 1.5 s); ends with
+a SQL report, then stops everything it started. Each run uses its own topics and
+data directory, so runs never mix.
 """
 
 from __future__ import annotations
@@ -25,32 +27,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
 from .settings import Settings
+from .web import health
 
-CLEAR = "\x1b[2J\x1b[H"
 
-
-def _sql(endpoint: str, query: str) -> list[dict[str, Any]]:
+def _sql(endpoint: str, home: Path, query: str) -> list[dict[str, Any]]:
+    from .auth import read_token, token_path
     from .sqlserve import query_endpoint
 
-    data = query_endpoint(endpoint, query, "JSONEachRow", timeout=10)
+    # The demo's worker keeps its token in the demo's own STREAMPROC_HOME, not ours.
+    token = read_token(token_path(home)) or ""
+    data = query_endpoint(endpoint, query, "JSONEachRow", timeout=10, token=token)
     return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
-
-
-def _metric_sum(url: str, prefixes: tuple[str, ...]) -> float | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return None
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(prefixes):
-            try:
-                total += float(line.rsplit(" ", 1)[1])
-            except ValueError:
-                continue
-    return total
 
 
 TOP_ROOMS = """
@@ -82,14 +75,29 @@ SELECT count() AS late_events, max(late_by_ms) AS max_late_by_ms FROM {db}.late_
 }
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def _table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
+    """Rows as a rich table: columns padded by display width, so 直播间/🔥 ids align."""
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     if not rows:
-        return "  (no rows)"
-    cols = list(rows[0])
-    width = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    head = "  " + "  ".join(c.ljust(width[c]) for c in cols)
-    body = ["  " + "  ".join(str(r[c]).ljust(width[c]) for c in cols) for r in rows]
-    return "\n".join([head, *body])
+        table.add_column("(no rows)")
+        return table
+    for c in rows[0]:
+        table.add_column(c, justify="left" if c in ("room_id", "reason") else "right")
+    for r in rows:
+        table.add_row(*(str(v) for v in r.values()))
+    return table
+
+
+def _status(
+    elapsed: float, duration: float, sent: int, rate: float | None, h: health.Health
+) -> Text:
+    """The first lines of the live view: progress, throughput, and how fresh the numbers are."""
+    line = Text(
+        f"streamproc demo  {elapsed:5.0f} s / {duration:.0f} s   produced {sent:,} events   "
+        "worker " + (f"{rate:,.0f} events/s" if rate is not None else "-") + "\n"
+    )
+    line.append(("⚠ " if h.stale else "● ") + h.line(), style="bold red" if h.stale else "green")
+    return line
 
 
 def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -> int:
@@ -143,6 +151,7 @@ def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -
             stderr=subprocess.STDOUT,
         )
     rc = 0
+    dashboard: tuple[subprocess.Popen[bytes], str] | None = None
     try:
         _wait_endpoint(endpoint, worker, log_path)
         cfg = replace(
@@ -170,54 +179,56 @@ def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -
             ),
             daemon=True,
         )
+        dashboard = _start_dashboard(env, demo_dir / "dashboard.log")
         t0 = time.monotonic()
         sim.start()
-        last_events = _metric_sum(metrics_url, ("streamproc_events_total",))
-        last_t = time.monotonic()
+        tracker = health.HealthTracker()
         peak_rate = 0.0
-        while sim.is_alive() or time.monotonic() - t0 < duration + 5:
-            time.sleep(1.0)
-            if worker.poll() is not None:
-                print(f"demo: the worker stopped (exit {worker.returncode}); see {log_path}")
-                return 1
-            now = time.monotonic()
-            events = _metric_sum(metrics_url, ("streamproc_events_total",))
-            rate = None
-            if events is not None and last_events is not None and now > last_t:
-                rate = (events - last_events) / (now - last_t)
-                peak_rate = max(peak_rate, rate)
-            last_events, last_t = events, now
-            try:
-                rows = _sql(endpoint, TOP_ROOMS.format(db=s.clickhouse_database))
-            except Exception as exc:  # the endpoint may be busy for a moment
-                rows = []
-                note = f"(query failed: {exc})"
-            else:
-                note = ""
-            elapsed = now - t0
-            print(
-                CLEAR + f"streamproc demo  {elapsed:5.0f} s / {duration:.0f} s   "
-                f"produced {sent[0]:,} events   worker "
-                + (f"{rate:,.0f} events/s" if rate is not None else "-")
-                + "\n\ntop rooms (viewers = concurrent now; last minute of windows)\n"
-                + _table(rows)
-                + ("\n" + note if note else ""),
-                flush=True,
-            )
-            if not sim.is_alive() and elapsed > duration + 5:
-                break
+        console = Console(width=None if sys.stdout.isatty() else 160)  # a log file: wide
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(1.0)
+                if worker.poll() is not None:
+                    live.stop()
+                    print(f"demo: the worker stopped (exit {worker.returncode}); see {log_path}")
+                    return 1
+                h = health.poll(tracker, metrics_url)
+                rate = h.events_per_s
+                peak_rate = max(peak_rate, rate or 0.0)
+                try:
+                    rows = _sql(endpoint, demo_dir, TOP_ROOMS.format(db=s.clickhouse_database))
+                    note = ""
+                except Exception as exc:  # the endpoint may be busy for a moment
+                    rows, note = [], f"(query failed: {exc})"
+                elapsed = time.monotonic() - t0
+                parts: list[Any] = [_status(elapsed, duration, sent[0], rate, h)]
+                if dashboard is not None:
+                    parts.append(Text(f"big screen: {dashboard[1]}", style="cyan"))
+                parts.append(
+                    _table(rows, "top rooms (viewers = concurrent now; last minute of windows)")
+                )
+                if note:
+                    parts.append(Text(note, style="yellow"))
+                live.update(Group(*parts), refresh=True)
+                # The report waits until the worker has caught up (a minute at most).
+                caught_up = h.lag_messages == 0 or elapsed > duration + 65
+                if not sim.is_alive() and elapsed > duration + 5 and caught_up:
+                    break
         time.sleep(2.0)
-        print("\n\nSQL report (streamproc sql works the same way while the worker runs)\n")
+        console.print("\nSQL report (streamproc sql works the same way while the worker runs)\n")
         for title, query in REPORT.items():
-            print(f"-- {title}")
-            print(_table(_sql(endpoint, query.format(db=s.clickhouse_database))))
-            print()
+            rows = _sql(endpoint, demo_dir, query.format(db=s.clickhouse_database))
+            console.print(_table(rows, title))
+            console.print()
         print(
             f"demo: {sent[0]:,} events produced; peak worker throughput {peak_rate:,.0f} events/s"
         )
     except KeyboardInterrupt:
         rc = 130
     finally:
+        if dashboard is not None and dashboard[0].poll() is None:
+            dashboard[0].terminate()
+            dashboard[0].wait(timeout=10)
         if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             try:
@@ -230,6 +241,27 @@ def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -
         shutil.rmtree(demo_dir / "faust", ignore_errors=True)
         print(f"demo: stopped everything it started; data kept in {demo_dir}")
     return rc
+
+
+def _start_dashboard(
+    env: dict[str, str], log_path: Path
+) -> tuple[subprocess.Popen[bytes], str] | None:
+    """Start ``streamproc dashboard``; return it and its address, or None if it cannot run."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamproc.cli", "dashboard"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=open(log_path, "wb"),  # noqa: SIM115 (the child keeps it)
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode(errors="replace").strip()
+    if not line.startswith("dashboard: http"):
+        proc.wait(timeout=10)
+        print(f"demo: the dashboard did not start (see {log_path}); going on without it")
+        return None
+    url = line.removeprefix("dashboard: ")
+    print(f"demo: the big screen is at {url}", flush=True)
+    return proc, url
 
 
 def _wait_endpoint(endpoint: str, worker: subprocess.Popen[bytes], log_path: Path) -> None:

@@ -139,7 +139,6 @@ SETTINGS: tuple[Setting, ...] = (
     _s("group_instance_id", "", _opt_str, "static group membership id: a restarted worker gets its partitions back at once (empty: dynamic)", "kafka"),
     _s("session_timeout", "30", _float, "seconds before the group gives a silent worker's partitions away", "kafka"),
     # Kafka: topics made by someone else (streamproc/check.py, docs/deploy.md)
-    _s("alerts_topic", "live.alerts", _str, "topic for alerts (empty: no alerts topic)", "kafka"),
     _s("create_topics", "true", _bool, "create missing topics at start-up (false: a missing topic is an error)", "kafka"),
     _s("allow_create_time", "false", _bool, "accept input topics with CreateTime timestamps (weaker guarantees: docs/deploy.md)", "kafka"),
     _s("restore_horizon_seconds", "21600", _float, "longest outage a restore must survive: input retention must cover it plus D and L", "kafka"),
@@ -183,6 +182,13 @@ SETTINGS: tuple[Setting, ...] = (
         str(_E.idle_ms / 1000),
         _float,
         "I: a topic partition is idle after this long",
+        "engine",
+    ),
+    _s(
+        "clock_ahead_seconds",
+        str(_E.clock_ahead_ms / 1000),
+        _float,
+        "F: an event's ts counts towards stream time as at most its arrival plus this",
         "engine",
     ),
     # worker
@@ -291,6 +297,12 @@ SETTINGS: tuple[Setting, ...] = (
         "sql",
     ),
     _s("sql_max_body_bytes", str(2**20), _int, "largest accepted query text, bytes", "sql"),
+    _s("sql_max_connections", "16", _int, "open connections the SQL endpoint accepts at once (more: 503)", "sql"),
+    _s("sql_queue_wait", "5", _float, "seconds a query waits for the one running before it (then 503)", "sql"),
+    _s("sql_idle_timeout", "10", _float, "seconds a SQL endpoint connection may idle or take to send its request", "sql"),
+    # dashboard
+    _s("dashboard_host", "127.0.0.1", _str, "address `streamproc dashboard` binds (the big screen)", "dashboard"),
+    _s("dashboard_port", "8125", _int, "port of `streamproc dashboard` (0: any free port)", "dashboard"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -327,6 +339,7 @@ class Settings:
             presence_timeout_ms=round(self.presence_timeout_seconds * 1000),
             dedup_ms=round(self.dedup_seconds * 1000),
             idle_ms=round(self.idle_seconds * 1000),
+            clock_ahead_ms=round(self.clock_ahead_seconds * 1000),
             topics=tuple(self.topics),
         )
 

@@ -73,8 +73,9 @@ DEFAULT_START_TS = 1_762_790_400_000
 """2025-11-11 00:00:00 Asia/Shanghai (Double 11 midnight), a fixed epoch so runs
 are reproducible; live runs pass the current time instead."""
 
-INVALID_REASONS: tuple[str, ...] = REASONS
-"""Every dead-letter reason of ``docs/semantics.md`` §2, in the order of checks."""
+INVALID_REASONS: tuple[str, ...] = tuple(r for r in REASONS if r != "internal_error")
+"""Every dead-letter reason of ``docs/semantics.md`` §2 that a message can earn, in the
+order of checks (``internal_error`` is an engine bug's, no message's)."""
 
 KAFKA_INVALID_REASONS: tuple[str, ...] = tuple(r for r in INVALID_REASONS if r != "unknown_topic")
 """The reasons a worker subscribed to the four topics can see: a message on an
@@ -341,6 +342,7 @@ _KIND_OF_REASON: dict[str, tuple[str, ...]] = {
     "not_utf8": ("chat", "viewer", "order"),
     "not_json": ("viewer", "chat", "cart", "order"),
     "not_object": ("viewer", "chat", "order"),
+    "duplicate_key": ("viewer", "chat", "cart", "order"),
     "missing_field": ("viewer", "chat", "cart", "order"),
     "wrong_type": ("viewer", "chat", "cart", "order"),
     "id_empty": ("viewer", "chat"),
@@ -423,6 +425,16 @@ def _bad_message(
     elif reason == "not_object":
         shapes = (b"[" + _dumps(d) + b"]", b'"hello"', b"42", b"null", b"true")
         value = shapes[v % len(shapes)]
+    elif reason == "duplicate_key":
+        good = _dumps(d)
+        pairs = (  # the same name twice, once each way a parser might read it
+            (b'"user_id":', b'"user_id":' + orjson.dumps(user) + b',"user_id":'),
+            (b'"ts":', b'"ts":%d,"ts":' % ts),
+            (b'"room_id":', b'"x":{"a":1,"a":1},"room_id":'),
+            (b'"ts":', b'"\\u0074s":%d,"ts":' % ts),
+        )
+        old, new = pairs[v % len(pairs)]
+        value = good.replace(old, new, 1)
     elif reason == "missing_field":
         names = _MISSING[kind]
         value = _dumps(_without(d, names[v % len(names)]))

@@ -3,13 +3,19 @@
 Where the query goes, first match wins:
 
 1. a ClickHouse server, when a ClickHouse URL is configured
-   (``STREAMPROC_CLICKHOUSE_URL``; runs with that user's permissions);
+   (``STREAMPROC_CLICKHOUSE_URL``). The query is vetted first by the same rules as the
+   endpoint's, on an in-memory chDB parser, and the canonical text is sent; the server
+   user should be read-only as well (``docs/security.md``);
 2. the running worker's read-only SQL endpoint (:mod:`streamproc.sqlserve`,
-   ``STREAMPROC_SQL_ENDPOINT``, default ``http://127.0.0.1:8124``);
+   ``STREAMPROC_SQL_ENDPOINT``, default ``http://127.0.0.1:8124``), with the worker's
+   token from ``$STREAMPROC_HOME/endpoint.token``;
 3. if nothing answers there, the embedded chDB directory itself
-   (``STREAMPROC_CHDB_PATH``, default ``<repo>/var/chdb``), opened read-only. This
-   only works while no worker holds the directory (chDB allows one process per
-   directory), which is exactly when step 2 found nothing.
+   (``STREAMPROC_CHDB_PATH``, default ``<repo>/var/chdb``), through the same vetted,
+   read-only session the endpoint uses. This only works while no worker holds the
+   directory (chDB allows one process per directory), which is exactly when step 2
+   found nothing.
+
+Every path runs only queries :mod:`streamproc.sqlguard` allows.
 
 Formatting is ClickHouse's own, so decimals and times print exactly:
 ``table`` = ``PrettyCompactNoEscapes`` (aligned columns, no ANSI colours),
@@ -58,6 +64,12 @@ class SqlCliConfig:
     endpoint_timeout: float = 60.0
     chdb_path: str = str(DEFAULT_CHDB_PATH)
     max_execution_time: float = 60.0
+    home: str | None = None
+    """``STREAMPROC_HOME``: where the worker's ``endpoint.token`` is (None: from settings)."""
+    token: str | None = None
+    """The endpoint's token itself (else read from ``home``)."""
+    parser_path: str = ":memory:"
+    """chDB path of the parser that vets queries for a ClickHouse server (step 1)."""
 
     @classmethod
     def from_settings(cls, s: Settings) -> SqlCliConfig:
@@ -71,6 +83,7 @@ class SqlCliConfig:
             database=s.clickhouse_database,
             endpoint=s.sql_endpoint,
             chdb_path=s.chdb_path,
+            home=s.home,
         )
 
 
@@ -91,9 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _vet_for_server(cfg: SqlCliConfig, sql: str) -> str:
+    """The canonical text of ``sql`` if the endpoint's rules allow it (else RejectedQuery)."""
+    from streamproc.sink.chdb_sink import ChdbReader
+
+    parser = ChdbReader(cfg.parser_path, cfg.database, {}, select_database=False)
+    try:
+        return parser.check(sql).sql
+    finally:
+        parser.close()
+
+
 def _via_clickhouse(cfg: SqlCliConfig, sql: str, fmt: str) -> bytes:
     from streamproc.sink.clickhouse_sink import ClickHouseSink
 
+    sql = _vet_for_server(cfg, sql)
     sink = ClickHouseSink(
         cfg.clickhouse_url or "",
         cfg.clickhouse_user,
@@ -142,8 +167,18 @@ def execute(cfg: SqlCliConfig, sql: str, fmt: str) -> bytes:
 
     if cfg.clickhouse_url:
         return _via_clickhouse(cfg, sql, fmt)
+    token = cfg.token
+    if token is None and cfg.home is not None:
+        from streamproc.auth import TokenFileError, read_token, token_path
+
+        try:
+            token = read_token(token_path(Path(cfg.home)))
+        except TokenFileError as exc:
+            raise NoBackend(str(exc)) from exc
     try:
-        return query_endpoint(cfg.endpoint, sql, fmt, timeout=cfg.endpoint_timeout)
+        return query_endpoint(
+            cfg.endpoint, sql, fmt, timeout=cfg.endpoint_timeout, token=token or ""
+        )
     except EndpointUnavailable:
         return _via_chdb(cfg, sql, fmt)
 
@@ -161,6 +196,7 @@ def run_sql(
     ``query`` and ``format``. ``config`` defaults to the ``STREAMPROC_*`` environment
     (:func:`streamproc.settings.load`).
     """
+    from streamproc.sqlguard import RejectedQuery
     from streamproc.sqlserve import EndpointError
 
     out = stdout or sys.stdout
@@ -180,7 +216,7 @@ def run_sql(
     except NoBackend as exc:
         print(f"streamproc sql: {exc}", file=err)
         return 3
-    except EndpointError as exc:
+    except (EndpointError, RejectedQuery) as exc:
         print(f"streamproc sql: rejected ({exc.status}): {exc}", file=err)
         return 1
     except SinkError as exc:

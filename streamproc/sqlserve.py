@@ -1,215 +1,70 @@
 """Read-only SQL over HTTP from inside the worker (embedded chDB mode).
 
 Why it exists: chDB locks its data directory, so while the worker runs no other
-process (``streamproc sql``) can open it. The worker therefore serves queries
-itself: a tiny stdlib ``ThreadingHTTPServer`` in a daemon thread, bound to
-``127.0.0.1`` by default.
+process (``streamproc sql``) can open it. The worker therefore serves queries itself,
+bound to ``127.0.0.1`` by default. ``docs/security.md`` has the threat model.
 
-``POST /query?format=JSONCompact`` with the SQL as the body; ``GET /ping``.
+``POST /query?format=JSONCompact`` with the SQL as the body; ``GET /ping`` (liveness,
+the only path that needs no token). Every query must come from the owner
+(:mod:`streamproc.auth`): the token from
+``$STREAMPROC_HOME/endpoint.token`` (``X-Streamproc-Token`` or ``Authorization:
+Bearer``), a ``Host`` naming this endpoint, no foreign ``Origin``.
+
 Answers: ``200`` with the output in the requested format; otherwise a JSON body
-``{"error": ..., "code": ...}`` with ``400`` (malformed: empty, several
-statements, unterminated quote, unknown format), ``403`` (not a read-only query,
-or a forbidden function/table), ``404``/``405`` (wrong path/method), ``413`` (body
-or result too large), ``422`` (ClickHouse rejected the query: syntax, unknown
-column...), ``504`` (``max_execution_time`` exceeded), ``500`` otherwise.
+``{"error": ..., "code": ...}`` with ``400`` (malformed: empty, unparseable, several
+statements, unknown format, negative ``Content-Length``), ``401``/``403``/``421``
+(not the owner: no or wrong token, foreign ``Origin``, foreign ``Host``), ``403`` (not
+a read-only query, or a forbidden function/table), ``404``/``405`` (wrong path/method),
+``408`` (the body did not arrive in time), ``411`` (no ``Content-Length``), ``413``
+(body or result too large), ``422`` (ClickHouse rejected the query: unknown column...),
+``503`` (too many connections, or another query held the engine too long), ``504``
+(``max_execution_time`` exceeded), ``500`` otherwise.
 
-Defence in depth, because ClickHouse's own ``readonly = 1`` is not enough: we
-measured that under ``readonly = 1`` chDB still runs the *scalar* ``file()``
-function (reads any file the process can read) and ``SELECT ... INTO OUTFILE``
-(writes a file), while it does block the ``file``/``url``/``executable`` table
-functions, writes, DDL and setting changes. So a query must pass, in order:
+What a query may do is decided by :mod:`streamproc.sqlguard` on ClickHouse's own parse
+of it, and the canonical text that was checked is what runs, on a dedicated read-only
+session (:class:`streamproc.sink.chdb_sink.ChdbReader`) that is reopened after every
+failure.
 
-1. :func:`check_query` (static, on tokens from :func:`streamproc.sink.ddl.tokenize`,
-   which treats quoting and comments like ClickHouse so nothing can hide):
-   exactly one statement, starting with SELECT / WITH / SHOW / DESCRIBE / DESC /
-   EXPLAIN; no ``INTO OUTFILE``, ``SETTINGS`` or ``FORMAT`` clause; every table
-   function must be on an **allow-list** (:data:`ALLOWED_TABLE_FUNCTIONS`:
-   ``numbers``, ``zeros``, ``generateRandom``, ``values``, ``format``, ``null``,
-   ``view``, ... -- pure generators/parsers of the query's own data). An allow-list,
-   not a deny-list, because every ClickHouse release adds table functions that
-   reach outside (26.9 has ~100, e.g. ``iceberg*``, ``paimon*``, ``ytsaurus``,
-   ``arrowFlight``, ``prometheusQuery``, chDB's ``python``): a new one is refused
-   until someone decides it is harmless. Scalar functions that reach outside are
-   denied by name (:data:`DENIED_FUNCTIONS`: ``file``, the ``ai*`` LLM functions,
-   ``reverseDNSQuery``, ...), since there are too many harmless scalars for an
-   allow-list. ``system.*`` tables are on an allow-list too
-   (:data:`ALLOWED_SYSTEM_TABLES`): ``system.processes``/``query_log`` would leak
-   other queries, ``users``/``grants``/``named_collections`` credentials.
-2. The session: a dedicated chDB session (:meth:`ChdbSink.reader`) with
-   ``max_execution_time``, ``max_memory_usage`` and result-size limits set and then
-   ``readonly = 1``, which also forbids changing those settings afterwards.
+Not exhaustible: aiohttp on its own event loop in a daemon thread; at most
+``max_connections`` open connections (one more is answered ``503`` and closed); a
+connection that is idle, or trickles a request, for ``idle_timeout`` seconds is closed;
+queries run one at a time and wait at most ``queue_wait`` seconds for their turn
+(``503`` after that); ``Content-Length`` is required and bounded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import secrets
+import socket
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Final, Protocol
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
 import orjson
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
-from streamproc.sink.base import QueryError, SinkError
-from streamproc.sink.ddl import SqlLexError, Token, tokenize
+from streamproc import auth
+from streamproc.sink.base import QueryError
+from streamproc.sqlguard import RejectedQuery
 
-# ---------------------------------------------------------------------------
-# Policy
-
-ALLOWED_FIRST_KEYWORDS: Final[frozenset[str]] = frozenset(
-    {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN"}
-)
-
-ALLOWED_TABLE_FUNCTIONS: Final[frozenset[str]] = frozenset(
-    {
-        "numbers",
-        "numbers_mt",
-        "zeros",
-        "zeros_mt",
-        "generate_series",
-        "generateseries",
-        "generaterandom",
-        "primes",
-        "values",
-        "sqlstandardvalues",
-        "format",
-        "null",
-        "view",
-    }
-)
-"""Lower-cased. Generators and parsers of the query's own literals; ``view`` is a
-subquery, whose tokens are vetted like the rest."""
-
-_TABLE_FUNCTION_NAMES = (
-    "SQLStandardValues arrowFlight arrowflight arrowstream azureBlobStorage "
-    "azureBlobStorageCluster bigquery cluster clusterAllReplicas cosn deltaLake "
-    "deltaLakeAzure deltaLakeAzureCluster deltaLakeCluster deltaLakeLocal deltaLakeS3 "
-    "deltaLakeS3Cluster dictionary eval executable file fileCluster filesystem format "
-    "fuzzJSON fuzzQuery gcs generateRandom generateSeries generate_series hdfs "
-    "hdfsCluster hudi hudiCluster iceberg icebergAzure icebergAzureCluster "
-    "icebergCluster icebergHDFS icebergHDFSCluster icebergLocal icebergLocalCluster "
-    "icebergS3 icebergS3Cluster input jdbc loop merge mergeTreeAnalyzeIndexes "
-    "mergeTreeAnalyzeIndexesUUID mergeTreeCodecBlockCounts mergeTreeIndex "
-    "mergeTreeProjection mergeTreeTextIndex mongodb mysql null numbers numbers_mt odbc "
-    "oss paimon paimonAzure paimonAzureCluster paimonCluster paimonHDFS "
-    "paimonHDFSCluster paimonLocal paimonS3 paimonS3Cluster postgresql primes "
-    "prometheusQuery prometheusQueryRange python redis remote remoteSecure s3 "
-    "s3Cluster sqlite timeSeriesData timeSeriesMetricFamilies timeSeriesMetrics "
-    "timeSeriesSamples timeSeriesSelector timeSeriesTags url urlCluster values view "
-    "viewExplain viewIfPermitted ytsaurus zeros zeros_mt"
-)
-KNOWN_TABLE_FUNCTIONS: Final[frozenset[str]] = frozenset(
-    name.lower() for name in _TABLE_FUNCTION_NAMES.split()
-)
-"""``SELECT name FROM system.table_functions`` on chDB 4.4.0 / ClickHouse 26.9, lower-cased.
-:class:`SqlServer` adds the running engine's list at start-up, so names added by a
-newer engine are refused too."""
-
-DENIED_FUNCTIONS: Final[frozenset[str]] = frozenset(
-    {
-        # reads files / talks to the network or the process environment
-        "file",
-        "reversednsquery",
-        "getclienthttpheader",
-        "getserversetting",
-        "getmergetreesetting",
-        "filesystemavailable",
-        "filesystemcapacity",
-        "filesystemunreserved",
-        "catboostevaluate",
-        "naivebayesclassifier",
-        "naivebayesclassifierwithprob",
-        "naivebayesclassifierwithallprobs",
-        # LLM functions (call a configured remote provider)
-        "aiclassify",
-        "aiembed",
-        "aiextract",
-        "aifilter",
-        "aigenerate",
-        "airedact",
-        "aisimilarity",
-        "aitranslate",
-        # introspection of the process
-        "addresstoline",
-        "addresstolinewithinlines",
-        "addresstosymbol",
-        "demangle",
-    }
-)
-"""Scalar functions refused by (lower-cased) name."""
-
-ALLOWED_SYSTEM_TABLES: Final[frozenset[str]] = frozenset(
-    {
-        "one",
-        "numbers",
-        "numbers_mt",
-        "zeros",
-        "zeros_mt",
-        "primes",
-        "databases",
-        "tables",
-        "columns",
-        "parts",
-        "parts_columns",
-        "merges",
-        "mutations",
-        "functions",
-        "table_functions",
-        "formats",
-        "data_type_families",
-        "table_engines",
-        "time_zones",
-        "keywords",
-        "collations",
-        "metrics",
-        "events",
-    }
-)
-"""Lower-cased. Schema and engine facts; no query texts, users, grants or secrets."""
-
-ALLOWED_SHOW: Final[frozenset[str]] = frozenset(
-    {
-        "TABLES",
-        "DATABASES",
-        "COLUMNS",
-        "FIELDS",
-        "CREATE",
-        "FULL",
-        "EXTENDED",
-        "INDEX",
-        "INDEXES",
-        "INDICES",
-        "KEYS",
-        "FUNCTIONS",
-        "ENGINES",
-    }
-)
-_SHOW_CREATE_DENIED: Final[frozenset[str]] = frozenset(
-    {
-        "USER",
-        "ROLE",
-        "QUOTA",
-        "ROW",
-        "POLICY",
-        "SETTINGS",
-        "PROFILE",
-        "MASKING",
-        "NAMED",
-        "COLLECTION",
-        "RESOURCE",
-        "WORKLOAD",
-    }
-)
-_DENIED_WORDS: Final[dict[str, str]] = {
-    "INTO": "SELECT ... INTO OUTFILE is not allowed",
-    "OUTFILE": "INTO OUTFILE is not allowed",
-    "INFILE": "FROM INFILE is not allowed",
-    "SETTINGS": "a SETTINGS clause is not allowed (the endpoint's limits are fixed)",
-}
+__all__ = [
+    "OUTPUT_FORMATS",
+    "EndpointError",
+    "EndpointUnavailable",
+    "RejectedQuery",
+    "SqlServeLimits",
+    "SqlServer",
+    "check_format",
+    "query_endpoint",
+]
 
 OUTPUT_FORMATS: Final[frozenset[str]] = frozenset(
     {
@@ -225,92 +80,6 @@ OUTPUT_FORMATS: Final[frozenset[str]] = frozenset(
     }
 )  # fmt: skip
 """Output formats the endpoint accepts (``?format=``); they only shape the response."""
-
-
-class RejectedQuery(ValueError):
-    """The endpoint refuses a query before running it. ``status`` is the HTTP status."""
-
-    def __init__(self, message: str, status: int = 403) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _name(tok: Token) -> str | None:
-    return tok.ident if tok.kind in ("word", "qident") else None
-
-
-def check_query(sql: str, table_functions: Iterable[str] = KNOWN_TABLE_FUNCTIONS) -> str:
-    """Vet ``sql`` against the read-only policy; return the statement without a trailing ``;``.
-
-    Raises :class:`RejectedQuery` (400 malformed, 403 forbidden).
-    """
-    known_tf = frozenset(t.lower() for t in table_functions) | KNOWN_TABLE_FUNCTIONS
-    try:
-        toks = list(tokenize(sql))
-    except SqlLexError as exc:
-        raise RejectedQuery(str(exc), 400) from exc
-    while toks and toks[-1].kind == "punct" and toks[-1].text == ";":
-        toks.pop()
-    if not toks:
-        raise RejectedQuery("empty query", 400)
-    if any(t.kind == "punct" and t.text == ";" for t in toks):
-        raise RejectedQuery("only one statement per request", 400)
-    first = toks[0]
-    head = first.text.upper() if first.kind == "word" else ""
-    if head not in ALLOWED_FIRST_KEYWORDS:
-        raise RejectedQuery(
-            f"only read-only statements are allowed "
-            f"({', '.join(sorted(ALLOWED_FIRST_KEYWORDS))}); got {first.text[:40]!r}"
-        )
-    if head == "SHOW":
-        _check_show(toks)
-    for i, tok in enumerate(toks):
-        nxt = toks[i + 1] if i + 1 < len(toks) else None
-        if tok.kind == "word":
-            upper = tok.text.upper()
-            if upper in _DENIED_WORDS:
-                raise RejectedQuery(_DENIED_WORDS[upper])
-            if upper == "FORMAT" and not (nxt is not None and nxt.text == "("):
-                raise RejectedQuery("a FORMAT clause is not allowed: use ?format=", 400)
-        name = _name(tok)
-        if name is None:
-            continue
-        lower = name.lower()
-        if nxt is not None and nxt.kind == "punct" and nxt.text == "(":
-            if lower in DENIED_FUNCTIONS:
-                raise RejectedQuery(f"function {name}() is not allowed")
-            if lower in known_tf and lower not in ALLOWED_TABLE_FUNCTIONS:
-                raise RejectedQuery(
-                    f"table function {name}() is not allowed (allowed: "
-                    f"{', '.join(sorted(ALLOWED_TABLE_FUNCTIONS))})"
-                )
-        if lower == "system" and nxt is not None and nxt.text == ".":
-            table_tok = toks[i + 2] if i + 2 < len(toks) else None
-            table = _name(table_tok) if table_tok is not None else None
-            if table is None or table.lower() not in ALLOWED_SYSTEM_TABLES:
-                raise RejectedQuery(
-                    f"system table {table!s} is not allowed (allowed: "
-                    f"{', '.join(sorted(ALLOWED_SYSTEM_TABLES))})"
-                )
-    start = toks[0].start
-    end = toks[-1].start + len(toks[-1].text)
-    return sql[start:end]
-
-
-def _check_show(toks: list[Token]) -> None:
-    second = toks[1].text.upper() if len(toks) > 1 and toks[1].kind == "word" else ""
-    if second not in ALLOWED_SHOW:
-        raise RejectedQuery(
-            f"SHOW {second or '...'} is not allowed (allowed: SHOW "
-            f"{' | '.join(sorted(ALLOWED_SHOW))})"
-        )
-    if (
-        second == "CREATE"
-        and len(toks) > 2
-        and toks[2].kind == "word"
-        and toks[2].text.upper() in _SHOW_CREATE_DENIED
-    ):
-        raise RejectedQuery(f"SHOW CREATE {toks[2].text} is not allowed")
 
 
 def check_format(fmt: str) -> str:
@@ -344,7 +113,8 @@ class ReaderFactory(Protocol):
 
 @dataclass(frozen=True)
 class SqlServeLimits:
-    """Per-query limits, applied as session settings before ``readonly = 1``."""
+    """Per-query limits (session settings applied before ``readonly = 1``) and the
+    server's own bounds."""
 
     max_execution_time: float = 10.0
     """Seconds (``max_execution_time``, ``timeout_overflow_mode = 'throw'``)."""
@@ -354,6 +124,12 @@ class SqlServeLimits:
     max_result_bytes: int = 256 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
     """Largest accepted SQL text."""
+    max_connections: int = 16
+    """Open connections at once; one more is answered 503 and closed."""
+    queue_wait: float = 5.0
+    """Seconds a query waits for the one running before it (then 503)."""
+    idle_timeout: float = 10.0
+    """Seconds a connection may stay idle or take to deliver its request."""
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -394,10 +170,121 @@ def _clickhouse_code(message: str) -> str:
     return digits
 
 
+def _error_body(message: str, code: str = "") -> bytes:
+    return orjson.dumps({"error": message, "code": int(code) if code else None}) + b"\n"
+
+
+def _error(status: int, message: str, code: str = "", **headers: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=_error_body(message, code),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store", **headers},
+    )
+
+
+class _Busy(asyncio.Protocol):
+    """A connection above the cap: read the request head (briefly), answer 503, close."""
+
+    BODY: Final[bytes] = _error_body("too many connections to the SQL endpoint; retry later")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._seen = b""
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        # Answer once the head is in (a reply before it may reach the client as a reset).
+        self._timer = self._loop.call_later(1.0, self._answer)
+
+    def data_received(self, data: bytes) -> None:
+        self._seen = (self._seen + data)[-4:]
+        if b"\r\n\r\n" in self._seen:
+            self._answer()
+
+    def _answer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        t = self._transport
+        if t is None or t.is_closing():
+            return
+        t.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
+            + str(len(self.BODY)).encode()
+            + b"\r\n\r\n"
+            + self.BODY
+        )
+        t.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._transport = None
+
+
+class _BoundedServer(web.Server):
+    """aiohttp's low-level server with a connection cap and an idle/trickle timeout."""
+
+    def __init__(
+        self,
+        handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+        *,
+        max_connections: int,
+        idle_timeout: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.live = 0
+        self.busy: set[RequestHandler] = set()
+        self._timers: dict[RequestHandler, asyncio.TimerHandle] = {}
+
+    def __call__(self) -> Any:
+        if self.live >= self.max_connections:
+            return _Busy(self._loop)
+        self.live += 1
+        return super().__call__()
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        self.touch(handler)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        self.live -= 1
+        timer = self._timers.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
+        super().connection_lost(handler, exc)
+
+    def touch(self, handler: RequestHandler) -> None:
+        """(Re)start the idle clock of a connection."""
+        old = self._timers.pop(handler, None)
+        if old is not None:
+            old.cancel()
+        self._timers[handler] = self._loop.call_later(self.idle_timeout, self._expire, handler)
+
+    def _expire(self, handler: RequestHandler) -> None:
+        self._timers.pop(handler, None)
+        if handler in self.busy:
+            return  # a running query ends by itself (max_execution_time); touched after
+        handler.force_close()
+        transport = self._connections.get(handler)
+        if transport is not None:
+            transport.close()
+
+
 class SqlServer:
     """The worker's read-only SQL endpoint. ``start()`` it; ``close()`` it on shutdown.
 
-    ``port=0`` picks a free port (tests); :attr:`url` tells which.
+    ``port=0`` picks a free port (tests); :attr:`url` tells which. ``token``: the secret
+    clients must send (the worker passes the one it wrote to ``endpoint.token``); a fresh
+    random one when omitted.
     """
 
     def __init__(
@@ -406,23 +293,26 @@ class SqlServer:
         host: str = "127.0.0.1",
         port: int = 8124,
         limits: SqlServeLimits | None = None,
+        *,
+        token: str | None = None,
     ) -> None:
         self.limits = limits or SqlServeLimits()
-        self._backend = sink.reader(self.limits.settings())
-        self.table_functions = set(KNOWN_TABLE_FUNCTIONS)
-        with contextlib.suppress(SinkError, ValueError):
-            raw = self._backend.query("SELECT name FROM system.table_functions", "JSONCompact")
-            self.table_functions.update(row[0].lower() for row in orjson.loads(raw)["data"])
-        server = self
-
-        class Handler(_Handler):
-            owner = server
-
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
+        self.token = token or secrets.token_urlsafe(32)
+        self._sock = socket.create_server((host, port), reuse_port=False, backlog=64)
+        self._sock.setblocking(False)
         self.host = host
-        self.port = int(self._httpd.server_address[1])
+        self.port = int(self._sock.getsockname()[1])
+        self._hosts = auth.allowed_hosts(host, self.port)
+        try:
+            self._backend = sink.reader(self.limits.settings())
+        except Exception:
+            self._sock.close()
+            raise
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
 
     @property
     def url(self) -> str:
@@ -431,17 +321,58 @@ class SqlServer:
     def start(self) -> SqlServer:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._httpd.serve_forever, name="streamproc-sqlserve", daemon=True
+                target=self._serve, name="streamproc-sqlserve", daemon=True
             )
             self._thread.start()
+            self._started.wait(timeout=30)
+            if self._error is not None:
+                raise RuntimeError(f"SQL endpoint failed to start: {self._error}")
         return self
 
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as exc:  # reported to start(); the thread ends
+            self._error = exc
+            self._started.set()
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self._query_lock = asyncio.Lock()
+        server = _BoundedServer(
+            self._handle,
+            max_connections=self.limits.max_connections,
+            idle_timeout=self.limits.idle_timeout,
+            keepalive_timeout=self.limits.idle_timeout,
+            access_log=None,
+            max_line_size=8190,
+            max_field_size=8190,
+        )
+        self._server = server
+        listener = await loop.create_server(server, sock=self._sock)
+        self._started.set()
+        try:
+            await self._stopped.wait()
+        finally:
+            listener.close()
+            server.pre_shutdown()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.shutdown(2.0), 5.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.wait_closed(), 5.0)
+
     def close(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=10)
+        if self._thread is not None and self._loop is not None and self._stopped is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stopped.set)
+            self._thread.join(timeout=15)
             self._thread = None
-        self._httpd.server_close()
+        self._sock.close()
         self._backend.close()
 
     def __enter__(self) -> SqlServer:
@@ -450,84 +381,101 @@ class SqlServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- requests ---------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        proto = request.protocol
+        self._server.busy.add(proto)
+        try:
+            response = await self._dispatch(request)
+            response.headers.setdefault("Cache-Control", "no-store")
+            return response
+        finally:
+            self._server.busy.discard(proto)
+            self._server.touch(proto)
+
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        path = request.path
+        refusal = auth.check_request(
+            request.headers, self.token, self._hosts, cookies=request.cookies, query=request.query
+        )
+        # /ping says only "up" (start-up waits poll it without the token); Host and Origin
+        # are still checked there, so a rebinding page cannot even learn that.
+        if refusal is not None and not (path == "/ping" and refusal.status == 401):
+            return _error(refusal.status, refusal.reason)
+        if path == "/ping":
+            if request.method != "GET":
+                return _error(405, "use GET /ping")
+            return web.Response(body=b"Ok.\n", content_type="text/plain")
+        if path != "/query":
+            return _error(404, f"no such endpoint {path!r}")
+        if request.method != "POST":
+            return _error(405, "use POST /query with the SQL as the body")
+        length = request.content_length
+        if length is None:
+            return _error(411, "Content-Length required")
+        if length > self.limits.max_body_bytes:
+            too_large = _error(413, "query text too large")
+            too_large.force_close()  # the body is never read: the connection ends here
+            return too_large
+        try:
+            body = (
+                await asyncio.wait_for(
+                    request.content.readexactly(length), self.limits.idle_timeout
+                )
+                if length
+                else b""
+            )
+        except (TimeoutError, asyncio.IncompleteReadError):
+            late = _error(408, "the query text did not arrive in time")
+            late.force_close()
+            return late
+        try:
+            sql = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return _error(400, "the query must be UTF-8")
+        try:
+            fmt = check_format(request.query.get("format", "JSONCompact"))
+        except RejectedQuery as exc:
+            return _error(exc.status, str(exc))
+        try:
+            await asyncio.wait_for(self._query_lock.acquire(), self.limits.queue_wait)
+        except TimeoutError:
+            return _error(
+                503,
+                "the SQL endpoint is busy with another query; retry later",
+                **{"Retry-After": "1"},
+            )
+        try:
+            status, data, ctype = await asyncio.get_running_loop().run_in_executor(
+                None, self.run, sql, fmt
+            )
+        finally:
+            self._query_lock.release()
+        if status != 200:
+            return web.Response(status=status, body=data, content_type="application/json")
+        return web.Response(body=data, headers={"Content-Type": ctype})
+
     def run(self, sql: str, fmt: str) -> tuple[int, bytes, str]:
         """Vet and run one query: ``(status, body, content type)``."""
         try:
             fmt = check_format(fmt)
-            stmt = check_query(sql, self.table_functions)
+            data = self._backend.query(sql, fmt)
         except RejectedQuery as exc:
-            return exc.status, _error_body(str(exc), ""), "application/json"
-        try:
-            data = self._backend.query(stmt, fmt)
+            return exc.status, _error_body(_short(str(exc))), "application/json"
         except QueryError as exc:
             msg = str(exc)
             code = _clickhouse_code(msg)
             return _CH_STATUS.get(code, 422), _error_body(msg, code), "application/json"
         except Exception as exc:
-            return 500, _error_body(f"{type(exc).__name__}: {exc}", ""), "application/json"
+            return 500, _error_body(f"{type(exc).__name__}: {exc}"), "application/json"
         return 200, data, _CONTENT_TYPES.get(fmt, "text/plain; charset=utf-8")
 
 
-def _error_body(message: str, code: str) -> bytes:
-    return orjson.dumps({"error": message, "code": int(code) if code else None}) + b"\n"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    owner: SqlServer
-    protocol_version = "HTTP/1.1"
-    server_version = "streamproc-sqlserve"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the worker logs; stderr noise per request helps no one
-
-    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        if path == "/ping":
-            self._send(200, b"Ok.\n", "text/plain")
-        elif path == "/query":
-            self._send(405, _error_body("use POST /query with the SQL as the body", ""))
-        else:
-            self._send(404, _error_body(f"no such endpoint {path!r}", ""))
-
-    def do_POST(self) -> None:
-        url = urlsplit(self.path)
-        if url.path != "/query":
-            self._send(404, _error_body(f"no such endpoint {url.path!r}", ""))
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or "")
-        except ValueError:
-            self._send(411, _error_body("Content-Length required", ""))
-            return
-        if length > self.owner.limits.max_body_bytes:
-            # Drain a moderately large body first: replying while the client is still
-            # sending makes it see a reset instead of the 413. Huge ones: just hang up.
-            self.close_connection = True
-            remaining = length if length <= 16 * self.owner.limits.max_body_bytes else 0
-            while remaining > 0:
-                chunk = self.rfile.read(min(remaining, 1 << 16))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-            self._send(413, _error_body("query text too large", ""))
-            return
-        body = self.rfile.read(length)
-        try:
-            sql = body.decode("utf-8")
-        except UnicodeDecodeError:
-            self._send(400, _error_body("the query must be UTF-8", ""))
-            return
-        fmt = parse_qs(url.query).get("format", ["JSONCompact"])[0]
-        status, data, ctype = self.owner.run(sql, fmt)
-        self._send(status, data, ctype)
+def _short(message: str) -> str:
+    """ClickHouse's parser message without the echo of our own wrapping query."""
+    cut = message.find(": In scope ")
+    return message if cut < 0 else message[:cut]
 
 
 # ---------------------------------------------------------------------------
@@ -546,19 +494,37 @@ class EndpointUnavailable(Exception):
     """Nothing answered at the endpoint's address (the worker is not running)."""
 
 
-def query_endpoint(url: str, sql: str, fmt: str = "JSONCompact", timeout: float = 60.0) -> bytes:
+def default_token() -> str | None:
+    """The running worker's token: ``$STREAMPROC_HOME/endpoint.token`` (None: no file)."""
+    from streamproc.settings import load as load_settings
+
+    return auth.read_token(auth.token_path(Path(load_settings().home)))
+
+
+def query_endpoint(
+    url: str,
+    sql: str,
+    fmt: str = "JSONCompact",
+    timeout: float = 60.0,
+    *,
+    token: str | None = None,
+) -> bytes:
     """POST ``sql`` to ``<url>/query?format=<fmt>``; return the body or raise.
 
-    Raises :class:`EndpointError` with the server's message for an HTTP error, and
-    :class:`EndpointUnavailable` when nothing listens there.
+    ``token`` defaults to the worker's token file under ``STREAMPROC_HOME``. Raises
+    :class:`EndpointError` with the server's message for an HTTP error (and for an
+    untrustworthy token file), :class:`EndpointUnavailable` when nothing listens there.
     """
+    if token is None:
+        try:
+            token = default_token()
+        except auth.TokenFileError as exc:
+            raise EndpointError(401, str(exc)) from exc
     target = f"{url.rstrip('/')}/query?format={quote(fmt)}"
-    req = urllib.request.Request(
-        target,
-        data=sql.encode("utf-8"),
-        method="POST",
-        headers={"Content-Type": "text/plain; charset=utf-8"},
-    )
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+    if token:
+        headers[auth.TOKEN_HEADER] = token
+    req = urllib.request.Request(target, data=sql.encode("utf-8"), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             data: bytes = resp.read()
@@ -569,6 +535,8 @@ def query_endpoint(url: str, sql: str, fmt: str = "JSONCompact", timeout: float 
             message = str(orjson.loads(raw)["error"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
             message = raw.decode("utf-8", errors="replace").strip() or str(exc)
+        if exc.code == 401 and not token:
+            message += " (no endpoint.token file: is the worker running with this STREAMPROC_HOME?)"
         raise EndpointError(exc.code, message) from exc
     except (urllib.error.URLError, ConnectionError) as exc:
         raise EndpointUnavailable(f"no SQL endpoint at {url}: {exc}") from exc

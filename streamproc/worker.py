@@ -83,6 +83,7 @@ def start_sql_endpoint(settings: Settings, sink: Any) -> Any:
     """Embedded mode: serve read-only SQL for ``streamproc sql`` (chDB locks its directory)."""
     if settings.clickhouse_url or not settings.sql_port:
         return None
+    from .auth import create_token, token_path
     from .sqlserve import SqlServeLimits, SqlServer
 
     limits = SqlServeLimits(
@@ -91,10 +92,18 @@ def start_sql_endpoint(settings: Settings, sink: Any) -> Any:
         max_result_rows=settings.sql_max_result_rows,
         max_result_bytes=settings.sql_max_result_bytes,
         max_body_bytes=settings.sql_max_body_bytes,
+        max_connections=settings.sql_max_connections,
+        queue_wait=settings.sql_queue_wait,
+        idle_timeout=settings.sql_idle_timeout,
     )
-    server = SqlServer(sink.inner, host=settings.sql_host, port=settings.sql_port, limits=limits)
+    # A fresh owner-only token at every start: one leaked from an earlier run is worthless.
+    token_file = token_path(Path(settings.home))
+    token = create_token(token_file)
+    server = SqlServer(
+        sink.inner, host=settings.sql_host, port=settings.sql_port, limits=limits, token=token
+    )
     server.start()
-    log.info("read-only SQL endpoint on %s", server.url)
+    log.info("read-only SQL endpoint on %s (token in %s)", server.url, token_file)
     return server
 
 
@@ -109,11 +118,24 @@ def build_metrics(settings: Settings) -> Any:
     metrics = PipelineMetrics(
         worker_id=worker_id, top_k=settings.top_k, thresholds=settings.thresholds()
     )
-    metrics.serve(settings.metrics_host, settings.metrics_port)
-    log.info(
-        "Prometheus metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port
-    )
     return metrics
+
+
+def serve_metrics(settings: Settings, metrics: Any) -> Any:
+    """/metrics, /healthz and /readyz on the metrics port (streamproc/health.py)."""
+    if metrics is None:
+        return None
+    from .health import HealthServer
+
+    server = HealthServer(
+        metrics.registry, settings.metrics_host, settings.metrics_port, settings.ready_max_lag
+    )
+    log.info(
+        "Prometheus metrics on http://%s:%d/metrics (probes: /healthz, /readyz)",
+        settings.metrics_host,
+        server.port,
+    )
+    return server
 
 
 def ensure_topics(settings: Settings, security: Any = None) -> None:
@@ -162,6 +184,19 @@ def run(
         raise StartupError([Problem("settings", str(exc))]) from None
     sql_server = start_sql_endpoint(settings, sink)
     metrics = build_metrics(settings)
+    try:
+        probes = serve_metrics(settings, metrics)
+    except OSError as exc:
+        sink.close()
+        raise StartupError(
+            [
+                Problem(
+                    "metrics",
+                    f"cannot listen on {settings.metrics_host}:{settings.metrics_port} "
+                    f"(STREAMPROC_METRICS_HOST, STREAMPROC_METRICS_PORT): {exc.strerror}",
+                )
+            ]
+        ) from None
     runtime = WorkerRuntime(
         settings.engine_config(),
         sink=sink,
@@ -182,6 +217,9 @@ def run(
         anomaly_detection=settings.anomaly_detection,
     )
     runtime.kafka_config = client_config(security)
+    runtime.shutdown_timeout = settings.shutdown_timeout
+    if probes is not None:
+        probes.runtime = runtime
     # Faust wants a data directory even with no tables; one per process, removed at exit.
     datadir = Path(settings.home) / "faust" / f"{settings.group_id}-{os.getpid()}"
     datadir.mkdir(parents=True, exist_ok=True)

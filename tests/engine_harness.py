@@ -124,6 +124,12 @@ class Driver:
                 blob = snapshot(eng)
                 self.engines[p] = restore(blob, version_floor=eng.version)
 
+    def tick(self, now: int) -> None:
+        """Arrival time passes without a record, on every partition (the worker, caught up)."""
+        for eng in self.engines.values():
+            eng.tick(now)
+            self.collect(eng.take_output())
+
     def finish(self) -> None:
         for p in sorted(self.engines):
             eng = self.engines[p]
@@ -176,18 +182,39 @@ def engine_compute(
     flush_every: int | None = None,
     crash_at: Iterable[int] = (),
     incremental: bool = False,
+    ticks: dict[int, list[float]] | None = None,
+    settle_at: int | None = None,
 ) -> dict[str, Any]:
-    """The engine's final output for ``records``, shaped like ``reference.compute``."""
+    """The engine's final output for ``records``, shaped like ``reference.compute``.
+
+    ``ticks``: before record ``i`` (``len(records)``: after the last one), ticks at
+    fractions ``f`` of the gap between the previous record's arrival and this one's (the
+    worker only ticks at times no later record can precede; after the last record the
+    gap is one minute). ``settle_at``: instead of draining at the end, tick once at this
+    arrival time and flush (the silent-partition clock must finish everything by itself).
+    """
     drv = Driver(engine_config(cfg or RefConfig()))
     drv.incremental = incremental
     crashes = set(crash_at)
-    for i, rec in enumerate(records):
+    recs = list(records)
+    tick_plan = ticks or {}
+    prev = recs[0].arrival if recs else 0
+    for i, rec in enumerate(recs):
+        for f in tick_plan.get(i, ()):
+            drv.tick(prev + int((rec.arrival - prev) * f))
         if i in crashes:
             drv.crash_and_restore()
         drv.feed(rec)
+        prev = rec.arrival
         if flush_every and (i + 1) % flush_every == 0:
             drv.flush()
-    drv.finish()
+    for f in tick_plan.get(len(recs), ()):
+        drv.tick(prev + int(60_000 * f))
+    if settle_at is None:
+        drv.finish()
+    else:
+        drv.tick(settle_at)
+        drv.flush()
     return drv.result()
 
 

@@ -43,6 +43,7 @@ REASONS: tuple[str, ...] = (
     "not_utf8",
     "not_json",
     "not_object",
+    "duplicate_key",
     "missing_field",
     "wrong_type",
     "id_empty",
@@ -60,8 +61,10 @@ REASONS: tuple[str, ...] = (
     "key_mismatch",
 )
 # Every dead-letter reason (for the zero-filled counters): ``unknown_topic`` is the
-# reason for a record of a topic that is not one of the four (§2, last paragraph).
-ALL_REASONS: tuple[str, ...] = ("unknown_topic", *REASONS)
+# reason for a record of a topic that is not one of the four (§2, last paragraph);
+# ``internal_error`` is the engine's for a record whose handling raised (a bug): no
+# message deserves it, so the reference never gives it.
+ALL_REASONS: tuple[str, ...] = ("unknown_topic", *REASONS, "internal_error")
 
 # §2 says both "the **first** failing reason in this order" (the table) and "Fields are
 # checked in this order ...; for one field, missing_field and wrong_type come before the
@@ -75,6 +78,8 @@ TS_MIN = 946_684_800_000  # 2000-01-01T00:00:00Z
 TS_MAX_AHEAD = 86_400_000  # arrival + 1 day
 MAX_ID_LEN = 128
 MAX_TEXT_LEN = 2000
+MAX_QUANTITY = 9_223_372_036_854_775_807  # 2**63 - 1
+MAX_DEPTH = 64  # levels of arrays/objects, the event object being level 1
 AMOUNT_LIMIT_EXP10 = 12  # amount >= 10**12 yuan is out of range
 
 ACTIONS = frozenset({"join", "leave", "heartbeat"})
@@ -91,6 +96,7 @@ class RefConfig:
     presence_timeout_ms: int = 60_000
     dedup_ms: int = 600_000
     idle_ms: int = 5_000
+    clock_ahead_ms: int = 10_000  # F
     topics: tuple[str, ...] = ("live.viewer", "live.chat", "live.cart", "live.order")
 
 
@@ -100,7 +106,7 @@ class Record:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a record without a value (a dead letter, written as b"")
     arrival: int
 
 
@@ -197,36 +203,80 @@ class _NotJson(Exception):
     pass
 
 
+class _Parsed:
+    """A parsed document and whether some object in it repeats a name."""
+
+    def __init__(self, doc: Any, duplicate: str | None) -> None:
+        self.doc = doc
+        self.duplicate = duplicate
+
+
 def _no_constants(name: str) -> Any:
     raise _NotJson(f"{name} is not JSON")
 
 
-def _check_strings(v: Any) -> None:
-    """Reject lone surrogates (only reachable through \\uXXXX escapes: the text itself
-    was valid UTF-8; Python's decoder joins valid escaped pairs into one code point)."""
-    stack = [v]
+class _Obj(dict[str, Any]):
+    """A parsed object that knows how deep it nests, counting every value it was given:
+    with a repeated name, the value that lost still counts (and must still be JSON)."""
+
+    depth = 1
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _is_lone_surrogate(s: str) -> bool:
+    # Only reachable through \\uXXXX escapes (the text itself was valid UTF-8); Python's
+    # decoder joins valid escaped pairs into one code point.
+    return _SURROGATE.search(s) is not None
+
+
+def _scan(v: Any) -> int:
+    """Nesting depth of ``v`` (a scalar is 0); raises _NotJson on a lone surrogate.
+    Objects were scanned when they were built."""
+    deepest = 0
+    stack = [(v, 0)]
     while stack:
-        x = stack.pop()
-        if isinstance(x, str):
-            if any(0xD800 <= ord(c) <= 0xDFFF for c in x):
-                raise _NotJson("lone surrogate")
-        elif isinstance(x, dict):
-            stack.extend(x.keys())
-            stack.extend(x.values())
+        x, d = stack.pop()
+        if isinstance(x, _Obj):
+            deepest = max(deepest, d + x.depth)
         elif isinstance(x, list):
-            stack.extend(x)
+            deepest = max(deepest, d + 1)
+            stack.extend((y, d + 1) for y in x)
+        elif isinstance(x, str) and _is_lone_surrogate(x):
+            raise _NotJson("lone surrogate")
+    return deepest
 
 
-def parse_json(text: str) -> Any:
-    """One strict JSON document (RFC 8259) with exact numbers; raises _NotJson."""
+def parse_json(text: str) -> _Parsed:
+    """One strict JSON document (RFC 8259) with exact numbers, at most MAX_DEPTH deep;
+    raises _NotJson. Notes the first name repeated within one object (§2)."""
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> _Obj:
+        names = [k for k, _ in items]
+        if any(_is_lone_surrogate(k) for k in names):
+            raise _NotJson("lone surrogate")
+        obj = _Obj(items)
+        obj.depth = 1 + max((_scan(v) for _, v in items), default=0)
+        if len(obj) != len(items) and not duplicates:
+            duplicates.append(next(k for k in names if names.count(k) > 1))
+        return obj
+
     try:
         doc = json.loads(
-            text, parse_int=_json_int, parse_float=_json_float, parse_constant=_no_constants
+            text,
+            parse_int=_json_int,
+            parse_float=_json_float,
+            parse_constant=_no_constants,
+            object_pairs_hook=pairs,
         )
+        depth = _scan(doc)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise _NotJson(str(exc)) from exc
-    _check_strings(doc)
-    return doc
+    if depth > MAX_DEPTH:
+        raise _NotJson(f"nested deeper than {MAX_DEPTH} levels")
+    return _Parsed(doc, duplicates[0] if duplicates else None)
 
 
 # --------------------------------------------------------------------------------------
@@ -309,7 +359,7 @@ def _field_reason(
             ts = v.to_int()
             if ts < TS_MIN or ts > arrival + TS_MAX_AHEAD:
                 return "ts_out_of_range"
-        elif v.lt_one():
+        elif v.lt_one() or len(v.digits) + v.exp > 19 or v.to_int() > MAX_QUANTITY:
             return "quantity_out_of_range"
         return None
     # price / amount
@@ -341,20 +391,25 @@ class Event:
 
 
 def validate(
-    kind: str, key: bytes | None, value: bytes, arrival: int
+    kind: str, key: bytes | None, value: bytes | None, arrival: int
 ) -> tuple[str, str, Event | None]:
     """Returns ``(reason, detail, None)`` for an invalid message, else
     ``("", "", event)``."""
+    if value is None:  # a Kafka record may have no value at all
+        return "not_json", "the record has no value", None
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
         return "not_utf8", f"value is not valid UTF-8: {exc}", None
     try:
-        obj = parse_json(text)
+        parsed = parse_json(text)
     except _NotJson as exc:
         return "not_json", f"value is not one JSON document: {exc}", None
+    obj = parsed.doc
     if not isinstance(obj, dict):
         return "not_object", f"value is JSON but not an object ({type(obj).__name__})", None
+    if parsed.duplicate is not None:
+        return "duplicate_key", f"name {parsed.duplicate!r} occurs twice in one object", None
     fields = _COMMON_FIELDS + _KIND_FIELDS[kind]
     failures = []
     for fi, (name, check) in enumerate(fields):
@@ -403,7 +458,12 @@ class _Partition:
         if busy:
             cand = min(self.maxts[k] for k in busy) - cfg.out_of_order_ms
         else:
-            cand = max(self.maxts[k] for k in seen) - cfg.out_of_order_ms
+            # §3, a silent partition still keeps time: event time passes as the arrival
+            # clock does since each topic's last arrival
+            cand = (
+                max(self.maxts[k] + (a - self.last_arrival[k]) for k in seen)
+                - cfg.out_of_order_ms
+            )
         self.S = cand if self.S is None else max(self.S, cand)
 
 
@@ -436,7 +496,7 @@ def pass1(
             "reason": reason,
             "detail": detail,
             "key": rec.key,
-            "value": rec.value,
+            "value": b"" if rec.value is None else rec.value,
             "received_at": rec.arrival,
         }
         assert tuple(row) == DEAD_LETTER_COLUMNS
@@ -454,8 +514,10 @@ def pass1(
         if ev is None:
             dead_letter(rec, reason, detail)
             continue
-        # Valid: the topic's watermark inputs (also for duplicates and late events).
-        st.maxts[kind] = max(st.maxts.get(kind, ev.ts), ev.ts)
+        # Valid: the topic's watermark inputs (also for duplicates and late events); the
+        # ts counts as at most arrival + F (§3: a clock that runs ahead poisons nothing).
+        counted = min(ev.ts, rec.arrival + cfg.clock_ahead_ms)
+        st.maxts[kind] = max(st.maxts.get(kind, counted), counted)
         st.last_arrival[kind] = rec.arrival
         # Dedup (before lateness).
         ts0 = st.memory.get(ev.event_id)

@@ -2,10 +2,12 @@
 
 A stream is drawn as events on an event-time line (small windows and timeouts so
 that a few dozen events cross many windows), each given an arrival delay from a
-category: in order, out of order within ``B``, late but within ``L``, or an hour
-late. Duplicates (exact redeliveries), invalid messages of every reason, implicit
-joins, double leaves, same-``ts`` ties, refunds and non-ASCII room ids are mixed
-in. Records come out sorted by arrival, like a merged Kafka partition.
+category: in order, out of order within ``B``, late but within ``L``, an hour
+late, or stamped by a producer whose clock runs ahead (around ``F``, or minutes
+to hours: such events arrive long before their ``ts``). Duplicates (exact
+redeliveries), invalid messages of every reason, implicit joins, double leaves,
+same-``ts`` ties, refunds and non-ASCII room ids are mixed in. Records come out
+sorted by arrival, like a merged Kafka partition.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ def configs(draw: st.DrawFn) -> RefConfig:
         presence_timeout_ms=draw(st.sampled_from([700, 1000, 2500, 5000])),
         dedup_ms=draw(st.sampled_from([3000, 20000])),
         idle_ms=draw(st.sampled_from([500, 2000])),
+        clock_ahead_ms=draw(st.sampled_from([0, 400, 1000, 10_000])),
     )
 
 
@@ -140,8 +143,16 @@ def streams(draw: st.DrawFn, max_events: int = 60) -> tuple[RefConfig, int, list
         else:
             off = draw(st.integers(0, 20_000))
         ts = BASE + off
-        delay_kind = draw(st.sampled_from(["now", "now", "now", "b", "late", "hour"]))
-        if delay_kind == "now":
+        delay_kind = draw(
+            st.sampled_from(["now", "now", "now", "b", "late", "hour", "ahead", "ahead_far"])
+        )
+        if delay_kind == "ahead":
+            # a producer whose clock runs a little ahead: around F, either side
+            delay = -draw(st.integers(0, 2 * cfg.clock_ahead_ms + 1000))
+        elif delay_kind == "ahead_far":
+            # ... or minutes to hours ahead (within the 1-day validity bound)
+            delay = -draw(st.sampled_from([90_000, 600_000, 3_600_000, 23 * 3_600_000]))
+        elif delay_kind == "now":
             delay = draw(st.integers(0, 50))
         elif delay_kind == "b":
             delay = draw(st.integers(0, B))

@@ -276,7 +276,7 @@ def test_published_ports_bind_to_loopback_by_default() -> None:
 
 def test_secrets_come_from_env_and_compose_refuses_without_them() -> None:
     required = required_variables()
-    assert {"CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= set(required)
+    assert {"CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "KAFKA_PASSWORD"} <= set(required)
     for name, message in required.items():
         assert ".env" in message, (name, message)  # the error says where to put it
         assert name in env_example(), name
@@ -323,8 +323,22 @@ def test_no_anonymous_access_and_no_admin_apis() -> None:
     prom = services()["prometheus"]["command"]
     assert "--web.enable-lifecycle" not in prom
     assert "--web.enable-admin-api" not in prom
+    # the published Kafka listener wants a login, with the password from .env
     kafka = env(services()["kafka"])
-    assert kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].count("HOST:") == 1
+    protocols = dict(x.split(":") for x in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols["HOST"] == "SASL_PLAINTEXT"
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "PLAIN"
+    jaas = kafka["KAFKA_LISTENER_NAME_HOST_PLAIN_SASL_JAAS_CONFIG"]
+    assert re.fullmatch(
+        r"org\.apache\.kafka\.common\.security\.plain\.PlainLoginModule required "
+        r'user_streamproc="\$\{KAFKA_PASSWORD:\?[^}]+\}";',
+        jaas,
+    ), jaas
+    published = {str(m).split(":")[-1] for m in services()["kafka"]["ports"]}
+    listeners = dict(re.findall(r"(\w+)://[^:,]*:(\d+)", kafka["KAFKA_LISTENERS"]))
+    assert {listeners[name] for name in protocols if protocols[name] == "PLAINTEXT"}.isdisjoint(
+        published
+    )  # no unauthenticated listener is published
 
 
 def test_gen_env_writes_random_private_secrets(tmp_path: Path) -> None:
@@ -479,3 +493,74 @@ def test_cluster_compose_defaults_are_safe() -> None:
         for key, value in env(s).items():
             if _SECRET_KEY.search(key):
                 assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", value), (name, key)
+
+
+# ---------------------------------------------------------------- deploy/kubernetes
+
+
+K8S = ROOT / "deploy/kubernetes/streamproc.yaml"
+K8S_VERSION = "1.34"
+
+
+def k8s_docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(K8S.read_text()) if d]
+
+
+def test_kubernetes_manifest_is_valid_against_the_api_schema() -> None:
+    import kubernetes_validate
+
+    docs = k8s_docs()
+    assert {d["kind"] for d in docs} == {"Secret", "ConfigMap", "Deployment"}
+    for d in docs:  # strict: an unknown or misspelt field is an error
+        kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+    bad = {**docs[-1], "spec": {**docs[-1]["spec"], "replica": 2}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+def test_kubernetes_manifest_matches_the_worker() -> None:
+    docs = {d["kind"]: d for d in k8s_docs()}
+    config: dict[str, str] = docs["ConfigMap"]["data"]
+    known = {s.env: s for s in settings_mod.SETTINGS}
+    for var, value in config.items():
+        assert var in known, var
+        known[var].parse(value)
+        assert not (_SECRET_KEY.search(var) and not var.endswith("_FILE")), var
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    build_parser().parse_args(c["args"][1:])
+    assert c["args"][:2] == ["streamproc", "worker"]
+    for e in c["env"]:
+        assert e["name"] in known, e
+        if _SECRET_KEY.search(e["name"]):
+            assert "secretKeyRef" in e["valueFrom"], e  # never a literal password
+    # probes: our paths, on the metrics port the worker binds on every interface
+    (port,) = c["ports"]
+    assert port["containerPort"] == int(config["STREAMPROC_METRICS_PORT"])
+    assert config["STREAMPROC_METRICS_HOST"] == "0.0.0.0"
+    paths = {
+        k: c[k]["httpGet"]["path"] for k in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
+    assert paths == {
+        "startupProbe": "/healthz",
+        "livenessProbe": "/healthz",
+        "readinessProbe": "/readyz",
+    }
+    for k in paths:
+        assert c[k]["httpGet"]["port"] == port["name"]
+    health = (ROOT / "streamproc/health.py").read_text()
+    assert '"/healthz"' in health and '"/readyz"' in health
+    # SIGTERM's bounded drain fits in the grace period, with room for leaving the group
+    assert pod["terminationGracePeriodSeconds"] >= float(config["STREAMPROC_SHUTDOWN_TIMEOUT"]) + 10
+    res = c["resources"]
+    assert res["requests"]["cpu"] == "1" and "cpu" not in res.get("limits", {})
+    assert res["requests"]["memory"] == "1Gi" and res["limits"]["memory"] == "2Gi"
+    # the password file is a mounted secret item
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    pw = Path(config["STREAMPROC_KAFKA_SASL_PASSWORD_FILE"])
+    (vol,) = [n for n, p in mounts.items() if str(pw.parent) == p]
+    assert pw.name in [i["path"] for i in volumes[vol]["secret"]["items"]]
+    assert volumes[vol]["secret"]["secretName"] == docs["Secret"]["metadata"]["name"]
+    assert pod["securityContext"]["runAsUser"] == 10001  # the Dockerfile's user
+    assert "--uid 10001" in (ROOT / "Dockerfile").read_text()

@@ -9,15 +9,21 @@ records read back from Kafka in arrival order (docs/semantics.md §1).
 
 from __future__ import annotations
 
+import json
 import random
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from streamproc.simulate import scenario_awkward
-from tests.e2e_support import Deployment, compare, kill, tail, wait_for
+from tests.e2e_support import REPO, Deployment, compare, kill, tail, wait_for
 from tests.reference import RefConfig, compute
 
 pytestmark = pytest.mark.kafka
@@ -74,4 +80,105 @@ def test_worker_killed_at_random_points_gives_identical_rows(
     text = log.read_text(errors="replace")
     assert text.count("restored snapshot") >= 3 * dep.partitions, tail(log)
     expected = compute(dep.read_back(), RefConfig())
+    compare(expected, dep.dump())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """``name{labels}`` -> value of every sample the worker exports."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_silence_finalises_every_row_without_exit_when_idle(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Issue 15 part 1: produce, let the worker catch up, stop producing. The worker keeps
+    running (no ``--exit-when-idle``, no drain): the silent-partition clock alone must
+    close every window and end every presence, so that every row equals the reference's
+    final row, and Prometheus shows no viewer left in any room. The worker is killed
+    twice meanwhile, once while the partitions are silent (its ticks had moved the
+    stream time: the restored snapshot must still agree)."""
+    dep = Deployment(kafka_bootstrap, tmp_path)
+    dep.ensure_topics()
+    # T = 10 s (the scenario's event time is 4 minutes, produced in about a second)
+    env = {
+        "STREAMPROC_PRESENCE_TIMEOUT_SECONDS": "10",
+        "STREAMPROC_IDLE_SECONDS": "1",
+        "STREAMPROC_GROUP_INSTANCE_ID": "w1",
+        "STREAMPROC_SESSION_TIMEOUT": "6",
+    }
+    cfg = RefConfig(presence_timeout_ms=10_000, idle_ms=1_000)
+    records = scenario_awkward(21, unknown_topic=False)
+    half = len(records) // 2
+    log = tmp_path / "worker.log"
+    dep.produce(records[:half], rate=5000)
+    proc = dep.start_worker(log, **env)
+    time.sleep(4)  # catches up, then ticks through a silence
+    kill(proc)
+    dep.produce(records[half:], rate=5000)
+    proc = dep.start_worker(log, **env)
+    time.sleep(3)
+    kill(proc)
+    port, sql_port = _free_port(), _free_port()
+    proc = dep.start_worker(
+        log, **env, STREAMPROC_METRICS_PORT=str(port), STREAMPROC_SQL_PORT=str(sql_port)
+    )
+    cli_env = dep.env(STREAMPROC_SQL_ENDPOINT=f"http://127.0.0.1:{sql_port}")
+
+    def open_rows() -> int | None:
+        """Rows not final yet, read through the running worker's endpoint (None: no rows)."""
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streamproc.cli",
+                "sql",
+                "SELECT count() AS n, countIf(is_final = 0) AS open "
+                "FROM live.room_metrics FINAL",
+                "--format",
+                "json",
+            ],
+            env=cli_env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if res.returncode != 0:
+            return None
+        got = json.loads(res.stdout)
+        return int(got["open"]) if int(got["n"]) else None
+
+    try:
+        expected = compute(dep.read_back(), cfg)
+        assert expected["counters"]["late"] > 0
+        # I + B + T + W = 26 s of silence finalise everything; allow for a slow machine
+        wait_for(lambda: open_rows() == 0, 150, "every row to become final")
+        assert proc.poll() is None, f"worker died:\n{tail(log)}"
+        samples = _scrape(port)
+
+        def series(name: str) -> dict[str, float]:
+            return {k: v for k, v in samples.items() if k.partition("{")[0] == name}
+
+        for name in ("streamproc_concurrent_viewers", "streamproc_active_rooms"):
+            assert series(name) and set(series(name).values()) == {0.0}, (name, series(name))
+        rooms = series("streamproc_room_concurrent_viewers")
+        assert rooms and set(rooms.values()) == {0.0}, rooms
+    finally:
+        proc.send_signal(signal.SIGTERM)  # a graceful stop writes no drain: nothing closes
+        rc = proc.wait(timeout=120)
+    assert rc == 0, tail(log)
     compare(expected, dep.dump())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.engine_harness import comparable, engine_compute
 from tests.reference import Record, RefConfig, compute
 
@@ -27,21 +29,24 @@ def _rec(
 
 
 def test_noop_leave_into_a_window_already_written_empty_still_gets_its_row() -> None:
-    # u1 chats at 0 in room A and is shown present in provisional rows up to the head
-    # window (17 s); an hour later a no-op leave of u2 at 16.1 s arrives: the stream
-    # time jumps, u1's presence shrinks to [0, 0.7 s), windows 1..17 s are rewritten
-    # empty, and window 16 s must still become a row (it had an applied event).
+    # B = 20 s. u1 chats at 0 in room A and is shown present in provisional rows up to
+    # the head window (17 s) while S is still below 0.7 s; then the partition goes
+    # silent, and at arrival 36 s the idle clock has S = 36 s - B = 16 s: u1's presence
+    # shrinks to [0, 0.7 s), windows 1..17 s are rewritten empty, and a no-op leave of u2
+    # at 16.1 s (H = 14 s: not late) makes window 16 s a row again (an applied event).
+    # (Before the silent-partition clock, this took a leave arriving an hour later.)
+    cfg = replace(CFG, out_of_order_ms=20_000)
     records = [
         _rec("chat", 0, 0, "A", "u1", 0, '"text": ""'),
         _rec("viewer", 0, 17_000, "B", "u9", 17_000, '"action": "join"'),
-        _rec("viewer", 1, 3_616_100, "A", "u2", 16_100, '"action": "leave"'),
+        _rec("viewer", 1, 36_000, "A", "u2", 16_100, '"action": "leave"'),
     ]
-    expected = comparable(compute(records, CFG))
+    expected = comparable(compute(records, cfg))
     assert any(
         r["room_id"] == "A" and r["window_start"] == T0 + 16_000 for r in expected["room_metrics"]
     )
     for every in (None, 1):
-        assert comparable(engine_compute(records, CFG, flush_every=every)) == expected
+        assert comparable(engine_compute(records, cfg, flush_every=every)) == expected
 
 
 def test_pruning_keeps_a_presence_whose_timeout_end_is_not_applied_yet() -> None:

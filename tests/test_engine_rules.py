@@ -19,6 +19,8 @@ from tests.engine_harness import engine_compute
 from tests.reference import Record, RefConfig
 from tests.test_reference import (  # noqa: F401  (collected again here, on the engine)
     test_buyer_who_pays_and_leaves_at_a_window_start_is_a_viewer_there,
+    test_clock_ahead_counts_as_arrival_plus_F,
+    test_clock_hours_ahead_does_not_make_later_events_late,
     test_conversion,
     test_dead_letter_reason,
     test_dedup_memory_forgotten_once_S_reaches_ts_plus_D,
@@ -26,7 +28,7 @@ from tests.test_reference import (  # noqa: F401  (collected again here, on the 
     test_duplicate_checked_before_lateness,
     test_duplicate_within_D_vs_id_reused_D_apart,
     test_event_exactly_T_after_last_starts_new_interval,
-    test_every_topic_idle_candidate_is_max_of_maxts,
+    test_every_topic_idle_event_time_passes_as_the_arrival_clock,
     test_gmv_is_exact,
     test_idle_topic_left_out_of_the_watermark,
     test_interval_ending_exactly_at_window_start_is_a_leave_of_that_window,
@@ -41,6 +43,7 @@ from tests.test_reference import (  # noqa: F401  (collected again here, on the 
     test_room_totals_peak_peak_at_avg_dwell,
     test_same_ts_chat_and_leave_is_present_for_that_millisecond,
     test_several_devices_of_one_user_count_once,
+    test_silent_backfill_moves_on_from_its_events_not_to_now,
     test_stream_time_never_goes_back,
     test_timeout_at_last_event_plus_T,
     test_valid_edge_cases,

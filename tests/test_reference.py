@@ -730,7 +730,7 @@ def test_idle_topic_left_out_of_the_watermark() -> None:
     assert g.run()["counters"]["late"] == 0
 
 
-def test_every_topic_idle_candidate_is_max_of_maxts() -> None:
+def test_every_topic_idle_event_time_passes_as_the_arrival_clock() -> None:
     # chat ts 20 s then viewer ts 100 s, both at arrival 100 s.
     def feed(test_arrival: int) -> dict[str, Any]:
         f = Feed()
@@ -741,10 +741,33 @@ def test_every_topic_idle_candidate_is_max_of_maxts() -> None:
 
     # At 101 s both topics are busy: S = min(20 s, 100 s) - B = 15 s: nothing is late.
     assert feed(101_000)["counters"]["late"] == 0
-    # At 110 s both are idle (last arrival 100 s <= 110 s - I): S = max(20, 100) s - B =
-    # 95 s, H = 30 s: the chat at 29.999 s (window 20 s) is late by 95000 - 90000 = 5000.
+    # At 110 s both are idle (last arrival 100 s <= 110 s - I): a silent partition still
+    # keeps time, S = max(20 s + 10 s, 100 s + 10 s) - B = 105 s (not max(maxts) - B =
+    # 95 s, where it used to stop), H = 40 s: the chat at 29.999 s (window 20 s) is late
+    # by 105000 - 90000 = 15000.
     (le,) = feed(110_000)["late_events"]
-    assert (le["stream_time"], le["late_by_ms"]) == (T0 + 95_000, 5_000)
+    assert (le["stream_time"], le["late_by_ms"]) == (T0 + 105_000, 15_000)
+    # At 200 s: S = 195 s; the clock runs from where the events left off, per topic.
+    (le,) = feed(200_000)["late_events"]
+    assert le["stream_time"] == T0 + 195_000
+
+
+def test_silent_backfill_moves_on_from_its_events_not_to_now() -> None:
+    # A backfill of events a year old (arrival a year after ts), then 2 minutes of
+    # silence: event time moves on 2 minutes from the last event, not to the arrival
+    # clock. At the next record (arrival 120 s after the last one): S = 4 s +
+    # 120 s - B = 119 s, H = 50 s. The chat at 49.999 s is late by 119 s - (50 s + L) =
+    # 9 s; the one at 50 s is applied (with S = the arrival clock both would be late).
+    year = 365 * 86_400_000
+    f = Feed()
+    for i in range(5):
+        f.add("chat", i * 1_000, user=f"u{i}", arrival=year + i)
+    f.add("chat", 49_999, user="u8", arrival=year + 120_004)
+    f.add("chat", 50_000, user="u9", arrival=year + 120_005)
+    out = f.run()
+    (le,) = out["late_events"]
+    assert (le["ts"], le["stream_time"], le["late_by_ms"]) == (T0 + 49_999, T0 + 119_000, 9_000)
+    assert out["counters"]["events"]["chat"] == 6
 
 
 def test_stream_time_never_goes_back() -> None:
@@ -760,6 +783,51 @@ def test_stream_time_never_goes_back() -> None:
         ("viewer", 25_000),
         ("chat", 5_000),
     ]
+
+
+def test_clock_hours_ahead_does_not_make_later_events_late() -> None:
+    # Issue 10 part 3, as observed: four valid messages (one per topic) stamped 23 h
+    # ahead of their arrival. Each counts towards stream time as arrival + F = 10.1 s,
+    # so S stays about the real clock minus B and no real event after them is late.
+    # The four are applied at their own ts (their window, 23 h ahead, has their rows).
+    ahead = 23 * 3_600_000
+    f = Feed()
+    f.add("viewer", 0, user="u0")
+    for kind in KINDS:
+        f.add(kind, ahead + 100, user="skewed", arrival=100)
+    real = [(ts, ts + d) for ts in range(1_000, 120_000, 1_500) for d in (0, 4_000)]
+    real.sort(key=lambda p: p[1])
+    for i, (ts, arr) in enumerate(real):
+        f.add(KINDS[i % 4], ts, user=f"u{i % 5}", arrival=arr)
+    out = f.run()
+    c = out["counters"]
+    assert c["late"] == 0
+    assert sum(c["events"].values()) == 1 + 4 + len(real)
+    skewed = windows(out)[ahead]
+    assert (skewed["chat_messages"], skewed["cart_adds"], skewed["orders"]) == (1, 1, 1)
+    assert skewed["joins"] == 1  # the skewed user's presence starts at their own ts
+
+
+def test_clock_ahead_counts_as_arrival_plus_F() -> None:
+    # L = 0, so window [0, 10 s) is late once S >= 10 s. A chat stamped 25 s arrives at
+    # 10 s: it counts as 10 s + F = 20 s, so S = 20 s - B = 15 s at the next record, H =
+    # 10 s: the chat at 12 s is applied (it would be late with S = 25 s - B = 20 s), the
+    # chat at 9 s is late by S - (e + L) = 15 s - 10 s = 5 s.
+    cfg = replace(CFG, allowed_lateness_ms=0)
+    f = Feed()
+    f.add("chat", 25_000, arrival=10_000)
+    f.add("chat", 12_000, user="u2", arrival=10_001)
+    f.add("chat", 9_000, user="u3", arrival=10_002)
+    out = f.run(cfg)
+    (le,) = out["late_events"]
+    assert (le["ts"], le["stream_time"], le["late_by_ms"]) == (T0 + 9_000, T0 + 15_000, 5_000)
+    assert out["counters"]["events"]["chat"] == 2
+    # exactly F ahead counts in full: a chat at 20 s arriving at 10 s gives the same S
+    g = Feed()
+    g.add("chat", 20_000, arrival=10_000)
+    g.add("chat", 9_000, user="u3", arrival=10_002)
+    (le,) = g.run(cfg)["late_events"]
+    assert le["stream_time"] == T0 + 15_000
 
 
 # --------------------------------------------------------------------------------------

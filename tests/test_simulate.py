@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import time
 import uuid
@@ -56,6 +57,13 @@ _KIND_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
 # --------------------------------------------------------------------------- helpers
 
 
+def _repeats_a_name(value: bytes) -> bool:
+    """Some object of the document has a name twice (orjson keeps the last silently)."""
+    seen = []
+    json.loads(value, object_pairs_hook=lambda kv: seen.append(len(kv) != len(dict(kv))))
+    return any(seen)
+
+
 def _type_ok(value: Any, typ: str) -> bool:
     if typ == "str":
         return isinstance(value, str)
@@ -97,6 +105,8 @@ def classify(rec: SimRecord, arrival: int | None = None) -> str | None:
         return "not_json"
     if not isinstance(doc, dict):
         return "not_object"
+    if _repeats_a_name(rec.value):
+        return "duplicate_key"
     spec = [("event_id", "str"), ("room_id", "str"), ("user_id", "str"), ("ts", "int"),
             *_KIND_FIELDS[kind]]
     if any(name not in doc for name, _ in spec):

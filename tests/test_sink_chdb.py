@@ -29,6 +29,7 @@ from streamproc.sink.base import (
     to_arrow,
 )
 from streamproc.sink.chdb_sink import ChdbSink
+from streamproc.sqlguard import RejectedQuery
 from tests.chdb_fixture import (
     NASTY_IDS,
     RAW_PAYLOADS,
@@ -269,7 +270,7 @@ def test_writer_and_reader_threads(sink: ChdbSink) -> None:
         ["10000", "10000"]
     ]
     assert all(c % 250 == 0 for c in counts)  # an insert is atomic: never half a batch
-    with pytest.raises(QueryError, match="readonly"):
+    with pytest.raises(RejectedQuery, match="only SELECT"):  # vetted before it runs
         reader.query("INSERT INTO room_metrics SELECT * FROM room_metrics", "TSV")
 
 

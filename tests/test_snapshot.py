@@ -30,6 +30,8 @@ DERIVED_ENGINE = {
     "next_offsets": "saved",
     "maxts": "saved",
     "last_arrival": "saved",
+    "broken": "a broken engine is never saved",
+    "_current": "set only while process() runs",
     "watch": "the anomaly detectors' own versioned snapshot (RoomWatch.snapshot)",
 }
 DERIVED_ROOM = {

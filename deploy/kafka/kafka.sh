@@ -27,6 +27,15 @@
 #   STREAMPROC_KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL, default 30
 #   JAVA_HOME                         Java 17 (falls back to `java` on PATH, then the Debian JDK 17)
 #
+# An authenticated, encrypted listener besides the plaintext one (tests/test_kafka_auth.py;
+# the PLAINTEXT port stays for the readiness probe and inter-broker traffic):
+#   STREAMPROC_KAFKA_BROKER_SASL_SSL_PORT      port of a SASL_SSL listener (unset: none)
+#   STREAMPROC_KAFKA_BROKER_KEYSTORE           PKCS12 keystore with the broker's key and certificate
+#   STREAMPROC_KAFKA_BROKER_KEYSTORE_PASSWORD  its password (also the key's)
+#   STREAMPROC_KAFKA_BROKER_SCRAM_USERS        "user:password[,user:password...]": SCRAM-SHA-256 and
+#                                              -512 credentials written at the first format (KRaft),
+#                                              and the same users for SASL/PLAIN
+#
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
 
@@ -49,6 +58,10 @@ HEAP_OPTS="${STREAMPROC_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 LOG_LEVEL="${STREAMPROC_KAFKA_LOG_LEVEL:-WARN}"
 START_TIMEOUT="${STREAMPROC_KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${STREAMPROC_KAFKA_STOP_TIMEOUT:-30}"
+SASL_SSL_PORT="${STREAMPROC_KAFKA_BROKER_SASL_SSL_PORT:-}"
+KEYSTORE="${STREAMPROC_KAFKA_BROKER_KEYSTORE:-}"
+KEYSTORE_PASSWORD="${STREAMPROC_KAFKA_BROKER_KEYSTORE_PASSWORD:-}"
+SCRAM_USERS="${STREAMPROC_KAFKA_BROKER_SCRAM_USERS:-}"
 
 DATA_DIR="$NODE_DIR/data"
 LOG_DIR="$NODE_DIR/logs"
@@ -138,18 +151,51 @@ kafka_ready() {
   ' 2>/dev/null
 }
 
+# Settings of the optional SASL_SSL listener (appended to server.properties).
+sasl_ssl_config() {
+  [[ -n "$SASL_SSL_PORT" ]] || return 0
+  [[ -n "$KEYSTORE" && -f "$KEYSTORE" ]] || die "STREAMPROC_KAFKA_BROKER_KEYSTORE: no keystore file"
+  [[ -n "$SCRAM_USERS" ]] || die "STREAMPROC_KAFKA_BROKER_SCRAM_USERS: no users for the SASL listener"
+  local plain_users="" pair
+  local -a pairs
+  IFS=',' read -r -a pairs <<<"$SCRAM_USERS"
+  for pair in "${pairs[@]}"; do
+    plain_users+=" user_${pair%%:*}=\"${pair#*:}\""
+  done
+  cat <<EOF
+
+# SASL_SSL listener: TLS with the given keystore, SCRAM-SHA-256/512 and PLAIN logins.
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required${plain_users};
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$KEYSTORE
+ssl.keystore.password=$KEYSTORE_PASSWORD
+ssl.key.password=$KEYSTORE_PASSWORD
+EOF
+}
+
 write_config() {
   mkdir -p "$DATA_DIR" "$LOG_DIR"
+  local listeners="PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT"
+  local advertised="PLAINTEXT://127.0.0.1:$PORT"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if [[ -n "$SASL_SSL_PORT" ]]; then
+    listeners+=",SASL_SSL://127.0.0.1:$SASL_SSL_PORT"
+    advertised+=",SASL_SSL://127.0.0.1:$SASL_SSL_PORT"
+    protocols+=",SASL_SSL:SASL_SSL"
+  fi
   cat >"$PROPS" <<EOF
 # Written by deploy/kafka/kafka.sh on every start; edit the script, not this file.
 process.roles=broker,controller
 node.id=$NODE_ID
 controller.quorum.voters=$NODE_ID@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$DATA_DIR
 
 # Topics are created explicitly (streamproc.broker.ensure_topics), never by a typo.
@@ -180,6 +226,8 @@ log.segment.bytes=67108864
 log.retention.hours=24
 log.retention.check.interval.ms=60000
 EOF
+  sasl_ssl_config >>"$PROPS"
+  chmod 600 "$PROPS" # it may hold the keystore password
   cat >"$LOG4J" <<EOF
 # Broker log goes to a file only; quiet by default (STREAMPROC_KAFKA_LOG_LEVEL).
 log4j.rootLogger=$LOG_LEVEL, file
@@ -205,9 +253,20 @@ classpath() { echo "$KAFKA_LIBS/*"; }
 format_storage() {
   [[ -f "$DATA_DIR/meta.properties" ]] && return 0
   log "formatting KRaft storage in $DATA_DIR (cluster id $CLUSTER_ID)"
+  # SCRAM credentials live in the KRaft metadata: written once, at format time
+  local -a scram=() pairs
+  local pair mech
+  if [[ -n "$SCRAM_USERS" ]]; then
+    IFS=',' read -r -a pairs <<<"$SCRAM_USERS"
+    for pair in "${pairs[@]}"; do
+      for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
+        scram+=(--add-scram "$mech=[name=${pair%%:*},password=${pair#*:}]")
+      done
+    done
+  fi
   "$(java_bin)" -Xmx256m -Dlog4j.configuration="file:$LOG4J" -cp "$(classpath)" \
     kafka.tools.StorageTool format --config "$PROPS" --cluster-id "$CLUSTER_ID" \
-    --ignore-formatted >>"$OUT_FILE" 2>&1 || { tail -n 30 "$OUT_FILE" >&2; die "storage format failed"; }
+    --ignore-formatted "${scram[@]}" >>"$OUT_FILE" 2>&1 || { tail -n 30 "$OUT_FILE" >&2; die "storage format failed"; }
 }
 
 show_tail() {
@@ -227,7 +286,7 @@ cmd_start() {
     log "running (pid $(read_pid)) but not answering yet; waiting"
   else
     rm -f "$PID_FILE"
-    for p in "$PORT" "$CONTROLLER_PORT"; do
+    for p in "$PORT" "$CONTROLLER_PORT" ${SASL_SSL_PORT:+"$SASL_SSL_PORT"}; do
       port_open "$p" && die "127.0.0.1:$p is already in use by another process"
     done
     cmd_fetch

@@ -31,6 +31,9 @@ class EngineConfig:
     """``D``: event-time horizon of the duplicate memory."""
     idle_ms: int = 5_000
     """``I``: a topic partition without valid events for this long is idle."""
+    clock_ahead_ms: int = 10_000
+    """``F``: an event's ``ts`` counts towards stream time as at most its arrival plus this
+    (a producer whose clock runs ahead must not close everyone else's windows)."""
     topics: tuple[str, ...] = field(default=DEFAULT_TOPICS)
     """Topic names for the kinds in ``KINDS`` order."""
 
@@ -38,7 +41,7 @@ class EngineConfig:
         for name in ("window_ms", "presence_timeout_ms", "dedup_ms"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
-        for name in ("out_of_order_ms", "allowed_lateness_ms", "idle_ms"):
+        for name in ("out_of_order_ms", "allowed_lateness_ms", "idle_ms", "clock_ahead_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.window_ms % 1000:

@@ -20,11 +20,14 @@ order, for out-of-order events within ``B`` and late events within ``L`` alike.
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import UNSET
 
 from ..anomaly.detect import RoomWatch
 from ..rows import OutputBatch
@@ -45,18 +48,23 @@ from .presence import (
 from .room import Room, TotalsValues
 from .validate import (
     DECODERS,
+    FIELD_COUNTS,
     MAX_AHEAD_MS,
     MIN_TS,
     REASONS,
     Invalid,
     amount_fen,
     check_price,
+    check_structure,
     diagnose,
 )
 from .window import Window
 
-Record = tuple[int, int, bytes | None, bytes, int]
-"""``(kind index, offset, key, value, arrival ms)`` of one Kafka record of this partition."""
+Record = tuple[int, int, bytes | None, bytes | None, int]
+"""``(kind index, offset, key, value, arrival ms)`` of one Kafka record of this partition
+(``value`` is None for a record without one, which Kafka allows: a dead letter)."""
+
+log = logging.getLogger("streamproc.engine")
 
 TIMER_GRAIN = 1000
 """Timer buckets are one second of stream time: a check runs when ``S`` passes the bucket."""
@@ -111,7 +119,9 @@ class PartitionEngine:
         self.stream_time = NEG
         self.horizon = NEG
         self.head = NEG
-        """Largest valid ``ts`` seen (the newest window is ``head``'s)."""
+        """Largest valid ``ts`` seen, as at most its arrival + ``F`` (§3): provisional rows
+        are written up to ``head``'s window, so a clock hours ahead does not make every
+        flush write the hours of windows in between."""
         self._recheck_at = NEG
         self._cand_dirty = False
         self._cand_topic = -1
@@ -134,6 +144,11 @@ class PartitionEngine:
         self.counters = Counters()
         self.out = Output()
         self.drained = False
+        self.broken = False
+        """True once an exception escaped :meth:`process`: the state may hold part of a
+        record, so it must be neither written nor snapshotted (a restart replays it)."""
+        self._current: Record | None = None
+        """The record being handled (for the last line of defence in :meth:`process`)."""
         self.watch: RoomWatch | None = None
         """Anomaly detectors fed with this engine's final rows (``streamproc.anomaly``); their
         alerts join the output when the horizon passes a window, and their state the snapshot."""
@@ -144,16 +159,62 @@ class PartitionEngine:
         """Apply records of this partition in arrival order (semantics §1).
 
         Records at an offset below ``next_offsets`` are already part of the state
-        (a redelivery after a restore) and are skipped. This loop is the engine's
-        hot path: it keeps state in locals and inlines the common cases (a
-        heartbeat of a present user, a first event of a new user, a chat).
+        (a redelivery after a restore) and are skipped.
+
+        No record can stop the engine: validation raises nothing for any bytes, and
+        should handling a record raise anyway (an engine bug), that record becomes a
+        dead letter ``internal_error`` (logged with its traceback) and the next one
+        follows (semantics §2). ``next_offsets`` only ever moves past a record once it
+        is handled: if something still escapes (a ``BaseException``), it is set back
+        to that record and the engine is marked :attr:`broken`.
         """
+        it = iter(records)
+        while True:
+            try:
+                self._process(it)
+                return
+            except Exception as exc:
+                self._internal_error(exc)
+            except BaseException:
+                rec = self._current
+                if rec is not None:
+                    self.next_offsets[rec[0]] = rec[1]
+                self.broken = True
+                raise
+
+    def _internal_error(self, exc: Exception) -> None:
+        """The last line of defence: the record in hand becomes a dead letter."""
+        rec = self._current
+        self._current = None
+        if rec is None:  # raised between records (stream time): not one record's fault
+            self.broken = True
+            raise exc
+        kind, offset, key, value, arrival = rec
+        log.error(
+            "partition %d: %s offset %d raised while being handled; kept as a dead letter "
+            "with reason internal_error",
+            self.partition,
+            self.cfg.topics[kind],
+            offset,
+            exc_info=exc,
+        )
+        # a stream-time candidate of that record may be lost with the loop's locals
+        self._cand_dirty = True
+        self._dead_letter_as(
+            kind, offset, key, value, arrival, Invalid("internal_error", f"{exc!r}")
+        )
+
+    def _process(self, records: Iterable[Record]) -> None:
+        """The loop of :meth:`process`. This is the engine's hot path: it keeps state in
+        locals and inlines the common cases (a heartbeat of a present user, a first
+        event of a new user, a chat)."""
         cfg = self.cfg
         W = cfg.window_ms
         T = cfg.presence_timeout_ms
         I_ = cfg.idle_ms
         D = cfg.dedup_ms
         decoders = DECODERS
+        field_counts = FIELD_COUNTS
         next_offsets = self.next_offsets
         maxts = self.maxts
         last_arrival = self.last_arrival
@@ -164,12 +225,15 @@ class PartitionEngine:
         counters_events = self.counters.events
         max_ahead = MAX_AHEAD_MS
         B = cfg.out_of_order_ms
+        F = cfg.clock_ahead_ms
         pending = NEG
         """A raised candidate of the stream time, applied before the next record (§3)."""
-        for kind, offset, key, value, arrival in records:
+        for rec in records:
+            kind, offset, key, value, arrival = rec
             if offset < next_offsets[kind]:
                 continue
             next_offsets[kind] = offset + 1
+            self._current = rec
             if pending != NEG:
                 if pending > self.stream_time:
                     self._set_stream_time(pending)
@@ -178,9 +242,14 @@ class PartitionEngine:
                 self._update_stream_time(arrival)
             # validation (§2): typed decode, then the checks msgspec cannot express
             try:
+                if value is None:
+                    raise ValueError  # no value at all: diagnose names it
                 if not value.isascii():
                     value.decode("utf-8")
                 ev: Any = decoders[kind].decode(value)
+                # duplicate names, deep nesting: provably absent when the colons add up
+                if value.count(b":") != field_counts[kind] + (ev.type is not UNSET):
+                    check_structure(value)
                 ts = ev.ts
                 if ts < MIN_TS or ts > arrival + max_ahead:
                     raise ValueError
@@ -194,19 +263,21 @@ class PartitionEngine:
             except Exception:
                 self._dead_letter(kind, offset, key, value, arrival)
                 continue
-            # stream time inputs: every valid event counts (§3)
+            # stream time inputs: every valid event counts (§3), its ts as at most
+            # arrival + F, so that a producer whose clock runs ahead poisons nothing
+            ct = ts if ts <= arrival + F else arrival + F
             m = maxts[kind]
-            if m is None or ts > m:
-                maxts[kind] = ts
+            if m is None or ct > m:
+                maxts[kind] = ct
                 if kind == self._cand_topic:
                     # The candidate is min(maxts of non-idle topics) - B: while this topic
                     # stays the minimum, it rises with it, without a full recomputation.
-                    if ts <= self._cand_other:
-                        pending = ts - B
+                    if ct <= self._cand_other:
+                        pending = ct - B
                     else:
                         self._cand_dirty = True
-                if ts > self.head:
-                    self.head = ts
+                if ct > self.head:
+                    self.head = ct
             la = last_arrival[kind]
             if la is None or la <= arrival - I_:
                 self._cand_dirty = True
@@ -318,6 +389,7 @@ class PartitionEngine:
                 w.refund_fen += fen
                 room.refunds += 1
                 room.refund_fen += fen
+        self._current = None
         if pending > self.stream_time:
             # what a tick at the last arrival would do: never changes a result (§3)
             self._set_stream_time(pending)
@@ -353,11 +425,19 @@ class PartitionEngine:
         self._fire_timers()
         if self.head == NEG:
             return self.take_output()
-        head_end = self.head - self.head % self.cfg.window_ms + self.cfg.window_ms
+        W = self.cfg.window_ms
+        head_end = self.head - self.head % W + W
+        S = self.stream_time
+        if NEG < S < POS and head_end < S - S % W + W:
+            # The silent-partition clock (or a capped clock ahead, §3) can take S past the
+            # head: windows up to S's are written too (viewers still present, late fixes).
+            head_end = S - S % W + W
         for room in self.rooms.values():
             lo = min(room.dirty_from, room.emitted_upto)
-            if lo < head_end:
-                self._emit(room, lo, head_end)
+            # closed windows may lie past the head too (late fixes after a silence)
+            hi = head_end if room.final_upto <= head_end else room.final_upto
+            if lo < hi:
+                self._emit(room, lo, hi)
             if room.totals_dirty:
                 self._emit_totals(room)
         return self.take_output()
@@ -370,18 +450,23 @@ class PartitionEngine:
     # ------------------------------------------------------------------ internals: time
 
     def _update_stream_time(self, now: int) -> None:
-        """Stream time before a record (or tick) arriving at ``now`` (semantics §3)."""
+        """Stream time before a record (or tick) arriving at ``now`` (semantics §3).
+
+        While some topic is busy: ``min(maxts of busy topics) - B``. When every topic is
+        idle, event time passes as the arrival clock does, from where each topic's events
+        left off: ``max(maxts[t] + now - last_arrival[t]) - B`` (the silent-partition
+        clock); it grows with ``now``, so ``_recheck_at`` asks for a re-evaluation at
+        every later record or tick.
+        """
         I_ = self.cfg.idle_ms
         cand: int | None = None
         other = POS
-        newest: int | None = None
+        clock: int | None = None
         recheck = POS
         topic = -1
         for k, (m, la) in enumerate(zip(self.maxts, self.last_arrival, strict=True)):
             if m is None or la is None:
                 continue
-            if newest is None or m > newest:
-                newest = m
             if la > now - I_:  # not idle
                 if cand is None or m < cand:
                     if cand is not None:
@@ -391,12 +476,17 @@ class PartitionEngine:
                     other = m
                 if la + I_ < recheck:
                     recheck = la + I_
+            elif cand is None:
+                elapsed = m + (now - la)
+                if clock is None or elapsed > clock:
+                    clock = elapsed
+        if cand is None and clock is not None:
+            cand = clock
+            recheck = NEG  # the idle clock moves with every later record or tick
         self._recheck_at = recheck
         self._cand_dirty = False
         self._cand_topic = topic
         self._cand_other = other
-        if cand is None:
-            cand = newest
         if cand is not None:
             cand -= self.cfg.out_of_order_ms
             if cand > self.stream_time:
@@ -668,11 +758,29 @@ class PartitionEngine:
         self.out.room_totals.append((room.room_id, *values, self._next_version(), self.clock()))
 
     def _dead_letter(
-        self, kind: int, offset: int, key: bytes | None, value: bytes, arrival: int
+        self, kind: int, offset: int, key: bytes | None, value: bytes | None, arrival: int
     ) -> None:
         err = diagnose(kind, value, key, arrival)
         if err is None:  # pragma: no cover - the fast path and diagnose agree
-            err = Invalid("not_json", "rejected by the decoder")
+            log.error(
+                "partition %d: %s offset %d: the fast path refused a message the full "
+                "check accepts",
+                self.partition,
+                self.cfg.topics[kind],
+                offset,
+            )
+            err = Invalid("internal_error", "refused by the fast path, accepted by diagnose")
+        self._dead_letter_as(kind, offset, key, value, arrival, err)
+
+    def _dead_letter_as(
+        self,
+        kind: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        arrival: int,
+        err: Invalid,
+    ) -> None:
         self.counters.invalid[err.reason] += 1
         self.out.dead_letters.append(
             (
@@ -682,7 +790,7 @@ class PartitionEngine:
                 err.reason,
                 err.detail,
                 key,
-                value,
+                b"" if value is None else value,  # a record without a value (a tombstone)
                 arrival,
             )
         )

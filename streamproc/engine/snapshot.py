@@ -207,6 +207,8 @@ def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
     """
     if len(eng.out):
         raise ValueError("take the pending output before a snapshot")
+    if eng.broken:
+        raise ValueError("the engine raised mid-record: its state must not be saved")
     c = eng.counters
     state = [
         asdict(eng.cfg),
@@ -287,7 +289,9 @@ def restore(
         for b in room.timers:
             heapq.heappush(eng._timers, (b * TIMER_GRAIN + TIMER_GRAIN - 1, room.room_id))
     events, invalid, dup, late = counters
-    eng.counters = Counters(events=events, invalid=dict(invalid), duplicates=dup, late=late)
+    # a snapshot taken before a reason was added lacks its counter: it starts at zero
+    invalid = {**Counters().invalid, **dict(invalid)}
+    eng.counters = Counters(events=events, invalid=invalid, duplicates=dup, late=late)
     if watch is not None:
         try:
             eng.watch = RoomWatch.restore(watch)

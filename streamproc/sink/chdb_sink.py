@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import quote
 
 import chdb.session
 
@@ -55,14 +57,51 @@ from streamproc.sink.ddl import (
     load_statements,
     quote_identifier,
 )
+from streamproc.sqlguard import CheckedQuery, Policy, load_policy
+from streamproc.sqlguard import check as check_query
 
 _PUBLISH_LOCK = threading.Lock()
 """Guards this module's globals while an insert publishes its Arrow table there."""
 
 
+EMPTY_DIR_NAME: Final[str] = "no_user_files"
+"""Directory (inside the chDB path, mode 0700, kept empty) that the engine's
+``user_files_path``, ``user_scripts_path`` and ``format_schema_path`` point at."""
+
+
+def _empty_dir(path: str) -> Path:
+    """``<path>/no_user_files``: created private and empty; refused if anything is in it."""
+    target = Path(path) / EMPTY_DIR_NAME
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target.chmod(0o700)
+    if any(target.iterdir()):
+        raise SinkError(f"{target} must stay empty (the engine's user_files_path points there)")
+    return target
+
+
+def connection_string(path: str) -> str:
+    """The chDB connection string for ``path``: engine paths that reach files all point at
+    an empty private directory (defence in depth; see :mod:`streamproc.sqlguard`).
+
+    The first session of a process starts the embedded engine, so the writer's options
+    apply to every later session on the path. Measured on chDB 4.4: this makes ``file()``
+    and friends read nothing for *relative* paths, but local mode still opens absolute
+    paths -- the query check is what keeps them out.
+    """
+    if path == ":memory:":
+        return path
+    empty = quote(str(_empty_dir(path)), safe="/")
+    opts = "&".join(
+        f"{name}={empty}" for name in ("user_files_path", "user_scripts_path", "format_schema_path")
+    )
+    return f"{path}?{opts}"
+
+
 def _open_session(path: str) -> Any:
     try:
-        return chdb.session.Session(path)  # type: ignore[no-untyped-call]
+        return chdb.session.Session(connection_string(path))  # type: ignore[no-untyped-call]
+    except SinkError:
+        raise
     except Exception as exc:  # chDB raises RuntimeError with the engine's message
         msg = str(exc)
         hint = ""
@@ -88,43 +127,109 @@ def _settings_sql(settings: dict[str, Any]) -> list[str]:
     return out
 
 
-class ChdbReader:
-    """A separate, read-only chDB session on the sink's directory, for queries from other threads.
+READER_SETTINGS: Final[dict[str, Any]] = {
+    "allow_python_table_function": 0,
+    "allow_introspection_functions": 0,
+    "allow_fuzz_query_functions": 0,
+}
+"""Set on every reader session before ``readonly = 1`` (which then pins them)."""
 
-    Limits and output settings are set first, then ``readonly = 1``: from then on the
-    session refuses writes, DDL, table functions that touch files/URLs/processes, and
-    any change of settings (so a query cannot lift its own limits).
+
+class ChdbReader:
+    """A read-only chDB session for ad-hoc SQL: every query is vetted, then run canonical.
+
+    The only way to run SQL here is :meth:`query`, which passes the text through
+    :func:`streamproc.sqlguard.check` on this same session and runs the canonical text
+    that was checked. Limits and output settings are set first, then ``readonly = 1``: the
+    session refuses writes, DDL and setting changes (a query cannot lift its own limits).
+    After any failure the session is closed and reopened, so nothing a failed query left
+    behind (chDB hands the next query a failed query's partial rows) reaches the next one.
+
+    ``select_database=False``: a parser-only session (e.g. on ``:memory:``) that vets
+    queries for a ClickHouse server; :meth:`check` only.
     """
 
-    def __init__(self, path: str, database: str, settings: dict[str, Any]) -> None:
-        self._session = _open_session(path)
+    def __init__(
+        self,
+        path: str,
+        database: str,
+        settings: dict[str, Any],
+        *,
+        select_database: bool = True,
+    ) -> None:
+        self.path = str(path)
+        self.database = check_database_name(database)
+        self._settings = {**EXACT_OUTPUT_SETTINGS, **settings, **READER_SETTINGS}
+        self._select_database = select_database
         self._lock = threading.Lock()
+        self._session: Any = None
+        self.policy: Policy | None = None
+        self._open()
+
+    def _open(self) -> None:
+        session = _open_session(self.path)
         try:
-            for stmt in _settings_sql({**EXACT_OUTPUT_SETTINGS, **settings}):
-                self._session.query(stmt)
-            self._session.query(f"USE {quote_identifier(database)}")
-            self._session.query("SET readonly = 1")
+            if self.policy is None:  # before the limits: the function list has ~1900 rows
+                self._session = session
+                self.policy = load_policy(self._run_params, self.database)
+                self._session = None
+            for stmt in _settings_sql(self._settings):
+                session.query(stmt)
+            if self._select_database:
+                session.query(f"USE {quote_identifier(self.database)}")
+            session.query("SET readonly = 1")
         except Exception as exc:
+            self._session = None
+            session.close()
+            raise SinkError(f"cannot prepare a read-only session on {self.path!r}: {exc}") from exc
+        self._session = session
+
+    def _close_session(self) -> None:
+        if self._session is not None:
             self._session.close()
-            raise SinkError(f"cannot prepare a read-only session on {path!r}: {exc}") from exc
+            self._session = None
+
+    def _reopen(self) -> None:
+        self._close_session()
+        self._open()
+
+    def _run_params(self, sql: str, params: Mapping[str, str]) -> bytes:
+        if self._session is None:
+            raise SinkError("reader is closed")
+        res = self._session.query(sql, "JSONCompact", params=dict(params) or None)
+        data: bytes = res.bytes()
+        return data
+
+    def _check(self, sql: str) -> CheckedQuery:
+        assert self.policy is not None  # set by the first _open()
+        try:
+            return check_query(self._run_params, sql, self.policy)
+        except Exception:
+            self._reopen()
+            raise
+
+    def check(self, sql: str) -> CheckedQuery:
+        """Vet ``sql`` (raises :class:`RejectedQuery`); the canonical text to run."""
+        with self._lock:
+            return self._check(sql)
 
     def query(self, sql: str, fmt: str) -> bytes:
-        """Run one statement; raise :class:`QueryError` with ClickHouse's message on failure."""
+        """Vet and run one query; :class:`RejectedQuery` or :class:`QueryError` on failure."""
         with self._lock:
+            checked = self._check(sql)
             if self._session is None:
                 raise SinkError("reader is closed")
             try:
-                res = self._session.query(sql, fmt)
+                res = self._session.query(checked.sql, fmt)
+                data: bytes = res.bytes()
             except Exception as exc:
+                self._reopen()
                 raise QueryError(str(exc)) from exc
-        data: bytes = res.bytes()
         return data
 
     def close(self) -> None:
         with self._lock:
-            if self._session is not None:
-                self._session.close()
-                self._session = None
+            self._close_session()
 
 
 class ChdbSink(Sink):

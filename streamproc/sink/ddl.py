@@ -7,12 +7,13 @@ replacing every bare identifier token ``live`` (outside string literals, quoted
 identifiers and comments) with the target name, backtick-quoted. The schema files
 therefore never use ``live`` as a column or table name.
 
-The lexer here is also used by :mod:`streamproc.sqlserve` to vet user SQL, so it
-follows ClickHouse's lexical rules for everything that can *hide* text: quoted
-strings and identifiers with backslash escapes and doubled quotes, heredocs
-(``$tag$ ... $tag$``), ``--`` and ``/* */`` comments. Deliberately not treated as
-comments: ``#`` and nested ``/* /* */ */`` -- reading more text as code than
-ClickHouse does is the safe direction for a vetting lexer.
+The lexer here is for **our own, trusted** schema files only: it splits them into
+statements (the ClickHouse server sink sends one statement per request) and finds the
+``live`` identifiers to rename. It knows quoted strings and identifiers, heredocs,
+``--`` and ``/* */`` comments, which is all the schema files use; it does not follow
+every ClickHouse rule (``#`` comments, nested ``/* */``), so it must never judge text
+someone else wrote. User SQL is vetted on ClickHouse's own parse instead
+(:mod:`streamproc.sqlguard`); a test keeps the two apart.
 """
 
 from __future__ import annotations
