@@ -487,7 +487,21 @@ def generate(sc: Scenario, topics: tuple[str, ...] = DEFAULT_TOPICS) -> Iterator
 
 
 def write_truth(sc: Scenario, path: Path) -> None:
-    """The ground truth as JSON lines (one session per line), next to the events file."""
+    """The ground truth as JSON lines (one session per line)."""
     with path.open("wb") as f:
         for d in sc.truth():
             f.write(orjson.dumps(d) + b"\n")
+
+
+def truth_path(events: Path) -> Path:
+    """``x.jsonl`` -> ``x.truth.jsonl``: where the ground truth of an events file goes."""
+    return events.with_name(events.name.removesuffix(".jsonl") + ".truth.jsonl")
+
+
+def write_jsonl(sc: Scenario, path: Path) -> int:
+    """A replay file of the scenario (``docs/replay.md``) and its ground truth next to it."""
+    from .simulate import write_jsonl as write_records
+
+    n = write_records(path, generate(sc))
+    write_truth(sc, truth_path(path))
+    return n

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -166,3 +167,26 @@ def test_alert_rows_land_in_clickhouse_and_final_shows_the_resolution() -> None:
         assert sink.query("SELECT count() FROM room_alerts").scalar() == str(len(alerts))
     finally:
         sink.close()
+
+
+def test_simulate_writes_events_and_ground_truth_next_to_them(tmp_path: Path) -> None:
+    from streamproc import cli
+
+    events = tmp_path / "promo.jsonl"
+    rc = cli.main(
+        ["simulate", "--jsonl", str(events), "--anomalies", "1", "--rooms", "2",
+         "--duration", "1500", "--seed", "5"]
+    )  # fmt: skip
+    assert rc == 0
+    truth = [orjson.loads(x) for x in (tmp_path / "promo.truth.jsonl").read_bytes().splitlines()]
+    assert len(truth) == 2 + 6
+    kinds = sorted(d["anomaly"] for d in truth if d["anomaly"])
+    assert kinds == sorted(
+        ["audience_collapse", "sales_stall", "refund_surge", "order_concentration",
+         "conversion_collapse", "chat_flood"]
+    )  # fmt: skip
+    rooms = {orjson.loads(x)["key"] for x in events.read_bytes().splitlines()[:20000]}
+    assert rooms <= {d["room_id"] for d in truth}
+    for d in truth:
+        if d["anomaly"]:
+            assert d["start_ts"] < d["onset_ts"] < d["anomaly_end_ts"]
