@@ -7,8 +7,8 @@ Faust keeps what it is good at: the consumer group and its co-partitioning
 assignor (partition ``p`` of the four topics goes to one worker), rebalance
 signals and the worker's lifecycle and signal handling. The records are read
 in batches by the runtime's own consumer on the worker's event loop
-(``agents.runtime``), pointed at exactly the partitions Faust assigned. Offsets
-are ours: the input topics are declared with ``acks=False`` so Faust commits
+(``streamproc.runtime``, ``streamproc.kafka``), pointed at exactly the partitions
+Faust assigned. Offsets are ours: the input topics are declared with ``acks=False`` so Faust commits
 nothing, and every (re)assignment starts each partition at the offsets recorded
 in its snapshot.
 """
@@ -17,69 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import faust
-from aiokafka import TopicPartition
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-if TYPE_CHECKING:
-    from .runtime import WorkerRuntime
+from streamproc.kafka.internals import BatchConsumer, BatchTransportApp, FaustCommitter
+from streamproc.runtime.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 
 
-class BatchConsumer(faust_aiokafka.Consumer):
-    """Faust's consumer for group membership only; the runtime fetches the records.
-
-    Faust's consumer runs aiokafka in a thread of its own: every fetch crosses threads
-    and competes for the GIL, which measured at under half the throughput of a plain
-    ``AIOKafkaConsumer`` on the worker's event loop (``docs/performance.md``). So this
-    consumer keeps the group, the co-partitioning assignment and the rebalance signals,
-    pauses its own fetching, and its fetch loop drives the runtime's data consumer,
-    which reads exactly the partitions Faust assigned.
-    """
-
-    runtime: WorkerRuntime | None = None
-
-    async def _drain_messages(self, fetcher: Any) -> None:
-        """Replaces Faust's per-record dispatch (``faust/transport/consumer.py``)."""
-        stopped = self._stopped.is_set
-        fetcher_stopped = fetcher._stopped.is_set
-        runtime = self.runtime
-        assert runtime is not None
-        while not (stopped() or fetcher_stopped() or self.should_stop):
-            await runtime.fetch_once()
-
-    async def perform_seek(self) -> None:
-        """After every (re)assignment: restore owned partitions, point the data consumer there."""
-        await super().perform_seek()
-        runtime = self.runtime
-        if runtime is None:
-            return
-        assignment = self.assignment()
-        await runtime.on_assigned(assignment)
-        tps = [TopicPartition(tp.topic, tp.partition) for tp in assignment]
-        if tps:
-            # Faust's own fetcher carries no records: stop it fetching them at all.
-            await self._thread.call_thread(self._pause, tps)
-
-    async def _pause(self, tps: list[TopicPartition]) -> None:
-        self._thread._ensure_consumer().pause(*tps)
-
-
-class BatchTransport(faust_aiokafka.Transport):
-    Consumer = BatchConsumer
-
-
-class BatchApp(faust.App):
+class BatchApp(BatchTransportApp):
     """A Faust app whose consumer delivers batches to :class:`WorkerRuntime`."""
 
     runtime: WorkerRuntime | None = None
-
-    def _new_transport(self) -> Any:
-        return BatchTransport(self.conf.broker_consumer, self)
 
     async def on_stop(self) -> None:
         """SIGTERM or stop(): write everything, snapshot, then let Faust stop.
@@ -98,6 +49,7 @@ class BatchApp(faust.App):
                     "stopping without a final snapshot; the next owner replays from the last one",
                     runtime.shutdown_timeout,
                 )
+                runtime.abandon()  # a write blocked on ClickHouse gives up: the thread ends
         await super().on_stop()
 
 
@@ -107,6 +59,8 @@ def create_app(
     app_id: str,
     bootstrap: str,
     datadir: str,
+    session_timeout: float,
+    rebalance_timeout: float,
     group_instance_id: str | None = None,
     broker_credentials: Any = None,
 ) -> BatchApp:
@@ -119,10 +73,10 @@ def create_app(
         web_enabled=False,
         topic_disable_leader=True,
         topic_allow_declare=False,
-        broker_session_timeout=runtime.session_timeout,
-        broker_heartbeat_interval=max(1.0, runtime.session_timeout / 10),
-        broker_rebalance_timeout=runtime.rebalance_timeout,
-        broker_request_timeout=max(90.0, runtime.session_timeout + 10),
+        broker_session_timeout=session_timeout,
+        broker_heartbeat_interval=max(1.0, session_timeout / 10),
+        broker_rebalance_timeout=rebalance_timeout,
+        broker_request_timeout=max(90.0, session_timeout + 10),
         broker_max_poll_records=runtime.max_batch,
         consumer_max_fetch_size=64 * 2**10,  # Faust's consumer fetches no records (paused)
         consumer_auto_offset_reset="earliest",
@@ -147,4 +101,4 @@ def attach(app: BatchApp, runtime: WorkerRuntime) -> None:
     consumer = app.consumer
     if isinstance(consumer, BatchConsumer):
         consumer.runtime = runtime
-    runtime.consumer = consumer
+    runtime.set_committer(FaustCommitter(consumer, runtime.input_topics))

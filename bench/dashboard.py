@@ -45,7 +45,7 @@ SELECT concat('直播间-', toString(number % {args.rooms})) AS room_id,
        toDateTime64(1700000010 + intDiv(number, {args.rooms}) * 10, 3, 'UTC'),
        (number * 7919) % 5000, (number * 7919) % 5000 + 3, (number * 7919) % 5000 + 9,
        3, 1, 7, 2, 4, 2, 1, 1, toDecimal64(12.34, 2), 0, toDecimal64(0, 2), 0.1,
-       10000, {version - 1}, {version}, now64()
+       10000, {version - 1}, {version}, now64(), 0
 FROM numbers({n})""")
         sess.query(f"""
 INSERT INTO live.room_totals

@@ -27,7 +27,7 @@ from typing import Any
 from streamproc import gcpolicy
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import PartitionEngine
-from streamproc.partitioner import murmur2_partition
+from streamproc.kafka.partitioner import murmur2_partition
 from streamproc.simulate import SimConfig, generate
 
 TARGET_EPS = 250_000

@@ -152,7 +152,7 @@ async def check_kafka_async(
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     from . import broker
-    from .snapstore import TOPIC_CONFIG
+    from .kafka.snapstore import TOPIC_CONFIG
 
     sec = security or KafkaSecurity.from_settings(settings)
     bootstrap = str(settings.kafka_bootstrap)
@@ -337,7 +337,7 @@ async def _snapshot_problems(
     """Snapshots whose next records the inputs no longer hold (deleted by retention)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from .snapstore import CHUNK, Manifest
+    from .kafka.snapstore import CHUNK, Manifest
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -423,8 +423,9 @@ def check_clickhouse(sink: Any, cluster: str | None = None) -> list[Problem]:
         }
         columns: dict[str, list[tuple[str, str]]] = {}
         for r in sink.query(
+            # ALIAS columns (METRICS §8 figures) are computed, never written
             "SELECT table, name, type FROM system.columns WHERE database = {db:String} "
-            "ORDER BY table, position",
+            "AND default_kind != 'ALIAS' ORDER BY table, position",
             {"db": db},
         ).rows:
             columns.setdefault(str(r[0]), []).append((str(r[1]), str(r[2])))

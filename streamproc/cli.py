@@ -56,14 +56,16 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     """The :class:`EngineConfig` described by :func:`add_engine_args` flags."""
-    return EngineConfig(
-        window_ms=int(args.window_seconds * 1000),
-        out_of_order_ms=round(args.out_of_order_seconds * 1000),
-        allowed_lateness_ms=round(args.lateness_seconds * 1000),
-        presence_timeout_ms=round(args.presence_timeout_seconds * 1000),
-        dedup_ms=round(args.dedup_seconds * 1000),
-        idle_ms=round(args.idle_seconds * 1000),
-        clock_ahead_ms=round(args.clock_ahead_seconds * 1000),
+    from .settings import engine_config as from_seconds
+
+    return from_seconds(
+        window_seconds=args.window_seconds,
+        out_of_order_seconds=args.out_of_order_seconds,
+        lateness_seconds=args.lateness_seconds,
+        presence_timeout_seconds=args.presence_timeout_seconds,
+        dedup_seconds=args.dedup_seconds,
+        idle_seconds=args.idle_seconds,
+        clock_ahead_seconds=args.clock_ahead_seconds,
         topics=tuple(t.strip() for t in args.topics.split(",")),
     )
 

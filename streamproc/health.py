@@ -38,8 +38,10 @@ def readiness(runtime: Any, max_lag: int) -> list[str]:
         reasons.append("no partition assignment yet (joining the group or restoring snapshots)")
     if not getattr(runtime, "sink_ok", True):
         reasons.append("the last ClickHouse write failed (retrying)")
-    lag = int(getattr(runtime, "lag_total", 0))
-    if lag > max_lag:
+    lag = getattr(runtime, "lag_total", None)
+    if lag is None:
+        reasons.append("lag not known yet (no fetch answered since the assignment)")
+    elif lag > max_lag:
         reasons.append(f"lag {lag} records > STREAMPROC_READY_MAX_LAG={max_lag}")
     return reasons
 

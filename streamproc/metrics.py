@@ -50,10 +50,11 @@ from prometheus_client.registry import Collector
 
 from streamproc.anomaly import KINDS as ALERT_KINDS
 from streamproc.anomaly import PAGING_KINDS
+from streamproc.derived import BY_NAME, Figure
 from streamproc.engine.config import KINDS
 from streamproc.engine.partition import PartitionEngine
 from streamproc.engine.validate import REASONS
-from streamproc.rows import ROOM_METRICS_COLUMNS, ROOM_TOTALS_COLUMNS
+from streamproc.rows import ROOM_METRICS_COLUMNS, ROOM_TOTALS_COLUMNS, SKU_TOTALS_COLUMNS
 from streamproc.sink.base import TABLE_ORDER, SinkStats
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,25 @@ _WS, _CONC = _M["window_start"], _M["concurrent_viewers"]
 _PEAK, _VIEWERS, _BUYERS = _T["peak_viewers"], _T["distinct_viewers"], _T["distinct_buyers"]
 _ORDERS, _GMV, _REFUNDS = _T["orders"], _T["gmv"], _T["refunds"]
 _REFUND_FEN, _WATCH, _DWELL = _T["refund_amount"], _T["watch_ms"], _T["avg_dwell_ms"]
+_SKU_GMV = SKU_TOTALS_COLUMNS.index("gmv")
+_SKU_UNITS = SKU_TOTALS_COLUMNS.index("units_sold")
+
+ROOM_FIGURE_SERIES: tuple[tuple[str, Figure, str], ...] = (
+    ("streamproc_room_avg_viewers", BY_NAME["avg_viewers"],
+     "Session average concurrent viewers (watch time / presence span)."),
+    ("streamproc_room_uv_value_yuan", BY_NAME["uv_value"],
+     "Session GMV per distinct viewer, yuan (rounded down to the fen)."),
+    ("streamproc_room_aov_yuan", BY_NAME["aov"],
+     "Session GMV per distinct buyer, yuan (rounded down to the fen)."),
+    ("streamproc_room_cart_conversion_ratio", BY_NAME["cart_conversion"],
+     "Session distinct buyers / distinct users who added to cart."),
+    ("streamproc_room_gpm_yuan", BY_NAME["gpm"],
+     "Session GMV per 1 000 views (presence intervals), yuan (rounded down to the fen)."),
+    ("streamproc_room_refund_ratio", BY_NAME["refund_rate"],
+     "Session refunded / paid orders."),
+)  # fmt: skip
+"""METRICS §8 figures exported per top-K room (``avg_watch_s`` is already exported as
+``streamproc_room_avg_dwell_seconds``)."""
 
 FRESHNESS_BUCKETS: tuple[float, ...] = (
     0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300, 600,
@@ -97,6 +117,7 @@ class RowsLike(Protocol):
     room_totals: list[tuple[Any, ...]]
     dead_letters: list[tuple[Any, ...]]
     late_events: list[tuple[Any, ...]]
+    sku_totals: list[tuple[Any, ...]]
 
 
 class _Histogram:
@@ -137,6 +158,8 @@ class _Room:
         "refund_fen",
         "refunds",
         "room_id",
+        "skus",
+        "totals_row",
         "viewers",
         "watch_ms",
         "ws",
@@ -159,6 +182,10 @@ class _Room:
         self.buyers = 0
         self.watch_ms = 0
         self.avg_dwell_ms = 0.0
+        self.totals_row: dict[str, Any] | None = None
+        """The newest ``room_totals`` row (the derived figures are computed from it at scrape)."""
+        self.skus: dict[str, tuple[int, int]] | None = None
+        """Per SKU: ``(gmv_fen, units_sold)`` of its newest ``sku_totals`` row."""
 
     def rank(self, now_ms: int) -> int:
         """Top-K key: current viewers, or a recent higher value while it is held."""
@@ -225,6 +252,7 @@ class PipelineMetrics(Collector):
         *,
         worker_id: str,
         top_k: int = 50,
+        top_skus: int = 5,
         thresholds: tuple[int, ...] = (10_000, 100_000, 1_000_000),
         registry: CollectorRegistry | None = None,
         rank_hold_seconds: float = 120.0,
@@ -232,8 +260,12 @@ class PipelineMetrics(Collector):
     ) -> None:
         if top_k < 0:
             raise ValueError("top_k must be >= 0")
+        if top_skus < 0:
+            raise ValueError("top_skus must be >= 0")
         self.worker_id = worker_id
         self.top_k = top_k
+        self.top_skus = top_skus
+        """Per top-K room: SKU series for its ``top_skus`` SKUs by session GMV (K * N series)."""
         self.thresholds = tuple(sorted(set(thresholds)))
         self.rank_hold_ms = int(rank_hold_seconds * 1000)
         """A room whose audience drops keeps its rank this long, so that a collapse
@@ -311,6 +343,10 @@ class PipelineMetrics(Collector):
                     self._set_concurrent(part, r, int(emitted[0]), now)
                 if room.totals_emitted is not None:
                     self._totals(part, (room_id, *room.totals_emitted), count=False)
+                if room.skus is not None:
+                    for sku, sess in room.skus.sessions.items():
+                        if sess.totals_emitted is not None:
+                            self._sku(part, (room_id, sku, *sess.totals_emitted))
 
     def on_written(self, partition: int, out: RowsLike, now_ms: int, head_ts: int) -> None:
         """Rows of ``partition`` are durably in ClickHouse: update rooms, money, freshness.
@@ -334,6 +370,8 @@ class PipelineMetrics(Collector):
                         self._set_concurrent(part, r, c, now_ms)
             for row in out.room_totals:
                 self._totals(part, row, count=True)
+            for row in out.sku_totals:
+                self._sku(part, row)
             if MIN_TS_MS <= head_ts <= MAX_TS_MS:
                 self._freshness.observe(max(0.0, (now_ms - head_ts) / 1000.0))
                 if part.head_ts is None or head_ts > part.head_ts:
@@ -491,8 +529,58 @@ class PipelineMetrics(Collector):
         r.buyers = row[_BUYERS]
         r.watch_ms = row[_WATCH]
         r.avg_dwell_ms = float(row[_DWELL])
+        # strict=False: on_assign passes the engine's values without version / updated_at
+        r.totals_row = dict(zip(ROOM_TOTALS_COLUMNS, row, strict=False))
+
+    def _sku(self, part: _Partition, row: Sequence[Any]) -> None:
+        """A ``sku_totals`` row: the SKU's session GMV and units, for the top-SKU series."""
+        r = self._room(part, row[0])
+        if r.skus is None:
+            r.skus = {}
+        r.skus[row[1]] = (row[_SKU_GMV], row[_SKU_UNITS])
 
     # ------------------------------------------------------------------ exposition
+
+    def _figure_families(self, top: list[_Room]) -> list[Metric]:
+        """METRICS §8 figures of the top-K rooms' sessions, by ``streamproc.derived``."""
+        w = self.worker_id
+        out: list[Metric] = []
+        for name, fig, doc in ROOM_FIGURE_SERIES:
+            fam = GaugeMetricFamily(
+                name, f"Top-K rooms by concurrent viewers only. {doc}", labels=["worker", "room_id"]
+            )
+            for r in top:
+                if r.totals_row is not None:
+                    v = fig.value("room_totals", r.totals_row)
+                    fam.add_metric([w, r.room_id], v / 100 if fig.money else v)
+            out.append(fam)
+        return out
+
+    def _sku_families(self, top: list[_Room]) -> list[Metric]:
+        """The ``top_skus`` SKUs by session GMV of each top-K room (ties: smaller sku_id)."""
+        w = self.worker_id
+        labels = ["worker", "room_id", "sku_id"]
+        gmv = CounterMetricFamily(
+            "streamproc_room_sku_gmv_yuan_total",
+            "Top-K rooms, their top SKUs by session GMV only. SKU session GMV, yuan.",
+            labels=labels,
+        )
+        units = CounterMetricFamily(
+            "streamproc_room_sku_units_sold_total",
+            "Top-K rooms, their top SKUs by session GMV only. SKU session units sold (paid).",
+            labels=labels,
+        )
+        if self.top_skus:
+            for r in top:
+                if not r.skus:
+                    continue
+                best = heapq.nsmallest(
+                    self.top_skus, r.skus.items(), key=lambda kv: (-kv[1][0], kv[0])
+                )
+                for sku, (fen, sold) in best:
+                    gmv.add_metric([w, r.room_id, sku], fen / 100)
+                    units.add_metric([w, r.room_id, sku], sold)
+        return [gmv, units]
 
     def describe(self) -> Iterable[Metric]:
         """Nothing up front: the families are built per scrape (no auto-describe collect)."""
@@ -608,6 +696,8 @@ class PipelineMetrics(Collector):
             for r in top:
                 fam.add_metric([w, r.room_id], value(r))
             out.append(fam)
+        out.extend(self._figure_families(top))
+        out.extend(self._sku_families(top))
 
         # pipeline health
         fam = CounterMetricFamily(

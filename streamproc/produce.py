@@ -44,7 +44,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from streamproc.engine.config import DEFAULT_TOPICS
-from streamproc.partitioner import murmur2_partition
+from streamproc.kafka.partitioner import murmur2_partition
 from streamproc.simulate import SimConfig, SimRecord, generate
 
 __all__ = ["ProduceStats", "Progress", "live_config", "main", "produce", "produce_live"]

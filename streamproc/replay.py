@@ -19,15 +19,18 @@ from typing import IO, Any
 import orjson
 
 from .anomaly import RoomWatch, alert_dict
+from .derived import derive_text
 from .engine.config import KINDS, EngineConfig
 from .engine.partition import Output, PartitionEngine
 from .engine.validate import REASONS
-from .partitioner import murmur2_partition
+from .kafka.partitioner import murmur2_partition
 from .rows import (
     DEAD_LETTER_COLUMNS,
     LATE_EVENT_COLUMNS,
     ROOM_METRICS_COLUMNS,
     ROOM_TOTALS_COLUMNS,
+    SKU_METRICS_COLUMNS,
+    SKU_TOTALS_COLUMNS,
     fen_to_str,
 )
 
@@ -128,6 +131,8 @@ class Replayer:
         """Shared by all engines so dead letters and late events stay in arrival order."""
         self.metrics: dict[tuple[str, int], tuple[Any, ...] | None] = {}
         self.totals: dict[str, tuple[Any, ...]] = {}
+        self.sku_metrics: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self.sku_totals: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def engine(self, partition: int) -> PartitionEngine:
         eng = self.engines.get(partition)
@@ -152,9 +157,15 @@ class Replayer:
             self.metrics[(row[0], row[1])] = row if exists else None
         for row in self.out.room_totals:
             self.totals[row[0]] = row
+        for row in self.out.sku_metrics:
+            self.sku_metrics[(row[0], row[1], row[2])] = row
+        for row in self.out.sku_totals:
+            self.sku_totals[(row[0], row[1])] = row
         self.out.room_metrics.clear()
         self.out.row_exists.clear()
         self.out.room_totals.clear()
+        self.out.sku_metrics.clear()
+        self.out.sku_totals.clear()
 
     def finish(self) -> None:
         for p in sorted(self.engines):
@@ -197,15 +208,31 @@ def output_lines(rp: Replayer) -> Iterator[dict[str, Any]]:
             continue  # a row emptied by a late correction: no row in the final result
         d: dict[str, Any] = {"table": "room_metrics"}
         d.update(zip(ROOM_METRICS_COLUMNS, row, strict=True))
+        figures = derive_text("room_metrics", d)
+        del d["is_deleted"]  # deleted rows are left out above: the final result has none
         d["gmv"] = fen_to_str(d["gmv"])
         d["refund_amount"] = fen_to_str(d["refund_amount"])
+        d.update(figures)
         yield d
     for rid in sorted(rp.totals):
         d = {"table": "room_totals"}
         d.update(zip(ROOM_TOTALS_COLUMNS, rp.totals[rid], strict=True))
+        figures = derive_text("room_totals", d)
         d["gmv"] = fen_to_str(d["gmv"])
         d["refund_amount"] = fen_to_str(d["refund_amount"])
+        d.update(figures)
         yield d
+    sku_tables: tuple[tuple[str, tuple[str, ...], list[tuple[Any, ...]]], ...] = (
+        ("sku_metrics", SKU_METRICS_COLUMNS, [rp.sku_metrics[k] for k in sorted(rp.sku_metrics)]),
+        ("sku_totals", SKU_TOTALS_COLUMNS, [rp.sku_totals[k] for k in sorted(rp.sku_totals)]),
+    )
+    for table, columns, rows in sku_tables:
+        for row in rows:
+            d = {"table": table}
+            d.update(zip(columns, row, strict=True))
+            d["gmv"] = fen_to_str(d["gmv"])
+            d["refund_amount"] = fen_to_str(d["refund_amount"])
+            yield d
     for row in rp.out.dead_letters:
         d = {"table": "dead_letters"}
         for col, v in zip(DEAD_LETTER_COLUMNS, row, strict=True):

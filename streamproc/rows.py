@@ -36,7 +36,10 @@ ROOM_METRICS_COLUMNS: tuple[str, ...] = (
     "is_final",
     "version",
     "updated_at",
+    "is_deleted",
 )
+"""``is_deleted`` = 1: a late correction emptied the window, so the contract has no row
+for it; ``ReplacingMergeTree(version, is_deleted)`` drops the row from ``FINAL``."""
 
 ROOM_TOTALS_COLUMNS: tuple[str, ...] = (
     "room_id",
@@ -54,9 +57,57 @@ ROOM_TOTALS_COLUMNS: tuple[str, ...] = (
     "refund_amount",
     "watch_ms",
     "avg_dwell_ms",
+    "distinct_carters",
+    "views",
+    "presence_start",
+    "presence_end",
     "version",
     "updated_at",
 )
+
+SKU_METRICS_COLUMNS: tuple[str, ...] = (
+    "room_id",
+    "sku_id",
+    "window_start",
+    "window_end",
+    "cart_adds",
+    "cart_units",
+    "unique_carters",
+    "orders",
+    "units_sold",
+    "unique_buyers",
+    "gmv",
+    "refunds",
+    "refunded_units",
+    "refund_amount",
+    "is_final",
+    "version",
+    "updated_at",
+)
+"""METRICS §9: one row per ``(room_id, sku_id, window_start)`` with a cart or order event."""
+
+SKU_TOTALS_COLUMNS: tuple[str, ...] = (
+    "room_id",
+    "sku_id",
+    "cart_adds",
+    "cart_units",
+    "distinct_carters",
+    "orders",
+    "units_sold",
+    "distinct_buyers",
+    "gmv",
+    "refunds",
+    "refunded_units",
+    "refund_amount",
+    "first_cart_at",
+    "first_order_at",
+    "last_order_at",
+    "peak_window_start",
+    "peak_units",
+    "version",
+    "updated_at",
+)
+"""METRICS §9: one row per ``(room_id, sku_id)``; the four times are None until such an event."""
 
 DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "topic",
@@ -118,6 +169,12 @@ TIME_COLUMNS: frozenset[str] = frozenset(
         "stream_time",
         "received_at",
         "resolved_at",
+        "presence_start",
+        "presence_end",
+        "first_cart_at",
+        "first_order_at",
+        "last_order_at",
+        "peak_window_start",
     }
 )
 """Columns holding epoch milliseconds (``DateTime64(3, 'UTC')`` in ClickHouse)."""
@@ -131,6 +188,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "dead_letters": DEAD_LETTER_COLUMNS,
     "late_events": LATE_EVENT_COLUMNS,
     "room_alerts": ROOM_ALERT_COLUMNS,
+    "sku_metrics": SKU_METRICS_COLUMNS,
+    "sku_totals": SKU_TOTALS_COLUMNS,
 }
 
 
@@ -156,6 +215,8 @@ TABLE_ORDER: tuple[str, ...] = (
     "room_totals",
     "dead_letters",
     "late_events",
+    "sku_metrics",
+    "sku_totals",
     "room_alerts",
 )
 """The tables, in the order a batch is written."""
@@ -170,6 +231,8 @@ class OutputBatch:
     dead_letters: list[tuple[Any, ...]] = field(default_factory=list)
     late_events: list[tuple[Any, ...]] = field(default_factory=list)
     room_alerts: list[tuple[Any, ...]] = field(default_factory=list)
+    sku_metrics: list[tuple[Any, ...]] = field(default_factory=list)
+    sku_totals: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
@@ -178,6 +241,8 @@ class OutputBatch:
             + len(self.dead_letters)
             + len(self.late_events)
             + len(self.room_alerts)
+            + len(self.sku_metrics)
+            + len(self.sku_totals)
         )
 
     def extend(self, other: OutputBatch) -> None:
@@ -187,6 +252,8 @@ class OutputBatch:
         self.dead_letters.extend(other.dead_letters)
         self.late_events.extend(other.late_events)
         self.room_alerts.extend(other.room_alerts)
+        self.sku_metrics.extend(other.sku_metrics)
+        self.sku_totals.extend(other.sku_totals)
 
     def clear(self) -> None:
         """Empty every table (after a successful write)."""
@@ -195,6 +262,8 @@ class OutputBatch:
         self.dead_letters.clear()
         self.late_events.clear()
         self.room_alerts.clear()
+        self.sku_metrics.clear()
+        self.sku_totals.clear()
 
     def tables(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """``(table, rows)`` for the non-empty tables, in a fixed order."""

@@ -212,6 +212,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("metrics_host", "127.0.0.1", _str, "address the /metrics endpoint binds", "worker"),
     _s("top_k", "50", _int, "rooms with per-room Prometheus series", "worker"),
     _s("anomaly_detection", "false", _bool, "run the anomaly detectors on every room's final windows (docs/anomalies.md); off by default until the crash-test interaction is understood", "worker"),
+    _s("top_skus", "5", _int, "SKUs (by session GMV) with Prometheus series, per top-K room", "worker"),
     _s(
         "viewer_thresholds",
         "10000,100000,1000000",
@@ -250,9 +251,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s(
         "sink_max_attempts",
-        "8",
+        "0",
         _int,
-        "write attempts before the worker gives up and stops",
+        "write attempts per batch before the worker stops with an error (0: retry without limit while the write blocks)",
         "clickhouse",
     ),
     _s(
@@ -267,7 +268,7 @@ SETTINGS: tuple[Setting, ...] = (
         "sink_backoff_jitter",
         "0.5",
         _float,
-        "random fraction added to each retry delay",
+        "each retry delay is scaled by a random factor in [1 - jitter, 1]",
         "clickhouse",
     ),
     # ClickHouse cluster mode (streamproc/sink/cluster_ddl.py, docs/deploy.md)
@@ -332,19 +333,50 @@ class Settings:
 
     def engine_config(self) -> EngineConfig:
         """The engine's parameters (ms)."""
-        return EngineConfig(
-            window_ms=int(self.window_seconds) * 1000,
-            out_of_order_ms=round(self.out_of_order_seconds * 1000),
-            allowed_lateness_ms=round(self.lateness_seconds * 1000),
-            presence_timeout_ms=round(self.presence_timeout_seconds * 1000),
-            dedup_ms=round(self.dedup_seconds * 1000),
-            idle_ms=round(self.idle_seconds * 1000),
-            clock_ahead_ms=round(self.clock_ahead_seconds * 1000),
+        return engine_config(
+            window_seconds=self.window_seconds,
+            out_of_order_seconds=self.out_of_order_seconds,
+            lateness_seconds=self.lateness_seconds,
+            presence_timeout_seconds=self.presence_timeout_seconds,
+            dedup_seconds=self.dedup_seconds,
+            idle_seconds=self.idle_seconds,
+            clock_ahead_seconds=self.clock_ahead_seconds,
             topics=tuple(self.topics),
         )
 
     def thresholds(self) -> tuple[int, ...]:
         return tuple(int(x) for x in str(self.viewer_thresholds).split(",") if x.strip())
+
+
+def ms(seconds: float) -> int:
+    """Seconds (as configured) to the engine's milliseconds: the nearest, not truncated
+    (``int(1.001 * 1000)`` is 1000, one float step below 1001)."""
+    return round(seconds * 1000)
+
+
+def engine_config(
+    *,
+    window_seconds: float,
+    out_of_order_seconds: float,
+    lateness_seconds: float,
+    presence_timeout_seconds: float,
+    dedup_seconds: float,
+    idle_seconds: float,
+    clock_ahead_seconds: float,
+    topics: tuple[str, ...],
+) -> EngineConfig:
+    """The one conversion of the engine's settings (seconds) to :class:`EngineConfig` (ms),
+    for the worker's settings and the replay command's flags alike."""
+    return EngineConfig(
+        window_ms=ms(window_seconds),
+        out_of_order_ms=ms(out_of_order_seconds),
+        allowed_lateness_ms=ms(lateness_seconds),
+        presence_timeout_ms=ms(presence_timeout_seconds),
+        dedup_ms=ms(dedup_seconds),
+        idle_ms=ms(idle_seconds),
+        clock_ahead_ms=ms(clock_ahead_seconds),
+        topics=topics,
+    )
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:

@@ -116,7 +116,10 @@ def build_metrics(settings: Settings) -> Any:
         return None
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     metrics = PipelineMetrics(
-        worker_id=worker_id, top_k=settings.top_k, thresholds=settings.thresholds()
+        worker_id=worker_id,
+        top_k=settings.top_k,
+        top_skus=settings.top_skus,
+        thresholds=settings.thresholds(),
     )
     return metrics
 
@@ -160,10 +163,12 @@ def run(
     import faust
 
     from agents.app import attach, create_app
-    from agents.runtime import WorkerRuntime
 
     from . import gcpolicy
-    from .snapstore import SnapshotStore
+    from .kafka.data import KafkaDataSource
+    from .kafka.outputs import KafkaOutputs
+    from .kafka.snapstore import SnapshotStore
+    from .runtime.runtime import WorkerRuntime
 
     gcpolicy.configure()
 
@@ -197,26 +202,31 @@ def run(
                 )
             ]
         ) from None
+    outputs = KafkaOutputs(
+        settings.kafka_bootstrap,
+        settings.dead_letter_topic,
+        settings.alerts_topic,
+        client_config(security),
+    )
     runtime = WorkerRuntime(
         settings.engine_config(),
         sink=sink,
         store=SnapshotStore(
             settings.kafka_bootstrap, settings.snapshot_topic, client_config(security)
         ),
-        bootstrap=settings.kafka_bootstrap,
-        dead_letter_topic=settings.dead_letter_topic,
+        dead_letters=outputs,
+        alerts=outputs if settings.alerts_topic else None,
+        data=KafkaDataSource(
+            settings.kafka_bootstrap, settings.topics, settings.max_batch, client_config(security)
+        ),
         flush_interval=settings.flush_interval,
         snapshot_interval=settings.snapshot_interval,
         merge_margin_ms=settings.merge_margin_ms,
         max_batch=settings.max_batch,
-        session_timeout=settings.session_timeout,
-        rebalance_timeout=max(60.0, 2 * settings.session_timeout),
         metrics=metrics,
         exit_when_idle=exit_when_idle,
-        alerts_topic=settings.alerts_topic,
         anomaly_detection=settings.anomaly_detection,
     )
-    runtime.kafka_config = client_config(security)
     runtime.shutdown_timeout = settings.shutdown_timeout
     if probes is not None:
         probes.runtime = runtime
@@ -228,6 +238,8 @@ def run(
         app_id=settings.group_id,
         bootstrap=settings.kafka_bootstrap,
         datadir=str(datadir),
+        session_timeout=settings.session_timeout,
+        rebalance_timeout=max(60.0, 2 * settings.session_timeout),
         group_instance_id=settings.group_instance_id,
         broker_credentials=faust_credentials(security),
     )
@@ -242,6 +254,9 @@ def run(
     except SystemExit as exc:
         rc = int(exc.code or 0)
     finally:
+        if runtime.failure is not None:
+            log.critical("worker stopped: a write failed for good: %s", runtime.failure)
+            rc = rc or 1
         if sql_server is not None:
             sql_server.close()
         sink.close()

@@ -100,19 +100,37 @@ def metrics_row(
     refund: int = 5,
     joins: int = 4,
     is_final: int = 0,
+    is_deleted: int = 0,
 ) -> tuple[object, ...]:
     start = T0 + window * 10_000
     return (
         room, start, start + 10_000,
         1, 2, 3, joins, 5, 6, 7, 8, 9, 10, 1,
-        gmv, 1, refund, 1 / 3, 10_000, is_final, version, T0 + 123,
+        gmv, 1, refund, 1 / 3, 10_000, is_final, version, T0 + 123, is_deleted,
     )  # fmt: skip
 
 
 def totals_row(room: str = "room-1", *, version: int = 1, gmv: int = 99) -> tuple[object, ...]:
     return (
         room, T0, T0 + 59_999, 7, T0 + 1, 10, 11, 12, 13, 2,
-        gmv, 1, 1, 123_456, 12_345.6, version, T0 + 999,
+        gmv, 1, 1, 123_456, 12_345.6, 4, 12, T0 + 1, T0 + 59_999, version, T0 + 999,
+    )  # fmt: skip
+
+
+def sku_metrics_row(
+    room: str = "room-1", sku: str = "sku-1", *, version: int = 1, gmv: int = 1990
+) -> tuple[object, ...]:
+    return (
+        room, sku, T0, T0 + 10_000, 3, 5, 2, 2, 3, 2, gmv, 1, 1, 995, 1, version, T0 + 123,
+    )  # fmt: skip
+
+
+def sku_totals_row(
+    room: str = "room-1", sku: str = "sku-1", *, version: int = 1, first_cart: int | None = None
+) -> tuple[object, ...]:
+    return (
+        room, sku, 0, 0, 0, 4, 2**40, 3, 10**17 + 1, 1, 1, 995,
+        first_cart, T0 + 5, T0 + 9_000, T0, 2**40, version, T0 + 999,
     )  # fmt: skip
 
 

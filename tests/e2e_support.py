@@ -27,8 +27,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamproc.derived import FIGURES, figures_of
 from streamproc.produce import produce
-from streamproc.rows import ROOM_METRICS_COLUMNS
+from streamproc.rows import MONEY_COLUMNS, TIME_COLUMNS
 from streamproc.simulate import SimRecord
 from tests.reference import Record
 
@@ -184,22 +185,18 @@ async def _read_back(bootstrap: str, topics: list[str], partitions: int) -> list
         await consumer.stop()
 
 
-_NOT_COUNTS = ("gmv", "refund_amount", "conversion", "is_final", "version", "updated_at")
-NUMERIC_ZERO = tuple(c for c in ROOM_METRICS_COLUMNS[3:] if c not in _NOT_COUNTS)
-"""The count columns of a row (all zero in a row that a late correction emptied)."""
-
-
 def compare(expected: Mapping[str, Any], dumped: Mapping[str, list[dict[str, Any]]]) -> None:
-    """Every reference row equals the ClickHouse row; extra ClickHouse rows are emptied ones."""
+    """Every reference row equals the ClickHouse row, and ``FINAL`` has no other row (a window
+    a late correction emptied is deleted, METRICS §5, not left as a row of zeros)."""
     got = {(r["room_id"], r["window_start"]): r for r in dumped["room_metrics"]}
     want = {(r["room_id"], r["window_start"]): r for r in expected["room_metrics"]}
     for key, row in want.items():
         assert key in got, f"missing row {key}"
         g = {k: got[key][k] for k in row}
         assert g == row, f"row {key}:\n got  {g}\n want {row}"
-    for key in set(got) - set(want):
-        extra = got[key]
-        assert all(extra[c] == 0 for c in NUMERIC_ZERO), f"unexpected row {extra}"
+    extra = sorted(set(got) - set(want))
+    assert not extra, f"{len(extra)} rows in FINAL that the contract does not have: {extra[:5]}"
+    assert len(dumped["room_metrics"]) == len(expected["room_metrics"])
     tot_got = {r["room_id"]: r for r in dumped["room_totals"]}
     for row in expected["room_totals"]:
         g = tot_got.get(row["room_id"])
@@ -214,15 +211,29 @@ def compare(expected: Mapping[str, Any], dumped: Mapping[str, list[dict[str, Any
         (d["partition"], d["offset"], d["late_by_ms"]) for d in expected["late_events"]
     )
     assert late_got == late_want
+    for table, key in (("sku_metrics", 3), ("sku_totals", 2)):
+        got_rows = sorted(dumped[table], key=lambda r: [r[c] for c in list(r)[:key]])
+        assert got_rows == expected[table], table
+
+
+def _with_figures(table: str) -> str:
+    """Every stored column but the write metadata, then the ALIAS figures (METRICS §8)."""
+    figures = "".join(f", {f.name}" for f in figures_of(table))
+    # is_deleted: FINAL already leaves deleted rows out, so it is 0 on every row it shows
+    meta = "version, updated_at, is_deleted" if table == "room_metrics" else "version, updated_at"
+    return f"SELECT * EXCEPT ({meta}){figures} FROM {{db}}.{table} FINAL"
 
 
 _DUMP_SQL = {
-    "room_metrics": "SELECT * EXCEPT (version, updated_at) FROM {db}.room_metrics FINAL",
-    "room_totals": "SELECT * EXCEPT (version, updated_at) FROM {db}.room_totals FINAL",
+    "room_metrics": _with_figures("room_metrics"),
+    "room_totals": _with_figures("room_totals"),
+    "sku_metrics": "SELECT * EXCEPT (version, updated_at) FROM {db}.sku_metrics FINAL",
+    "sku_totals": "SELECT * EXCEPT (version, updated_at) FROM {db}.sku_totals FINAL",
     "dead_letters": "SELECT topic, partition, offset, reason FROM {db}.dead_letters FINAL",
     "late_events": "SELECT topic, partition, offset, late_by_ms FROM {db}.late_events FINAL",
 }
-_TIMES = ("window_start", "window_end", "first_event_at", "last_event_at", "peak_at")
+_TIMES = tuple(TIME_COLUMNS)
+_MONEY = (*MONEY_COLUMNS, *(f.name for f in FIGURES if f.money))
 
 
 def dump_with(query: Any, db: str) -> dict[str, list[dict[str, Any]]]:
@@ -230,16 +241,15 @@ def dump_with(query: Any, db: str) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for table, sql in _DUMP_SQL.items():
         data = query(
-            sql.format(db=db)
-            + " SETTINGS output_format_json_quote_decimals=1,"
+            sql.format(db=db) + " SETTINGS output_format_json_quote_decimals=1,"
             " output_format_json_quote_64bit_integers=0"
         )
         rows = [json.loads(line) for line in data.decode().splitlines() if line]
         for r in rows:
             for c in _TIMES:
-                if c in r:
+                if r.get(c) is not None:
                     r[c] = _ms(r[c])
-            for c in ("gmv", "refund_amount"):
+            for c in _MONEY:
                 if c in r:
                     r[c] = f"{Decimal(r[c]):.2f}"
         out[table] = rows

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
+from streamproc.derived import derive_text
 from streamproc.engine.config import KINDS, EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine
 from streamproc.engine.snapshot import _seen_state, restore, snapshot, take_seen_segment
@@ -20,13 +21,18 @@ from streamproc.engine.validate import REASONS
 from streamproc.rows import (
     DEAD_LETTER_COLUMNS,
     LATE_EVENT_COLUMNS,
+    MONEY_COLUMNS,
     ROOM_METRICS_COLUMNS,
     ROOM_TOTALS_COLUMNS,
+    SKU_METRICS_COLUMNS,
+    SKU_TOTALS_COLUMNS,
     fen_to_str,
 )
 from tests.reference import Record, RefConfig
 
-META = ("version", "updated_at")
+META = ("version", "updated_at", "is_deleted")
+_VERSION = ROOM_METRICS_COLUMNS.index("version")
+_DELETED = ROOM_METRICS_COLUMNS.index("is_deleted")
 
 
 def snapshot_seen_all(eng: PartitionEngine) -> bytes:
@@ -64,6 +70,9 @@ class Driver:
         self.dead: list[tuple[Any, ...]] = []
         self.late: list[tuple[Any, ...]] = []
         self.rows_written = 0
+        self.sku_metrics: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self.sku_versions: dict[tuple[str, str, int], int] = {}
+        self.sku_totals: dict[tuple[str, str], tuple[Any, ...]] = {}
         self.incremental = False
         self.segments: dict[int, list[bytes]] = {}
 
@@ -86,7 +95,8 @@ class Driver:
         for row, exists in zip(out.room_metrics, out.row_exists, strict=True):
             check_invariants(row)
             key = (row[0], row[1])
-            version = row[-2]
+            version = row[_VERSION]
+            assert row[_DELETED] == int(not exists), row
             assert version > self.versions.get(key, -1), ("version must grow", row)
             self.versions[key] = version
             self.metrics[key] = (row, exists)
@@ -95,6 +105,13 @@ class Driver:
             self.totals[row[0]] = row
         self.dead.extend(out.dead_letters)
         self.late.extend(out.late_events)
+        for row in out.sku_metrics:
+            key3 = (row[0], row[1], row[2])
+            assert row[-2] > self.sku_versions.get(key3, -1), ("version must grow", row)
+            self.sku_versions[key3] = row[-2]
+            self.sku_metrics[key3] = row
+        for row in out.sku_totals:
+            self.sku_totals[(row[0], row[1])] = row
 
     def flush(self) -> None:
         for eng in self.engines.values():
@@ -143,18 +160,22 @@ class Driver:
             if not exists:
                 continue
             d = dict(zip(ROOM_METRICS_COLUMNS, row, strict=True))
+            figures = derive_text("room_metrics", d)
             d["gmv"] = fen_to_str(d["gmv"])
             d["refund_amount"] = fen_to_str(d["refund_amount"])
             for m in META:
                 del d[m]
+            d.update(figures)
             rows.append(d)
         totals = []
         for rid in sorted(self.totals):
             d = dict(zip(ROOM_TOTALS_COLUMNS, self.totals[rid], strict=True))
+            figures = derive_text("room_totals", d)
             d["gmv"] = fen_to_str(d["gmv"])
             d["refund_amount"] = fen_to_str(d["refund_amount"])
-            for m in META:
+            for m in META[:2]:
                 del d[m]
+            d.update(figures)
             totals.append(d)
         events = dict.fromkeys(KINDS, 0)
         invalid = dict.fromkeys(REASONS, 0)
@@ -169,10 +190,28 @@ class Driver:
         return {
             "room_metrics": rows,
             "room_totals": totals,
+            "sku_metrics": [
+                _money_text(SKU_METRICS_COLUMNS, self.sku_metrics[k])
+                for k in sorted(self.sku_metrics)
+            ],
+            "sku_totals": [
+                _money_text(SKU_TOTALS_COLUMNS, self.sku_totals[k]) for k in sorted(self.sku_totals)
+            ],
             "dead_letters": [dict(zip(DEAD_LETTER_COLUMNS, r, strict=True)) for r in self.dead],
             "late_events": [dict(zip(LATE_EVENT_COLUMNS, r, strict=True)) for r in self.late],
             "counters": {"events": events, "invalid": invalid, "duplicates": dup, "late": late},
         }
+
+
+def _money_text(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
+    """A row as a dict without write metadata, money as exact text (like the reference)."""
+    d = dict(zip(columns, row, strict=True))
+    for m in META:
+        d.pop(m, None)  # is_deleted is room_metrics' only
+    for c in MONEY_COLUMNS:
+        if c in d:
+            d[c] = fen_to_str(d[c])
+    return d
 
 
 def engine_compute(

@@ -23,9 +23,9 @@ from typing import Any
 
 from streamproc.engine.config import KINDS, EngineConfig
 from streamproc.engine.partition import PartitionEngine
+from streamproc.kafka.partitioner import murmur2_partition
 from streamproc.metrics import PipelineMetrics
-from streamproc.partitioner import murmur2_partition
-from streamproc.rows import fen_to_str
+from streamproc.rows import ROOM_TOTALS_COLUMNS, fen_to_str
 from streamproc.simulate import scenario_awkward
 from streamproc.sink.base import OutputBatch, QueryResult, RetryingSink, Sink
 
@@ -33,6 +33,9 @@ PARTITIONS = 4
 FLUSH_MS = 1_000
 WRITE_DELAY_MS = 700
 """Simulated wall clock of a write: the flush's arrival time plus this (freshness > 0)."""
+
+_TV = ROOM_TOTALS_COLUMNS.index("version")
+"""Position of ``version`` in a ``room_totals`` row (the newest row of a room wins)."""
 
 
 class MemorySink(Sink):
@@ -87,7 +90,7 @@ def run(metrics: PipelineMetrics, seed: int) -> dict[str, Any]:
                 if row[0] not in latest or key[:2] > latest[row[0]][:2]:
                     latest[row[0]] = key
             for row in out.room_totals:
-                if row[0] not in totals or row[15] > totals[row[0]][15]:
+                if row[0] not in totals or row[_TV] > totals[row[0]][_TV]:
                     totals[row[0]] = row
             metrics.on_written(p, out, now, e.head)
         for p, e in sorted(engines.items()):

@@ -34,6 +34,8 @@ from streamproc.rows import (
     LATE_EVENT_COLUMNS,
     ROOM_METRICS_COLUMNS,
     ROOM_TOTALS_COLUMNS,
+    SKU_METRICS_COLUMNS,
+    SKU_TOTALS_COLUMNS,
 )
 
 KINDS: tuple[str, ...] = ("viewer", "chat", "cart", "order")
@@ -388,6 +390,8 @@ class Event:
     action: str | None = None  # viewer
     status: str | None = None  # order
     amount_fen: int = 0  # order
+    sku_id: str = ""  # cart, order
+    quantity: int = 0  # cart, order
 
 
 def validate(
@@ -434,6 +438,8 @@ def validate(
         action=obj.get("action") if kind == "viewer" else None,
         status=obj.get("status") if kind == "order" else None,
         amount_fen=_amount_fen(obj["amount"]) if kind == "order" else 0,
+        sku_id=obj["sku_id"] if kind in ("cart", "order") else "",
+        quantity=obj["quantity"].to_int() if kind in ("cart", "order") else 0,
     )
     return "", "", ev
 
@@ -587,6 +593,20 @@ def fen_str(fen: int) -> str:
     return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
+def commerce_figures(
+    *, watch_ms: int, span_ms: int, viewers: int, buyers: int, carters: int, gmv_fen: int
+) -> dict[str, Any]:
+    """METRICS §8 for one row, straight from its table: 0 when the divisor is 0; money
+    rounded down to the fen (docs/semantics.md §9), as a two-decimal string."""
+    return {
+        "avg_viewers": watch_ms / span_ms if span_ms else 0.0,
+        "avg_watch_s": watch_ms / 1000 / viewers if viewers else 0.0,
+        "uv_value": fen_str(gmv_fen // viewers) if viewers else "0.00",
+        "aov": fen_str(gmv_fen // buyers) if buyers else "0.00",
+        "cart_conversion": buyers / carters if carters else 0.0,
+    }
+
+
 def _present(ivs: list[tuple[str, int, int]], t: int) -> int:
     return len({u for u, a, b in ivs if a <= t < b})
 
@@ -641,7 +661,18 @@ def room_rows(
             "is_final": 1,
         }
         assert tuple(row) == tuple(
-            c for c in ROOM_METRICS_COLUMNS if c not in ("version", "updated_at")
+            c for c in ROOM_METRICS_COLUMNS if c not in ("version", "updated_at", "is_deleted")
+        )
+        gmv = sum(ev.amount_fen for ev in paid)
+        row.update(
+            commerce_figures(
+                watch_ms=row["watch_ms"],
+                span_ms=W,
+                viewers=len(unique),
+                buyers=len(buyers),
+                carters=row["unique_carters"],
+                gmv_fen=gmv,
+            )
         )
         rows.append(row)
 
@@ -671,11 +702,94 @@ def room_rows(
         "refund_amount": fen_str(sum(ev.amount_fen for ev in refunded_all)),
         "watch_ms": watch,
         "avg_dwell_ms": watch / distinct_viewers if distinct_viewers else 0.0,
+        "distinct_carters": len({ev.user_id for ev in events if ev.kind == "cart"}),
+        "views": len(ivs),
+        # §8: the session's presence span (no presence at all: empty, at the first event)
+        "presence_start": min((a for _, a, _ in ivs), default=min(ev.ts for ev in events)),
+        "presence_end": max((b for _, _, b in ivs), default=min(ev.ts for ev in events)),
     }
     assert tuple(totals) == tuple(
         c for c in ROOM_TOTALS_COLUMNS if c not in ("version", "updated_at")
     )
+    gmv_all = sum(ev.amount_fen for ev in paid_all)
+    totals.update(
+        commerce_figures(
+            watch_ms=watch,
+            span_ms=totals["presence_end"] - totals["presence_start"],
+            viewers=distinct_viewers,
+            buyers=totals["distinct_buyers"],
+            carters=totals["distinct_carters"],
+            gmv_fen=gmv_all,
+        )
+    )
+    totals["gpm"] = fen_str(gmv_all * 1000 // len(ivs)) if ivs else "0.00"
+    totals["refund_rate"] = len(refunded_all) / len(paid_all) if paid_all else 0.0
     return rows, totals
+
+
+def sku_rows(
+    room: str, events: list[Event], cfg: RefConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """METRICS §9 for one room, by brute force over its applied cart and order events."""
+    W = cfg.window_ms
+    goods = [ev for ev in events if ev.kind in ("cart", "order")]
+    metrics: list[dict[str, Any]] = []
+    totals: list[dict[str, Any]] = []
+
+    def counts(evs: list[Event], distinct: str) -> dict[str, Any]:
+        carts = [ev for ev in evs if ev.kind == "cart"]
+        paid = [ev for ev in evs if ev.kind == "order" and ev.status == "paid"]
+        refunded = [ev for ev in evs if ev.kind == "order" and ev.status == "refunded"]
+        return {
+            "cart_adds": len(carts),
+            "cart_units": sum(ev.quantity for ev in carts),
+            f"{distinct}_carters": len({ev.user_id for ev in carts}),
+            "orders": len(paid),
+            "units_sold": sum(ev.quantity for ev in paid),
+            f"{distinct}_buyers": len({ev.user_id for ev in paid}),
+            "gmv": fen_str(sum(ev.amount_fen for ev in paid)),
+            "refunds": len(refunded),
+            "refunded_units": sum(ev.quantity for ev in refunded),
+            "refund_amount": fen_str(sum(ev.amount_fen for ev in refunded)),
+        }
+
+    for sku in sorted({ev.sku_id for ev in goods}):
+        mine = [ev for ev in goods if ev.sku_id == sku]
+        units_by_window: dict[int, int] = {}
+        for s in sorted({_window_start(ev.ts, W) for ev in mine}):
+            in_w = [ev for ev in mine if s <= ev.ts < s + W]
+            row = {"room_id": room, "sku_id": sku, "window_start": s, "window_end": s + W}
+            row.update(counts(in_w, "unique"))
+            row["is_final"] = 1
+            assert tuple(row) == tuple(
+                c for c in SKU_METRICS_COLUMNS if c not in ("version", "updated_at")
+            )
+            metrics.append(row)
+            units_by_window[s] = row["units_sold"]
+        paid_ts = [ev.ts for ev in mine if ev.kind == "order" and ev.status == "paid"]
+        cart_ts = [ev.ts for ev in mine if ev.kind == "cart"]
+        peak_units = max(units_by_window.values())
+        tot: dict[str, Any] = {"room_id": room, "sku_id": sku}
+        tot.update(counts(mine, "distinct"))
+        tot.update(
+            {
+                "first_cart_at": min(cart_ts, default=None),
+                "first_order_at": min(paid_ts, default=None),
+                "last_order_at": max(paid_ts, default=None),
+                # the earliest of the windows with the most units sold (none: no paid order)
+                "peak_window_start": min(
+                    (s for s, u in units_by_window.items() if u == peak_units), default=None
+                )
+                if peak_units
+                else None,
+                "peak_units": peak_units,
+            }
+        )
+        assert tuple(tot) == tuple(
+            c for c in SKU_TOTALS_COLUMNS if c not in ("version", "updated_at")
+        )
+        totals.append(tot)
+    return metrics, totals
 
 
 def compute(records: list[Record], cfg: RefConfig = RefConfig()) -> dict[str, Any]:
@@ -691,13 +805,20 @@ def compute(records: list[Record], cfg: RefConfig = RefConfig()) -> dict[str, An
         by_room[ev.room_id].append(ev)
     metrics: list[dict[str, Any]] = []
     totals: list[dict[str, Any]] = []
+    sku_metrics: list[dict[str, Any]] = []
+    sku_totals: list[dict[str, Any]] = []
     for room in sorted(by_room):
         rows, tot = room_rows(room, by_room[room], cfg)
         metrics.extend(rows)
         totals.append(tot)
+        s_rows, s_tot = sku_rows(room, by_room[room], cfg)
+        sku_metrics.extend(s_rows)
+        sku_totals.extend(s_tot)
     return {
         "room_metrics": metrics,
         "room_totals": totals,
+        "sku_metrics": sku_metrics,
+        "sku_totals": sku_totals,
         "dead_letters": dead,
         "late_events": late,
         "counters": counters,

@@ -25,6 +25,8 @@ BASE = 1_700_000_000_000
 ROOMS = ("r1", "直播间-7", "r'q\"\\x", "🎉room", "r\nnl", "r2")
 USERS = ("u1", "u2", "u3", "用户4")
 KIND_TOPIC = {"viewer": 0, "chat": 1, "cart": 2, "order": 3}
+SKUS = ("s1", "s1", "秒杀-2", "")
+"""Cart and order SKUs (an empty ``sku_id`` is valid: a string)."""
 AMOUNTS = ("0.1", '"19.99"', "100", '"0.01"', "12.300", "0", '"5"', "2E-1")
 
 
@@ -54,10 +56,14 @@ def _valid_event(draw: st.DrawFn, eid: str, room: str, user: str, ts: int) -> tu
     elif kind == "chat":
         obj["text"] = draw(st.sampled_from(["hi", "买买买", ""]))
     elif kind == "cart":
-        obj.update(sku_id="s1", quantity=draw(st.integers(1, 3)))
+        obj.update(sku_id=draw(st.sampled_from(SKUS)), quantity=draw(st.integers(1, 3)))
         raw["price"] = draw(st.sampled_from(AMOUNTS))
     else:
-        obj.update(order_id=f"o{draw(st.integers(0, 3))}", sku_id="s1", quantity=1)
+        obj.update(
+            order_id=f"o{draw(st.integers(0, 3))}",
+            sku_id=draw(st.sampled_from(SKUS)),
+            quantity=draw(st.integers(1, 4)),
+        )
         obj["status"] = draw(st.sampled_from(["paid", "paid", "refunded"]))
         raw["amount"] = draw(st.sampled_from(AMOUNTS))
     return KIND_TOPIC[kind], _dumps(obj, raw)

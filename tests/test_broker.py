@@ -18,7 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from streamproc import broker
-from streamproc.partitioner import murmur2, murmur2_partition, to_positive
+from streamproc.kafka.partitioner import murmur2, murmur2_partition, to_positive
 
 if TYPE_CHECKING:
     from tests.kafka_fixture import KafkaNode
@@ -91,10 +91,12 @@ def test_murmur2_matches_kafka_reference_vectors() -> None:
         assert murmur2(key) == expected, key
 
 
-def test_murmur2_matches_aiokafka() -> None:
+def test_murmur2_partition_is_the_positive_hash_modulo_the_count() -> None:
     for key in random_keys(5000, seed=1):
-        assert to_positive(murmur2(key)) == aiokafka_murmur2(key) & 0x7FFFFFFF, key
-        assert -(2**31) <= murmur2(key) < 2**31
+        h = murmur2(key)
+        assert -(2**31) <= h < 2**31
+        assert to_positive(h) == aiokafka_murmur2(key) & 0x7FFFFFFF, key
+        assert murmur2_partition(key, 12) == to_positive(h) % 12, key
 
 
 def test_murmur2_partition_rejects_bad_partition_count() -> None:

@@ -291,7 +291,7 @@ def test_snapshot_whose_records_retention_deleted(kafka_bootstrap: str) -> None:
     from aiokafka import AIOKafkaProducer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-    from streamproc.snapstore import SnapshotStore
+    from streamproc.kafka.snapstore import SnapshotStore
 
     s = settings_of(topic_env(kafka_bootstrap))
     assert check_kafka(s) == []  # creates the topics

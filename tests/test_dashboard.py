@@ -113,12 +113,12 @@ def test_queries_on_the_real_schema(ch: Any) -> None:
                 f"INSERT INTO {db}.room_metrics VALUES ({lit}, toDateTime64({ws}, 3, 'UTC'), "
                 f"toDateTime64({ws + 10}, 3, 'UTC'), {100 * i + w}, {100 * i + w + 5}, "
                 f"{20 * i}, 3, 1, 7, 2, {2 * i}, {i}, {i}, {i}, {12.34 * i:.2f}, 0, 0, 0, "
-                f"{7000 * i}, 1, 1, now64())"
+                f"{7000 * i}, 1, 1, now64(), 0)"
             )
         ch.query(
             f"INSERT INTO {db}.room_totals VALUES ({lit}, now64(), now64(), {100 * i + 9}, "
             f"now64(), {30 * i}, 21, 6, {3 * i}, {i}, {37.02 * i:.2f}, {i % 2}, 0, "
-            f"{21000 * i}, 0, 1, now64())"
+            f"{21000 * i}, 0, 0, 0, now64(), now64(), 1, now64())"
         )
     q = queries.platform(db)
     assert _rows(ch, q["platform"]) == [{"gmv_yuan": "222.12", "orders": 18, "rooms": 4}]
@@ -150,16 +150,10 @@ def test_queries_on_the_real_schema(ch: Any) -> None:
     assert w0["aov"] == _q(Decimal("24.68") / 2)
     assert w0["cart_conversion"] == _q(Decimal(2) / 2)
     assert _rows(ch, rq["room_totals"])[0]["gmv_yuan"] == "74.04"
-    # the optional tables: absent first, then found with their columns
-    assert "sku_metrics" not in {r["table"] for r in _rows(ch, queries.optional_tables(db))}
+    # sku_metrics (METRICS §9) is in the schema: found with its columns
     ch.query(
-        f"CREATE TABLE {db}.sku_metrics (room_id String, sku_id String, "
-        "window_start DateTime64(3, 'UTC'), units_sold UInt32, orders UInt32, "
-        "gmv Decimal(18, 2), version UInt64) ENGINE = ReplacingMergeTree(version) "
-        "ORDER BY (room_id, sku_id, window_start)"
-    )
-    ch.query(
-        f"INSERT INTO {db}.sku_metrics VALUES "
+        f"INSERT INTO {db}.sku_metrics (room_id, sku_id, window_start, units_sold, orders, "
+        "gmv, version) VALUES "
         "('it''s', 'sku-a', toDateTime64(1700000000, 3, 'UTC'), 5, 5, 50, 1), "
         "('it''s', 'sku-a', toDateTime64(1700000010, 3, 'UTC'), 7, 6, 70, 1), "
         "('it''s', 'sku-b', toDateTime64(1700000000, 3, 'UTC'), 1, 1, 500, 1), "
@@ -340,7 +334,8 @@ def test_source_reads_a_clickhouse_server_alike(ch: Any) -> None:
         assert o["top_gmv"][0]["aov"] == 1.25 and o["alerts"] == []
         room = source.room("🔥直播-00003🛒")
         assert room["totals"]["peak_viewers"] == 10 and room["windows"]["concurrent_viewers"] == [5]
-        assert room["products"] is None and room["sell_out"] is None
+        # sku_metrics is in the schema (METRICS §9), empty here: no products, no curve
+        assert room["products"] == [] and room["sell_out"]["sku_id"] is None
     finally:
         front.close()
         ch.query(f"DROP DATABASE {db}")

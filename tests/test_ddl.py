@@ -30,13 +30,15 @@ def test_schema_files_in_order() -> None:
         "003_room_totals.sql",
         "004_dead_letters.sql",
         "005_late_events.sql",
+        "006_sku_metrics.sql",
+        "007_sku_totals.sql",
         "010_room_alerts.sql",
     ]
 
 
 def test_default_statements_are_idempotent_creates_in_live() -> None:
     stmts = load_statements()
-    assert len(stmts) == 6
+    assert len(stmts) == 8
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS live"
     for stmt, table in zip(stmts[1:], SCHEMA, strict=True):
         assert stmt.startswith(f"CREATE TABLE IF NOT EXISTS live.{table}\n")
@@ -54,10 +56,15 @@ def test_files_are_multiquery_scripts() -> None:
 
 def test_engines_and_keys() -> None:
     text = {p.stem: p.read_text(encoding="utf-8") for p in schema_files()}
-    assert "ENGINE = ReplacingMergeTree(version)" in text["002_room_metrics"]
+    # rows a late correction empties are deleted (METRICS §5), not left as zeros
+    assert "ENGINE = ReplacingMergeTree(version, is_deleted)" in text["002_room_metrics"]
     assert "ORDER BY (room_id, window_start)" in text["002_room_metrics"]
     assert "ENGINE = ReplacingMergeTree(version)" in text["003_room_totals"]
     assert "ORDER BY room_id" in text["003_room_totals"]
+    assert "ENGINE = ReplacingMergeTree(version)" in text["006_sku_metrics"]
+    assert "ORDER BY (room_id, sku_id, window_start)" in text["006_sku_metrics"]
+    assert "ENGINE = ReplacingMergeTree(version)" in text["007_sku_totals"]
+    assert "ORDER BY (room_id, sku_id)" in text["007_sku_totals"]
     for stem in ("004_dead_letters", "005_late_events"):
         assert "ENGINE = ReplacingMergeTree\n" in text[stem]
         assert "ORDER BY (topic, `partition`, `offset`)" in text[stem]
@@ -113,7 +120,8 @@ def test_applied_schema_matches_code() -> None:
         sink.apply_ddl()  # a second time: idempotent
         for table, cols in SCHEMA.items():
             res = sink.query(f"DESCRIBE TABLE {table}")
-            described = [(r[0], r[1]) for r in res.rows]
+            # ALIAS columns (METRICS §8) are computed, never inserted: tests/test_derived.py
+            described = [(r[0], r[1]) for r in res.rows if r[2] != "ALIAS"]
             assert described == [(c.name, c.ch_type) for c in cols], table
             assert tuple(r[0] for r in described) == TABLES[table]
         engines = sink.query(
@@ -122,7 +130,9 @@ def test_applied_schema_matches_code() -> None:
             {"db": database},
         ).rows
         by_name = {n: e for n, e in engines}
-        assert by_name["room_metrics"].startswith("ReplacingMergeTree(version) PARTITION BY")
+        assert by_name["room_metrics"].startswith(
+            "ReplacingMergeTree(version, is_deleted) PARTITION BY"
+        )
         assert "ORDER BY (room_id, window_start)" in by_name["room_metrics"]
         assert by_name["room_totals"].startswith("ReplacingMergeTree(version) ORDER BY room_id")
         assert re.match(
@@ -135,3 +145,56 @@ def test_applied_schema_matches_code() -> None:
 
 def test_schema_dir_points_into_repo() -> None:
     assert SCHEMA_DIR.name == "clickhouse" and SCHEMA_DIR.parent.name == "schemas"
+
+
+def test_upgrade_of_room_metrics_to_is_deleted_on_chdb() -> None:
+    """The documented upgrade (schemas/clickhouse/upgrade/room_metrics_is_deleted.sql) on
+    a table created with the old engine: every row kept, then deletions work."""
+    import chdb.session
+
+    from tests.chdb_fixture import metrics_row
+
+    db = fresh_database("upgrade")
+    new_ddl = (SCHEMA_DIR / "002_room_metrics.sql").read_text()
+    old_ddl = new_ddl.replace("    is_deleted         UInt8,\n", "").replace(
+        "ReplacingMergeTree(version, is_deleted)", "ReplacingMergeTree(version)"
+    )
+    assert "is_deleted" not in old_ddl.split("CREATE", 1)[1]
+    sess = chdb.session.Session(chdb_dir())
+    try:
+        sess.query(f"CREATE DATABASE {db}")
+        for stmt in split_statements(substitute_database(old_ddl, db)):
+            sess.query(stmt)
+        old_rows = [metrics_row("a", 0, version=1), metrics_row("a", 0, version=2, joins=9)]
+        old_rows.append(metrics_row("b", 1, version=1))
+        values = ", ".join(
+            f"('{r[0]}', fromUnixTimestamp64Milli({r[1]}), fromUnixTimestamp64Milli({r[2]}), "
+            + ", ".join(str(v) for v in r[3:14])
+            + f", {r[14]} / 100, {r[15]}, {r[16]} / 100, {r[17]}, {r[18]}, {r[19]}, {r[20]}, "
+            f"fromUnixTimestamp64Milli({r[21]}))"
+            for r in old_rows
+        )
+        sess.query(f"INSERT INTO {db}.room_metrics VALUES {values}")
+        before = sess.query(f"SELECT count() FROM {db}.room_metrics", "CSV").bytes()
+        upgrade = (SCHEMA_DIR / "upgrade" / "room_metrics_is_deleted.sql").read_text()
+        for stmt in split_statements(substitute_database(upgrade, db)):
+            sess.query(stmt)
+
+        def q(sql: str) -> str:
+            return str(sess.query(sql, "CSV").bytes().decode()).strip()
+
+        engine = q(f"SHOW CREATE TABLE {db}.room_metrics")
+        assert "ReplacingMergeTree(version, is_deleted)" in engine
+        assert q(f"SELECT count() FROM {db}.room_metrics") == before.decode().strip()
+        assert q(f"SELECT room_id, joins FROM {db}.room_metrics FINAL ORDER BY room_id") == (
+            '"a",9\n"b",4'
+        )
+        # a deleting write now removes the window from FINAL
+        sess.query(
+            f"INSERT INTO {db}.room_metrics SELECT * REPLACE (3 AS version, 1 AS is_deleted) "
+            f"FROM {db}.room_metrics FINAL WHERE room_id = 'a'"
+        )
+        assert q(f"SELECT room_id FROM {db}.room_metrics FINAL") == '"b"'
+        assert q(f"EXISTS TABLE {db}.room_metrics_upgrade") == "0"
+    finally:
+        sess.close()

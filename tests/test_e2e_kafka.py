@@ -9,6 +9,7 @@ records read back from Kafka in arrival order (docs/semantics.md §1).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import signal
@@ -21,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamproc.simulate import scenario_awkward
 from tests.e2e_support import REPO, Deployment, compare, kill, tail, wait_for
@@ -39,6 +41,19 @@ def test_worker_matches_reference(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert expected["counters"]["late"] > 0 and expected["counters"]["duplicates"] > 0
     assert sum(expected["counters"]["invalid"].values()) > 10
     compare(expected, dep.dump())
+    # snapshot offsets are committed to the group too (lag tools read them)
+    committed = asyncio.run(_committed(dep))
+    assert sum(committed) > 0 and all(c >= 0 for c in committed), committed
+
+
+async def _committed(dep: Deployment) -> list[int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=dep.bootstrap, group_id=f"e2e-{dep.tag}")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in dep.topics for p in range(dep.partitions)]
+        return [(await consumer.committed(tp)) or 0 for tp in tps]
+    finally:
+        await consumer.stop()
 
 
 def test_worker_killed_at_random_points_gives_identical_rows(

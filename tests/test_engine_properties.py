@@ -20,7 +20,15 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 def _check(cfg: RefConfig, records: list[Record], **kw: object) -> None:
     expected = comparable(compute(records, cfg))
     got = comparable(engine_compute(records, cfg, **kw))  # type: ignore[arg-type]
-    for table in ("counters", "dead_letters", "late_events", "room_metrics", "room_totals"):
+    for table in (
+        "counters",
+        "dead_letters",
+        "late_events",
+        "room_metrics",
+        "room_totals",
+        "sku_metrics",
+        "sku_totals",
+    ):
         assert got[table] == expected[table], table
 
 

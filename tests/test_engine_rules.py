@@ -29,6 +29,7 @@ from tests.test_reference import (  # noqa: F401  (collected again here, on the 
     test_duplicate_within_D_vs_id_reused_D_apart,
     test_event_exactly_T_after_last_starts_new_interval,
     test_every_topic_idle_event_time_passes_as_the_arrival_clock,
+    test_flash_sale_sku_rows_and_totals,
     test_gmv_is_exact,
     test_idle_topic_left_out_of_the_watermark,
     test_interval_ending_exactly_at_window_start_is_a_leave_of_that_window,

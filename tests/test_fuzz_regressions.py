@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from agents.runtime import Owned, WorkerRuntime
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import PartitionEngine, Record
 from streamproc.engine.snapshot import restore, snapshot
 from streamproc.engine.validate import REASONS, Invalid, diagnose
+from streamproc.kafka.outputs import DEAD_LETTER_BUDGET, fit_dead_letter
 from streamproc.merge import Merger
+from streamproc.runtime.checkpoint import Checkpointer, Owned
 from tests.reference import validate as reference_validate
 
 ARRIVAL = 1_700_000_000_000
@@ -194,7 +195,7 @@ def test_an_exception_while_handling_a_record_is_an_internal_error_dead_letter(
 
 
 def test_runtime_writes_and_saves_nothing_of_a_broken_engine(tmp_path: Path) -> None:
-    """The runtime's snapshot takes the engine's ``next_offsets``; a broken engine none."""
+    """The checkpoint's snapshot takes the engine's ``next_offsets``; a broken engine none."""
 
     class Store:
         def __init__(self) -> None:
@@ -210,9 +211,13 @@ def test_runtime_writes_and_saves_nothing_of_a_broken_engine(tmp_path: Path) -> 
         def write(self, batch: Any) -> None:
             self.rows += len(batch)
 
+    class DeadLetters:
+        async def send(self, letters: Any) -> None:
+            pass
+
     store, sink = Store(), Sink()
-    rt = WorkerRuntime(
-        EngineConfig(), sink=sink, store=store, bootstrap="unused", dead_letter_topic="dlq"
+    core = Checkpointer(
+        EngineConfig(), sink=sink, store=store, dead_letters=DeadLetters()
     )  # type: ignore[arg-type]
     ok, broken = PartitionEngine(EngineConfig(), 0), PartitionEngine(EngineConfig(), 1)
     ok.process([(1, 0, b"r1", chat(), ARRIVAL), (1, 1, b"r1", b"{", ARRIVAL)])
@@ -220,11 +225,11 @@ def test_runtime_writes_and_saves_nothing_of_a_broken_engine(tmp_path: Path) -> 
     broken.broken = True
     for e in (ok, broken):
         e.seen_journal = []  # as the runtime's restore leaves it
-    rt.owned = {p: Owned(e, Merger(), [0] * 4) for p, e in ((0, ok), (1, broken))}
+    core.partitions.update({p: Owned(e, Merger(), [0] * 4) for p, e in ((0, ok), (1, broken))})
 
     async def flush() -> None:
-        await rt._flush(snapshot_all=True)
-        await rt.wait_written()
+        await core.flush(snapshot_all=True)
+        await core.wait_written()
 
     asyncio.run(flush())
     assert store.saved == [(0, [0, 2, 0, 0])]
@@ -314,3 +319,22 @@ def test_old_snapshot_without_the_new_reasons_restores_their_counters() -> None:
     back = restore(snapshot(eng))
     back.process([(1, 1, b"r1", chat().replace(b'"ts":', b'"ts":1,"ts":'), ARRIVAL)])
     assert back.counters.invalid["duplicate_key"] == 1
+
+
+def test_dead_letter_at_the_size_limit_fits_the_dead_letter_topic() -> None:
+    """A message at the broker's size limit plus our headers made the dead-letter send
+    raise (MessageSizeTooLargeError), the write fail and the restarted worker fail again."""
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    size = DefaultRecordBatchBuilder.estimate_size_in_bytes
+    headers = [("reason", b"not_json"), ("detail", b"d" * 300)]
+    value = b"{" + b"x" * 1_048_400
+    assert size(b"r1", value, headers) > 1_048_576  # aiokafka's and the broker's default
+    key, fitted, more = fit_dead_letter(b"r1", value, headers)
+    assert size(key, fitted, more) <= DEAD_LETTER_BUDGET
+    assert key == b"r1" and value.startswith(fitted) and len(fitted) > 990_000
+    assert more[-1] == ("truncated", b"2,1048401")
+    key, fitted, more = fit_dead_letter(b"k" * 900_000, value, headers)
+    assert size(key, fitted, more) <= DEAD_LETTER_BUDGET
+    small = (b"r1", b"{", headers)
+    assert fit_dead_letter(*small) == small

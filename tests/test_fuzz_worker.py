@@ -36,6 +36,8 @@ from tests.reference import RefConfig, compute
 pytestmark = pytest.mark.kafka
 
 HOSTILE = 20_000
+NEAR_LIMIT = 1_048_400
+"""Value bytes of the largest messages: the broker's default limit is 1 048 588 per batch."""
 
 
 def fuzz_messages(seed: int, hostile: int = HOSTILE) -> tuple[list[Message], Counter[str], int]:
@@ -52,12 +54,29 @@ def fuzz_messages(seed: int, hostile: int = HOSTILE) -> tuple[list[Message], Cou
         messages += b.messages
         made_by.update(b.made_by)
         batches += 1
+    # at the input's size limit: a dead letter's copy plus its headers would not fit the
+    # dead-letter topic (streamproc.kafka.outputs.fit_dead_letter)
+    big = NEAR_LIMIT
+    chat = b'{"event_id":"big%d","room_id":"r1","user_id":"u1","ts":%d,"text":"hi","pad":"%s"}'
+    for i, value in enumerate(
+        (
+            b"{" + b"x" * big,
+            chat % (0, base, b"y" * (big - 90)),  # valid: applied, never a dead letter
+            chat.replace(b'"hi"', b"1") % (1, base, b"y" * (big - 90)),
+        )
+    ):
+        messages.append(Message(1, b"r1", value, base))
+        made_by["valid" if i == 1 else "size_limit"] += 1
     return messages, made_by, batches
 
 
 async def produce_all(bootstrap: str, topics: list[str], messages: list[Message]) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_request_size=2 * NEAR_LIMIT,  # the broker, not the client, sets the limit
     )
     await producer.start()
     try:
@@ -101,10 +120,12 @@ def scrape(port: int) -> dict[str, Any] | None:
     return got
 
 
-def run_worker_fuzz(dep: Deployment, log: Path, seed: int, tally: Tally) -> dict[str, Any]:
+def run_worker_fuzz(
+    dep: Deployment, log: Path, seed: int, tally: Tally, hostile: int = HOSTILE
+) -> dict[str, Any]:
     """Produce, run one worker until idle, check everything; returns the figures."""
     dep.ensure_topics()
-    messages, made_by, batches = fuzz_messages(seed)
+    messages, made_by, batches = fuzz_messages(seed, hostile)
     asyncio.run(produce_all(dep.bootstrap, dep.topics, messages))
     port = free_port()
     proc = dep.start_worker(log, "--exit-when-idle", "4", STREAMPROC_METRICS_PORT=str(port))

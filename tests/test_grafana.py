@@ -179,3 +179,38 @@ def test_every_clickhouse_panel_runs_on_the_schema() -> None:
         assert res.scalar() == SAMPLE_ROOM
     finally:
         sink.close()
+
+
+def test_products_row_and_commerce_figures() -> None:
+    """Issue 12: a products row (top SKUs, sell-out curve) and the METRICS §8 figures."""
+    titles = [p["title"] for p in dashboard()["panels"]]
+    rows = [p["title"] for p in dashboard()["panels"] if p["type"] == "row"]
+    assert "Products" in rows
+    after = titles[titles.index("Products") + 1 :]
+    products = after[: next(i for i, t in enumerate(after) if t in rows)]
+    text = {p["title"]: json.dumps(p["targets"]) for p in panels()}
+    assert any("streamproc_room_sku_gmv_yuan_total" in text[t] for t in products)
+    assert any("sku_totals" in text[t] for t in products)
+    sellout = [t for t in products if "sell-out" in t]
+    assert sellout and "live.sku_metrics" in text[sellout[0]] and "units_sold" in text[sellout[0]]
+    every = " ".join(text.values())
+    for series in (
+        "streamproc_room_avg_viewers",
+        "streamproc_room_uv_value_yuan",
+        "streamproc_room_aov_yuan",
+        "streamproc_room_gpm_yuan",
+        "streamproc_room_cart_conversion_ratio",
+    ):
+        assert series in every, series
+    for alias in ("avg_viewers", "uv_value", "aov", "cart_conversion"):
+        assert re.search(rf"\b{alias}\b[^\"]*FROM live\.room_metrics", every), alias
+
+
+def test_panels_do_not_overlap() -> None:
+    seen: dict[tuple[int, int], str] = {}
+    for p in dashboard()["panels"]:
+        g = p["gridPos"]
+        for y in range(g["y"], g["y"] + g["h"]):
+            for x in range(g["x"], g["x"] + g["w"]):
+                assert (x, y) not in seen, (p["title"], seen.get((x, y)))
+                seen[(x, y)] = p["title"]

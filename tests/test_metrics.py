@@ -19,12 +19,13 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamproc.derived import derive
 from streamproc.engine.config import KINDS, EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine
 from streamproc.engine.snapshot import restore, snapshot
+from streamproc.kafka.partitioner import murmur2_partition
 from streamproc.metrics import PipelineMetrics
-from streamproc.partitioner import murmur2_partition
-from streamproc.rows import ROOM_METRICS_COLUMNS, ROOM_TOTALS_COLUMNS
+from streamproc.rows import ROOM_METRICS_COLUMNS, ROOM_TOTALS_COLUMNS, SKU_TOTALS_COLUMNS
 from streamproc.simulate import scenario_awkward
 from streamproc.sink.base import SinkStats
 
@@ -40,6 +41,12 @@ PER_ROOM = (
     "streamproc_room_distinct_viewers",
     "streamproc_room_watch_seconds",
     "streamproc_room_avg_dwell_seconds",
+    "streamproc_room_avg_viewers",
+    "streamproc_room_uv_value_yuan",
+    "streamproc_room_aov_yuan",
+    "streamproc_room_cart_conversion_ratio",
+    "streamproc_room_gpm_yuan",
+    "streamproc_room_refund_ratio",
 )
 
 
@@ -370,3 +377,58 @@ def test_serve_exposes_metrics_over_http() -> None:
         assert 'streamproc_gmv_yuan_total{worker="http-test"} 0.0' in body
     finally:
         m.close()
+
+
+# --------------------------------------------------------------------------- §8 / §9 series
+
+
+def srow(room: str, sku: str, gmv: int, units: int) -> tuple[Any, ...]:
+    d: dict[str, Any] = dict.fromkeys(SKU_TOTALS_COLUMNS, 0)
+    d.update(room_id=room, sku_id=sku, gmv=gmv, units_sold=units, first_cart_at=None)
+    return tuple(d[c] for c in SKU_TOTALS_COLUMNS)
+
+
+def test_derived_figures_of_the_top_rooms_follow_the_one_definition() -> None:
+    m = PipelineMetrics(worker_id="w", top_k=1)
+    t = dict(zip(ROOM_TOTALS_COLUMNS, trow("big", gmv=100_001, orders=4, refunds=1), strict=True))
+    t.update(distinct_carters=3, views=7, presence_start=T0, presence_end=T0 + 30_000)
+    row = tuple(t[c] for c in ROOM_TOTALS_COLUMNS)
+    written(m, 0, [mrow("big", 0, 9), mrow("small", 0, 1)], [row, trow("small", gmv=5)])
+    want = derive("room_totals", t)
+    assert one(m, "streamproc_room_avg_viewers", room_id="big") == want["avg_viewers"] == 2.0
+    assert one(m, "streamproc_room_uv_value_yuan", room_id="big") == 100.0  # 1000.01 / 10, down
+    assert one(m, "streamproc_room_aov_yuan", room_id="big") == 1000.01
+    assert one(m, "streamproc_room_cart_conversion_ratio", room_id="big") == 1 / 3
+    assert one(m, "streamproc_room_gpm_yuan", room_id="big") == 142858.57  # 1000.01e3 / 7
+    assert one(m, "streamproc_room_refund_ratio", room_id="big") == 0.25
+    for name in ("streamproc_room_avg_viewers", "streamproc_room_gpm_yuan"):
+        assert room_ids(m, name) == {"big"}  # top-K only
+
+
+def test_sku_series_only_for_the_top_skus_of_the_top_rooms() -> None:
+    m = PipelineMetrics(worker_id="w", top_k=2, top_skus=2)
+    rooms = {"a": 30, "b": 20, "c": 10}
+    skus = [srow(r, f"s{i}", gmv=(i + 1) * 100 * v, units=i + 1) for r, v in rooms.items()
+            for i in range(4)]  # fmt: skip
+    m.on_written(
+        0,
+        Output(room_metrics=[mrow(r, 0, v) for r, v in rooms.items()], sku_totals=skus),
+        T0,
+        T0,
+    )
+    got = samples(m)["streamproc_room_sku_gmv_yuan_total"]
+    assert sorted((lab["room_id"], lab["sku_id"], v) for lab, v in got) == [
+        ("a", "s2", 90.0),
+        ("a", "s3", 120.0),
+        ("b", "s2", 60.0),
+        ("b", "s3", 80.0),
+    ]
+    assert one(m, "streamproc_room_sku_units_sold_total", room_id="a", sku_id="s3") == 4
+    # a newer row of a SKU replaces its values; a SKU that overtakes enters the series
+    m.on_written(0, Output(sku_totals=[srow("a", "s0", gmv=10**6, units=50)]), T0, T0)
+    assert one(m, "streamproc_room_sku_gmv_yuan_total", room_id="a", sku_id="s0") == 10_000.0
+    assert {lab["sku_id"] for lab, _ in samples(m)["streamproc_room_sku_gmv_yuan_total"]
+            if lab["room_id"] == "a"} == {"s0", "s3"}  # fmt: skip
+    m0 = PipelineMetrics(worker_id="w", top_k=2, top_skus=0)
+    m0.on_written(0, Output(room_metrics=[mrow("a", 0, 1)], sku_totals=skus), T0, T0)
+    assert "streamproc_room_sku_gmv_yuan_total" not in samples(m0)

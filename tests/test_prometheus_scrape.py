@@ -115,7 +115,13 @@ def test_per_room_series_are_the_top_k(scraped: tuple[PromServer, dict[str, Any]
     }
     assert got == expect["room_concurrent"]
     assert len(got) == TOP_K
-    assert int(value(prom, 'count({__name__=~"streamproc_room_.*"})')) == TOP_K * 10
+    # 10 room series and 6 commerce figures (METRICS §8) per top-K room
+    assert int(value(prom, 'count({__name__=~"streamproc_room_.*",sku_id=""})')) == TOP_K * 16
+    # SKU series: at most the 5 best SKUs (STREAMPROC_TOP_SKUS) of each top-K room
+    skus = int(value(prom, "count(streamproc_room_sku_gmv_yuan_total)"))
+    assert 0 < skus <= TOP_K * 5
+    assert int(value(prom, "count(streamproc_room_sku_units_sold_total)")) == skus
+    assert int(value(prom, 'count({__name__=~"streamproc_room_sku_.*"})')) == 2 * skus
 
 
 def test_pipeline_counters(scraped: tuple[PromServer, dict[str, Any]]) -> None:

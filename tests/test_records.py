@@ -1,9 +1,9 @@
-"""agents.records: the worker's consumer yields the engine's tuples, exactly what aiokafka reads.
+"""The worker's consumer yields the engine's tuples, exactly what aiokafka reads.
 
 On the session's real broker: records written in several batches (plain and gzip-compressed,
 with None keys and values, non-UTF-8 bytes and headers) are read by a plain
-``AIOKafkaConsumer`` and by :func:`agents.records.tuple_consumer`; both must see the same
-offsets, keys, values and timestamps, also when reading starts in the middle of a batch
+``AIOKafkaConsumer`` and by :func:`streamproc.kafka.internals.tuple_consumer`; both must see
+the same offsets, keys, values and timestamps, also when reading starts in the middle of a batch
 and when ``max_records`` splits a fetch. A plain consumer in the same process keeps
 getting ``ConsumerRecord`` objects.
 """
@@ -16,8 +16,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from agents.records import tuple_consumer
 from streamproc.broker import ensure_topics_async
+from streamproc.kafka.internals import tuple_consumer
 from tests.kafka_fixture import unique_topic
 
 

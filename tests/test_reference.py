@@ -872,6 +872,18 @@ def test_room_totals_peak_peak_at_avg_dwell() -> None:
         "refund_amount": "0.00",
         "watch_ms": 67_000,
         "avg_dwell_ms": 67_000 / 7,
+        "distinct_carters": 0,
+        "views": 7,
+        "presence_start": T0 + 1_000,
+        "presence_end": T0 + 61_000,
+        # METRICS §8: 67 s of watching over the 60 s span [1 s, 61 s)
+        "avg_viewers": 67_000 / 60_000,
+        "avg_watch_s": 67 / 7,
+        "uv_value": "0.00",
+        "aov": "0.00",
+        "cart_conversion": 0.0,
+        "gpm": "0.00",
+        "refund_rate": 0.0,
     }
     w = windows(out)
     assert [w[s]["peak_viewers"] for s in sorted(w)] == [1, 2, 3, 1, 0, 1, 3]
@@ -1011,3 +1023,46 @@ def test_presence_columns_match_a_per_ms_definition() -> None:
             assert r["peak_viewers"] == max(counts)
             assert r["watch_ms"] == sum(counts)
             assert r["unique_viewers"] >= max(counts)
+
+
+def test_flash_sale_sku_rows_and_totals() -> None:
+    # METRICS §9. Flash SKU "秒杀": carts at 1 s (u1 x2, quantity 3) and 12 s (u2); paid orders
+    # 2 units at 3 s (u1), 5 units at 11 s (u2), 2 + 3 units at 14 s / 21 s (u3, u1); a refund of
+    # 1 unit at 22 s. Windows: [0, 10) 2 units, [10, 20) 7, [20, 30) 3: peak 7 at 10 s.
+    # A late paid order (arrives at 40 s, ts 5 s, within L) adds 5 units to [0, 10): a tie at 7,
+    # the earliest window wins. SKU "" (empty id) only has a cart: no paid order, NULL times.
+    f = Feed()
+    f.add("cart", 1_000, user="u1", sku_id="秒杀", quantity=3)
+    f.add("cart", 1_500, user="u1", sku_id="秒杀", quantity=3)
+    f.add("order", 3_000, user="u1", sku_id="秒杀", quantity=2, amount="19.98")
+    f.add("order", 11_000, user="u2", sku_id="秒杀", quantity=5, amount="49.95")
+    f.add("cart", 12_000, user="u2", sku_id="秒杀")
+    f.add("order", 14_000, user="u3", sku_id="秒杀", quantity=2, amount="19.98")
+    f.add("cart", 15_000, user="u4", sku_id="")
+    f.add("order", 21_000, user="u1", sku_id="秒杀", quantity=3, amount="29.97")
+    f.add("order", 22_000, user="u1", sku_id="秒杀", quantity=1, amount="9.99", status="refunded")
+    f.add("order", 5_000, user="u5", sku_id="秒杀", quantity=5, amount="49.95", arrival=40_000)
+    out = f.run()
+    rows = {(r["sku_id"], r["window_start"] - T0): r for r in out["sku_metrics"]}
+    assert sorted(rows) == [("", 10_000), ("秒杀", 0), ("秒杀", 10_000), ("秒杀", 20_000)]
+    w0, w1, w2 = rows[("秒杀", 0)], rows[("秒杀", 10_000)], rows[("秒杀", 20_000)]
+    assert (w0["cart_adds"], w0["cart_units"], w0["unique_carters"]) == (2, 6, 1)
+    assert (w0["orders"], w0["units_sold"], w0["unique_buyers"], w0["gmv"]) == (2, 7, 2, "69.93")
+    assert (w1["orders"], w1["units_sold"], w1["unique_buyers"], w1["gmv"]) == (2, 7, 2, "69.93")
+    assert (w1["cart_adds"], w1["cart_units"]) == (1, 1)
+    assert (w2["orders"], w2["units_sold"], w2["refunds"], w2["refunded_units"]) == (1, 3, 1, 1)
+    assert w2["refund_amount"] == "9.99" and all(r["is_final"] == 1 for r in rows.values())
+    tot = {t["sku_id"]: t for t in out["sku_totals"]}
+    flash = tot["秒杀"]
+    assert (flash["cart_adds"], flash["cart_units"], flash["distinct_carters"]) == (3, 7, 2)
+    assert (flash["orders"], flash["units_sold"], flash["distinct_buyers"]) == (5, 17, 4)
+    assert (flash["gmv"], flash["refunds"], flash["refunded_units"]) == ("169.83", 1, 1)
+    assert flash["first_cart_at"] == T0 + 1_000
+    assert (flash["first_order_at"], flash["last_order_at"]) == (T0 + 3_000, T0 + 21_000)
+    assert (flash["peak_window_start"], flash["peak_units"]) == (T0, 7)
+    empty = tot[""]
+    assert (empty["cart_adds"], empty["orders"], empty["first_cart_at"]) == (1, 0, T0 + 15_000)
+    assert empty["first_order_at"] is empty["last_order_at"] is empty["peak_window_start"] is None
+    assert empty["peak_units"] == 0
+    # the room's GMV is the sum of its SKUs'
+    assert totals(out)["gmv"] == "169.83"

@@ -51,6 +51,8 @@ def test_replay_equals_the_reference(tmp_path: Path) -> None:
 
     assert strip(got["room_metrics"]) == want["room_metrics"]
     assert strip(got["room_totals"]) == want["room_totals"]
+    assert strip(got["sku_metrics"]) == want["sku_metrics"]
+    assert strip(got["sku_totals"]) == want["sku_totals"]
     assert got["counters"][0]["duplicates"] == want["counters"]["duplicates"]
     assert got["counters"][0]["late"] == want["counters"]["late"]
     assert got["counters"][0]["events"] == want["counters"]["events"]

@@ -70,3 +70,22 @@ def test_every_exported_series_is_listed_in_the_readme() -> None:
     for name in names:
         listed = name in block or (name + "_total") in block
         assert listed, f"{name} is exported but not listed in the README"
+
+
+def test_one_conversion_of_seconds_to_engine_milliseconds() -> None:
+    """The worker's settings and the replay command's flags give the same EngineConfig."""
+    from streamproc.cli import build_parser, engine_config
+
+    env = {
+        "STREAMPROC_WINDOW_SECONDS": "20",
+        "STREAMPROC_OUT_OF_ORDER_SECONDS": "1.001",  # int(1.001 * 1000) would be 1000
+        "STREAMPROC_LATENESS_SECONDS": "0.29",  # int(0.29 * 1000) would be 289
+        "STREAMPROC_IDLE_SECONDS": "2.5",
+    }
+    from_env = st.load(env).engine_config()
+    assert (from_env.window_ms, from_env.out_of_order_ms) == (20_000, 1001)
+    assert (from_env.allowed_lateness_ms, from_env.idle_ms) == (290, 2500)
+    flags = ["--window-seconds", "20", "--out-of-order-seconds", "1.001"]
+    flags += ["--lateness-seconds", "0.29", "--idle-seconds", "2.5"]
+    args = build_parser().parse_args(["replay", *flags, "-"])
+    assert engine_config(args) == from_env

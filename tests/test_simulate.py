@@ -502,7 +502,7 @@ async def _round_trip(bootstrap: str) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from streamproc.broker import ensure_topics_async
-    from streamproc.partitioner import murmur2_partition
+    from streamproc.kafka.partitioner import murmur2_partition
     from streamproc.produce import produce
 
     run = uuid.uuid4().hex[:8]

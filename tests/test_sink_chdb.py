@@ -39,6 +39,8 @@ from tests.chdb_fixture import (
     fresh_database,
     late_row,
     metrics_row,
+    sku_metrics_row,
+    sku_totals_row,
     totals_row,
 )
 
@@ -56,6 +58,8 @@ def test_round_trip_all_tables_exact(sink: ChdbSink) -> None:
         room_totals=[totals_row("r", gmv=123_456_789_012_345_678)],
         dead_letters=[dead_letter_row(7, key=None)],
         late_events=[late_row(9)],
+        sku_metrics=[sku_metrics_row("r", "秒杀-1")],
+        sku_totals=[sku_totals_row("r", "秒杀-1")],
     )
     sink.write(batch)
     res = sink.query("SELECT * FROM room_metrics")
@@ -75,6 +79,22 @@ def test_round_trip_all_tables_exact(sink: ChdbSink) -> None:
     assert dl.rows == [["live.chat", 3, "7", "not_json", "detail é", None]]
     late = sink.query("SELECT room_id, kind, late_by_ms, stream_time FROM late_events").rows
     assert late == [["room-1", "order", "130000", "2025-11-11 00:03:20.000"]]
+    sku = sink.query("SELECT sku_id, gmv, refund_amount, units_sold, is_final FROM sku_metrics")
+    assert sku.rows == [["秒杀-1", "19.90", "9.95", "3", 1]]
+    st = sink.query(
+        "SELECT gmv, units_sold, first_cart_at, first_order_at, peak_window_start, peak_units "
+        "FROM sku_totals"
+    ).rows
+    assert st == [
+        [
+            "1000000000000000.01",
+            str(2**40),
+            None,
+            "2025-11-11 00:00:00.005",
+            "2025-11-11 00:00:00.000",
+            str(2**40),
+        ]
+    ]
 
 
 def test_money_exact_over_many_values(sink: ChdbSink) -> None:

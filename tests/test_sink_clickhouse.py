@@ -55,7 +55,15 @@ def test_ddl_idempotent_and_tables_exist(sink: ClickHouseSink) -> None:
         "SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name",
         {"db": sink.database},
     ).rows
-    assert [t[0] for t in tables] == ["dead_letters", "late_events", "room_metrics", "room_totals"]
+    assert [t[0] for t in tables] == [
+        "dead_letters",
+        "late_events",
+        "room_alerts",
+        "room_metrics",
+        "room_totals",
+        "sku_metrics",
+        "sku_totals",
+    ]
 
 
 def test_round_trip_exact(sink: ClickHouseSink) -> None:

@@ -41,6 +41,8 @@ DERIVED_ROOM = {
     "timers": "saved",
     "departed": "saved",
     "buyers_ever": "saved",
+    "carters_ever": "saved",
+    "skus": "saved (SkuBook.state)",
     "totals_dirty": "saved",
     "totals_emitted": "saved",
 }

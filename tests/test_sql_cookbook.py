@@ -26,7 +26,12 @@ import pytest
 
 from streamproc import replay
 from streamproc.engine.config import EngineConfig
-from streamproc.rows import ROOM_METRICS_COLUMNS, ROOM_TOTALS_COLUMNS
+from streamproc.rows import (
+    ROOM_METRICS_COLUMNS,
+    ROOM_TOTALS_COLUMNS,
+    SKU_METRICS_COLUMNS,
+    SKU_TOTALS_COLUMNS,
+)
 from streamproc.simulate import AWKWARD_CONFIG, generate, room_name, to_replay_line
 from streamproc.sink.base import OutputBatch, QueryResult
 from streamproc.sink.chdb_sink import ChdbSink
@@ -59,22 +64,41 @@ class Data:
         self.totals = by_table["room_totals"]
         self.dead = by_table["dead_letters"]
         self.late = by_table["late_events"]
+        self.sku_metrics = by_table["sku_metrics"]
+        self.sku_totals = by_table["sku_totals"]
         self.sink = sink
         metrics_rows = [r for r in rp.metrics.values() if r is not None]
         totals_rows = list(rp.totals.values())
+        sku_rows = list(rp.sku_metrics.values())
+        sku_totals = list(rp.sku_totals.values())
         sink.write(
             OutputBatch(
                 [_stale(r, ROOM_METRICS_COLUMNS) for r in metrics_rows],
                 [_stale(r, ROOM_TOTALS_COLUMNS) for r in totals_rows],
                 list(rp.out.dead_letters),
                 list(rp.out.late_events),
+                sku_metrics=[_stale(r, SKU_METRICS_COLUMNS) for r in sku_rows],
+                sku_totals=[_stale(r, SKU_TOTALS_COLUMNS) for r in sku_totals],
             )
         )
         sink.write(
             OutputBatch(
-                metrics_rows, totals_rows, list(rp.out.dead_letters), list(rp.out.late_events)
+                metrics_rows,
+                totals_rows,
+                list(rp.out.dead_letters),
+                list(rp.out.late_events),
+                sku_metrics=sku_rows,
+                sku_totals=sku_totals,
             )
         )
+        # Windows a late correction emptied: written once with (inflated) numbers, then
+        # deleted by a higher version (is_deleted = 1, as the engine writes them). FINAL
+        # must not show them (they used to linger as rows of zeros).
+        phantoms = _phantoms(metrics_rows)
+        live = [(*r[:-1], 0) for r in phantoms]  # is_deleted is the last column
+        sink.write(OutputBatch([_stale(r, ROOM_METRICS_COLUMNS) for r in live], [], [], []))
+        sink.write(OutputBatch(phantoms, [], [], []))
+        self.phantoms = len(phantoms)
 
     def run(self, name: str, **params: Any) -> QueryResult:
         return self.sink.query((QUERIES / f"{name}.sql").read_text(), params)
@@ -82,7 +106,8 @@ class Data:
 
 INFLATED = (
     "concurrent_viewers", "peak_viewers", "unique_viewers", "unique_carters", "unique_buyers",
-    "orders", "refunds", "gmv", "watch_ms", "distinct_viewers",
+    "orders", "refunds", "gmv", "watch_ms", "distinct_viewers", "views", "units_sold",
+    "refunded_units", "peak_units", "distinct_buyers",
 )  # fmt: skip
 
 
@@ -94,6 +119,29 @@ def _stale(row: tuple[Any, ...], columns: tuple[str, ...]) -> tuple[Any, ...]:
             d[c] = d[c] * 3 + 1_000
     d["version"] -= 1
     return tuple(d[c] for c in columns)
+
+
+def _phantoms(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Per room, the deleting write of a window just after its last one."""
+    last: dict[str, tuple[Any, ...]] = {}
+    for r in rows:
+        if r[0] not in last or r[1] > last[r[0]][1]:
+            last[r[0]] = r
+    out = []
+    for r in last.values():
+        d = dict(zip(ROOM_METRICS_COLUMNS, r, strict=True))
+        W = d["window_end"] - d["window_start"]
+        d.update(window_start=d["window_start"] + W, window_end=d["window_end"] + W)
+        d.update(is_deleted=1, version=d["version"] + 10)
+        out.append(tuple(d[c] for c in ROOM_METRICS_COLUMNS))
+    return out
+
+
+def test_rows_a_late_correction_emptied_are_gone_from_final(data: Data) -> None:
+    """METRICS §5: ``count() FROM room_metrics FINAL`` is the contract's row count."""
+    assert data.phantoms > 0
+    (n,) = data.sink.query("SELECT count() FROM room_metrics FINAL").rows[0]
+    assert int(n) == len(data.metrics)
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +281,81 @@ def test_late_events_last_hour(data: Data) -> None:
     worst = max(data.late, key=lambda e: e["late_by_ms"])
     got = max(float(r[3]) for r in res.rows)
     assert got == worst["late_by_ms"] / 1000
+
+
+def test_commerce_figures(data: Data) -> None:
+    res = data.run("commerce_figures", min_views=2, limit=1000)
+    eligible = [t for t in data.totals if t["views"] >= 2]
+    assert len(res.rows) == len(eligible) > 3
+    want = {t["room_id"]: t for t in eligible}
+    for r in res.rows:
+        t = want[r[0]]
+        assert int(r[1]) == t["views"]
+        assert r[2] == round(t["avg_viewers"], 2) and r[3] == round(t["avg_watch_s"], 1)
+        assert (r[4], r[5], r[7]) == (t["uv_value"], t["aov"], t["gpm"])  # exact text, both sides
+        assert r[6] == round(t["cart_conversion"], 4) and r[8] == round(t["refund_rate"], 4)
+        # the definitions themselves (METRICS §8), from the stored columns
+        fen = int(Decimal(t["gmv"]) * 100)
+        assert Decimal(r[7]) * 100 == fen * 1000 // t["views"]
+        assert Decimal(r[5]) * 100 == (fen // t["distinct_buyers"] if t["distinct_buyers"] else 0)
+    assert [r[0] for r in res.rows] == [
+        t["room_id"] for t in sorted(eligible, key=lambda t: (-Decimal(t["gpm"]), t["room_id"]))
+    ]
+    assert any(Decimal(r[7]) > 0 for r in res.rows)
+
+
+def _hit_skus(data: Data) -> list[dict[str, Any]]:
+    return [t for t in data.sku_totals if t["room_id"] == HIT]
+
+
+def test_top_skus_by_gmv(data: Data) -> None:
+    skus = _hit_skus(data)
+    assert len(skus) >= 3
+    res = data.run("top_skus_by_gmv", room=HIT, limit=3)
+    expect = sorted(skus, key=lambda t: (-Decimal(t["gmv"]), t["sku_id"]))[:3]
+    assert [r[0] for r in res.rows] == [t["sku_id"] for t in expect]
+    for r, t in zip(res.rows, expect, strict=True):
+        assert (r[1], int(r[2]), int(r[3]), int(r[4])) == (
+            t["gmv"],
+            t["units_sold"],
+            t["orders"],
+            t["distinct_buyers"],
+        )
+        assert r[8] == (ch_time(t["peak_window_start"]) if t["peak_window_start"] else None)
+        assert int(r[9]) == t["peak_units"]
+    # GMV of a room's SKUs adds up to the room's GMV (every paid order has one SKU)
+    room_gmv = next(t["gmv"] for t in data.totals if t["room_id"] == HIT)
+    assert sum(Decimal(t["gmv"]) for t in skus) == Decimal(room_gmv)
+
+
+def test_sellout_curve(data: Data) -> None:
+    best = max(_hit_skus(data), key=lambda t: (t["units_sold"], t["sku_id"]))
+    res = data.run("sellout_curve", room=HIT, sku=best["sku_id"])
+    rows = sorted(
+        (m for m in data.sku_metrics if m["room_id"] == HIT and m["sku_id"] == best["sku_id"]),
+        key=lambda m: m["window_start"],
+    )
+    running = 0
+    expect = []
+    for m in rows:
+        running += m["units_sold"]
+        expect.append(
+            [ch_time(m["window_start"]), m["units_sold"], m["orders"], m["cart_adds"], running]
+        )
+    got = [[r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])] for r in res.rows]
+    assert got == expect
+    assert running == best["units_sold"]
+    assert best["peak_units"] == max(e[1] for e in expect)
+
+
+def test_sku_refund_rate(data: Data) -> None:
+    res = data.run("sku_refund_rate", min_orders=1, limit=10_000)
+    eligible = [t for t in data.sku_totals if t["orders"] >= 1]
+    assert len(res.rows) == len(eligible) > 0
+    best = min(
+        eligible,
+        key=lambda t: (-t["refunds"] / t["orders"], -t["refunds"], t["room_id"], t["sku_id"]),
+    )
+    assert (res.rows[0][0], res.rows[0][1]) == (best["room_id"], best["sku_id"])
+    assert res.rows[0][4] == round(best["refunds"] / best["orders"], 4)
+    assert sum(int(r[3]) for r in res.rows) == sum(t["refunds"] for t in eligible) > 0

@@ -43,30 +43,36 @@ def main() -> None:
         log_level="warning",
         snapshot_interval=30.0,
     )
+    target = args.limit or args.records
     holder: list[Any] = []
+
+    def on_runtime(runtime: Any) -> None:
+        runtime.progress.target = target
+        holder.append(runtime)
+
     # stdout is the result channel: keep Faust's output on stderr
     real_stdout = sys.stdout
     sys.stdout = sys.stderr
     try:
-        rc = worker.run(s, exit_when_idle=2.0, on_runtime=holder.append)
+        rc = worker.run(s, exit_when_idle=2.0, on_runtime=on_runtime)
     finally:
         sys.stdout = real_stdout
-    runtime = holder[0]
-    target = args.limit or args.records
+    progress = holder[0].progress
     result: dict[str, Any] = {"contender": "streamproc", "exit_code": rc}
-    done = next((w for w in runtime.write_log if w[0] >= target), None)
-    if runtime.first_record_at is None or done is None:
-        result.update(records=runtime.records_in, complete=False)
+    done = progress.reached
+    if progress.first_record_at is None or done is None:
+        result.update(records=progress.records_in, complete=False)
     else:
-        seconds = done[1] - runtime.first_record_at
+        seconds = done[0] - progress.first_record_at
+        cpu = done[1] - progress.first_cpu
         result.update(
-            records=runtime.records_in,
-            complete=runtime.records_in >= target,
+            records=progress.records_in,
+            complete=progress.records_in >= target,
             seconds=round(seconds, 3),
-            events_per_s=round(runtime.records_in / seconds, 1),
-            cpu_s=round(done[2] - runtime.first_cpu, 3),
-            cpu_us_per_event=round((done[2] - runtime.first_cpu) / runtime.records_in * 1e6, 2),
-            writes=len(runtime.write_log),
+            events_per_s=round(progress.records_in / seconds, 1),
+            cpu_s=round(cpu, 3),
+            cpu_us_per_event=round(cpu / progress.records_in * 1e6, 2),
+            writes=progress.writes,
         )
     print(__import__("json").dumps(result), flush=True)
 

@@ -46,6 +46,7 @@ from .presence import (
     prune,
 )
 from .room import Room, TotalsValues
+from .sku import SkuBook
 from .validate import (
     DECODERS,
     FIELD_COUNTS,
@@ -295,6 +296,8 @@ class PartitionEngine:
             seen[eid] = ts
             if journal is not None:
                 journal.append(eid)
+            # the id's expiry bucket (inline: this runs per event; snapshot.restore rebuilds
+            # all buckets in one pass the same way)
             b = ts // W
             lst = buckets.get(b)
             if lst is None:
@@ -374,7 +377,25 @@ class PartitionEngine:
                 else:
                     w.carters.add(uid)
                 room.carts += 1
-            elif ev.status == "paid":
+                room.carters_ever.add(uid)
+                # METRICS §9 (engine.sku)
+                book = room.skus
+                if book is None:
+                    book = room.skus = SkuBook()
+                book.cart(ws, ev.sku_id, uid, ts, ev.quantity)
+            else:
+                # METRICS §9 (engine.sku)
+                paid = ev.status == "paid"
+                book = room.skus
+                if book is None:
+                    book = room.skus = SkuBook()
+                book.order(ws, ev.sku_id, uid, ts, ev.quantity, fen, paid)
+                if not paid:
+                    w.refunds += 1
+                    w.refund_fen += fen
+                    room.refunds += 1
+                    room.refund_fen += fen
+                    continue
                 w.orders += 1
                 w.gmv += fen
                 if w.buyers is None:
@@ -384,11 +405,6 @@ class PartitionEngine:
                 room.orders += 1
                 room.gmv += fen
                 room.buyers_ever.add(uid)
-            else:
-                w.refunds += 1
-                w.refund_fen += fen
-                room.refunds += 1
-                room.refund_fen += fen
         self._current = None
         if pending > self.stream_time:
             # what a tick at the last arrival would do: never changes a result (§3)
@@ -440,6 +456,8 @@ class PartitionEngine:
                 self._emit(room, lo, hi)
             if room.totals_dirty:
                 self._emit_totals(room)
+            if room.skus is not None:
+                self._emit_skus(room)
         return self.take_output()
 
     def take_output(self) -> Output:
@@ -503,6 +521,8 @@ class PartitionEngine:
             for room in list(self.rooms.values()):
                 if room.final_upto < closed_hi:
                     self._emit(room, room.final_upto, closed_hi)
+                    if room.skus is not None:
+                        room.skus.close(room.final_upto, closed_hi)
                     room.final_upto = closed_hi
             self._next_close = closed_hi + W if S != POS else POS
         if S == POS:
@@ -533,13 +553,11 @@ class PartitionEngine:
             for s in sorted(s for s in windows if s < H):
                 w = windows.pop(s)
                 room.base += w.net
-                if w.emitted is not None:
-                    if s < room.frozen_first_row:
-                        room.frozen_first_row = s
-                    room.frozen_watch += w.watch
-                    if w.peak > room.frozen_peak:
-                        room.frozen_peak, room.frozen_peak_at = w.peak, w.peak_at
+                room.fold(w, self.cfg.window_ms)
             room.live_from = H
+            if room.skus is not None:
+                self._emit_skus(room)  # final rows of closing windows, before forgetting them
+                room.skus.expire(H)
             if room.emitted_upto < H:
                 room.emitted_upto = H
             if room.final_upto < H:
@@ -724,7 +742,8 @@ class PartitionEngine:
                         if now is None:
                             now = self.clock()
                         row = (
-                            room.room_id, s, s + W, *values, int(final), self._next_version(), now
+                            room.room_id, s, s + W, *values, int(final), self._next_version(), now,
+                            int(not exists),  # is_deleted: FINAL drops an emptied window's row
                         )  # fmt: skip
                         rows.append(row)
                         if final and self.watch is not None:
@@ -749,8 +768,23 @@ class PartitionEngine:
         if room.emitted_upto < hi:
             room.emitted_upto = hi
 
+    def _emit_skus(self, room: Room) -> None:
+        book = room.skus
+        assert book is not None
+        if book.dirty or book.dirty_totals:
+            out = self.out
+            book.emit(
+                room.room_id,
+                self.stream_time,
+                self.cfg.window_ms,
+                self._next_version,
+                self.clock,
+                out.sku_metrics,
+                out.sku_totals,
+            )
+
     def _emit_totals(self, room: Room) -> None:
-        values: TotalsValues = room.totals()
+        values: TotalsValues = room.totals(self.cfg.window_ms)
         room.totals_dirty = False
         if values == room.totals_emitted:
             return
@@ -816,15 +850,6 @@ class PartitionEngine:
                 arrival,
             )
         )
-
-    def _remember_bucket(self, eid: str, ts: int) -> None:
-        b = ts // self.cfg.window_ms
-        lst = self._seen_buckets.get(b)
-        if lst is None:
-            self._seen_buckets[b] = [eid]
-            heapq.heappush(self._seen_heap, b)
-        else:
-            lst.append(eid)
 
     def dead_letter_unknown_topic(
         self, topic: str, offset: int, key: bytes | None, value: bytes, arrival: int

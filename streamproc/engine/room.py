@@ -5,11 +5,15 @@ from __future__ import annotations
 from array import array
 
 from .presence import NEG, POS, User
+from .sku import SkuBook
 from .window import Window
 
-TotalsValues = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int, float]
+TotalsValues = tuple[
+    int, int, int, int, int, int, int, int, int, int, int, int, int, float, int, int, int, int
+]
 """``(first_ts, last_ts, peak, peak_at, distinct_viewers, chats, carts, orders, distinct_buyers,
-gmv_fen, refunds, refund_fen, watch_ms, avg_dwell_ms)``."""
+gmv_fen, refunds, refund_fen, watch_ms, avg_dwell_ms, distinct_carters, views, presence_start,
+presence_end)``."""
 
 
 class Room:
@@ -18,6 +22,7 @@ class Room:
     __slots__ = (
         "base",
         "buyers_ever",
+        "carters_ever",
         "carts",
         "chats",
         "departed",
@@ -28,6 +33,9 @@ class Room:
         "frozen_first_row",
         "frozen_peak",
         "frozen_peak_at",
+        "frozen_presence_end",
+        "frozen_presence_start",
+        "frozen_views",
         "frozen_watch",
         "gmv",
         "last_ts",
@@ -36,6 +44,7 @@ class Room:
         "refund_fen",
         "refunds",
         "room_id",
+        "skus",
         "timers",
         "totals_dirty",
         "totals_emitted",
@@ -69,6 +78,8 @@ class Room:
         self.departed: set[str] = set()
         """Viewers forgotten from ``users`` (so a return is not counted twice)."""
         self.buyers_ever: set[str] = set()
+        self.carters_ever: set[str] = set()
+        """Distinct users with a cart event (METRICS §8 ``cart_conversion`` of the totals)."""
         self.first_ts = POS
         self.last_ts = NEG
         self.chats = 0
@@ -83,8 +94,16 @@ class Room:
         self.frozen_watch = 0
         self.frozen_first_row = POS
         """Start of the room's first window with a row, among expired windows."""
+        self.frozen_views = 0
+        """Presence intervals that start in expired windows (METRICS §8 ``views``)."""
+        self.frozen_presence_start = POS
+        """First instant with a present user, among expired windows (POS: none)."""
+        self.frozen_presence_end = NEG
+        """End of the last presence, among expired windows (NEG: none)."""
         self.totals_dirty = False
         self.totals_emitted: TotalsValues | None = None
+        self.skus: SkuBook | None = None
+        """Per-SKU aggregates (METRICS §9), from the room's first cart or order on."""
 
     def window(self, start: int) -> Window:
         """The live window at ``start``, created on first use."""
@@ -95,18 +114,28 @@ class Room:
             self.dirty_from = start
         return w
 
-    def touch_event(self, ts: int) -> None:
-        """Session bounds and the totals' dirty mark for one applied event."""
-        if ts < self.first_ts:
-            self.first_ts = ts
-        if ts > self.last_ts:
-            self.last_ts = ts
-        self.totals_dirty = True
+    def fold(self, w: Window, width: int) -> None:
+        """Add an expired window's written row to the frozen totals (``_expire`` of the engine)."""
+        if w.emitted is None:
+            return
+        if w.start < self.frozen_first_row:
+            self.frozen_first_row = w.start
+        self.frozen_watch += w.watch
+        if w.peak > self.frozen_peak:
+            self.frozen_peak, self.frozen_peak_at = w.peak, w.peak_at
+        self.frozen_views += w.emitted[3]
+        if w.watch:
+            if self.frozen_presence_start == POS:
+                self.frozen_presence_start = w.presence_start()
+            self.frozen_presence_end = w.presence_end(width)
 
-    def totals(self) -> TotalsValues:
-        """Session totals over the rows written so far (semantics §7)."""
+    def totals(self, width: int) -> TotalsValues:
+        """Session totals over the rows written so far (semantics §7); ``width``: ``W``."""
         peak, peak_at, watch = self.frozen_peak, self.frozen_peak_at, self.frozen_watch
         first_row = self.frozen_first_row
+        views = self.frozen_views
+        p_start, p_end = self.frozen_presence_start, self.frozen_presence_end
+        last_watched: Window | None = None
         for s in sorted(self.windows):
             w = self.windows[s]
             if w.emitted is None:
@@ -116,6 +145,15 @@ class Room:
             watch += w.watch
             if w.peak > peak:
                 peak, peak_at = w.peak, w.peak_at
+            views += w.emitted[3]
+            if w.watch:
+                if p_start == POS:
+                    p_start = w.presence_start()
+                last_watched = w
+        if last_watched is not None:
+            p_end = last_watched.presence_end(width)
+        if p_start == POS:  # no presence at all (only leaves of absent users)
+            p_start = p_end = self.first_ts
         if peak <= 0:
             peak, peak_at = 0, (first_row if first_row != POS else self.first_ts)
         distinct = self.viewers
@@ -134,4 +172,8 @@ class Room:
             self.refund_fen,
             watch,
             watch / distinct if distinct else 0.0,
+            len(self.carters_ever),
+            views,
+            p_start,
+            p_end,
         )

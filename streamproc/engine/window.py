@@ -208,6 +208,27 @@ class Window:
         )
         return values
 
+    def presence_start(self) -> int:
+        """First instant of the window with a present user (room totals, METRICS §8).
+
+        Only asked of a room's first written window with ``watch > 0``: no one is
+        present before it, so its first change is the room's first join.
+        """
+        if not self.changes:
+            return self.start
+        k = min(self.changes)
+        return self.start + k * SUB_MS + min(self.changes[k])
+
+    def presence_end(self, width: int) -> int:
+        """End of the last presence in the window as last written (a written window with
+        ``watch > 0``): its end while users are present at it, else its last change (a leave
+        or timeout: the count drops to 0 there and stays 0)."""
+        emitted = self.emitted
+        if emitted is None or emitted[0] > 0 or not self.changes:
+            return self.start + width
+        k = max(self.changes)
+        return self.start + k * SUB_MS + max(self.changes[k])
+
     def has_row(self, values: RowValues) -> bool:
         """A row exists with an event, a viewer or an ended presence (semantics §6)."""
         return bool(

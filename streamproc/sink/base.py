@@ -84,6 +84,7 @@ def _c(name: str, ch_type: str, kind: str, nullable: bool = False) -> Column:
 
 _TIME = "DateTime64(3, 'UTC')"
 _MONEY = "Decimal(18, 2)"
+_NTIME = "Nullable(DateTime64(3, 'UTC'))"
 
 SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
     "room_metrics": (
@@ -109,6 +110,7 @@ SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
         _c("is_final", "UInt8", "uint8"),
         _c("version", "UInt64", "uint64"),
         _c("updated_at", _TIME, "time"),
+        _c("is_deleted", "UInt8", "uint8"),
     ),
     "room_totals": (
         _c("room_id", "String", "str"),
@@ -126,6 +128,10 @@ SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
         _c("refund_amount", _MONEY, "money"),
         _c("watch_ms", "UInt64", "uint64"),
         _c("avg_dwell_ms", "Float64", "float64"),
+        _c("distinct_carters", "UInt64", "uint64"),
+        _c("views", "UInt64", "uint64"),
+        _c("presence_start", _TIME, "time"),
+        _c("presence_end", _TIME, "time"),
         _c("version", "UInt64", "uint64"),
         _c("updated_at", _TIME, "time"),
     ),
@@ -153,6 +159,46 @@ SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
         _c("late_by_ms", "Int64", "int64"),
         _c("value", "String", "bytes"),
         _c("received_at", _TIME, "time"),
+    ),
+    "sku_metrics": (
+        _c("room_id", "String", "str"),
+        _c("sku_id", "String", "str"),
+        _c("window_start", _TIME, "time"),
+        _c("window_end", _TIME, "time"),
+        _c("cart_adds", "UInt32", "uint32"),
+        _c("cart_units", "UInt64", "uint64"),
+        _c("unique_carters", "UInt32", "uint32"),
+        _c("orders", "UInt32", "uint32"),
+        _c("units_sold", "UInt64", "uint64"),
+        _c("unique_buyers", "UInt32", "uint32"),
+        _c("gmv", _MONEY, "money"),
+        _c("refunds", "UInt32", "uint32"),
+        _c("refunded_units", "UInt64", "uint64"),
+        _c("refund_amount", _MONEY, "money"),
+        _c("is_final", "UInt8", "uint8"),
+        _c("version", "UInt64", "uint64"),
+        _c("updated_at", _TIME, "time"),
+    ),
+    "sku_totals": (
+        _c("room_id", "String", "str"),
+        _c("sku_id", "String", "str"),
+        _c("cart_adds", "UInt64", "uint64"),
+        _c("cart_units", "UInt64", "uint64"),
+        _c("distinct_carters", "UInt64", "uint64"),
+        _c("orders", "UInt64", "uint64"),
+        _c("units_sold", "UInt64", "uint64"),
+        _c("distinct_buyers", "UInt64", "uint64"),
+        _c("gmv", _MONEY, "money"),
+        _c("refunds", "UInt64", "uint64"),
+        _c("refunded_units", "UInt64", "uint64"),
+        _c("refund_amount", _MONEY, "money"),
+        _c("first_cart_at", _NTIME, "time", nullable=True),
+        _c("first_order_at", _NTIME, "time", nullable=True),
+        _c("last_order_at", _NTIME, "time", nullable=True),
+        _c("peak_window_start", _NTIME, "time", nullable=True),
+        _c("peak_units", "UInt64", "uint64"),
+        _c("version", "UInt64", "uint64"),
+        _c("updated_at", _TIME, "time"),
     ),
     "room_alerts": (
         _c("room_id", "String", "str"),
@@ -465,15 +511,21 @@ class SinkStats:
 
 
 class RetryingSink(Sink):
-    """Wraps a :class:`Sink`: retries failed writes with capped exponential backoff and jitter.
+    """Wraps a :class:`Sink`: the worker's one retry policy for writes.
 
-    Attempt ``n`` (0-based) that fails sleeps ``min(max_delay, base_delay * 2**n)``
-    scaled by a random factor in ``[1 - jitter, 1]`` ("equal jitter", so a fleet of
-    workers does not retry in lock step), up to ``max_attempts`` attempts in all.
-    After the last failure it raises :class:`SinkError`: a batch is never dropped
-    silently; the worker then stops without committing offsets, and the batch is
-    recomputed from Kafka on restart. Retrying a partially written batch is safe
-    because every table collapses duplicates (see the module docstring).
+    A transient failure (any exception but :class:`BatchError`) is retried with
+    capped exponential backoff and jitter: failed attempt ``n`` (0-based) sleeps
+    ``min(max_delay, base_delay * 2**n)`` scaled by a random factor in
+    ``[1 - jitter, 1]`` ("equal jitter", so a fleet of workers does not retry in lock
+    step). With ``max_attempts=0`` (the worker's default) it retries without limit:
+    the write blocks, the worker stops consuming, and nothing is lost while
+    ClickHouse is down. With ``max_attempts=N`` it raises :class:`SinkError` after
+    ``N`` failed attempts. A :class:`BatchError` is raised at once: it would fail
+    identically every time. Whatever comes out of :meth:`write` is final for the
+    worker (``streamproc.runtime.checkpoint``): it stops without snapshotting past
+    the batch, and a restart recomputes the batch from Kafka. Retrying a partially
+    written batch is safe because every table collapses duplicates (see the module
+    docstring).
 
     :attr:`stats` is updated under a lock; :meth:`snapshot` returns a consistent copy.
     """
@@ -482,16 +534,16 @@ class RetryingSink(Sink):
         self,
         inner: Sink,
         *,
-        max_attempts: int = 8,
+        max_attempts: int = 0,
         base_delay: float = 0.2,
         max_delay: float = 10.0,
         jitter: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         rand: Callable[[], float] = random.random,
         on_error: Callable[[int, BaseException], None] | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1")
+        if max_attempts < 0:
+            raise ValueError("max_attempts must be >= 0 (0: no limit)")
         if not 0.0 <= jitter <= 1.0:
             raise ValueError("jitter must be in [0, 1]")
         self.inner = inner
@@ -500,15 +552,20 @@ class RetryingSink(Sink):
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.jitter = jitter
-        self._sleep = sleep
+        self._closed = threading.Event()
+        self._sleep = sleep or self._closed.wait
+        """Backoff sleeps end early when the sink is closed (a stop during an outage)."""
         self._rand = rand
         self._on_error = on_error
         self._lock = threading.Lock()
         self.stats = SinkStats()
+        self.failing = False
+        """The last attempt failed (``/readyz`` reports the worker not ready meanwhile)."""
 
     def backoff(self, attempt: int) -> float:
         """Delay after failed attempt ``attempt`` (0-based)."""
-        delay = min(self.max_delay, self.base_delay * (2.0**attempt))
+        # min() before the power would overflow a float after ~1000 failed attempts
+        delay = min(self.max_delay, self.base_delay * (2.0 ** min(attempt, 64)))
         return delay * (1.0 - self.jitter * self._rand())
 
     def snapshot(self) -> SinkStats:
@@ -517,12 +574,16 @@ class RetryingSink(Sink):
 
     def _retry(self, what: Callable[[], Any]) -> Any:
         last: BaseException | None = None
-        for attempt in range(self.max_attempts):
+        attempt = 0
+        while not self.max_attempts or attempt < self.max_attempts:
             with self._lock:
                 self.stats.attempts += 1
             try:
-                return what()
+                result = what()
+                self.failing = False
+                return result
             except BatchError as exc:
+                self.failing = True
                 with self._lock:
                     self.stats.errors += 1
                     self.stats.failures += 1
@@ -530,16 +591,20 @@ class RetryingSink(Sink):
                 raise
             except Exception as exc:
                 last = exc
+                self.failing = True
                 with self._lock:
                     self.stats.errors += 1
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 if self._on_error is not None:
                     self._on_error(attempt, exc)
-                if attempt + 1 < self.max_attempts:
-                    self._sleep(self.backoff(attempt))
+                attempt += 1
+                if self._closed.is_set():
+                    break  # closed while retrying: give up on this batch now
+                if not self.max_attempts or attempt < self.max_attempts:
+                    self._sleep(self.backoff(attempt - 1))
         with self._lock:
             self.stats.failures += 1
-        raise SinkError(f"giving up after {self.max_attempts} attempts: {last}") from last
+        raise SinkError(f"giving up after {attempt} attempts: {last}") from last
 
     def write(self, batch: OutputBatch) -> None:
         if not len(batch):
@@ -563,5 +628,14 @@ class RetryingSink(Sink):
         """Not retried: a read is the caller's to repeat, and a bad query would only fail again."""
         return self.inner.query(sql, params, fmt)
 
+    def stop_retrying(self) -> None:
+        """The write in progress (if any) gives up after its current attempt; so do later ones.
+
+        For a stop that cannot wait for ClickHouse to come back (``agents.app``'s bounded
+        shutdown): the batch is then recomputed from Kafka by the next owner.
+        """
+        self._closed.set()
+
     def close(self) -> None:
+        self.stop_retrying()
         self.inner.close()

@@ -1,0 +1,97 @@
+"""The engine's cost per event, this checkout against a git revision, in one process.
+
+A change's effect on the hot path is a few per cent, less than what a shared
+machine's load moves between two separate runs. So both engines run here on the
+same generated input (``bench/engine.py``'s promotion), alternately, several
+rounds, and the best CPU time of each is compared. The revision's ``streamproc``
+package is extracted with ``git archive`` into a temporary directory and
+imported under another name (the engine imports its siblings relatively).
+
+    python -m bench.ab [--base main] [--events 300000] [--rounds 3]   (from the repository root)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from bench.engine import build_input
+from streamproc import gcpolicy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_revision(rev: str, into: Path) -> ModuleType:
+    """``streamproc.engine.partition`` of ``rev``, importable as ``streamproc_base``."""
+    blob = subprocess.run(
+        ["git", "archive", rev, "streamproc"], cwd=ROOT, check=True, capture_output=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(blob)) as tar:
+        tar.extractall(into, filter="data")
+    (into / "streamproc").rename(into / "streamproc_base")
+    sys.path.insert(0, str(into))
+    return importlib.import_module("streamproc_base.engine.partition")
+
+
+def cpu_run(mod: Any, parts: list[list[Any]], batch: int) -> tuple[float, int]:
+    """CPU seconds of feeding every partition (flush once per second of arrival), rows."""
+    engines = [mod.PartitionEngine(mod.EngineConfig(), p) for p in range(len(parts))]
+    rows = 0
+    gc.collect()
+    t0 = time.process_time()
+    for eng, recs in zip(engines, parts, strict=True):
+        next_flush = recs[0][4] + 1000 if recs else 0
+        for i in range(0, len(recs), batch):
+            chunk = recs[i : i + batch]
+            eng.process(chunk)
+            if chunk[-1][4] >= next_flush:
+                rows += len(eng.flush())
+                next_flush = chunk[-1][4] + 1000
+        rows += len(eng.flush())
+    return time.process_time() - t0, rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", default="main", help="git revision to compare with")
+    ap.add_argument("--events", type=int, default=300_000)
+    ap.add_argument("--hit-viewers", type=int, default=60_000)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    gcpolicy.configure()
+    import streamproc.engine.partition as head
+
+    with tempfile.TemporaryDirectory(prefix="streamproc-ab-") as tmp:
+        base = load_revision(args.base, Path(tmp))
+        parts, _ = build_input(args.events, args.hit_viewers, args.partitions)
+        n = sum(len(p) for p in parts)
+        best: dict[str, float] = {}
+        rows: dict[str, int] = {}
+        for r in range(args.rounds):
+            for name, mod in ((args.base, base), ("this checkout", head)):
+                cpu, written = cpu_run(mod, parts, args.batch)
+                best[name] = min(best.get(name, cpu), cpu)
+                rows[name] = written
+                print(f"round {r + 1}: {name}: {cpu / n * 1e6:.2f} µs CPU per event")
+    print(f"input: {n:,} records in {args.partitions} partitions, best of {args.rounds} rounds")
+    for name, cpu in best.items():
+        print(f"{name}: {cpu / n * 1e6:.2f} µs CPU per event ({n / cpu:,.0f} events/s), "
+              f"{rows[name]:,} rows written")  # fmt: skip
+    b, h = best[args.base], best["this checkout"]
+    print(f"change: {(h - b) / b * 100:+.1f} % CPU per event")
+
+
+if __name__ == "__main__":
+    main()

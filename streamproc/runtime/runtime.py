@@ -1,0 +1,350 @@
+"""The worker's runtime: assignment, fetch -> merge -> engine, and the checkpoint cycle.
+
+One :class:`WorkerRuntime` per worker process. For every partition ``p`` it
+owns, the :class:`~streamproc.runtime.checkpoint.Checkpointer` keeps a
+:class:`~streamproc.merge.Merger` (the deterministic order across the four
+topics) and a :class:`~streamproc.engine.PartitionEngine`. The exactly-once
+effect rests on four rules (``docs/runtime.md``):
+
+1. the engine is deterministic: the same records in the same merge order give
+   the same rows, whatever the batch boundaries, ticks and flush times;
+2. rows and dead letters are written (and acknowledged) *before* the snapshot
+   that covers the records behind them (the checkpoint core);
+3. a snapshot records, per topic, the next offset to apply; a new owner
+   restores it and seeks there, and records below it are skipped;
+4. every write carries a ``version`` above anything written before a restart
+   (the version floor is the wall clock in µs), so ``ReplacingMergeTree`` keeps
+   the newest, and rows re-written after a crash are identical anyway.
+
+This module is the glue between the consumer group's signals (``agents.app``),
+the data consumer (:class:`DataSource`, ``streamproc.kafka.data`` in
+production) and the checkpoint core. It holds one lock: a fetch is applied,
+a flush taken, a rebalance handled, each as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from streamproc.engine.config import EngineConfig
+from streamproc.engine.presence import NEG
+from streamproc.runtime.checkpoint import Checkpointer, CheckpointFailed, Owned, Progress
+from streamproc.runtime.ports import (
+    Alerts,
+    DeadLetters,
+    Metrics,
+    OffsetCommitter,
+    Sink,
+    SnapshotStore,
+)
+
+log = logging.getLogger("streamproc.worker")
+
+
+class DataSource(Protocol):
+    """The records of the owned partitions, as the engine's tuples (no consumer group)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def assign(self, positions: Mapping[int, Sequence[int]]) -> None:
+        """Read exactly these partitions, from these offsets (per topic, engine kind order)."""
+        ...
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> Mapping[Any, list[Any]]:
+        """Fetched records by topic partition (``.topic``, ``.partition``)."""
+        ...
+
+    def end(self, partition: int, kind: int) -> tuple[int | None, int | None]:
+        """``(end offset, when it was last seen)`` of one topic partition, if known."""
+        ...
+
+
+class WorkerRuntime:
+    """Owned partitions' engines, fed from the data source, checkpointed by the core."""
+
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        *,
+        sink: Sink,
+        store: SnapshotStore,
+        dead_letters: DeadLetters,
+        data: DataSource,
+        alerts: Alerts | None = None,
+        flush_interval: float = 1.0,
+        snapshot_interval: float = 10.0,
+        merge_margin_ms: int = 200,
+        max_batch: int = 20_000,
+        metrics: Metrics | None = None,
+        exit_when_idle: float | None = None,
+        anomaly_detection: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.core = Checkpointer(
+            cfg,
+            sink=sink,
+            dead_letters=dead_letters,
+            store=store,
+            alerts=alerts,
+            metrics=metrics,
+            snapshot_interval=snapshot_interval,
+            merge_margin_ms=merge_margin_ms,
+            anomaly_detection=anomaly_detection,
+        )
+        self.store = store
+        self.dead_letters = dead_letters
+        self.data = data
+        self.flush_interval = flush_interval
+        self.max_batch = max_batch
+        self.metrics = metrics
+        self.exit_when_idle = exit_when_idle
+        self.input_topics = cfg.topics
+        self.kind_of = cfg.topic_index()
+        self.lock = asyncio.Lock()
+        self.poll_timeout = 0.2
+        self._last_flush = time.monotonic()
+        self._last_record = time.monotonic()
+        self._started = False
+        self.data_generation = 0
+        self.stopping = False
+        self.on_finished: Callable[[], Any] | None = None
+        """Called once: ``exit_when_idle`` drained everything, or a write failed for good."""
+        # what /readyz reports (streamproc/health.py), set on this event loop only
+        self.assigned = False
+        """An assignment was received and every owned partition restored."""
+        self.lag_total: int | None = None
+        """Records behind on the owned partitions at the last fetch (None: not known yet)."""
+        self.shutdown_timeout = 25.0
+        """Seconds SIGTERM may spend writing and snapshotting (``agents.app``)."""
+
+    @property
+    def owned(self) -> dict[int, Owned]:
+        return self.core.partitions
+
+    @property
+    def progress(self) -> Progress:
+        return self.core.progress
+
+    @property
+    def sink_ok(self) -> bool:
+        """The last ClickHouse write attempt succeeded (``/readyz``)."""
+        return self.core.sink_ok
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self.core.failure
+
+    def set_committer(self, committer: OffsetCommitter) -> None:
+        self.core.committer = committer
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _clients(self) -> list[Any]:
+        """Each adapter with a connection once (one object may serve several ports)."""
+        out: list[Any] = []
+        for client in (self.store, self.dead_letters, self.core.alerts, self.data):
+            if client is not None and all(client is not c for c in out):
+                out.append(client)
+        return out
+
+    async def _ensure_started(self) -> None:
+        """Start our Kafka clients on Faust's event loop, on first use."""
+        if self._started:
+            return
+        for client in self._clients():
+            await client.start()
+        self._started = True
+
+    async def close(self) -> None:
+        if self._started:
+            self._started = False
+            for client in self._clients():
+                await client.stop()
+
+    def abandon(self) -> None:
+        """A stop that cannot wait any longer: the sink stops retrying (no snapshot follows)."""
+        self.stopping = True
+        stop_retrying = getattr(self.core.sink, "stop_retrying", None)
+        if stop_retrying is not None:
+            stop_retrying()
+
+    def _fail(self, exc: CheckpointFailed) -> None:
+        """A write failed for good: stop loudly, with no snapshot past it."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log.critical("stopping the worker: %s", exc)
+        if self.on_finished is not None:
+            self.on_finished()
+
+    def _reassign(self) -> None:
+        """Point the data source at exactly the owned partitions, at their engines' offsets.
+
+        Buffered records are dropped and fetched again: simpler than keeping positions
+        across a reassignment, and rebalances are rare.
+        """
+        if not self._started:
+            return
+        self.data_generation += 1
+        for owned in self.owned.values():
+            owned.merger.clear()
+            owned.received = list(owned.engine.next_offsets)
+        self.data.assign({p: list(o.engine.next_offsets) for p, o in sorted(self.owned.items())})
+
+    async def fetch_once(self) -> None:
+        """One fetch from the data source (the loop lives in ``agents.app``)."""
+        if not self._started or not self.owned or self.stopping:
+            await asyncio.sleep(self.poll_timeout)
+            if not self._started and not self.stopping:
+                async with self.lock:
+                    await self._ensure_started()
+            return
+        generation = self.data_generation
+        batch = await self.data.getmany(int(self.poll_timeout * 1000), self.max_batch)
+        if generation != self.data_generation:
+            return  # reassigned meanwhile: these records come again from the new positions
+        await self.on_fetch(batch)
+
+    async def shutdown(self) -> None:
+        """Graceful stop: write what is pending and snapshot every owned partition."""
+        async with self.lock:
+            try:
+                if not self.stopping and self.owned:
+                    self.stopping = True
+                    await self._ensure_started()
+                    await self.core.flush(snapshot_all=True)
+                self.stopping = True
+                await self.core.wait_written()
+            except CheckpointFailed as exc:
+                log.critical("graceful stop without a final snapshot: %s", exc)
+            finally:
+                await self.close()
+
+    # ------------------------------------------------------------------ assignment
+
+    async def on_assigned(self, assignment: Iterable[Any]) -> None:
+        """Restore newly assigned partitions and point the data source at their offsets."""
+        by_partition: dict[int, set[str]] = {}
+        for tp in assignment:
+            if tp.topic in self.kind_of:
+                by_partition.setdefault(tp.partition, set()).add(tp.topic)
+        self.assigned = False
+        self.lag_total = None
+        async with self.lock:
+            await self._ensure_started()
+            for p, topics in sorted(by_partition.items()):
+                if len(topics) != len(self.input_topics):
+                    log.error("partition %d assigned without all four topics: %s", p, topics)
+                if p not in self.owned:
+                    owned = await self.core.restore(p)
+                    self.owned[p] = owned
+                    if self.metrics is not None:
+                        # a restored engine's counters and totals are a baseline, not news
+                        self.metrics.on_assign(p, owned.engine)
+            self._reassign()
+        if not self.owned:
+            self.lag_total = 0  # a standby worker is behind on nothing
+        self.assigned = True
+
+    async def on_revoked(self, revoked: Iterable[Any]) -> None:
+        """Partitions leave: write, snapshot and forget them before anyone else takes over."""
+        parts = {tp.partition for tp in revoked if tp.topic in self.kind_of}
+        async with self.lock:
+            await self._ensure_started()
+            gone = {p: self.owned[p] for p in parts if p in self.owned}
+            if not gone or self.stopping:
+                return
+            try:
+                self._last_flush = time.monotonic()
+                await self.core.flush(snapshot_all=True, only=gone)
+            except CheckpointFailed as exc:
+                self._fail(exc)
+                return
+            for p in gone:
+                del self.owned[p]
+                if self.metrics is not None:
+                    self.metrics.drop_partition(p)
+            self._reassign()
+
+    # ------------------------------------------------------------------ records
+
+    async def on_fetch(self, batch: Mapping[Any, list[Any]]) -> None:
+        """One fetch: merge, apply, and write when the flush interval has passed."""
+        async with self.lock:
+            if self.stopping:
+                return
+            await self._ensure_started()
+            n = 0
+            for tp, recs in batch.items():
+                owned = self.owned.get(tp.partition)
+                kind = self.kind_of.get(tp.topic)
+                if owned is None or kind is None or not recs:
+                    continue
+                # the records are already the engine's tuples (streamproc.kafka.internals)
+                owned.merger.add(kind, recs)
+                owned.received[kind] = recs[-1][1] + 1
+                n += len(recs)
+            now = time.monotonic()
+            if n:
+                self._last_record = now
+                self.progress.on_records(n, now)
+            self._mark_caught_up()
+            for owned in self.owned.values():
+                released = owned.merger.release()
+                if released:
+                    owned.engine.process(released)
+                else:
+                    t = owned.merger.idle_time()
+                    if t is not None:
+                        owned.engine.tick(t)
+            try:
+                if now - self._last_flush >= self.flush_interval:
+                    self._last_flush = now
+                    await self.core.flush()
+                if self.exit_when_idle is not None and self._all_idle(now):
+                    await self._drain_all()
+            except CheckpointFailed as exc:
+                self._fail(exc)
+
+    def _mark_caught_up(self) -> None:
+        """Tell each merger which topics have nothing left to read (and since when)."""
+        lag_total: int | None = 0
+        for p, owned in self.owned.items():
+            for k, topic in enumerate(self.input_topics):
+                hw, polled = self.data.end(p, k)
+                if hw is not None and polled and owned.received[k] >= hw:
+                    owned.merger.caught_up(k, polled)
+                else:
+                    owned.merger.lagging(k)
+                if hw is None:
+                    lag_total = None  # no fetch answered for it yet
+                else:
+                    lag = max(0, hw - owned.engine.next_offsets[k])
+                    if lag_total is not None:
+                        lag_total += lag
+                    if self.metrics is not None:
+                        self.metrics.on_lag(p, topic, lag)
+        self.lag_total = lag_total
+
+    def _all_idle(self, now: float) -> bool:
+        if not self.owned or now - self._last_record < (self.exit_when_idle or 0):
+            return False
+        return all(
+            not len(o.merger) and NEG not in o.merger.caught_up_at for o in self.owned.values()
+        )
+
+    async def _drain_all(self) -> None:
+        """``--exit-when-idle``: end of input, every window final, then stop."""
+        for owned in self.owned.values():
+            owned.engine.drain()
+        self._last_flush = time.monotonic()
+        await self.core.flush()
+        await self.core.wait_written()
+        log.info("all partitions drained; stopping")
+        self.stopping = True  # a drain is an end: no snapshot of the drained state
+        if self.on_finished is not None:
+            self.on_finished()

@@ -1,0 +1,113 @@
+"""The worker's runtime around the core, with fakes: a write that fails for good stops it.
+
+The checkpoint core's own rules are in ``test_checkpoint.py``; here the glue: a fetch is
+merged and applied, the flush's final failure stops the worker (``on_finished``) with the
+failure recorded for the exit status, and no later fetch, revocation or stop snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from streamproc.engine.config import EngineConfig
+from streamproc.runtime.runtime import WorkerRuntime
+from streamproc.sink.base import BatchError, RetryingSink
+from tests.runtime.fakes import Crashes, FakeDeadLetters, FakeSink, FakeStore, Journal
+from tests.runtime.test_checkpoint import RECORDS
+
+CFG = EngineConfig()
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+ASSIGNMENT = [TP(t, 0) for t in CFG.topics]
+
+
+class FakeData:
+    """Hands out the partition-0 records once, then nothing; every topic caught up."""
+
+    def __init__(self) -> None:
+        self.assigned: dict[int, list[int]] = {}
+        self.batches = [RECORDS]
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def assign(self, positions: Mapping[int, Sequence[int]]) -> None:
+        self.assigned = {p: list(o) for p, o in positions.items()}
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> Mapping[Any, list[Any]]:
+        if not self.batches:
+            return {}
+        out: dict[Any, list[Any]] = {}
+        for r in self.batches.pop():
+            out.setdefault(TP(CFG.topics[r[0]], 0), []).append(r)
+        return out
+
+    def end(self, partition: int, kind: int) -> tuple[int | None, int | None]:
+        return sum(1 for r in RECORDS if r[0] == kind), 1
+
+
+def test_a_write_that_fails_for_good_stops_the_worker_without_a_snapshot() -> None:
+    journal, crashes = Journal(), Crashes()
+    sink = FakeSink(journal, crashes)
+    sink.fail = [BatchError("value out of range")]
+    store = FakeStore(journal, crashes)
+    rt = WorkerRuntime(
+        CFG,
+        sink=RetryingSink(sink, sleep=lambda s: None),
+        store=store,
+        dead_letters=FakeDeadLetters(journal, crashes),
+        data=FakeData(),
+        flush_interval=0.0,
+    )
+    finished: list[bool] = []
+    rt.on_finished = lambda: finished.append(True)
+
+    async def go() -> None:
+        await rt.on_assigned(ASSIGNMENT)
+        assert rt.assigned and rt.lag_total is None  # not known before a fetch answered
+        await rt.fetch_once()  # applies, flushes: the write goes in flight
+        await rt.fetch_once()  # the next flush finds the write failed for good
+        assert finished == [True] and rt.stopping
+        await rt.fetch_once()  # stopping: nothing more is applied
+        await rt.on_revoked(ASSIGNMENT)
+        await rt.shutdown()
+
+    asyncio.run(go())
+    assert isinstance(rt.failure, BatchError) and not rt.sink_ok
+    assert store.current == {}, "nothing may be remembered past a failed write"
+    assert 0 in rt.owned  # the revocation did not snapshot and forget it either
+
+
+def test_the_runtime_applies_fetches_and_checkpoints_them() -> None:
+    journal, crashes = Journal(), Crashes()
+    sink, store = FakeSink(journal, crashes), FakeStore(journal, crashes)
+    rt = WorkerRuntime(
+        CFG,
+        sink=sink,
+        store=store,
+        dead_letters=FakeDeadLetters(journal, crashes),
+        data=FakeData(),
+        flush_interval=0.0,
+    )
+
+    async def go() -> None:
+        await rt.on_assigned(ASSIGNMENT)
+        await rt.fetch_once()
+        assert rt.lag_total is not None and rt.lag_total > 0  # applied only up to the merge
+        await rt.shutdown()
+
+    asyncio.run(go())
+    assert rt.failure is None and rt.progress.records_in == len(RECORDS)
+    assert sink.batches >= 1
+    # SIGTERM's snapshot covers exactly what was applied
+    assert store.current[0][1] == rt.owned[0].engine.next_offsets

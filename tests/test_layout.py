@@ -1,0 +1,87 @@
+"""The layout's import rules: the pure parts import nothing that does I/O.
+
+Each rule is what the package's ``__init__`` docstring promises; ``docs/architecture.md``
+draws it. Imports inside functions count too (a lazy import is still a dependency).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "streamproc"
+
+PURE = {"streamproc.engine", "streamproc.rows", "streamproc.anomaly", "streamproc.merge"}
+"""The engine and what it needs: deterministic, no clocks but the records', no I/O."""
+
+RULES: dict[str, tuple[set[str], set[str]]] = {
+    # package or module: (streamproc parts it may import, third-party modules it may import)
+    "streamproc.engine": (PURE, {"msgspec", "orjson"}),
+    "streamproc.anomaly": (PURE, {"msgspec", "orjson"}),
+    "streamproc.merge": (PURE, set()),
+    "streamproc.rows": (PURE, set()),
+    "streamproc.runtime": (PURE | {"streamproc.runtime"}, set()),
+}
+
+
+def _modules(name: str) -> list[Path]:
+    path = ROOT / Path(*name.split("."))
+    return sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the module's package
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                out.add(".".join([*base, *([node.module] if node.module else [])]))
+            elif node.module:
+                out.add(node.module)
+    return out
+
+
+def _package_of(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+        return ".".join(parts)
+    return ".".join(parts[:-1])
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_import_rules(name: str) -> None:
+    ours, third_party = RULES[name]
+    wrong = []
+    for path in _modules(name):
+        for mod in _imports(path, _package_of(path)):
+            top = mod.split(".")[0]
+            if top == "__future__" or top in sys.stdlib_module_names:
+                continue
+            if top == "streamproc":
+                if not any(mod == p or mod.startswith(p + ".") for p in ours):
+                    wrong.append(f"{path.relative_to(ROOT)}: {mod}")
+            elif top not in third_party:
+                wrong.append(f"{path.relative_to(ROOT)}: {mod}")
+    assert not wrong, "imports the package's rule does not allow:\n" + "\n".join(wrong)
+
+
+def test_every_package_says_what_it_owns() -> None:
+    for init in sorted(PKG.rglob("__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc, f"{init.relative_to(ROOT)} has no docstring"
+
+
+def test_the_rules_see_a_violation(tmp_path: Path) -> None:
+    """The checker itself: an I/O import in a pure module is found."""
+    bad = tmp_path / "m.py"
+    bad.write_text("import aiokafka\nfrom ..sink import base\n\ndef f():\n    import chdb\n")
+    assert _imports(bad, "streamproc.engine") == {"aiokafka", "streamproc.sink", "chdb"}
