@@ -259,6 +259,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     if args.live:
         cfg = produce.live_config(cfg)
+    if args.jsonl and args.anomalies:
+        from pathlib import Path
+
+        from . import simulate_anomalies as sa
+
+        sc = sa.scenario(
+            args.seed, normal_rooms=args.rooms, per_kind=args.anomalies,
+            duration_s=args.duration or 7200,
+        )  # fmt: skip
+        sa.write_jsonl(sc, Path(args.jsonl))
+        return 0
     if args.jsonl:
         simulate.write_jsonl(args.jsonl, cfg)
         return 0
@@ -460,6 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rooms", type=int, default=1000)
     p.add_argument("--hit-room-viewers", type=int, default=200_000)
     p.add_argument("--jsonl", metavar="PATH", help="write a replay file instead of producing")
+    p.add_argument(
+        "--anomalies",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --jsonl: broadcast sessions with N injected anomalies of every kind "
+        "(docs/anomalies.md); the ground truth goes to PATH.truth.jsonl",
+    )
     p.add_argument("--ensure-topics", action="store_true", help="create the topics if missing")
     p.add_argument("--quiet", action="store_true")
     add_setting_flags(p, "kafka_bootstrap", "partitions")

@@ -69,7 +69,8 @@ def size_bucket(viewers: int) -> str:
 class Rates:
     """Per viewer per second (heartbeats every ``heartbeat_s``)."""
 
-    heartbeat_s: int = 45
+    heartbeat_s: int = 55
+    """Below the presence timeout (60 s); longer than most apps, to keep the benchmark cheap."""
     mean_watch_s: float = 900.0
     explicit_leave: float = 0.7
     chat: float = 1 / 200
@@ -150,15 +151,17 @@ def scenario(
     start_ts: int = DEFAULT_START_TS,
     rates: Rates | None = None,
     anomaly_sizes: tuple[int, ...] = (150, 400, 1000, 3000),
-    anomaly_session_s: tuple[int, int] = (1200, 300),
-    onset_s: tuple[int, int] = (480, 240),
+    anomaly_session_s: tuple[int, int] = (900, 300),
+    onset_s: tuple[int, int] = (420, 180),
+    normal_sizes: tuple[int, int, float] = (10, 20_000, 1.5),
 ) -> Scenario:
     """A promotion: ``normal_rooms`` broadcasts plus ``per_kind`` anomalous ones per kind.
 
     Normal sessions start anywhere in the run and last 20-120 minutes (those
     that run past the end do not end); their sizes follow a Pareto tail from 20
-    to 20 000 viewers (most rooms are small). Anomalous sessions last 20-25
-    minutes and get their anomaly 8-12 minutes in; their sizes cycle through
+    to 20 000 viewers (``normal_sizes``: most rooms are small). Anomalous sessions
+    last 15-20 minutes and get their anomaly 7-10 minutes in (after the 2-minute
+    warm-up and 5 minutes of history); their sizes cycle through
     ``anomaly_sizes`` (with +-30 % jitter) so that every kind is tried in every
     size bucket it watches: the sales kinds need about 1.5 paid orders per
     window (``DetectorConfig.stall_floor``), so their smallest rooms are 400.
@@ -178,7 +181,7 @@ def scenario(
         length = int(1200 + rnd.random() * 6000)
         start = int(rnd.random() * (duration_s - 1200))
         end = min(start + length, duration_s)
-        v = _pareto_size(rnd, 15, 20_000, 1.4)
+        v = _pareto_size(rnd, *normal_sizes)
         s = Session(
             f"room-{idx:05d}", idx, v, start, end, 60 + int(rnd.random() * 240),
             ends_cleanly=start + length <= duration_s,
@@ -484,7 +487,21 @@ def generate(sc: Scenario, topics: tuple[str, ...] = DEFAULT_TOPICS) -> Iterator
 
 
 def write_truth(sc: Scenario, path: Path) -> None:
-    """The ground truth as JSON lines (one session per line), next to the events file."""
+    """The ground truth as JSON lines (one session per line)."""
     with path.open("wb") as f:
         for d in sc.truth():
             f.write(orjson.dumps(d) + b"\n")
+
+
+def truth_path(events: Path) -> Path:
+    """``x.jsonl`` -> ``x.truth.jsonl``: where the ground truth of an events file goes."""
+    return events.with_name(events.name.removesuffix(".jsonl") + ".truth.jsonl")
+
+
+def write_jsonl(sc: Scenario, path: Path) -> int:
+    """A replay file of the scenario (``docs/replay.md``) and its ground truth next to it."""
+    from .simulate import write_jsonl as write_records
+
+    n = write_records(path, generate(sc))
+    write_truth(sc, truth_path(path))
+    return n

@@ -179,6 +179,7 @@ def test_injected_anomaly_reaches_the_webhook(
         log,
         STREAMPROC_METRICS_PORT=str(metrics_port),
         STREAMPROC_LATENESS_SECONDS="10",  # windows are judged 10 s after they close
+        STREAMPROC_ANOMALY_DETECTION="true",
     )
     (tmp_path / "prom").mkdir()
     prom = PromServer(

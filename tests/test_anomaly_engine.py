@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -141,3 +142,51 @@ def test_replay_prints_the_alerts() -> None:
     for o in alerts:  # every alert ends resolved at the end of input, version 2
         assert o["state"] == "resolved" and o["version"] == 2
         assert o["resolved_at"] >= o["window_start"]
+
+
+def test_alert_rows_land_in_clickhouse_and_final_shows_the_resolution() -> None:
+    """The engine's alert rows through the real chDB sink: ``FINAL`` keeps ``resolved``."""
+    from streamproc.sink.base import OutputBatch
+    from streamproc.sink.chdb_sink import ChdbSink
+    from tests.chdb_fixture import chdb_dir, fresh_database
+
+    alerts, _ = run(1000)
+    sink = ChdbSink(chdb_dir(), fresh_database())
+    try:
+        firing = [a for a in alerts if a[3] == "firing"]
+        resolved = [a for a in alerts if a[3] == "resolved"]
+        sink.write(OutputBatch(room_alerts=firing))
+        sink.write(OutputBatch(room_alerts=resolved))
+        rows = sink.query(
+            "SELECT room_id, kind, state, version, resolved_at > window_start, summary "
+            "FROM room_alerts FINAL ORDER BY room_id, kind"
+        ).rows
+        assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
+            (a[0], a[1], "resolved", "2", 1) for a in sorted(resolved)
+        ]
+        assert sink.query("SELECT count() FROM room_alerts").scalar() == str(len(alerts))
+    finally:
+        sink.close()
+
+
+def test_simulate_writes_events_and_ground_truth_next_to_them(tmp_path: Path) -> None:
+    from streamproc import cli
+
+    events = tmp_path / "promo.jsonl"
+    rc = cli.main(
+        ["simulate", "--jsonl", str(events), "--anomalies", "1", "--rooms", "2",
+         "--duration", "1500", "--seed", "5"]
+    )  # fmt: skip
+    assert rc == 0
+    truth = [orjson.loads(x) for x in (tmp_path / "promo.truth.jsonl").read_bytes().splitlines()]
+    assert len(truth) == 2 + 6
+    kinds = sorted(d["anomaly"] for d in truth if d["anomaly"])
+    assert kinds == sorted(
+        ["audience_collapse", "sales_stall", "refund_surge", "order_concentration",
+         "conversion_collapse", "chat_flood"]
+    )  # fmt: skip
+    rooms = {orjson.loads(x)["key"] for x in events.read_bytes().splitlines()[:20000]}
+    assert rooms <= {d["room_id"] for d in truth}
+    for d in truth:
+        if d["anomaly"]:
+            assert d["start_ts"] < d["onset_ts"] < d["anomaly_end_ts"]

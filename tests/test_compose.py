@@ -26,6 +26,7 @@ PLANNED_SUBCOMMANDS = {"worker", "simulate", "kafka", "sql", "replay", "demo"}
 SERVER_PORTS = {
     "clickhouse": {8123, 9000},  # clickhouse-server defaults: HTTP, native
     "prometheus": {9090},  # --web.listen-address default
+    "alertmanager": {9093},  # --web.listen-address default
     "grafana": {3000},  # [server] http_port default
 }
 

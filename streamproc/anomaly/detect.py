@@ -85,24 +85,26 @@ class DetectorConfig:
     """EWMA weight of the newest window (a memory of about 10 windows)."""
     alpha_slow: float = 1 / 30
     """EWMA weight for the order rate that refunds follow (about 5 minutes)."""
-    history_windows: int = 30
-    """Windows (5 minutes) behind the robust rates of carts, orders and buyers."""
+    history_windows: int = 60
+    """Windows (10 minutes) behind the robust rates of carts, orders and buyers."""
     evict_windows: int = 30
     """A room empty and silent this long is over: its state is dropped."""
     # audience collapse / broadcast end
     collapse_floor: int = 100
-    collapse_drop: float = 0.5
+    collapse_drop: float = 0.65
     collapse_recover: float = 0.8
     collapse_wait: int = 3
     # sales stall and conversion collapse (one-sided Poisson CUSUMs)
     stall_floor: float = 1.5
     stall_rho: float = 0.1
-    stall_h: float = 12.0
+    stall_h: float = 10.0
     conv_floor: float = 1.5
     conv_rho: float = 0.25
-    conv_h: float = 12.0
+    conv_h: float = 14.0
     cart_hold: float = 0.6
     cart_min: float = 3.0
+    chat_hold: float = 0.5
+    """A conversion collapse keeps the audience talking (a broadcast's end or lull does not)."""
     # refund surge
     refund_floor: int = 6
     refund_ratio: float = 4.0
@@ -111,11 +113,11 @@ class DetectorConfig:
     refund_prior_orders: float = 20.0
     # order concentration
     conc_floor: int = 6
-    conc_p: float = 1e-8
+    conc_p: float = 1e-7
     conc_prior: float = 0.01
     # chat flood
     chat_floor: int = 30
-    chat_ratio: float = 4.0
+    chat_ratio: float = 3.0
     chat_p: float = 1e-8
     chat_per_chatter: float = 2.0
     calm_windows: int = 3
@@ -214,7 +216,8 @@ class _Room:
         """Refunds and their expectation in the previous window (the test spans two)."""
         self.stall = [0.0, 0.0, 0.0]
         """CUSUM of the sales stall, carts seen and carts expected since it left 0."""
-        self.conv = [0.0, 0.0, 0.0]
+        self.conv = [0.0] * 5
+        """CUSUM of the conversion collapse; carts and chats seen and expected since it left 0."""
         self.drop: list[Any] | None = None
         """``[window, reference viewers]`` of a fall awaiting its verdict (collapse or end)."""
         self.firing: dict[str, list[Any]] = {}
@@ -426,7 +429,7 @@ class RoomWatch:
             waited = (ws - drop_ws) // cfg.window_ms
             if cv >= cfg.collapse_recover * ref:
                 r.drop = None  # a dip, back already
-            elif activity > 0:
+            elif joins >= 2 or chats + carts + orders > 0:
                 r.drop = None
                 self._fire(
                     rid, r, "audience_collapse", ws, cv, ref, round(ref / max(cv, 1), 2),
@@ -459,6 +462,9 @@ class RoomWatch:
         if len(cvs) > 8:
             del cvs[0]
 
+        # while the audience falls or a broadcast ends, sales and chat follow it: not news
+        audience = r.drop is not None or bool(firing.keys() & _AUDIENCE_KINDS)
+
         # expected counts of this window from the room's rates per watch-second
         ew = e[_WATCH]
         exp_chats = e[_CHATS] * watch / ew if ew > 0 else 0.0
@@ -479,7 +485,7 @@ class RoomWatch:
             elif r.quiet:
                 self._resolve(rid, r, "sales_stall", ws, "room silent", out)
                 st[:] = [0.0, 0.0, 0.0]
-        elif warm and exp_orders >= cfg.stall_floor:
+        elif warm and not audience and exp_orders >= cfg.stall_floor:
             llr = exp_orders * (1 - cfg.stall_rho) + orders * math.log(cfg.stall_rho)
             st[0] = max(0.0, st[0] + llr)
             if st[0] == 0.0:
@@ -506,28 +512,34 @@ class RoomWatch:
         if "conversion_collapse" in firing:
             if buyers >= 0.5 * exp_buyers and buyers > 0:
                 self._resolve(rid, r, "conversion_collapse", ws, f"{buyers} buyers again", out)
-                cs[:] = [0.0, 0.0, 0.0]
+                cs[:] = [0.0] * 5
             elif r.quiet:
                 self._resolve(rid, r, "conversion_collapse", ws, "room silent", out)
-                cs[:] = [0.0, 0.0, 0.0]
-        elif warm and exp_buyers >= cfg.conv_floor:
+                cs[:] = [0.0] * 5
+        elif warm and not audience and exp_buyers >= cfg.conv_floor:
             llr = exp_buyers * (1 - cfg.conv_rho) + buyers * math.log(cfg.conv_rho)
             cs[0] = max(0.0, cs[0] + llr)
             if cs[0] == 0.0:
-                cs[1] = cs[2] = 0.0
+                cs[1] = cs[2] = cs[3] = cs[4] = 0.0
             else:
                 cs[1] += carts
                 cs[2] += exp_carts
-                if cs[0] >= cfg.conv_h and cs[1] < cfg.cart_hold * cs[2]:
+                cs[3] += chats
+                cs[4] += exp_chats
+                if (
+                    cs[0] >= cfg.conv_h
+                    and cs[1] < cfg.cart_hold * cs[2]
+                    and cs[3] >= cfg.chat_hold * cs[4]
+                ):
                     conv = buyers / uv if uv else 0.0
                     base = exp_buyers / uv if uv else 0.0
                     self._fire(
                         rid, r, "conversion_collapse", ws, conv, base, round(cs[0], 2),
                         f"{buyers} buyers among {uv} viewers (expected {exp_buyers:.1f})", out,
                     )  # fmt: skip
-                    cs[:] = [0.0, 0.0, 0.0]
+                    cs[:] = [0.0] * 5
         else:
-            cs[:] = [0.0, 0.0, 0.0]
+            cs[:] = [0.0] * 5
 
         # ---- refund surge: refunds far above what the room's recent orders explain
         rate = (r.ref_n + cfg.refund_prior * cfg.refund_prior_orders) / (
@@ -615,7 +627,7 @@ class RoomWatch:
                 hist.append([round(watch), carts, orders, buyers])
                 if len(hist) > cfg.history_windows:
                     del hist[0]
-                if orders:
+                if orders and excess < cfg.conc_floor:  # a ring does not teach its habits
                     e[_EXCESS] += a * (excess / orders - e[_EXCESS])
             if "order_concentration" not in firing:
                 e[_ORDERS_SLOW] += a_slow * (orders - e[_ORDERS_SLOW])
