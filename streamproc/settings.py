@@ -211,7 +211,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("metrics_port", "9464", _int, "Prometheus /metrics port of the worker (0: off)", "worker"),
     _s("metrics_host", "127.0.0.1", _str, "address the /metrics endpoint binds", "worker"),
     _s("top_k", "50", _int, "rooms with per-room Prometheus series", "worker"),
-    _s("anomaly_detection", "false", _bool, "run the anomaly detectors on every room's final windows (docs/anomalies.md); off by default until the crash-test interaction is understood", "worker"),
+    _s("anomaly_detection", "true", _bool, "run the anomaly detectors on every room's final windows (docs/anomalies.md)", "worker"),
     _s("top_skus", "5", _int, "SKUs (by session GMV) with Prometheus series, per top-K room", "worker"),
     _s(
         "viewer_thresholds",
