@@ -198,3 +198,39 @@ def test_upgrade_of_room_metrics_to_is_deleted_on_chdb() -> None:
         assert q(f"EXISTS TABLE {db}.room_metrics_upgrade") == "0"
     finally:
         sess.close()
+
+
+def test_upgrade_of_room_totals_to_the_commerce_columns_on_chdb() -> None:
+    """schemas/clickhouse/upgrade/room_totals_commerce.sql on a room_totals created before
+    METRICS §8 gives the columns (names, types, order, ALIAS expressions) of a new one."""
+    import chdb.session
+
+    new_ddl = (SCHEMA_DIR / "003_room_totals.sql").read_text()
+    added = ("distinct_carters", "views", "presence_start", "presence_end")
+    old_ddl = "\n".join(
+        line
+        for line in new_ddl.splitlines()
+        if " ALIAS " not in line and not line.strip().startswith(added)
+    ).replace("updated_at       DateTime64(3, 'UTC'),", "updated_at       DateTime64(3, 'UTC')")
+    old_db, new_db = fresh_database("totals_old"), fresh_database("totals_new")
+    sess = chdb.session.Session(chdb_dir())
+    try:
+        for db, ddl in ((old_db, old_ddl), (new_db, new_ddl)):
+            sess.query(f"CREATE DATABASE {db}")
+            for stmt in split_statements(substitute_database(ddl, db)):
+                sess.query(stmt)
+
+        def columns(db: str) -> str:
+            q = (
+                "SELECT name, type, default_kind, default_expression FROM system.columns "
+                f"WHERE database = '{db}' AND table = 'room_totals' ORDER BY position"
+            )
+            return str(sess.query(q, "TSV").bytes().decode())
+
+        assert "views" not in columns(old_db)
+        upgrade = (SCHEMA_DIR / "upgrade" / "room_totals_commerce.sql").read_text()
+        for stmt in split_statements(substitute_database(upgrade, old_db)):
+            sess.query(stmt)
+        assert columns(old_db) == columns(new_db)
+    finally:
+        sess.close()
