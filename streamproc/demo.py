@@ -58,7 +58,20 @@ WHERE window_start >= (SELECT max(window_start) FROM {db}.room_metrics) - INTERV
 GROUP BY room_id ORDER BY viewers DESC LIMIT 8
 """
 
+ALERTS = """
+SELECT room_id, kind, severity, toString(window_start) AS fired_window,
+       round(value, 2) AS value, round(baseline, 2) AS baseline, summary
+FROM {db}.room_alerts FINAL
+WHERE state = 'firing'
+ORDER BY severity = 'info', window_start DESC LIMIT 6
+"""
+"""Alerts firing now, paging kinds first (broadcast ends are info: docs/anomalies.md)."""
+
 REPORT = {
+    "anomaly alerts of the session (every room; docs/anomalies.md)": """
+SELECT room_id, kind, severity, state, toString(window_start) AS fired_window, summary
+FROM {db}.room_alerts FINAL ORDER BY window_start DESC LIMIT 10
+""",
     "top rooms by peak concurrent viewers (whole session)": """
 SELECT room_id, peak_viewers, peak_at, distinct_viewers, orders, toDecimalString(gmv, 2) AS gmv,
        toDecimalString(refund_amount, 2) AS refunded, round(avg_dwell_ms / 1000, 1) AS avg_dwell_s
@@ -207,6 +220,12 @@ def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -
                 parts.append(
                     _table(rows, "top rooms (viewers = concurrent now; last minute of windows)")
                 )
+                try:
+                    alerts = _sql(endpoint, demo_dir, ALERTS.format(db=s.clickhouse_database))
+                except Exception:
+                    alerts = []
+                if alerts:
+                    parts.append(_table(alerts, "anomaly alerts firing now (every room)"))
                 if note:
                     parts.append(Text(note, style="yellow"))
                 live.update(Group(*parts), refresh=True)

@@ -3,6 +3,8 @@ width, not code points), and the status line always says how fresh the numbers a
 
 from __future__ import annotations
 
+import json
+
 from rich.cells import cell_len
 from rich.console import Console
 
@@ -48,3 +50,29 @@ def test_status_line_shows_freshness_and_lag_and_turns_red() -> None:
     assert any("red" in str(span.style) for span in text.spans)
     down = demo._status(1.0, 60.0, 0, None, t.failed("connection refused"))
     assert "metrics unavailable" in down.plain
+
+
+def test_alert_queries_of_the_terminal_view_pass_the_guard_and_read_room_alerts() -> None:
+    """The demo's alerts panel and report go through the SQL endpoint's check; on the real
+    schema they list a firing paging alert (room ids as they are: Chinese, emoji)."""
+    from streamproc.sink.chdb_sink import ChdbSink
+    from tests.chdb_fixture import chdb_dir, fresh_database
+
+    db = fresh_database("demo_alerts")
+    sink = ChdbSink(chdb_dir(), database=db)
+    try:
+        sink._session.query(
+            f"INSERT INTO {db}.room_alerts (room_id, kind, window_start, state, severity, value, "
+            "baseline, score, summary, resolved_at, version, updated_at) VALUES ('房间🔥', "
+            "'sales_stall', toDateTime64(1700000000, 3, 'UTC'), 'firing', 'page', 0, 5, 9, "
+            "'carts go on, no paid orders', toDateTime64(0, 3, 'UTC'), 1, now64())"
+        )
+        reader = sink.reader()
+        for query in (demo.ALERTS, next(iter(demo.REPORT.values()))):
+            rows = [
+                json.loads(line)
+                for line in reader.query(query.format(db=db), "JSONEachRow").decode().splitlines()
+            ]
+            assert [(r["room_id"], r["kind"]) for r in rows] == [("房间🔥", "sales_stall")]
+    finally:
+        sink.close()
