@@ -205,7 +205,10 @@ def compare(expected: Mapping[str, Any], dumped: Mapping[str, list[dict[str, Any
     assert len(tot_got) == len(expected["room_totals"])
     dl_got = sorted((d["partition"], d["offset"], d["reason"]) for d in dumped["dead_letters"])
     dl_want = sorted((d["partition"], d["offset"], d["reason"]) for d in expected["dead_letters"])
-    assert dl_got == dl_want
+    assert dl_got == dl_want, (
+        f"dead letters: missing {sorted(set(dl_want) - set(dl_got))[:10]}, "
+        f"extra {sorted(set(dl_got) - set(dl_want))[:10]} ({len(dl_got)} vs {len(dl_want)})"
+    )
     late_got = sorted((d["partition"], d["offset"], d["late_by_ms"]) for d in dumped["late_events"])
     late_want = sorted(
         (d["partition"], d["offset"], d["late_by_ms"]) for d in expected["late_events"]
