@@ -206,7 +206,13 @@ class WorkerRuntime:
         generation = self.data_generation
         batch = await self.data.getmany(int(self.poll_timeout * 1000), self.max_batch)
         if generation != self.data_generation:
-            return  # reassigned meanwhile: these records come again from the new positions
+            # Reassigned while this fetch waited: its records may already come from the new
+            # positions, and the consumer's position has moved past them. Dropping them
+            # alone lost them (found by the rebalance test: the first dead letters after a
+            # restore were missing), so seek back to the engines' offsets and fetch again.
+            async with self.lock:
+                self._reassign()
+            return
         await self.on_fetch(batch)
 
     async def shutdown(self) -> None:
