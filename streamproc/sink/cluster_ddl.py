@@ -25,7 +25,7 @@ form at its top-level parentheses. Engine arguments (``ReplacingMergeTree(versio
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -79,27 +79,8 @@ def _skip_quoted(text: str, i: int) -> int:
     raise ClusterDdlError(f"unterminated {q} in {text!r}")
 
 
-def _matching_paren(text: str, i: int) -> int:
-    """Index of the ``)`` closing the ``(`` at ``text[i]``."""
-    depth = 0
-    j = i
-    while j < len(text):
-        ch = text[j]
-        if ch in "'`\"":
-            j = _skip_quoted(text, j)
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return j
-        j += 1
-    raise ClusterDdlError(f"unbalanced parentheses in {text!r}")
-
-
-def _top_level_find(text: str, needle: str, start: int = 0) -> int:
-    """First ``needle`` at parenthesis depth 0 and outside quotes, or -1."""
+def _unquoted(text: str, start: int) -> Iterator[tuple[int, int]]:
+    """``(index, parenthesis depth before it)`` of each character outside quotes."""
     depth = 0
     j = start
     while j < len(text):
@@ -107,13 +88,27 @@ def _top_level_find(text: str, needle: str, start: int = 0) -> int:
         if ch in "'`\"":
             j = _skip_quoted(text, j)
             continue
+        yield j, depth
         if ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
-        elif depth == 0 and text.startswith(needle, j):
-            return j
         j += 1
+
+
+def _matching_paren(text: str, i: int) -> int:
+    """Index of the ``)`` closing the ``(`` at ``text[i]``."""
+    for j, depth in _unquoted(text, i):
+        if text[j] == ")" and depth == 1:
+            return j
+    raise ClusterDdlError(f"unbalanced parentheses in {text!r}")
+
+
+def _top_level_find(text: str, needle: str, start: int = 0) -> int:
+    """First ``needle`` at parenthesis depth 0 and outside quotes, or -1."""
+    for j, depth in _unquoted(text, start):
+        if depth == 0 and text[j] not in "()" and text.startswith(needle, j):
+            return j
     return -1
 
 
