@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.engine import build_input
+from bench.engine import build_input, feed
 from streamproc import gcpolicy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,18 +46,9 @@ def load_revision(rev: str, into: Path) -> ModuleType:
 def cpu_run(mod: Any, parts: list[list[Any]], batch: int) -> tuple[float, int]:
     """CPU seconds of feeding every partition (flush once per second of arrival), rows."""
     engines = [mod.PartitionEngine(mod.EngineConfig(), p) for p in range(len(parts))]
-    rows = 0
     gc.collect()
     t0 = time.process_time()
-    for eng, recs in zip(engines, parts, strict=True):
-        next_flush = recs[0][4] + 1000 if recs else 0
-        for i in range(0, len(recs), batch):
-            chunk = recs[i : i + batch]
-            eng.process(chunk)
-            if chunk[-1][4] >= next_flush:
-                rows += len(eng.flush())
-                next_flush = chunk[-1][4] + 1000
-        rows += len(eng.flush())
+    rows = feed(engines, parts, batch)
     return time.process_time() - t0, rows
 
 

@@ -82,8 +82,15 @@ def run(
     parts: list[list[tuple[int, int, bytes, bytes, int]]], batch: int
 ) -> tuple[list[PartitionEngine], float, int]:
     engines = [PartitionEngine(EngineConfig(), p) for p in range(len(parts))]
-    rows = 0
     t0 = time.perf_counter()
+    rows = feed(engines, parts, batch)
+    return engines, time.perf_counter() - t0, rows
+
+
+def feed(engines: list[Any], parts: list[list[Any]], batch: int) -> int:
+    """Every partition's records through its engine in batches, flushing once per second of
+    arrival (as the worker does); the rows written. Shared with ``bench/ab.py``."""
+    rows = 0
     for eng, recs in zip(engines, parts, strict=True):
         next_flush = recs[0][4] + 1000 if recs else 0
         for i in range(0, len(recs), batch):
@@ -93,7 +100,7 @@ def run(
                 rows += len(eng.flush())
                 next_flush = chunk[-1][4] + 1000
         rows += len(eng.flush())
-    return engines, time.perf_counter() - t0, rows
+    return rows
 
 
 def rss_bytes() -> int:
