@@ -26,7 +26,7 @@ import binascii
 import json
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from streamproc.rows import (
@@ -99,7 +99,14 @@ class RefConfig:
     dedup_ms: int = 600_000
     idle_ms: int = 5_000
     clock_ahead_ms: int = 10_000  # F
+    room_retention_ms: int = 6 * 3_600_000  # R (§9)
     topics: tuple[str, ...] = ("live.viewer", "live.chat", "live.cart", "live.order")
+
+    @property
+    def room_rest_ms(self) -> int:
+        """§9 ``G``: a room rests once the horizon is ``T + L + 3W + 2 s`` past its last
+        applied event."""
+        return self.presence_timeout_ms + self.allowed_lateness_ms + 3 * self.window_ms + 2000
 
 
 @dataclass(frozen=True)
@@ -392,6 +399,9 @@ class Event:
     amount_fen: int = 0  # order
     sku_id: str = ""  # cart, order
     quantity: int = 0  # cart, order
+    session: int = 0
+    """§9: which session of its room the event belongs to (0, then 1 after the room rested
+    for longer than the retention ``R``)."""
 
 
 def validate(
@@ -467,8 +477,7 @@ class _Partition:
             # §3, a silent partition still keeps time: event time passes as the arrival
             # clock does since each topic's last arrival
             cand = (
-                max(self.maxts[k] + (a - self.last_arrival[k]) for k in seen)
-                - cfg.out_of_order_ms
+                max(self.maxts[k] + (a - self.last_arrival[k]) for k in seen) - cfg.out_of_order_ms
             )
         self.S = cand if self.S is None else max(self.S, cand)
 
@@ -483,6 +492,8 @@ def pass1(
     kind_of = dict(zip(cfg.topics, KINDS, strict=True))
     parts: dict[int, _Partition] = defaultdict(_Partition)
     applied: list[Event] = []
+    # §9: per room, (session number, largest ts of its applied events in that session)
+    sessions: dict[str, tuple[int, int]] = {}
     dead: list[dict[str, Any]] = []
     late: list[dict[str, Any]] = []
     counters: dict[str, Any] = {
@@ -556,7 +567,14 @@ def pass1(
             continue
         counters["events"][kind] += 1
         st.memory[ev.event_id] = ev.ts
-        applied.append(ev)
+        # §9: a room whose last event lies more than G + R behind the horizon was evicted
+        # and its record forgotten: this event starts a new session of that room_id
+        n, last = sessions.get(ev.room_id, (0, ev.ts))
+        rested = last + cfg.room_rest_ms + cfg.room_retention_ms
+        if S is not None and _window_start(S - L, W) >= rested:
+            n, last = n + 1, ev.ts
+        sessions[ev.room_id] = (n, max(last, ev.ts))
+        applied.append(replace(ev, session=n))
     return applied, dead, late, counters
 
 
@@ -808,12 +826,20 @@ def compute(records: list[Record], cfg: RefConfig = RefConfig()) -> dict[str, An
     sku_metrics: list[dict[str, Any]] = []
     sku_totals: list[dict[str, Any]] = []
     for room in sorted(by_room):
-        rows, tot = room_rows(room, by_room[room], cfg)
+        evs = by_room[room]
+        # windows do not depend on sessions (they are T + L + ... apart: no presence spans
+        # the gap); totals are those of the room's last session, and a SKU's totals those of
+        # the last session that sold or carted it (§9: each session overwrites its rows)
+        rows, _ = room_rows(room, evs, cfg)
         metrics.extend(rows)
-        totals.append(tot)
-        s_rows, s_tot = sku_rows(room, by_room[room], cfg)
-        sku_metrics.extend(s_rows)
-        sku_totals.extend(s_tot)
+        last = max(ev.session for ev in evs)
+        totals.append(room_rows(room, [ev for ev in evs if ev.session == last], cfg)[1])
+        by_sku: dict[str, dict[str, Any]] = {}
+        for n in sorted({ev.session for ev in evs}):
+            for t in sku_rows(room, [ev for ev in evs if ev.session == n], cfg)[1]:
+                by_sku[t["sku_id"]] = t
+        sku_metrics.extend(sku_rows(room, evs, cfg)[0])
+        sku_totals.extend(by_sku[k] for k in sorted(by_sku))
     return {
         "room_metrics": metrics,
         "room_totals": totals,

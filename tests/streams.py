@@ -125,6 +125,8 @@ def configs(draw: st.DrawFn) -> RefConfig:
         dedup_ms=draw(st.sampled_from([3000, 20000])),
         idle_ms=draw(st.sampled_from([500, 2000])),
         clock_ahead_ms=draw(st.sampled_from([0, 400, 1000, 10_000])),
+        # §9: rooms evicted and revived within R, or reopened as a new session after it
+        room_retention_ms=draw(st.sampled_from([0, 3000, 60_000, 6 * 3_600_000])),
     )
 
 
@@ -181,6 +183,54 @@ def streams(draw: st.DrawFn, max_events: int = 60) -> tuple[RefConfig, int, list
         m = Msg(kind, room.encode(), value, ts + delay)
         msgs.append(m)
         sent.append(m)
+    msgs.sort(key=lambda m: m.arrival)
+    offsets: dict[tuple[int, int], int] = defaultdict(int)
+    records = []
+    for m in msgs:
+        p = default_partition(m.key, partitions)
+        off = offsets[(m.kind, p)]
+        offsets[(m.kind, p)] += 1
+        records.append(Record(cfg.topics[m.kind], p, off, m.key, m.value, m.arrival))
+    return cfg, partitions, records
+
+
+@st.composite
+def room_lives(draw: st.DrawFn) -> tuple[RefConfig, int, list[Record]]:
+    """Many rooms that open, end, and reopen (semantics §9): staggered sessions over a
+    stream much longer than ``T``, ``L`` and ``D``, each room reopening after a gap within
+    the retention ``R`` (it was evicted and is revived), beyond it (a new session), or
+    before it even rested; with redeliveries of old events after the gap (duplicates
+    within ``D``, late or applied again after it) and out-of-order arrivals."""
+    cfg = RefConfig(
+        window_ms=1000,
+        out_of_order_ms=draw(st.sampled_from([0, 300])),
+        allowed_lateness_ms=draw(st.sampled_from([0, 1500])),
+        presence_timeout_ms=draw(st.sampled_from([700, 2500])),
+        dedup_ms=draw(st.sampled_from([3000, 20_000])),
+        idle_ms=500,
+        clock_ahead_ms=1000,
+        room_retention_ms=draw(st.sampled_from([0, 10_000, 40_000])),
+    )
+    G, R, B = cfg.room_rest_ms, cfg.room_retention_ms, cfg.out_of_order_ms
+    partitions = draw(st.integers(1, 2))
+    msgs: list[Msg] = []
+    for r in range(draw(st.integers(2, 10))):
+        room = f"room-{r}"
+        t = BASE + draw(st.integers(0, 30)) * 1000  # staggered starts
+        sent: list[Msg] = []
+        for life in range(draw(st.integers(1, 3))):
+            if life:
+                t += draw(st.sampled_from([G // 2, G + R // 2, G + R + 2000, 3 * (G + R)]))
+                if sent and draw(st.booleans()):  # an old event delivered again
+                    old = draw(st.sampled_from(sent))
+                    msgs.append(Msg(old.kind, old.key, old.value, t))
+            for k in range(draw(st.integers(1, 6))):
+                t += draw(st.integers(0, 1500))
+                user = draw(st.sampled_from(USERS))
+                kind, value = _valid_event(draw, f"{room}-{life}-{k}", room, user, t)
+                m = Msg(kind, room.encode(), value, t + draw(st.sampled_from([0, 0, B])))
+                msgs.append(m)
+                sent.append(m)
     msgs.sort(key=lambda m: m.arrival)
     offsets: dict[tuple[int, int], int] = defaultdict(int)
     records = []

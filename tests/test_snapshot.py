@@ -32,6 +32,7 @@ DERIVED_ENGINE = {
     "last_arrival": "saved",
     "broken": "a broken engine is never saved",
     "_current": "set only while process() runs",
+    "retired": "saved (Retirement.state): evicted rooms kept for R",
     "watch": "the anomaly detectors' own versioned snapshot (RoomWatch.snapshot)",
 }
 DERIVED_ROOM = {

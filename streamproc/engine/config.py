@@ -34,6 +34,10 @@ class EngineConfig:
     clock_ahead_ms: int = 10_000
     """``F``: an event's ``ts`` counts towards stream time as at most its arrival plus this
     (a producer whose clock runs ahead must not close everyone else's windows)."""
+    room_retention_ms: int = 6 * 3_600_000
+    """``R``: how long an evicted room's totals are kept after it rests (``engine.retire``):
+    events of that ``room_id`` within ``R`` continue its session exactly; later ones start
+    a new session (semantics §9)."""
     topics: tuple[str, ...] = field(default=DEFAULT_TOPICS)
     """Topic names for the kinds in ``KINDS`` order."""
 
@@ -41,13 +45,27 @@ class EngineConfig:
         for name in ("window_ms", "presence_timeout_ms", "dedup_ms"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
-        for name in ("out_of_order_ms", "allowed_lateness_ms", "idle_ms", "clock_ahead_ms"):
+        for name in (
+            "out_of_order_ms",
+            "allowed_lateness_ms",
+            "idle_ms",
+            "clock_ahead_ms",
+            "room_retention_ms",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.window_ms % 1000:
             raise ValueError("window_ms must be a whole number of seconds")
         if len(self.topics) != len(KINDS) or len(set(self.topics)) != len(KINDS):
             raise ValueError(f"topics must name {len(KINDS)} distinct topics")
+
+    @property
+    def room_rest_ms(self) -> int:
+        """``G``: a room rests (can be evicted) once the horizon ``H`` is this far past its
+        last event: by then its presences have timed out (``T``), its windows are beyond
+        the lateness horizon (``L``) and its users' cleanup checks (one window and one
+        timer second each) have run (``engine.retire``)."""
+        return self.presence_timeout_ms + self.allowed_lateness_ms + 3 * self.window_ms + 2000
 
     def topic_index(self) -> dict[str, int]:
         """Map topic name to kind index."""

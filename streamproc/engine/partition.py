@@ -45,6 +45,7 @@ from .presence import (
     overlaps,
     prune,
 )
+from .retire import Retirement
 from .room import Room, TotalsValues
 from .sku import SkuBook
 from .validate import (
@@ -142,6 +143,8 @@ class PartitionEngine:
         self._room_by_key: dict[bytes, Room] = {}
         """Rooms by message key: checks key == room_id without encoding it per event."""
         self._timers: list[tuple[int, str]] = []
+        self.retired = Retirement()
+        """Evicted rooms whose totals are kept for ``R`` (``engine.retire``, semantics §9)."""
         self.counters = Counters()
         self.out = Output()
         self.drained = False
@@ -415,8 +418,8 @@ class PartitionEngine:
         if key is None or key != room_id.encode("utf-8"):
             raise ValueError("key_mismatch")
         room = self.rooms.get(room_id)
-        if room is None:
-            room = self.rooms[room_id] = Room(room_id)
+        if room is None:  # new, or evicted: its kept record, or a new session (§9)
+            room = self.rooms[room_id] = self.retired.revive(self, room_id)
         self._room_by_key[key] = room
         return room
 
@@ -533,6 +536,8 @@ class PartitionEngine:
         if self.horizon < H:
             self.horizon = H
             self._expire(H)
+            self.retired.forget(self, H)
+            self.retired.retire(self, H)  # rooms at rest leave memory (§9)
             if self.watch is not None:  # windows before H are final for good: judge them
                 self.out.room_alerts += self.watch.advance(H, self.clock())
         heap = self._seen_heap
@@ -649,7 +654,9 @@ class PartitionEngine:
         H = self.horizon
         while heap and heap[0][0] <= S:
             due, rid = heapq.heappop(heap)
-            room = self.rooms[rid]
+            room = self.rooms.get(rid)
+            if room is None:
+                continue  # evicted with its pending checks (engine.retire.settle)
             # dict.fromkeys: a user's duplicate checks collapse once they share a bucket
             for uid in dict.fromkeys(room.timers.pop(due // TIMER_GRAIN, ())):
                 u = room.users.get(uid)

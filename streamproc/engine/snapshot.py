@@ -25,12 +25,17 @@ from ..anomaly.detect import RoomWatch
 from .config import EngineConfig
 from .partition import TIMER_GRAIN, Counters, PartitionEngine, wall_ms
 from .presence import User
+from .retire import Retirement
 from .room import Room
 from .sku import SkuBook
 from .window import Window
 
-MAGIC = b"SPSNAP4\n"
-"""Format marker; bump it when the layout changes."""
+MAGIC = b"SPSNAP5\n"
+"""Format marker; bump it when the layout changes. 5: evicted rooms' kept records
+(``engine.retire``)."""
+_UPGRADABLE = (b"SPSNAP4\n",)
+"""Older formats this version reads: 4 is 5 without evicted rooms (its engine evicted
+none; the restored one evicts them at its next horizon step, which changes no result)."""
 
 _WINDOW_INTS = (
     "start",
@@ -150,7 +155,7 @@ def _restore_users(state: list[Any]) -> dict[str, User | array[int]]:
     return users
 
 
-def _room_state(r: Room) -> list[Any]:
+def room_state(r: Room) -> list[Any]:
     return [
         r.room_id,
         [getattr(r, a) for a in _ROOM_INTS],
@@ -223,9 +228,10 @@ def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
         eng.maxts,
         eng.last_arrival,
         _seen_state(list(eng.seen), eng.seen) if with_seen else None,
-        [_room_state(r) for r in eng.rooms.values()],
+        [room_state(r) for r in eng.rooms.values()],
         [c.events, sorted(c.invalid.items()), c.duplicates, c.late],
         None if eng.watch is None else eng.watch.snapshot(),
+        eng.retired.state(),
     ]
     return MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
 
@@ -243,14 +249,24 @@ def restore(
     writes after a restart win over any written before it. ``seen_segments``: the dedup
     memory of a snapshot taken ``with_seen=False``, oldest segment first.
     """
-    if not blob.startswith(MAGIC):
-        raise SnapshotError("not a streamproc snapshot (or an incompatible version)")
+    head = blob[: len(MAGIC)]
+    if head != MAGIC and head not in _UPGRADABLE:
+        if head.startswith(b"SPSNAP"):
+            raise SnapshotError(
+                f"snapshot format {head[6:].strip().decode('ascii', 'replace')!r} is too old "
+                f"for this version (it reads {MAGIC[6:].strip().decode()} and "
+                f"{', '.join(m[6:].strip().decode() for m in _UPGRADABLE)}): finish the "
+                "partition with the previous release, or delete the snapshot and replay from "
+                "the earliest offsets (docs/runtime.md)"
+            )
+        raise SnapshotError("not a streamproc snapshot")
     try:
         state = msgspec.msgpack.decode(zlib.decompress(blob[len(MAGIC) :]))
     except (zlib.error, msgspec.DecodeError) as exc:
         raise SnapshotError(f"corrupt snapshot: {exc}") from None
     cfg_d, scalars, next_offsets, maxts, last_arrival, seen, rooms, counters = state[:8]
     watch = state[8] if len(state) > 8 else None  # the anomaly detectors' own snapshot
+    retired = state[9] if len(state) > 9 else None  # format 4: no room was evicted
     cfg_d["topics"] = tuple(cfg_d["topics"])
     eng = PartitionEngine(EngineConfig(**cfg_d), clock=clock)
     for a, v in zip(_ENGINE_SCALARS, scalars, strict=True):
@@ -289,7 +305,7 @@ def restore(
         del eng.seen[eid]
     eng._seen_heap = sorted(buckets)  # a sorted list is a heap (the engine is new: no others)
     for rs in rooms:
-        room = _restore_room(rs)
+        room = restore_room(rs)
         eng.rooms[room.room_id] = room
         eng._room_by_key[room.room_id.encode("utf-8")] = room
         for b in room.timers:
@@ -303,10 +319,14 @@ def restore(
             eng.watch = RoomWatch.restore(watch)
         except ValueError as exc:
             raise SnapshotError(f"anomaly detectors: {exc}") from None
+    if retired is not None:
+        eng.retired = Retirement.from_state(
+            retired, eng.cfg.room_rest_ms + eng.cfg.room_retention_ms
+        )
     return eng
 
 
-def _restore_room(rs: list[Any]) -> Room:
+def restore_room(rs: list[Any]) -> Room:
     (
         rid,
         ints,
