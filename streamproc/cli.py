@@ -48,6 +48,12 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
         help="F (default %(default)s)",
     )
     g.add_argument(
+        "--room-retention-seconds",
+        type=float,
+        default=d.room_retention_ms / 1000,
+        help="R: an evicted room's totals are kept this long (default %(default)s)",
+    )
+    g.add_argument(
         "--topics",
         default=",".join(DEFAULT_TOPICS),
         help="viewer,chat,cart,order topic names (default %(default)s)",
@@ -66,6 +72,7 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         dedup_seconds=args.dedup_seconds,
         idle_seconds=args.idle_seconds,
         clock_ahead_seconds=args.clock_ahead_seconds,
+        room_retention_seconds=args.room_retention_seconds,
         topics=tuple(t.strip() for t in args.topics.split(",")),
     )
 
@@ -418,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dedup_seconds",
         "idle_seconds",
         "clock_ahead_seconds",
+        "room_retention_seconds",
     )
     p.set_defaults(func=cmd_worker)
 

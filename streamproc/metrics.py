@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import logging
 import threading
 import time
@@ -210,6 +211,11 @@ class _Partition:
     late: int = 0
     state_rooms: int = 0
     state_users: int = 0
+    state_retired: int = 0
+    evictions: int = -1
+    """The engine's rooms evicted + records forgotten, as last seen (``_forget_rooms``)."""
+    gone: list[_Room] = field(default_factory=list)
+    """Record holders (peak, GMV) among the rooms that left the engine for good."""
     dedup_ids: int = 0
     head_ts: int | None = None
     watermark: int | None = None
@@ -347,6 +353,11 @@ class PipelineMetrics(Collector):
                     for sku, sess in room.skus.sessions.items():
                         if sess.totals_emitted is not None:
                             self._sku(part, (room_id, sku, *sess.totals_emitted))
+            # evicted rooms whose totals the engine keeps: if they come back, their totals
+            # rows continue the session (baselines, so nothing is counted twice)
+            for room in engine.retired.kept_rooms():
+                if room.totals_emitted is not None:
+                    self._totals(part, (room.room_id, *room.totals_emitted), count=False)
 
     def on_written(self, partition: int, out: RowsLike, now_ms: int, head_ts: int) -> None:
         """Rows of ``partition`` are durably in ClickHouse: update rooms, money, freshness.
@@ -416,6 +427,11 @@ class PipelineMetrics(Collector):
             part.late = c.late
             part.state_rooms = len(engine.rooms)
             part.state_users = sum(len(r.users) for r in engine.rooms.values())
+            retired = engine.retired
+            part.state_retired = len(retired.records)
+            if retired.evicted + retired.expired != part.evictions:
+                part.evictions = retired.evicted + retired.expired
+                self._forget_rooms(part, engine)
             part.dedup_ids = len(engine.seen)
             S = engine.stream_time
             part.watermark = S if MIN_TS_MS <= S <= MAX_TS_MS else part.watermark
@@ -489,6 +505,22 @@ class PipelineMetrics(Collector):
         if r is None:
             r = part.rooms[room_id] = _Room(room_id)
         return r
+
+    def _forget_rooms(self, part: _Partition, engine: PartitionEngine) -> None:
+        """Rooms the engine holds no more (not even their totals) leave the series; the
+        records they hold stay."""
+        live, kept = engine.rooms, engine.retired.records
+        gone = [rid for rid in part.rooms if rid not in live and rid not in kept]
+        if not gone:
+            return
+        now = int(self._clock() * 1000)
+        for rid in gone:
+            r = part.rooms.pop(rid)
+            self._set_concurrent(part, r, 0, now)  # a rested room has nobody present
+            part.gone.append(r)
+        best_peak = min(part.gone, key=lambda r: (-r.peak, r.room_id))
+        best_gmv = min(part.gone, key=lambda r: (-r.gmv_fen, r.room_id))
+        part.gone = [best_peak] if best_peak is best_gmv else [best_peak, best_gmv]
 
     def _take_counters(self, part: _Partition, engine: PartitionEngine) -> None:
         c = engine.counters
@@ -639,12 +671,14 @@ class PipelineMetrics(Collector):
         best_gmv: _Room | None = None
         seen: dict[str, _Room] = {}
         for p in parts.values():
-            for r in p.rooms.values():
+            for r in itertools.chain(p.gone, p.rooms.values()):
                 # ties: the smaller room id keeps the record (a stable label)
                 if best_peak is None or _beats(r.peak, r, best_peak.peak, best_peak):
                     best_peak = r
                 if best_gmv is None or _beats(r.gmv_fen, r, best_gmv.gmv_fen, best_gmv):
                     best_gmv = r
+                if p.rooms.get(r.room_id) is not r:
+                    continue  # left the engine: it may still hold a record
                 other = seen.get(r.room_id)
                 if other is None or r.rank(now_ms) > other.rank(now_ms):
                     seen[r.room_id] = r  # a room split over partitions (replay only): one series
@@ -735,6 +769,8 @@ class PipelineMetrics(Collector):
         state = [
             ("streamproc_engine_rooms", "Rooms held in the engine state.", "state_rooms"),
             ("streamproc_engine_users", "Users held in the engine state.", "state_users"),
+            ("streamproc_engine_retired_rooms",
+             "Evicted rooms whose totals the engine keeps for the retention R.", "state_retired"),
             ("streamproc_engine_present_viewers", "Sum of the rooms' latest concurrent viewers.",
              "present"),
             ("streamproc_engine_dedup_ids", "Event ids remembered for deduplication.",

@@ -191,6 +191,14 @@ SETTINGS: tuple[Setting, ...] = (
         "F: an event's ts counts towards stream time as at most its arrival plus this",
         "engine",
     ),
+    _s(
+        "room_retention_seconds",
+        str(_E.room_retention_ms / 1000),
+        _float,
+        "R: an evicted room's totals are kept this long (stream time) after it rests; "
+        "its later events continue the session, after R they start a new one",
+        "engine",
+    ),
     # worker
     _s("flush_interval", "1.0", _float, "seconds between writes of open-window rows", "worker"),
     _s(
@@ -341,6 +349,7 @@ class Settings:
             dedup_seconds=self.dedup_seconds,
             idle_seconds=self.idle_seconds,
             clock_ahead_seconds=self.clock_ahead_seconds,
+            room_retention_seconds=self.room_retention_seconds,
             topics=tuple(self.topics),
         )
 
@@ -364,6 +373,7 @@ def engine_config(
     idle_seconds: float,
     clock_ahead_seconds: float,
     topics: tuple[str, ...],
+    room_retention_seconds: float = _E.room_retention_ms / 1000,
 ) -> EngineConfig:
     """The one conversion of the engine's settings (seconds) to :class:`EngineConfig` (ms),
     for the worker's settings and the replay command's flags alike."""
@@ -376,6 +386,7 @@ def engine_config(
         idle_ms=ms(idle_seconds),
         clock_ahead_ms=ms(clock_ahead_seconds),
         topics=topics,
+        room_retention_ms=ms(room_retention_seconds),
     )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import zlib
 from array import array
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -153,6 +154,13 @@ class Retirement:
         room.dirty_from = POS
         self.revived += 1
         return room
+
+    def kept_rooms(self) -> Iterator[Room]:
+        """The kept rooms, decoded (for a consumer's baseline after a restore)."""
+        from .snapshot import restore_room
+
+        for _, blob in self.records.values():
+            yield restore_room(msgspec.msgpack.decode(zlib.decompress(blob)))
 
     # ------------------------------------------------------------------ snapshots
 
