@@ -99,12 +99,12 @@ class RefConfig:
     dedup_ms: int = 600_000
     idle_ms: int = 5_000
     clock_ahead_ms: int = 10_000  # F
-    room_retention_ms: int = 6 * 3_600_000  # R (§9)
+    room_retention_ms: int = 6 * 3_600_000  # R (§11)
     topics: tuple[str, ...] = ("live.viewer", "live.chat", "live.cart", "live.order")
 
     @property
     def room_rest_ms(self) -> int:
-        """§9 ``G``: a room rests once the horizon is ``T + L + 3W + 2 s`` past its last
+        """§11 ``G``: a room rests once the horizon is ``T + L + 3W + 2 s`` past its last
         applied event."""
         return self.presence_timeout_ms + self.allowed_lateness_ms + 3 * self.window_ms + 2000
 
@@ -400,7 +400,7 @@ class Event:
     sku_id: str = ""  # cart, order
     quantity: int = 0  # cart, order
     session: int = 0
-    """§9: which session of its room the event belongs to (0, then 1 after the room rested
+    """§11: which session of its room the event belongs to (0, then 1 after the room rested
     for longer than the retention ``R``)."""
 
 
@@ -492,7 +492,7 @@ def pass1(
     kind_of = dict(zip(cfg.topics, KINDS, strict=True))
     parts: dict[int, _Partition] = defaultdict(_Partition)
     applied: list[Event] = []
-    # §9: per room, (session number, largest ts of its applied events in that session)
+    # §11: per room, (session number, largest ts of its applied events in that session)
     sessions: dict[str, tuple[int, int]] = {}
     dead: list[dict[str, Any]] = []
     late: list[dict[str, Any]] = []
@@ -567,7 +567,7 @@ def pass1(
             continue
         counters["events"][kind] += 1
         st.memory[ev.event_id] = ev.ts
-        # §9: a room whose last event lies more than G + R behind the horizon was evicted
+        # §11: a room whose last event lies more than G + R behind the horizon was evicted
         # and its record forgotten: this event starts a new session of that room_id
         n, last = sessions.get(ev.room_id, (0, ev.ts))
         rested = last + cfg.room_rest_ms + cfg.room_retention_ms
@@ -829,7 +829,7 @@ def compute(records: list[Record], cfg: RefConfig = RefConfig()) -> dict[str, An
         evs = by_room[room]
         # windows do not depend on sessions (they are T + L + ... apart: no presence spans
         # the gap); totals are those of the room's last session, and a SKU's totals those of
-        # the last session that sold or carted it (§9: each session overwrites its rows)
+        # the last session that sold or carted it (§11: each session overwrites its rows)
         rows, _ = room_rows(room, evs, cfg)
         metrics.extend(rows)
         last = max(ev.session for ev in evs)

@@ -125,7 +125,7 @@ def configs(draw: st.DrawFn) -> RefConfig:
         dedup_ms=draw(st.sampled_from([3000, 20000])),
         idle_ms=draw(st.sampled_from([500, 2000])),
         clock_ahead_ms=draw(st.sampled_from([0, 400, 1000, 10_000])),
-        # §9: rooms evicted and revived within R, or reopened as a new session after it
+        # §11: rooms evicted and revived within R, or reopened as a new session after it
         room_retention_ms=draw(st.sampled_from([0, 3000, 60_000, 6 * 3_600_000])),
     )
 
@@ -196,7 +196,7 @@ def streams(draw: st.DrawFn, max_events: int = 60) -> tuple[RefConfig, int, list
 
 @st.composite
 def room_lives(draw: st.DrawFn) -> tuple[RefConfig, int, list[Record]]:
-    """Many rooms that open, end, and reopen (semantics §9): staggered sessions over a
+    """Many rooms that open, end, and reopen (semantics §11): staggered sessions over a
     stream much longer than ``T``, ``L`` and ``D``, each room reopening after a gap within
     the retention ``R`` (it was evicted and is revived), beyond it (a new session), or
     before it even rested; with redeliveries of old events after the gap (duplicates

@@ -1,8 +1,8 @@
-"""Rooms leave memory once they rest, and come back exactly (semantics §9).
+"""Rooms leave memory once they rest, and come back exactly (semantics §11).
 
 The reference never evicts anything: every comparison here says that eviction,
 revival within the retention ``R`` and the new session after it change no row but
-the ones §9 defines, across crashes, ticks and flush cadences.
+the ones §11 defines, across crashes, ticks and flush cadences.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def test_reopen_within_retention_continues_the_session() -> None:
 
 def test_reopen_after_retention_starts_a_new_session() -> None:
     """After R the record is gone: the room's totals row is that of the new session
-    (semantics §9), its windows of both sessions stay."""
+    (semantics §11), its windows of both sessions stay."""
     s = Stream()
     end = s.session("r", ["u1", "u2"], BASE)
     reopen = end + G + CFG.room_retention_ms + CFG.allowed_lateness_ms + 5000

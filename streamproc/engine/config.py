@@ -37,7 +37,7 @@ class EngineConfig:
     room_retention_ms: int = 6 * 3_600_000
     """``R``: how long an evicted room's totals are kept after it rests (``engine.retire``):
     events of that ``room_id`` within ``R`` continue its session exactly; later ones start
-    a new session (semantics §9)."""
+    a new session (semantics §11)."""
     topics: tuple[str, ...] = field(default=DEFAULT_TOPICS)
     """Topic names for the kinds in ``KINDS`` order."""
 

@@ -144,7 +144,7 @@ class PartitionEngine:
         """Rooms by message key: checks key == room_id without encoding it per event."""
         self._timers: list[tuple[int, str]] = []
         self.retired = Retirement()
-        """Evicted rooms whose totals are kept for ``R`` (``engine.retire``, semantics §9)."""
+        """Evicted rooms whose totals are kept for ``R`` (``engine.retire``, semantics §11)."""
         self.counters = Counters()
         self.out = Output()
         self.drained = False
@@ -418,7 +418,7 @@ class PartitionEngine:
         if key is None or key != room_id.encode("utf-8"):
             raise ValueError("key_mismatch")
         room = self.rooms.get(room_id)
-        if room is None:  # new, or evicted: its kept record, or a new session (§9)
+        if room is None:  # new, or evicted: its kept record, or a new session (§11)
             room = self.rooms[room_id] = self.retired.revive(self, room_id)
         self._room_by_key[key] = room
         return room
@@ -537,7 +537,7 @@ class PartitionEngine:
             self.horizon = H
             self._expire(H)
             self.retired.forget(self, H)
-            self.retired.retire(self, H)  # rooms at rest leave memory (§9)
+            self.retired.retire(self, H)  # rooms at rest leave memory (§11)
             if self.watch is not None:  # windows before H are final for good: judge them
                 self.out.room_alerts += self.watch.advance(H, self.clock())
         heap = self._seen_heap

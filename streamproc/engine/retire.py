@@ -1,4 +1,4 @@
-"""Rooms leave memory once they rest; their totals stay for ``R`` (semantics §9).
+"""Rooms leave memory once they rest; their totals stay for ``R`` (semantics §11).
 
 A room *rests* at the horizon step where ``H >= last_ts + G`` (``G`` =
 ``EngineConfig.room_rest_ms``: its presences have timed out, its windows are
