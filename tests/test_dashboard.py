@@ -9,8 +9,11 @@ The browser tests (a worker, the page in chromium) are in ``tests/test_dashboard
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import logging
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
@@ -238,6 +241,42 @@ def test_health_lag_in_seconds_and_stall() -> None:
     h = t2.add(health.parse(_exposition(0, 0, 10, 50), 2.0))
     assert h.as_json()["stalled"] is True and h.stale and "stalled" in h.line()
     assert t2.failed("connection refused").stale
+
+
+def test_health_sums_every_worker_and_names_one_that_is_down() -> None:
+    """Several workers each own some partitions: the lag and freshness are the sum of
+    all of them (one worker's figures looked healthy while another fell behind)."""
+    texts = {"/a": _exposition(4.0, 8, 100, 1000), "/b": _exposition(6.0, 2, 900, 3000)}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = texts[self.path].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        h = health.poll(health.HealthTracker(), (base + "/a", base + "/b"))
+        assert h.ok and h.lag_messages == 1000
+        assert h.freshness_s == pytest.approx(10.0 / 10)
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            down = f"http://127.0.0.1:{free.getsockname()[1]}/metrics"
+        h = health.poll(health.HealthTracker(), (base + "/a", down))
+        assert not h.ok and h.stale and down in h.error
+    finally:
+        srv.shutdown()
+    s = settings.load({"STREAMPROC_DASHBOARD_METRICS_URLS": f"{base}/a, {base}/b"})
+    assert s.dashboard_metrics_urls == (f"{base}/a", f"{base}/b")
+    with pytest.raises(ValueError, match="not an http"):
+        settings.load({"STREAMPROC_DASHBOARD_METRICS_URLS": "file:///etc/passwd"})
 
 
 # --- the owner-only rule, over real HTTP -------------------------------------------
