@@ -1,9 +1,10 @@
 """A shorter compressed night through the real worker: memory follows the live rooms.
 
 The night of ``bench/soak.py`` (same generator; default 2 h of event time, 4 000 rooms,
-~600 000 events) is produced as fast as the broker takes it into fresh topics on a
-real broker (``--port``, started if needed), and one worker (embedded ClickHouse,
-default settings, ``--partitions`` partitions) consumes it; then the producers stop
+~600 000 events) is produced at ``--rate`` records/s (the night passes in a few
+minutes: a compressed backfill) into fresh topics on a real broker (``--port``,
+started if needed), and one worker (embedded ClickHouse, default settings,
+``--partitions`` partitions) consumes it; then the producers stop
 and the worker runs on in silence (no ``--exit-when-idle``) until every room rested.
 Every ``--every`` seconds of wall time it prints, from the worker's own Prometheus
 series and ``/proc``: the newest event time applied, events applied, the worker's RSS,
@@ -13,6 +14,7 @@ Finally the worker is stopped (SIGTERM: a last snapshot) and started again, and 
 time until it serves its restored partitions' gauges is printed.
 
     python bench/soak_worker.py [--port 19312] [--hours 2] [--rooms 4000] [--events 600000]
+                                [--rate 5000]
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main() -> int:
     ap.add_argument("--rooms", type=int, default=4_000)
     ap.add_argument("--events", type=int, default=600_000)
     ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument("--rate", type=float, default=5000.0, help="records/s produced")
     ap.add_argument("--every", type=float, default=10.0, help="seconds of wall time per line")
     args = ap.parse_args()
     night = Night(hours=args.hours, rooms=args.rooms, events=args.events)
@@ -117,7 +120,7 @@ def main() -> int:
     done = threading.Event()
 
     def producer() -> None:
-        asyncio.run(produce.produce(bootstrap, records(), None, topics_map))  # type: ignore[arg-type]
+        asyncio.run(produce.produce(bootstrap, records(), args.rate, topics_map))  # type: ignore[arg-type]
         done.set()
 
     cfg = EngineConfig()

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import itertools
 import logging
 import threading
 import time
@@ -671,14 +670,17 @@ class PipelineMetrics(Collector):
         best_gmv: _Room | None = None
         seen: dict[str, _Room] = {}
         for p in parts.values():
-            for r in itertools.chain(p.gone, p.rooms.values()):
+            for r in p.gone:  # rooms that left the engine may still hold a record
+                if best_peak is None or _beats(r.peak, r, best_peak.peak, best_peak):
+                    best_peak = r
+                if best_gmv is None or _beats(r.gmv_fen, r, best_gmv.gmv_fen, best_gmv):
+                    best_gmv = r
+            for r in p.rooms.values():
                 # ties: the smaller room id keeps the record (a stable label)
                 if best_peak is None or _beats(r.peak, r, best_peak.peak, best_peak):
                     best_peak = r
                 if best_gmv is None or _beats(r.gmv_fen, r, best_gmv.gmv_fen, best_gmv):
                     best_gmv = r
-                if p.rooms.get(r.room_id) is not r:
-                    continue  # left the engine: it may still hold a record
                 other = seen.get(r.room_id)
                 if other is None or r.rank(now_ms) > other.rank(now_ms):
                     seen[r.room_id] = r  # a room split over partitions (replay only): one series

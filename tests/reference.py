@@ -570,6 +570,14 @@ def pass1(
             assert tuple(row) == LATE_EVENT_COLUMNS
             late.append(row)
             continue
+        # §11: a room whose last event lies more than G + R behind the horizon was evicted
+        # and its record forgotten: this event starts a new session of that room_id (whose
+        # sums start from zero, as every total of it)
+        n, last = sessions.get(ev.room_id, (0, ev.ts))
+        rested = last + cfg.room_rest_ms + cfg.room_retention_ms
+        if S is not None and _window_start(S - L, W) >= rested:
+            n, last = n + 1, ev.ts
+            room_sums[ev.room_id] = [0, 0]
         if kind == "order":
             sums = room_sums[ev.room_id]
             i = 0 if ev.status == "paid" else 1
@@ -579,12 +587,6 @@ def pass1(
             sums[i] += ev.amount_fen
         counters["events"][kind] += 1
         st.memory[ev.event_id] = ev.ts
-        # §11: a room whose last event lies more than G + R behind the horizon was evicted
-        # and its record forgotten: this event starts a new session of that room_id
-        n, last = sessions.get(ev.room_id, (0, ev.ts))
-        rested = last + cfg.room_rest_ms + cfg.room_retention_ms
-        if S is not None and _window_start(S - L, W) >= rested:
-            n, last = n + 1, ev.ts
         sessions[ev.room_id] = (n, max(last, ev.ts))
         applied.append(replace(ev, session=n))
     return applied, dead, late, counters
