@@ -165,12 +165,16 @@ def main() -> int:
                 f"{snap_s:>6.2f}",
                 flush=True,
             )
-            if done.is_set() and quiet_since is None:
-                quiet_since = time.monotonic()
-                print("-- producers stopped: silence --", flush=True)
+            if (
+                done.is_set()
+                and quiet_since is None
+                and _series(m, "streamproc_consumer_lag_messages") == 0
+            ):
+                quiet_since = time.monotonic()  # produced, and the worker caught up
+                print("-- producers stopped, worker caught up: silence --", flush=True)
             if quiet_since is not None and live == 0:
                 break
-            silence = (cfg.room_rest_ms + cfg.allowed_lateness_ms) / 1000 + 120
+            silence = (cfg.room_rest_ms + cfg.allowed_lateness_ms) / 1000 + 300
             if quiet_since is not None and time.monotonic() - quiet_since > silence:
                 break
         print(f"peak RSS {peak_rss:.0f} MB, RSS at the end {rss_mb(worker.pid):.0f} MB")
