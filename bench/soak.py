@@ -17,8 +17,10 @@ a full snapshot's size, the time to take it and to restore it, and rooms live vs
 rooms seen. After the last event the input goes silent and the idle clock runs on:
 the last line shows what is left once every room rested.
 
-    python bench/soak.py            # >= 20 M events, 12 h, 50 000 rooms (~10 min here)
-    python bench/soak.py --quick    # 2 h, 5 000 rooms, ~1 M events (about a minute)
+    python bench/soak.py            # >= 20 M events, 12 h, 50 000 rooms (over an hour
+                                    # on a loaded 2-core machine)
+    python bench/soak.py --events 6000000   # the same night, thinner (27 min there)
+    python bench/soak.py --quick    # 2 h, 5 000 rooms, ~0.8 M events (3.5 min there)
     python bench/soak.py --quick --no-evict   # the same without eviction (before issue 15)
 """
 
