@@ -7,67 +7,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .engine.config import DEFAULT_TOPICS, EngineConfig
+from .settings import Settings
 
-
-def add_engine_args(p: argparse.ArgumentParser) -> None:
-    """Flags for :class:`EngineConfig` (defaults are the contract's)."""
-    d = EngineConfig()
-    g = p.add_argument_group("engine")
-    g.add_argument(
-        "--window-seconds", type=int, default=d.window_ms // 1000, help="W (default %(default)s)"
-    )
-    g.add_argument(
-        "--out-of-order-seconds",
-        type=float,
-        default=d.out_of_order_ms / 1000,
-        help="B (default %(default)s)",
-    )
-    g.add_argument(
-        "--lateness-seconds",
-        type=float,
-        default=d.allowed_lateness_ms / 1000,
-        help="L (default %(default)s)",
-    )
-    g.add_argument(
-        "--presence-timeout-seconds",
-        type=float,
-        default=d.presence_timeout_ms / 1000,
-        help="T (default %(default)s)",
-    )
-    g.add_argument(
-        "--dedup-seconds", type=float, default=d.dedup_ms / 1000, help="D (default %(default)s)"
-    )
-    g.add_argument(
-        "--idle-seconds", type=float, default=d.idle_ms / 1000, help="I (default %(default)s)"
-    )
-    g.add_argument(
-        "--clock-ahead-seconds",
-        type=float,
-        default=d.clock_ahead_ms / 1000,
-        help="F (default %(default)s)",
-    )
-    g.add_argument(
-        "--topics",
-        default=",".join(DEFAULT_TOPICS),
-        help="viewer,chat,cart,order topic names (default %(default)s)",
-    )
-
-
-def engine_config(args: argparse.Namespace) -> EngineConfig:
-    """The :class:`EngineConfig` described by :func:`add_engine_args` flags."""
-    from .settings import engine_config as from_seconds
-
-    return from_seconds(
-        window_seconds=args.window_seconds,
-        out_of_order_seconds=args.out_of_order_seconds,
-        lateness_seconds=args.lateness_seconds,
-        presence_timeout_seconds=args.presence_timeout_seconds,
-        dedup_seconds=args.dedup_seconds,
-        idle_seconds=args.idle_seconds,
-        clock_ahead_seconds=args.clock_ahead_seconds,
-        topics=tuple(t.strip() for t in args.topics.split(",")),
-    )
+ENGINE_SETTINGS: tuple[str, ...] = (
+    "window_seconds",
+    "out_of_order_seconds",
+    "lateness_seconds",
+    "presence_timeout_seconds",
+    "dedup_seconds",
+    "idle_seconds",
+    "clock_ahead_seconds",
+)
+"""The engine's parameters (W, B, L, T, D, I, F): flags of every command that runs the engine."""
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -76,7 +27,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     gcpolicy.configure()
 
     try:
-        cfg = engine_config(args)
+        settings = _settings(args)
+        cfg = settings.engine_config()
     except ValueError as exc:
         print(f"streamproc replay: {exc}", file=sys.stderr)
         return 2
@@ -89,7 +41,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         replay.run(
             f,
             cfg,
-            args.partitions,
+            settings.partitions,
             sys.stdout.buffer,
             progress=None if args.quiet else replay.stderr_progress,
         )
@@ -105,7 +57,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace) -> Settings:
     """Environment settings with the subcommand's flags on top."""
     from . import settings as st
 
@@ -119,7 +71,10 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def add_setting_flags(p: argparse.ArgumentParser, *names: str) -> None:
-    """``--foo-bar`` for each setting ``foo_bar`` (overrides ``STREAMPROC_FOO_BAR``)."""
+    """``--foo-bar`` for each setting ``foo_bar`` (overrides ``STREAMPROC_FOO_BAR``).
+
+    The one way a command gets a flag for a setting: parser, default and help come from
+    :mod:`streamproc.settings`; :func:`_settings` applies the flags given."""
     from . import settings as st
 
     for name in names:
@@ -411,13 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
         "metrics_port",
         "sql_port",
         "log_level",
-        "window_seconds",
-        "out_of_order_seconds",
-        "lateness_seconds",
-        "presence_timeout_seconds",
-        "dedup_seconds",
-        "idle_seconds",
-        "clock_ahead_seconds",
+        *ENGINE_SETTINGS,
     )
     p.set_defaults(func=cmd_worker)
 
@@ -481,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ensure-topics", action="store_true", help="create the topics if missing")
     p.add_argument("--quiet", action="store_true")
-    add_setting_flags(p, "kafka_bootstrap", "partitions")
+    add_setting_flags(p, "kafka_bootstrap", "partitions", "topics")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser(
@@ -500,11 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run EVENTS.jsonl (docs/replay.md) through the engine; print the final rows.",
     )
     p.add_argument("events", metavar="EVENTS.jsonl", help="input file, '-' for standard input")
-    p.add_argument(
-        "--partitions", type=int, default=8, help="partitions for keys without one (default 8)"
-    )
     p.add_argument("--quiet", action="store_true", help="no progress on standard error")
-    add_engine_args(p)
+    # --partitions: the partition of a key that names none, as the worker's topics would
+    add_setting_flags(p, "partitions", *ENGINE_SETTINGS, "topics")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("settings", help="print every setting (environment variable) and its value")
