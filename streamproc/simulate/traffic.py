@@ -51,8 +51,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from streamproc.engine.config import DEFAULT_TOPICS
-
-from .engine.validate import REASONS
+from streamproc.engine.validate import REASONS
 
 __all__ = [
     "AWKWARD_CONFIG",
