@@ -186,9 +186,9 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from . import sqlcli
+    from .sql import command
 
-    return sqlcli.run_sql(args, sqlcli.SqlCliConfig.from_settings(_settings(args)))
+    return command.run_sql(args, command.SqlCliConfig.from_settings(_settings(args)))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

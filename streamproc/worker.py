@@ -84,7 +84,7 @@ def start_sql_endpoint(settings: Settings, sink: Any) -> Any:
     if settings.clickhouse_url or not settings.sql_port:
         return None
     from .auth import create_token, token_path
-    from .sqlserve import SqlServeLimits, SqlServer
+    from .sql.endpoint import SqlServeLimits, SqlServer
 
     limits = SqlServeLimits(
         max_execution_time=settings.sql_max_execution_time,

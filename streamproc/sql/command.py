@@ -6,7 +6,7 @@ Where the query goes, first match wins:
    (``STREAMPROC_CLICKHOUSE_URL``). The query is vetted first by the same rules as the
    endpoint's, on an in-memory chDB parser, and the canonical text is sent; the server
    user should be read-only as well (``docs/security.md``);
-2. the running worker's read-only SQL endpoint (:mod:`streamproc.sqlserve`,
+2. the running worker's read-only SQL endpoint (:mod:`streamproc.sql.endpoint`,
    ``STREAMPROC_SQL_ENDPOINT``, default ``http://127.0.0.1:8124``), with the worker's
    token from ``$STREAMPROC_HOME/endpoint.token``;
 3. if nothing answers there, the embedded chDB directory itself
@@ -15,7 +15,7 @@ Where the query goes, first match wins:
    directory (chDB allows one process per directory), which is exactly when step 2
    found nothing.
 
-Every path runs only queries :mod:`streamproc.sqlguard` allows.
+Every path runs only queries :mod:`streamproc.sql.guard` allows.
 
 Formatting is ClickHouse's own, so decimals and times print exactly:
 ``table`` = ``PrettyCompactNoEscapes`` (aligned columns, no ANSI colours),
@@ -146,7 +146,7 @@ def _via_chdb(cfg: SqlCliConfig, sql: str, fmt: str) -> bytes:
 
 def execute(cfg: SqlCliConfig, sql: str, fmt: str) -> bytes:
     """Run ``sql`` in ClickHouse output format ``fmt`` on the first backend available."""
-    from streamproc.sqlserve import EndpointUnavailable, query_endpoint
+    from streamproc.sql.endpoint import EndpointUnavailable, query_endpoint
 
     if cfg.clickhouse_url:
         return _via_clickhouse(cfg, sql, fmt)
@@ -181,8 +181,8 @@ def run_sql(
     flags given on top.
     """
     from streamproc import cli
-    from streamproc.sqlguard import RejectedQuery
-    from streamproc.sqlserve import EndpointError
+    from streamproc.sql.endpoint import EndpointError
+    from streamproc.sql.guard import RejectedQuery
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr

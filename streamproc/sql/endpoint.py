@@ -20,7 +20,7 @@ a read-only query, or a forbidden function/table), ``404``/``405`` (wrong path/m
 ``503`` (too many connections, or another query held the engine too long), ``504``
 (``max_execution_time`` exceeded), ``500`` otherwise.
 
-What a query may do is decided by :mod:`streamproc.sqlguard` on ClickHouse's own parse
+What a query may do is decided by :mod:`streamproc.sql.guard` on ClickHouse's own parse
 of it, and the canonical text that was checked is what runs, on a dedicated read-only
 session (:class:`streamproc.sink.chdb_sink.ChdbReader`) that is reopened after every
 failure.
@@ -53,7 +53,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from streamproc import auth
 from streamproc.sink.base import QueryError
-from streamproc.sqlguard import RejectedQuery
+from streamproc.sql.guard import RejectedQuery
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -321,7 +321,7 @@ class SqlServer:
     def start(self) -> SqlServer:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._serve, name="streamproc-sqlserve", daemon=True
+                target=self._serve, name="streamproc-sql-endpoint", daemon=True
             )
             self._thread.start()
             self._started.wait(timeout=30)
