@@ -86,16 +86,7 @@ def start_sql_endpoint(settings: Settings, sink: Any) -> Any:
     from .auth import create_token, token_path
     from .sql.endpoint import SqlServeLimits, SqlServer
 
-    limits = SqlServeLimits(
-        max_execution_time=settings.sql_max_execution_time,
-        max_memory_usage=settings.sql_max_memory_usage,
-        max_result_rows=settings.sql_max_result_rows,
-        max_result_bytes=settings.sql_max_result_bytes,
-        max_body_bytes=settings.sql_max_body_bytes,
-        max_connections=settings.sql_max_connections,
-        queue_wait=settings.sql_queue_wait,
-        idle_timeout=settings.sql_idle_timeout,
-    )
+    limits = SqlServeLimits.from_settings(settings)
     # A fresh owner-only token at every start: one leaked from an earlier run is worthless.
     token_file = token_path(Path(settings.home))
     token = create_token(token_file)

@@ -146,7 +146,7 @@ def _via_chdb(cfg: SqlCliConfig, sql: str, fmt: str) -> bytes:
 
 def execute(cfg: SqlCliConfig, sql: str, fmt: str) -> bytes:
     """Run ``sql`` in ClickHouse output format ``fmt`` on the first backend available."""
-    from streamproc.sql.endpoint import EndpointUnavailable, query_endpoint
+    from streamproc.sql.client import EndpointUnavailable, query_endpoint
 
     if cfg.clickhouse_url:
         return _via_clickhouse(cfg, sql, fmt)
@@ -181,7 +181,7 @@ def run_sql(
     flags given on top.
     """
     from streamproc import cli
-    from streamproc.sql.endpoint import EndpointError
+    from streamproc.sql.client import EndpointError
     from streamproc.sql.guard import RejectedQuery
 
     out = stdout or sys.stdout

@@ -18,8 +18,8 @@ import orjson
 
 from streamproc import auth
 from streamproc.settings import Settings
+from streamproc.sql.client import query_endpoint
 from streamproc.sql.command import SqlCliConfig, execute
-from streamproc.sql.endpoint import query_endpoint
 
 from . import queries
 

@@ -29,7 +29,7 @@ from aiohttp import web
 from streamproc import auth
 from streamproc.settings import Settings
 from streamproc.sink.base import SinkError
-from streamproc.sql.endpoint import EndpointError, EndpointUnavailable
+from streamproc.sql.client import EndpointError, EndpointUnavailable
 
 from . import health, queries
 from .data import Source
