@@ -1,0 +1,1 @@
+"""Tests of :mod:`streamproc.simulate` (the traffic generator, replay files, the awkward scenario)."""
