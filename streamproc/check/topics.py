@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .kafka_client import ConfigError, KafkaSecurity, client_config
+from streamproc.kafka_client import ConfigError, KafkaSecurity, client_config
 
 __all__ = ["Problem", "StartupError", "check_clickhouse", "check_kafka", "main", "startup"]
 
@@ -151,8 +151,8 @@ async def check_kafka_async(
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    from . import broker
-    from .kafka.snapstore import TOPIC_CONFIG
+    from streamproc import broker
+    from streamproc.kafka.snapstore import TOPIC_CONFIG
 
     sec = security or KafkaSecurity.from_settings(settings)
     bootstrap = str(settings.kafka_bootstrap)
@@ -337,7 +337,7 @@ async def _snapshot_problems(
     """Snapshots whose next records the inputs no longer hold (deleted by retention)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from .kafka.snapstore import CHUNK, Manifest
+    from streamproc.kafka.snapstore import CHUNK, Manifest
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -408,8 +408,8 @@ def check_clickhouse(sink: Any, cluster: str | None = None) -> list[Problem]:
     ``sink`` is any :class:`streamproc.sink.base.Sink`. In cluster mode each table
     is a ``Distributed`` table over ``<table>_local`` on every shard.
     """
-    from .sink.base import SCHEMA
-    from .sink.cluster_ddl import LOCAL_SUFFIX
+    from streamproc.sink.base import SCHEMA
+    from streamproc.sink.cluster_ddl import LOCAL_SUFFIX
 
     db = sink.database
     problems: list[Problem] = []
@@ -521,7 +521,7 @@ def clickhouse_sink(
     settings: Any, query_settings: dict[str, Any] | None = None, **extra: Any
 ) -> Any:
     """A :class:`ClickHouseSink` from the settings that applies no DDL."""
-    from .sink.clickhouse_sink import ClickHouseSink
+    from streamproc.sink.clickhouse_sink import ClickHouseSink
 
     return ClickHouseSink(
         settings.clickhouse_url,
@@ -549,7 +549,7 @@ def _clickhouse_from_settings(settings: Any) -> list[Problem]:
                 fatal=False,
             )
         ]
-    from .sink.base import SinkError
+    from streamproc.sink.base import SinkError
 
     try:
         sink = clickhouse_sink(settings)
