@@ -132,3 +132,15 @@ def test_secrets_are_masked() -> None:
     s = st.load({"STREAMPROC_CLICKHOUSE_PASSWORD": "hunter2"})
     shown = {x.name: st.shown(x, getattr(s, x.name)) for x in st.SETTINGS}
     assert shown["clickhouse_password"] == "***" and "hunter2" not in shown.values()
+
+
+def test_cluster_ddl_apply_without_a_server_is_an_error_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by typing the settings: the empty URL (None) reached ClickHouseSink, whose
+    ``"://" in url`` raised TypeError out of ``streamproc cluster-ddl --apply``."""
+    from streamproc.cli import main
+
+    monkeypatch.delenv("STREAMPROC_CLICKHOUSE_URL", raising=False)
+    assert main(["cluster-ddl", "--apply", "--clickhouse-cluster", "c1"]) == 1
+    assert "STREAMPROC_CLICKHOUSE_URL is empty" in capsys.readouterr().err

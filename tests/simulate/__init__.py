@@ -1,1 +1,1 @@
-"""Tests of :mod:`streamproc.simulate` (the traffic generator, replay files, the awkward scenario)."""
+"""Tests of :mod:`streamproc.simulate`: the generator, replay files, the awkward scenario."""
