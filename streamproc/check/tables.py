@@ -91,9 +91,13 @@ def check_clickhouse(sink: Any, cluster: str | None = None) -> list[Problem]:
 
 
 def clickhouse_sink(
-    settings: Settings, query_settings: dict[str, Any] | None = None, **extra: Any
+    settings: Settings,
+    query_settings: dict[str, Any] | None = None,
+    *,
+    apply_schema: bool = False,
 ) -> Any:
-    """A :class:`ClickHouseSink` from the settings that applies no DDL.
+    """The one :class:`ClickHouseSink` built from the settings (the worker's writer, its
+    cluster writer, the checks and ``cluster-ddl --apply``); applies no DDL unless asked.
 
     Raises ValueError without a server URL (embedded chDB has no server to talk to)."""
     from streamproc.sink.clickhouse_sink import ClickHouseSink
@@ -110,9 +114,10 @@ def clickhouse_sink(
         ca_cert=settings.clickhouse_ca_cert,
         connect_timeout=settings.clickhouse_connect_timeout,
         send_receive_timeout=settings.clickhouse_send_timeout,
-        apply_schema=False,
+        compress=settings.clickhouse_compress,
+        insert_format=settings.clickhouse_insert_format,
+        apply_schema=apply_schema,
         settings=query_settings,
-        **extra,
     )
 
 
