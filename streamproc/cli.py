@@ -26,11 +26,18 @@ ENGINE_SETTINGS: tuple[str, ...] = (
 """The engine's parameters (W, B, L, T, D, I, F): flags of every command that runs the engine."""
 
 
+class SettingsError(ValueError):
+    """A ``STREAMPROC_*`` variable that does not parse: every subcommand exits 2 with it."""
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    """Environment settings with the subcommand's flags on top."""
+    """Environment settings with the subcommand's flags on top (raises SettingsError)."""
     from . import settings as st
 
-    base = st.load()
+    try:
+        base = st.load()
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
     changes = {
         name: value
         for name, value in vars(args).items()
@@ -233,7 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    rc: int = args.func(args)
+    try:
+        rc: int = args.func(args)
+    except SettingsError as exc:
+        print(f"streamproc {args.command}: {exc}", file=sys.stderr)
+        return 2
     return rc
 
 

@@ -1,7 +1,8 @@
 """What each ``streamproc`` subcommand does (the parser is :mod:`streamproc.cli`).
 
 Each ``cmd_*`` takes the parsed arguments, builds its settings with
-:func:`streamproc.cli._settings` (environment, then flags) and returns the exit status.
+:func:`streamproc.cli._settings` (environment, then flags) and returns the exit status;
+a variable that does not parse is reported by :func:`streamproc.cli.main` (exit 2).
 Imports are lazy: a subcommand loads only what it uses.
 """
 
@@ -70,12 +71,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from . import check
 
-    try:
-        settings = _settings(args)
-    except ValueError as exc:
-        print(f"streamproc check: {exc}", file=sys.stderr)
-        return 2
-    return check.main(settings)
+    return check.main(_settings(args))
 
 
 def cmd_cluster_ddl(args: argparse.Namespace) -> int:
@@ -85,11 +81,7 @@ def cmd_cluster_ddl(args: argparse.Namespace) -> int:
     from .sink.cluster_ddl import ClusterDdlError, ClusterSpec, cluster_statements, sink_formatter
     from .sink.ddl import load_statements
 
-    try:
-        settings = _settings(args)
-    except ValueError as exc:
-        print(f"streamproc cluster-ddl: {exc}", file=sys.stderr)
-        return 2
+    settings = _settings(args)
     spec = ClusterSpec(
         settings.clickhouse_cluster or "",
         settings.clickhouse_replica_path,

@@ -144,3 +144,16 @@ def test_cluster_ddl_apply_without_a_server_is_an_error_not_a_traceback(
     monkeypatch.delenv("STREAMPROC_CLICKHOUSE_URL", raising=False)
     assert main(["cluster-ddl", "--apply", "--clickhouse-cluster", "c1"]) == 1
     assert "STREAMPROC_CLICKHOUSE_URL is empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["sql", "SELECT 1"], ["check"], ["dashboard"]])
+def test_a_bad_variable_is_one_line_and_exit_2_for_every_command(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sql`` and ``dashboard`` used to end in a ValueError traceback."""
+    from streamproc.cli import main
+
+    monkeypatch.setenv("STREAMPROC_PARTITIONS", "many")
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"streamproc {command[0]}: STREAMPROC_PARTITIONS='many'")
