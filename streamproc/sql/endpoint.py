@@ -49,6 +49,7 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 
 from streamproc import auth
+from streamproc.httplog import request_logger
 from streamproc.settings import Settings
 from streamproc.sink.base import QueryError
 from streamproc.sql.client import EndpointError, EndpointUnavailable, query_endpoint
@@ -267,6 +268,7 @@ class SqlServer:
             idle_timeout=self.limits.idle_timeout,
             keepalive_timeout=self.limits.idle_timeout,
             access_log=None,
+            logger=request_logger("sql"),
             max_line_size=8190,
             max_field_size=8190,
         )
