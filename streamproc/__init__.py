@@ -5,5 +5,6 @@ Packages by concern (``docs/architecture.md`` draws them): ``engine`` (pure),
 technology (``kafka``, ``sink`` for ClickHouse/chDB, ``metrics`` for Prometheus,
 ``sql`` for HTTP SQL, ``web``), and tools (``simulate``, ``replay``,
 ``produce``, ``demo``; benchmarks live in ``bench/``). ``settings`` is the only
-configuration; ``worker`` wires it all; ``cli`` is the command line.
+configuration; ``check`` the start-up checks; ``worker`` wires it all; ``cli`` is the
+command line (``commands`` what each subcommand does).
 """
