@@ -208,8 +208,8 @@ class SqlServer:
     def __init__(
         self,
         sink: ReaderFactory,
-        host: str = "127.0.0.1",
-        port: int = 8124,
+        host: str = _DEFAULTS.sql_host,
+        port: int = _DEFAULTS.sql_port,
         limits: SqlServeLimits | None = None,
         *,
         token: str | None = None,
