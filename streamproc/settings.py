@@ -69,6 +69,14 @@ def _topics(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(","))
 
 
+def _urls(text: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in text.split(",") if u.strip())
+    for u in urls:
+        if not u.startswith(("http://", "https://")):
+            raise ValueError(f"not an http(s) URL: {u!r}")
+    return urls
+
+
 @dataclass(frozen=True)
 class Setting:
     """One configuration value: its variable, default (as text), parser and meaning."""
@@ -205,6 +213,7 @@ class Settings:
     # dashboard
     dashboard_host: str = _s("127.0.0.1", _str, "address `streamproc dashboard` binds (the big screen)", "dashboard")
     dashboard_port: int = _s("8125", _int, "port of `streamproc dashboard` (0: any free port)", "dashboard")
+    dashboard_metrics_urls: tuple[str, ...] = _s("", _urls, "comma-separated /metrics URLs of every worker, for freshness and lag summed over all (empty: this host's worker at STREAMPROC_METRICS_HOST:STREAMPROC_METRICS_PORT)", "dashboard")
     # fmt: on
 
     def replace(self, **changes: Any) -> Settings:
