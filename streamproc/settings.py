@@ -227,15 +227,16 @@ class Settings:
         return {s.name: getattr(self, s.name) for s in SETTINGS}
 
     def engine_config(self) -> EngineConfig:
-        """The engine's parameters (ms)."""
-        return engine_config(
-            window_seconds=self.window_seconds,
-            out_of_order_seconds=self.out_of_order_seconds,
-            lateness_seconds=self.lateness_seconds,
-            presence_timeout_seconds=self.presence_timeout_seconds,
-            dedup_seconds=self.dedup_seconds,
-            idle_seconds=self.idle_seconds,
-            clock_ahead_seconds=self.clock_ahead_seconds,
+        """The one conversion of the engine's settings (seconds) to :class:`EngineConfig`
+        (ms), for the worker and the replay command alike."""
+        return EngineConfig(
+            window_ms=ms(self.window_seconds),
+            out_of_order_ms=ms(self.out_of_order_seconds),
+            allowed_lateness_ms=ms(self.lateness_seconds),
+            presence_timeout_ms=ms(self.presence_timeout_seconds),
+            dedup_ms=ms(self.dedup_seconds),
+            idle_ms=ms(self.idle_seconds),
+            clock_ahead_ms=ms(self.clock_ahead_seconds),
             topics=self.topics,
         )
 
@@ -253,31 +254,6 @@ def ms(seconds: float) -> int:
     """Seconds (as configured) to the engine's milliseconds: the nearest, not truncated
     (``int(1.001 * 1000)`` is 1000, one float step below 1001)."""
     return round(seconds * 1000)
-
-
-def engine_config(
-    *,
-    window_seconds: float,
-    out_of_order_seconds: float,
-    lateness_seconds: float,
-    presence_timeout_seconds: float,
-    dedup_seconds: float,
-    idle_seconds: float,
-    clock_ahead_seconds: float,
-    topics: tuple[str, ...],
-) -> EngineConfig:
-    """The one conversion of the engine's settings (seconds) to :class:`EngineConfig` (ms),
-    for the worker's settings and the replay command's flags alike."""
-    return EngineConfig(
-        window_ms=ms(window_seconds),
-        out_of_order_ms=ms(out_of_order_seconds),
-        allowed_lateness_ms=ms(lateness_seconds),
-        presence_timeout_ms=ms(presence_timeout_seconds),
-        dedup_ms=ms(dedup_seconds),
-        idle_ms=ms(idle_seconds),
-        clock_ahead_ms=ms(clock_ahead_seconds),
-        topics=topics,
-    )
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
