@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 ENGINE_SETTINGS: tuple[str, ...] = (
     "window_seconds",
@@ -26,18 +26,11 @@ ENGINE_SETTINGS: tuple[str, ...] = (
 """The engine's parameters (W, B, L, T, D, I, F): flags of every command that runs the engine."""
 
 
-class SettingsError(ValueError):
-    """A ``STREAMPROC_*`` variable that does not parse: every subcommand exits 2 with it."""
-
-
 def _settings(args: argparse.Namespace) -> Settings:
     """Environment settings with the subcommand's flags on top (raises SettingsError)."""
     from . import settings as st
 
-    try:
-        base = st.load()
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from None
+    base = st.load()
     changes = {
         name: value
         for name, value in vars(args).items()

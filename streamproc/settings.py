@@ -250,6 +250,10 @@ SETTINGS: tuple[Setting, ...] = tuple(
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 
+class SettingsError(ValueError):
+    """A ``STREAMPROC_*`` variable that does not parse (every command exits 2 with it)."""
+
+
 def ms(seconds: float) -> int:
     """Seconds (as configured) to the engine's milliseconds: the nearest, not truncated
     (``int(1.001 * 1000)`` is 1000, one float step below 1001)."""
@@ -265,7 +269,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[s.name] = s.parse(raw)
         except ValueError as exc:
-            raise ValueError(f"{s.env}={raw!r}: {exc}") from None
+            raise SettingsError(f"{s.env}={raw!r}: {exc}") from None
     home = env.get("STREAMPROC_HOME")
     if home and "STREAMPROC_CHDB_PATH" not in env:
         values["chdb_path"] = str(Path(home) / "chdb")

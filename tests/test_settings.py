@@ -157,3 +157,20 @@ def test_a_bad_variable_is_one_line_and_exit_2_for_every_command(
     assert main(command) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"streamproc {command[0]}: STREAMPROC_PARTITIONS='many'")
+
+
+def test_a_bad_variable_through_python_m_streamproc_cli() -> None:
+    """``python -m streamproc.cli`` runs the module as ``__main__``, a second copy of it:
+    the error it catches must not be a class of that copy (it once was, and ``check``
+    ended in a traceback with status 1)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "STREAMPROC_PARTITIONS": "x"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamproc.cli", "sql", "SELECT 1"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "STREAMPROC_PARTITIONS='x'" in proc.stderr
