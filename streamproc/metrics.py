@@ -50,23 +50,23 @@ from prometheus_client.registry import Collector
 
 from streamproc.anomaly import KINDS as ALERT_KINDS
 from streamproc.anomaly import PAGING_KINDS
+from streamproc.columns import ROOM_METRICS, ROOM_TOTALS, SKU_TOTALS
 from streamproc.derived import BY_NAME, Figure
 from streamproc.engine.config import KINDS
 from streamproc.engine.partition import PartitionEngine
 from streamproc.engine.validate import REASONS
-from streamproc.rows import ROOM_METRICS_COLUMNS, ROOM_TOTALS_COLUMNS, SKU_TOTALS_COLUMNS
 from streamproc.sink.base import TABLE_ORDER, SinkStats
 
 log = logging.getLogger(__name__)
 
-_M = {c: i for i, c in enumerate(ROOM_METRICS_COLUMNS)}
-_T = {c: i for i, c in enumerate(ROOM_TOTALS_COLUMNS)}
-_WS, _CONC = _M["window_start"], _M["concurrent_viewers"]
-_PEAK, _VIEWERS, _BUYERS = _T["peak_viewers"], _T["distinct_viewers"], _T["distinct_buyers"]
-_ORDERS, _GMV, _REFUNDS = _T["orders"], _T["gmv"], _T["refunds"]
-_REFUND_FEN, _WATCH, _DWELL = _T["refund_amount"], _T["watch_ms"], _T["avg_dwell_ms"]
-_SKU_GMV = SKU_TOTALS_COLUMNS.index("gmv")
-_SKU_UNITS = SKU_TOTALS_COLUMNS.index("units_sold")
+_M, _T = ROOM_METRICS.pos, ROOM_TOTALS.pos  # positions resolved once, rows stay tuples
+_RID, _WS, _CONC = _M("room_id"), _M("window_start"), _M("concurrent_viewers")
+_PEAK, _VIEWERS, _BUYERS = _T("peak_viewers"), _T("distinct_viewers"), _T("distinct_buyers")
+_ORDERS, _GMV, _REFUNDS = _T("orders"), _T("gmv"), _T("refunds")
+_REFUND_FEN, _WATCH, _DWELL = _T("refund_amount"), _T("watch_ms"), _T("avg_dwell_ms")
+_TRID = _T("room_id")
+_SKU_RID, _SKU_ID = SKU_TOTALS.pos("room_id"), SKU_TOTALS.pos("sku_id")
+_SKU_GMV, _SKU_UNITS = SKU_TOTALS.pos("gmv"), SKU_TOTALS.pos("units_sold")
 
 ROOM_FIGURE_SERIES: tuple[tuple[str, Figure, str], ...] = (
     ("streamproc_room_avg_viewers", BY_NAME["avg_viewers"],
@@ -358,7 +358,7 @@ class PipelineMetrics(Collector):
             part = self._part(partition)
             rooms = part.rooms
             for row in out.room_metrics:
-                rid = row[0]
+                rid = row[_RID]
                 r = rooms.get(rid)
                 if r is None:
                     r = self._room(part, rid)
@@ -516,7 +516,7 @@ class PipelineMetrics(Collector):
 
     def _totals(self, part: _Partition, row: Sequence[Any], *, count: bool) -> None:
         """A ``room_totals`` row: session values of the room, positive deltas to the counters."""
-        r = self._room(part, row[0])
+        r = self._room(part, row[_TRID])
         gmv, orders, refunds, refund_fen = row[_GMV], row[_ORDERS], row[_REFUNDS], row[_REFUND_FEN]
         if count:
             self._gmv_fen += _delta(gmv, r.gmv_fen)
@@ -530,14 +530,14 @@ class PipelineMetrics(Collector):
         r.watch_ms = row[_WATCH]
         r.avg_dwell_ms = float(row[_DWELL])
         # strict=False: on_assign passes the engine's values without version / updated_at
-        r.totals_row = dict(zip(ROOM_TOTALS_COLUMNS, row, strict=False))
+        r.totals_row = dict(zip(ROOM_TOTALS.names, row, strict=False))
 
     def _sku(self, part: _Partition, row: Sequence[Any]) -> None:
         """A ``sku_totals`` row: the SKU's session GMV and units, for the top-SKU series."""
-        r = self._room(part, row[0])
+        r = self._room(part, row[_SKU_RID])
         if r.skus is None:
             r.skus = {}
-        r.skus[row[1]] = (row[_SKU_GMV], row[_SKU_UNITS])
+        r.skus[row[_SKU_ID]] = (row[_SKU_GMV], row[_SKU_UNITS])
 
     # ------------------------------------------------------------------ exposition
 

@@ -37,9 +37,11 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from streamproc.columns import ALL
+from streamproc.columns import Column as Column
 from streamproc.rows import TABLE_ORDER as TABLE_ORDER
-from streamproc.rows import TABLES, fen_to_decimal
 from streamproc.rows import OutputBatch as OutputBatch
+from streamproc.rows import fen_to_decimal
 
 
 class SinkError(Exception):
@@ -62,162 +64,10 @@ class QueryError(SinkError):
 
 
 # ---------------------------------------------------------------------------
-# Column schema (must equal schemas/clickhouse/*.sql; tests/test_ddl.py checks it)
+# Column schema: declared once in streamproc.columns (tests/test_columns.py checks the DDL)
 
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """One output column: its ClickHouse type and how the engine's Python value maps to it."""
-
-    name: str
-    ch_type: str
-    """Exactly as ``DESCRIBE TABLE`` prints it."""
-    kind: str
-    """``str`` | ``bytes`` | ``time`` | ``money`` | ``uint8`` | ``uint32`` | ``uint64`` |
-    ``int32`` | ``int64`` | ``float64``."""
-    nullable: bool = False
-
-
-def _c(name: str, ch_type: str, kind: str, nullable: bool = False) -> Column:
-    return Column(name, ch_type, kind, nullable)
-
-
-_TIME = "DateTime64(3, 'UTC')"
-_MONEY = "Decimal(18, 2)"
-_NTIME = "Nullable(DateTime64(3, 'UTC'))"
-
-SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
-    "room_metrics": (
-        _c("room_id", "String", "str"),
-        _c("window_start", _TIME, "time"),
-        _c("window_end", _TIME, "time"),
-        _c("concurrent_viewers", "UInt32", "uint32"),
-        _c("peak_viewers", "UInt32", "uint32"),
-        _c("unique_viewers", "UInt32", "uint32"),
-        _c("joins", "UInt32", "uint32"),
-        _c("leaves", "UInt32", "uint32"),
-        _c("chat_messages", "UInt32", "uint32"),
-        _c("unique_chatters", "UInt32", "uint32"),
-        _c("cart_adds", "UInt32", "uint32"),
-        _c("unique_carters", "UInt32", "uint32"),
-        _c("orders", "UInt32", "uint32"),
-        _c("unique_buyers", "UInt32", "uint32"),
-        _c("gmv", _MONEY, "money"),
-        _c("refunds", "UInt32", "uint32"),
-        _c("refund_amount", _MONEY, "money"),
-        _c("conversion", "Float64", "float64"),
-        _c("watch_ms", "UInt64", "uint64"),
-        _c("is_final", "UInt8", "uint8"),
-        _c("version", "UInt64", "uint64"),
-        _c("updated_at", _TIME, "time"),
-        _c("is_deleted", "UInt8", "uint8"),
-    ),
-    "room_totals": (
-        _c("room_id", "String", "str"),
-        _c("first_event_at", _TIME, "time"),
-        _c("last_event_at", _TIME, "time"),
-        _c("peak_viewers", "UInt32", "uint32"),
-        _c("peak_at", _TIME, "time"),
-        _c("distinct_viewers", "UInt64", "uint64"),
-        _c("chat_messages", "UInt64", "uint64"),
-        _c("cart_adds", "UInt64", "uint64"),
-        _c("orders", "UInt64", "uint64"),
-        _c("distinct_buyers", "UInt64", "uint64"),
-        _c("gmv", _MONEY, "money"),
-        _c("refunds", "UInt64", "uint64"),
-        _c("refund_amount", _MONEY, "money"),
-        _c("watch_ms", "UInt64", "uint64"),
-        _c("avg_dwell_ms", "Float64", "float64"),
-        _c("distinct_carters", "UInt64", "uint64"),
-        _c("views", "UInt64", "uint64"),
-        _c("presence_start", _TIME, "time"),
-        _c("presence_end", _TIME, "time"),
-        _c("version", "UInt64", "uint64"),
-        _c("updated_at", _TIME, "time"),
-    ),
-    "dead_letters": (
-        _c("topic", "LowCardinality(String)", "str"),
-        _c("partition", "Int32", "int32"),
-        _c("offset", "Int64", "int64"),
-        _c("reason", "LowCardinality(String)", "str"),
-        _c("detail", "String", "str"),
-        _c("key", "Nullable(String)", "bytes", nullable=True),
-        _c("value", "String", "bytes"),
-        _c("received_at", _TIME, "time"),
-    ),
-    "late_events": (
-        _c("topic", "LowCardinality(String)", "str"),
-        _c("partition", "Int32", "int32"),
-        _c("offset", "Int64", "int64"),
-        _c("room_id", "String", "str"),
-        _c("event_id", "String", "str"),
-        _c("kind", "LowCardinality(String)", "str"),
-        _c("user_id", "String", "str"),
-        _c("ts", _TIME, "time"),
-        _c("window_start", _TIME, "time"),
-        _c("stream_time", _TIME, "time"),
-        _c("late_by_ms", "Int64", "int64"),
-        _c("value", "String", "bytes"),
-        _c("received_at", _TIME, "time"),
-    ),
-    "sku_metrics": (
-        _c("room_id", "String", "str"),
-        _c("sku_id", "String", "str"),
-        _c("window_start", _TIME, "time"),
-        _c("window_end", _TIME, "time"),
-        _c("cart_adds", "UInt32", "uint32"),
-        _c("cart_units", "UInt64", "uint64"),
-        _c("unique_carters", "UInt32", "uint32"),
-        _c("orders", "UInt32", "uint32"),
-        _c("units_sold", "UInt64", "uint64"),
-        _c("unique_buyers", "UInt32", "uint32"),
-        _c("gmv", _MONEY, "money"),
-        _c("refunds", "UInt32", "uint32"),
-        _c("refunded_units", "UInt64", "uint64"),
-        _c("refund_amount", _MONEY, "money"),
-        _c("is_final", "UInt8", "uint8"),
-        _c("version", "UInt64", "uint64"),
-        _c("updated_at", _TIME, "time"),
-    ),
-    "sku_totals": (
-        _c("room_id", "String", "str"),
-        _c("sku_id", "String", "str"),
-        _c("cart_adds", "UInt64", "uint64"),
-        _c("cart_units", "UInt64", "uint64"),
-        _c("distinct_carters", "UInt64", "uint64"),
-        _c("orders", "UInt64", "uint64"),
-        _c("units_sold", "UInt64", "uint64"),
-        _c("distinct_buyers", "UInt64", "uint64"),
-        _c("gmv", _MONEY, "money"),
-        _c("refunds", "UInt64", "uint64"),
-        _c("refunded_units", "UInt64", "uint64"),
-        _c("refund_amount", _MONEY, "money"),
-        _c("first_cart_at", _NTIME, "time", nullable=True),
-        _c("first_order_at", _NTIME, "time", nullable=True),
-        _c("last_order_at", _NTIME, "time", nullable=True),
-        _c("peak_window_start", _NTIME, "time", nullable=True),
-        _c("peak_units", "UInt64", "uint64"),
-        _c("version", "UInt64", "uint64"),
-        _c("updated_at", _TIME, "time"),
-    ),
-    "room_alerts": (
-        _c("room_id", "String", "str"),
-        _c("kind", "LowCardinality(String)", "str"),
-        _c("window_start", _TIME, "time"),
-        _c("state", "LowCardinality(String)", "str"),
-        _c("severity", "LowCardinality(String)", "str"),
-        _c("value", "Float64", "float64"),
-        _c("baseline", "Float64", "float64"),
-        _c("score", "Float64", "float64"),
-        _c("summary", "String", "str"),
-        _c("resolved_at", _TIME, "time"),
-        _c("version", "UInt64", "uint64"),
-        _c("updated_at", _TIME, "time"),
-    ),
-}
-
-for _t, _cols in SCHEMA.items():  # import-time guard: the schema follows streamproc.rows
-    assert tuple(c.name for c in _cols) == TABLES[_t], _t
+SCHEMA: Final[dict[str, tuple[Column, ...]]] = {name: t.columns for name, t in ALL.items()}
+"""Table -> its columns (name, ClickHouse type, value kind), in tuple order."""
 
 _ARROW_INT: Final[dict[str, pa.DataType]] = {
     "uint8": pa.uint8(),
