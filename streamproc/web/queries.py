@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from streamproc.columns import ROOM_METRICS, ROOM_TOTALS
 from streamproc.sink.ddl import check_database_name
 
 TOP_N: Final[int] = 10
@@ -113,10 +114,8 @@ def derived_columns(table: str, prefix: str = "") -> str:
     return ",\n       ".join(out)
 
 
-_COLUMNS = (
-    "watch_ms", "unique_viewers", "distinct_viewers", "unique_buyers", "distinct_buyers",
-    "unique_carters", "gmv", "refunds", "orders", "window_end", "window_start",
-)  # fmt: skip
+_COLUMNS: Final[frozenset[str]] = frozenset(ROOM_METRICS.names) | frozenset(ROOM_TOTALS.names)
+"""Every column a figure's expression may name (``streamproc.columns``)."""
 
 
 def _qualify(expr: str, prefix: str) -> str:
