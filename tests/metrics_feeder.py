@@ -23,11 +23,13 @@ from typing import Any
 
 from streamproc.engine.config import KINDS, EngineConfig
 from streamproc.engine.partition import PartitionEngine
+from streamproc.engine.stats import engine_stats, standing_rows
 from streamproc.kafka.partitioner import murmur2_partition
-from streamproc.metrics import PipelineMetrics
+from streamproc.prometheus import PipelineMetrics
 from streamproc.rows import ROOM_TOTALS_COLUMNS, fen_to_str
 from streamproc.simulate import scenario_awkward
-from streamproc.sink.base import OutputBatch, QueryResult, RetryingSink, Sink
+from streamproc.sink.base import OutputBatch, QueryResult, Sink
+from streamproc.sink.retry import RetryingSink
 
 PARTITIONS = 4
 FLUSH_MS = 1_000
@@ -94,7 +96,7 @@ def run(metrics: PipelineMetrics, seed: int) -> dict[str, Any]:
                     totals[row[0]] = row
             metrics.on_written(p, out, now, e.head)
         for p, e in sorted(engines.items()):
-            metrics.on_engine(p, e)
+            metrics.on_engine(p, engine_stats(e))
             for k, topic in enumerate(cfg.topics):
                 metrics.on_lag(p, topic, remaining[(k, p)])
         metrics.on_sink(sink.snapshot())
@@ -110,7 +112,7 @@ def run(metrics: PipelineMetrics, seed: int) -> dict[str, Any]:
         e = engines.get(p)
         if e is None:
             e = engines[p] = PartitionEngine(cfg, p)
-            metrics.on_assign(p, e)
+            metrics.on_assign(p, standing_rows(e), engine_stats(e))
         e.process([rec])
         remaining[(rec[0], p)] -= 1
     assert next_flush is not None

@@ -24,7 +24,7 @@ from streamproc.engine.partition import PartitionEngine
 from streamproc.kafka.outputs import KafkaOutputs
 from streamproc.replay import row_json
 from streamproc.rows import TABLE_ORDER, TABLES, OutputBatch
-from streamproc.sink.base import SCHEMA
+from streamproc.sink.arrow import SCHEMA
 from streamproc.sink.ddl import Token, load_statements, schema_files, tokenize
 
 ROOT = Path(__file__).resolve().parent.parent

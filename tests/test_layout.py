@@ -33,6 +33,26 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     # the one declaration of columns: imported by the engine, so pure and stdlib only
     "streamproc.columns": (set(), set()),
     "streamproc.runtime": (PURE | {"streamproc.runtime"}, set()),
+    # the exporter sees the engine only through its output: rows and EngineStats
+    "streamproc.prometheus": (
+        {
+            "streamproc.prometheus",
+            "streamproc.columns",
+            "streamproc.rows",
+            "streamproc.derived",
+            "streamproc.anomaly",
+            "streamproc.engine.config",
+            "streamproc.engine.validate",
+            "streamproc.engine.stats",
+            "streamproc.sink.retry",
+        },
+        {"prometheus_client"},
+    ),
+    # storage adapters: the column declaration, the rows, the SQL guard for reads
+    "streamproc.sink": (
+        {"streamproc.sink", "streamproc.columns", "streamproc.rows", "streamproc.sqlguard"},
+        {"numpy", "orjson", "pyarrow", "chdb", "clickhouse_connect"},
+    ),
 }
 
 

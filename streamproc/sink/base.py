@@ -2,17 +2,14 @@
 
 The worker hands a sink one :class:`OutputBatch` per flush: the plain tuples the
 engine emitted (column orders in :mod:`streamproc.rows`; times are epoch-ms
-ints, money is integer fen, raw payloads are ``bytes``). A sink writes all four
-tables or raises :class:`SinkError`; it never drops rows silently. Rewriting the
+ints, money is integer fen, raw payloads are ``bytes``). A sink writes every table
+of the batch or raises :class:`SinkError`; it never drops rows silently. Rewriting the
 same batch is harmless: every table is a ``ReplacingMergeTree`` (versioned rows,
 or Kafka coordinates for dead letters / late events), so a retry after a partial
 failure collapses with the first copy.
 
-Conversion to column arrays happens once per batch, column-wise (one ``zip(*rows)``
-transpose, then one typed array per column): no per-row dicts on the write path.
-Money becomes ``Decimal128(18, 2)`` built from the integer fen *bits* (exact, no
-float, no per-value ``Decimal`` objects); times become ``timestamp[ms, UTC]``
-(a zero-copy reinterpretation of the int64 milliseconds).
+The batch's conversion to typed columns is :mod:`streamproc.sink.arrow`; the one
+retry policy and the write counters are :mod:`streamproc.sink.retry`.
 
 Reads go through :meth:`Sink.query`, which returns a :class:`QueryResult`: the
 raw bytes in the requested ClickHouse output format, plus (for ``JSONCompact``)
@@ -25,23 +22,13 @@ and ``output_format_json_quote_64bit_integers=1``).
 from __future__ import annotations
 
 import abc
-import random
-import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-import numpy as np
 import orjson
-import pyarrow as pa
 
-from streamproc.columns import ALL
-from streamproc.columns import Column as Column
-from streamproc.rows import TABLE_ORDER as TABLE_ORDER
 from streamproc.rows import OutputBatch as OutputBatch
-from streamproc.rows import fen_to_decimal
 
 
 class SinkError(Exception):
@@ -57,143 +44,6 @@ class BatchError(SinkError):
 
 class QueryError(SinkError):
     """ClickHouse rejected a query (syntax, unknown table, limit exceeded, readonly, ...)."""
-
-
-# ---------------------------------------------------------------------------
-# Batches
-
-
-# ---------------------------------------------------------------------------
-# Column schema: declared once in streamproc.columns (tests/test_columns.py checks the DDL)
-
-SCHEMA: Final[dict[str, tuple[Column, ...]]] = {name: t.columns for name, t in ALL.items()}
-"""Table -> its columns (name, ClickHouse type, value kind), in tuple order."""
-
-_ARROW_INT: Final[dict[str, pa.DataType]] = {
-    "uint8": pa.uint8(),
-    "uint32": pa.uint32(),
-    "uint64": pa.uint64(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "float64": pa.float64(),
-}
-ARROW_TIME: Final[pa.DataType] = pa.timestamp("ms", tz="UTC")
-ARROW_MONEY: Final[pa.DataType] = pa.decimal128(18, 2)
-MAX_FEN: Final[int] = 10**18 - 1
-"""Largest magnitude ``Decimal(18, 2)`` holds, in fen."""
-
-
-def fen_array(values: Sequence[int]) -> pa.Array:
-    """Integer fen -> ``decimal128(18, 2)`` exactly, vectorised.
-
-    A Decimal128 value *is* its unscaled integer as 128-bit two's complement, and
-    fen are exactly the unscaled value at scale 2, so we write the int64 low word
-    and its sign extension as the high word. Out-of-range values raise (they would
-    overflow ``Decimal(18, 2)``; the validator keeps every sum inside it).
-    """
-    try:
-        raw = np.asarray(values)
-    except (OverflowError, TypeError, ValueError) as exc:
-        raise BatchError(f"money column is not integer fen: {exc}") from exc
-    if raw.size and raw.dtype.kind not in "iu":
-        # a float would be truncated silently; an int beyond int64 comes out as dtype object
-        if raw.dtype.kind == "O" and all(type(v) is int for v in values):
-            raise BatchError("money value out of Decimal(18, 2) range")
-        raise BatchError(f"money column is not integer fen (got {raw.dtype})")
-    if raw.ndim != 1:
-        raise BatchError("money column must be one-dimensional")
-    if raw.dtype.kind == "u" and raw.size and int(raw.max()) > MAX_FEN:
-        raise BatchError("money value out of Decimal(18, 2) range")
-    fen = raw.astype(np.int64)
-    if fen.size and int(np.abs(fen).max()) > MAX_FEN:
-        raise BatchError("money value out of Decimal(18, 2) range")
-    words = np.empty((fen.size, 2), dtype="<i8")
-    words[:, 0] = fen
-    words[:, 1] = fen >> 63
-    return pa.Array.from_buffers(ARROW_MONEY, fen.size, [None, pa.py_buffer(words.tobytes())])
-
-
-def _arrow_column(col: Column, values: Sequence[Any]) -> pa.Array:
-    kind = col.kind
-    if kind == "str":
-        arr = pa.array(values, pa.string())
-    elif kind == "bytes":
-        arr = pa.array(values, pa.binary())
-    elif kind == "time":
-        arr = pa.array(values, pa.int64()).cast(ARROW_TIME)
-    elif kind == "money":
-        return fen_array(values)
-    else:
-        arr = pa.array(values, _ARROW_INT[kind])
-    if not col.nullable and arr.null_count:
-        raise BatchError(f"column {col.name} has NULL values")
-    return arr
-
-
-def to_arrow(table: str, rows: Sequence[tuple[Any, ...]]) -> pa.Table:
-    """The engine's tuples for ``table`` as an Arrow table typed like the ClickHouse columns.
-
-    Raises :class:`BatchError` for a row of the wrong width or a value that does not fit
-    its column (e.g. a negative count): a bad batch must fail loudly, not be coerced.
-    """
-    cols = SCHEMA[table]
-    if not rows:
-        return pa.table({c.name: pa.array([], _empty_type(c)) for c in cols})
-    columns = _transpose(table, rows, len(cols))
-    try:
-        arrays = [_arrow_column(c, v) for c, v in zip(cols, columns, strict=True)]
-    except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
-        raise BatchError(f"{table}: cannot convert batch: {exc}") from exc
-    return pa.Table.from_arrays(arrays, names=[c.name for c in cols])
-
-
-def _transpose(table: str, rows: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
-    """Rows -> columns in one C-level pass (``zip(strict=True)`` also checks equal widths)."""
-    try:
-        columns = list(zip(*rows, strict=True))
-    except ValueError as exc:
-        raise BatchError(f"{table}: rows of different widths") from exc
-    if len(columns) != width:
-        raise BatchError(f"{table}: rows have {len(columns)} values, expected {width}")
-    return columns
-
-
-def to_columns(table: str, rows: Sequence[tuple[Any, ...]]) -> list[Sequence[Any]]:
-    """The engine's tuples as Python column lists for a Native-format insert.
-
-    Times stay epoch-ms ints (clickhouse-connect writes ints as raw ``DateTime64(3)``
-    ticks, exactly), money becomes ``Decimal`` (exact), everything else is passed as is
-    after a range check, so that an out-of-range count fails instead of wrapping.
-    """
-    cols = SCHEMA[table]
-    if not rows:
-        return [[] for _ in cols]
-    columns = _transpose(table, rows, len(cols))
-    out: list[Sequence[Any]] = []
-    try:
-        for col, values in zip(cols, columns, strict=True):
-            if col.kind == "money":
-                fen_array(values)  # range and type check, vectorised
-                out.append([fen_to_decimal(v) for v in values])
-            elif col.kind in ("str", "bytes"):
-                if not col.nullable and None in values:
-                    raise BatchError(f"column {col.name} has NULL values")
-                out.append(values)
-            else:
-                _arrow_column(col, values)  # type/range/NULL check, vectorised in Arrow
-                out.append(values)
-    except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
-        raise BatchError(f"{table}: cannot convert batch: {exc}") from exc
-    return out
-
-
-def _empty_type(col: Column) -> pa.DataType:
-    return {
-        "str": pa.string(),
-        "bytes": pa.binary(),
-        "time": ARROW_TIME,
-        "money": ARROW_MONEY,
-    }.get(col.kind) or _ARROW_INT[col.kind]
 
 
 # ---------------------------------------------------------------------------
@@ -325,167 +175,3 @@ class Sink(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# ---------------------------------------------------------------------------
-# Retries and counters
-
-
-@dataclass
-class SinkStats:
-    """Counters for Prometheus (``streamproc_sink_*``); monotonic except ``last_*``."""
-
-    batches_written: int = 0
-    rows_written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLE_ORDER, 0))
-    attempts: int = 0
-    errors: int = 0
-    """Failed attempts (each retried or final)."""
-    failures: int = 0
-    """Batches given up on after the last attempt (raised to the caller)."""
-    write_seconds_sum: float = 0.0
-    """Total time of successful writes, retries and backoff included."""
-    last_write_seconds: float = 0.0
-    last_error: str = ""
-
-    def copy(self) -> SinkStats:
-        return SinkStats(
-            self.batches_written,
-            dict(self.rows_written),
-            self.attempts,
-            self.errors,
-            self.failures,
-            self.write_seconds_sum,
-            self.last_write_seconds,
-            self.last_error,
-        )
-
-
-class RetryingSink(Sink):
-    """Wraps a :class:`Sink`: the worker's one retry policy for writes.
-
-    A transient failure (any exception but :class:`BatchError`) is retried with
-    capped exponential backoff and jitter: failed attempt ``n`` (0-based) sleeps
-    ``min(max_delay, base_delay * 2**n)`` scaled by a random factor in
-    ``[1 - jitter, 1]`` ("equal jitter", so a fleet of workers does not retry in lock
-    step). With ``max_attempts=0`` (the worker's default) it retries without limit:
-    the write blocks, the worker stops consuming, and nothing is lost while
-    ClickHouse is down. With ``max_attempts=N`` it raises :class:`SinkError` after
-    ``N`` failed attempts. A :class:`BatchError` is raised at once: it would fail
-    identically every time. Whatever comes out of :meth:`write` is final for the
-    worker (``streamproc.runtime.checkpoint``): it stops without snapshotting past
-    the batch, and a restart recomputes the batch from Kafka. Retrying a partially
-    written batch is safe because every table collapses duplicates (see the module
-    docstring).
-
-    :attr:`stats` is updated under a lock; :meth:`snapshot` returns a consistent copy.
-    """
-
-    def __init__(
-        self,
-        inner: Sink,
-        *,
-        max_attempts: int = 0,
-        base_delay: float = 0.2,
-        max_delay: float = 10.0,
-        jitter: float = 0.5,
-        sleep: Callable[[float], None] | None = None,
-        rand: Callable[[], float] = random.random,
-        on_error: Callable[[int, BaseException], None] | None = None,
-    ) -> None:
-        if max_attempts < 0:
-            raise ValueError("max_attempts must be >= 0 (0: no limit)")
-        if not 0.0 <= jitter <= 1.0:
-            raise ValueError("jitter must be in [0, 1]")
-        self.inner = inner
-        self.database = inner.database
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self.jitter = jitter
-        self._closed = threading.Event()
-        self._sleep = sleep or self._closed.wait
-        """Backoff sleeps end early when the sink is closed (a stop during an outage)."""
-        self._rand = rand
-        self._on_error = on_error
-        self._lock = threading.Lock()
-        self.stats = SinkStats()
-        self.failing = False
-        """The last attempt failed (``/readyz`` reports the worker not ready meanwhile)."""
-
-    def backoff(self, attempt: int) -> float:
-        """Delay after failed attempt ``attempt`` (0-based)."""
-        # min() before the power would overflow a float after ~1000 failed attempts
-        delay = min(self.max_delay, self.base_delay * (2.0 ** min(attempt, 64)))
-        return delay * (1.0 - self.jitter * self._rand())
-
-    def snapshot(self) -> SinkStats:
-        with self._lock:
-            return self.stats.copy()
-
-    def _retry(self, what: Callable[[], Any]) -> Any:
-        last: BaseException | None = None
-        attempt = 0
-        while not self.max_attempts or attempt < self.max_attempts:
-            with self._lock:
-                self.stats.attempts += 1
-            try:
-                result = what()
-                self.failing = False
-                return result
-            except BatchError as exc:
-                self.failing = True
-                with self._lock:
-                    self.stats.errors += 1
-                    self.stats.failures += 1
-                    self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                raise
-            except Exception as exc:
-                last = exc
-                self.failing = True
-                with self._lock:
-                    self.stats.errors += 1
-                    self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                if self._on_error is not None:
-                    self._on_error(attempt, exc)
-                attempt += 1
-                if self._closed.is_set():
-                    break  # closed while retrying: give up on this batch now
-                if not self.max_attempts or attempt < self.max_attempts:
-                    self._sleep(self.backoff(attempt - 1))
-        with self._lock:
-            self.stats.failures += 1
-        raise SinkError(f"giving up after {attempt} attempts: {last}") from last
-
-    def write(self, batch: OutputBatch) -> None:
-        if not len(batch):
-            return
-        started = time.perf_counter()
-        self._retry(lambda: self.inner.write(batch))
-        elapsed = time.perf_counter() - started
-        with self._lock:
-            self.stats.batches_written += 1
-            for name, rows in batch.tables():
-                self.stats.rows_written[name] += len(rows)
-            self.stats.write_seconds_sum += elapsed
-            self.stats.last_write_seconds = elapsed
-
-    def apply_ddl(self) -> None:
-        self._retry(self.inner.apply_ddl)
-
-    def query(
-        self, sql: str, params: dict[str, Any] | None = None, fmt: str = "JSONCompact"
-    ) -> QueryResult:
-        """Not retried: a read is the caller's to repeat, and a bad query would only fail again."""
-        return self.inner.query(sql, params, fmt)
-
-    def stop_retrying(self) -> None:
-        """The write in progress (if any) gives up after its current attempt; so do later ones.
-
-        For a stop that cannot wait for ClickHouse to come back (``agents.app``'s bounded
-        shutdown): the batch is then recomputed from Kafka by the next owner.
-        """
-        self._closed.set()
-
-    def close(self) -> None:
-        self.stop_retrying()
-        self.inner.close()

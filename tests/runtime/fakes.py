@@ -257,13 +257,13 @@ class FakeMetrics:
     def _n(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
 
-    def on_assign(self, partition: int, engine: Any) -> None:
+    def on_assign(self, partition: int, standing: Any, stats: Any) -> None:
         self._n("on_assign")
 
     def on_written(self, partition: int, out: Any, now_ms: int, head_ts: int) -> None:
         self._n("on_written")
 
-    def on_engine(self, partition: int, engine: Any) -> None:
+    def on_engine(self, partition: int, stats: Any) -> None:
         self._n("on_engine")
 
     def on_sink(self, stats: Any) -> None:
