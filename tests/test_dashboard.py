@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
@@ -300,6 +301,27 @@ def test_token_url_becomes_a_strict_httponly_cookie(
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
     status, body, _ = _get(loop, base + "/api/overview", cookies={auth.TOKEN_COOKIE: token})
     assert status == 503 and "cannot be read" in body  # no worker behind it: said, not hidden
+
+
+def test_malformed_requests_do_not_flood_the_log(
+    running: tuple[str, str, asyncio.AbstractEventLoop], caplog: pytest.LogCaptureFixture
+) -> None:
+    """One counted WARNING instead of a traceback at ERROR per unparsable request."""
+    base, _, loop = running
+    host, port = base.split("//")[1].rsplit(":", 1)
+    caplog.set_level(logging.DEBUG)
+
+    async def garbage() -> bytes:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /\x00 HTTP/1.1\r\nHost: \xff\r\n\r\n")
+        head = await reader.read(64)
+        writer.close()
+        return head
+
+    for _ in range(30):
+        assert loop.run_until_complete(garbage()).startswith(b"HTTP/1.0 400 ")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("malformed HTTP request" in r.getMessage() for r in caplog.records)
 
 
 def test_source_reads_a_clickhouse_server_alike(ch: Any) -> None:

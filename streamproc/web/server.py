@@ -27,6 +27,7 @@ import orjson
 from aiohttp import web
 
 from streamproc import auth
+from streamproc.httplog import request_logger
 from streamproc.settings import Settings
 from streamproc.sink.base import SinkError
 from streamproc.sqlserve import EndpointError, EndpointUnavailable
@@ -217,7 +218,7 @@ class Dashboard:
 
 async def serve(dashboard: Dashboard, ready: Callable[[str], None]) -> None:
     """Serve until cancelled; ``ready`` gets the token URL once the port is bound."""
-    runner = web.AppRunner(dashboard.app(), access_log=None)
+    runner = web.AppRunner(dashboard.app(), access_log=None, logger=request_logger("dashboard"))
     await runner.setup()
     site = web.TCPSite(runner, dashboard.host, dashboard.port)
     await site.start()
