@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from streamproc.columns import ALL, Column, Table
 from streamproc.derived import alias_columns
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import PartitionEngine
+from streamproc.engine.room import TotalsValues
+from streamproc.engine.sku import SkuRowValues, SkuTotalsValues
+from streamproc.engine.window import RowValues
 from streamproc.kafka.outputs import KafkaOutputs
 from streamproc.replay import row_json
 from streamproc.rows import TABLE_ORDER, TABLES, OutputBatch
@@ -263,3 +267,30 @@ def test_dead_letter_kafka_copy_carries_every_other_column_as_a_header() -> None
             ],
         )
     ]
+
+
+def _value_types(alias: Any) -> list[tuple[type, bool]]:
+    """``(type, may be None)`` of each member of a ``tuple[...]`` alias."""
+    out = []
+    for arg in typing.get_args(alias):
+        members = typing.get_args(arg) or (arg,)
+        out.append((next(m for m in members if m is not type(None)), type(None) in members))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("alias", "table", "first", "last"),
+    [
+        (RowValues, columns.ROOM_METRICS, "concurrent_viewers", "watch_ms"),
+        (TotalsValues, columns.ROOM_TOTALS, "first_event_at", "presence_end"),
+        (SkuRowValues, columns.SKU_METRICS, "cart_adds", "refund_amount"),
+        (SkuTotalsValues, columns.SKU_TOTALS, "cart_adds", "peak_units"),
+    ],
+)
+def test_engine_value_types_follow_the_declaration(
+    alias: Any, table: Table, first: str, last: str
+) -> None:
+    """The engine's typed value tuples are the declared columns ``first..last``: same
+    count, same Python type, None only where the column is Nullable."""
+    cols = table.columns[table.pos(first) : table.pos(last) + 1]
+    assert _value_types(alias) == [(c.py_type, c.nullable) for c in cols]
