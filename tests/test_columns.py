@@ -294,3 +294,18 @@ def test_engine_value_types_follow_the_declaration(
     count, same Python type, None only where the column is Nullable."""
     cols = table.columns[table.pos(first) : table.pos(last) + 1]
     assert _value_types(alias) == [(c.py_type, c.nullable) for c in cols]
+
+
+def test_the_contracts_room_metrics_table_agrees_with_the_declaration() -> None:
+    """METRICS §5 lists the columns with their types: same names, same order, same types
+    (``is_deleted`` is the storage's, not the contract's)."""
+    text = (ROOT / "docs" / "METRICS.md").read_text(encoding="utf-8")
+    section = text[text.index("## 5.") : text.index("## 6.")]
+    listed: list[tuple[str, str]] = []
+    for line in section.splitlines():
+        m = re.match(r"\| (`[^|]+`) \| ([^|]+) \|", line)
+        if m:
+            for name in re.findall(r"`(\w+)`", m.group(1)):
+                listed.append((name, m.group(2).strip()))
+    declared = [(c.name, c.ch_type) for c in columns.ROOM_METRICS.columns]
+    assert listed == [d for d in declared if d[0] != "is_deleted"]
