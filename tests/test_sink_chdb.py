@@ -28,7 +28,7 @@ from streamproc.sink.base import (
 )
 from streamproc.sink.chdb_sink import ChdbSink
 from streamproc.sink.retry import RetryingSink
-from streamproc.sqlguard import RejectedQuery
+from streamproc.sql.guard import RejectedQuery
 from tests.chdb_fixture import (
     NASTY_IDS,
     RAW_PAYLOADS,

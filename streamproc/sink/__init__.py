@@ -9,7 +9,7 @@ interface. The backends are imported lazily so that importing the interface does
 not load chDB.
 
 May import: the standard library, numpy, orjson, pyarrow, the ClickHouse clients,
-``streamproc.columns``, ``streamproc.rows`` and ``streamproc.sqlguard``; never the
+``streamproc.columns``, ``streamproc.rows`` and ``streamproc.sql.guard``; never the
 engine, the runtime or Kafka (``tests/test_layout.py``).
 """
 
