@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 
 from streamproc.anomaly import KINDS, PAGING_KINDS, DetectorConfig, RoomWatch
+from streamproc.columns import ROOM_METRICS
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import PartitionEngine
 from streamproc.simulate_anomalies import (
@@ -41,6 +42,8 @@ from streamproc.simulate_anomalies import (
     generate,
     scenario,
 )
+
+_FINAL = ROOM_METRICS.pos("is_final")
 
 TARGET_RECALL = 0.95
 TARGET_DELAY = 2.0
@@ -68,7 +71,7 @@ def final_rows(sc: Scenario) -> tuple[Steps, int, float]:
         eng.process(batch)
         batch.clear()
         out = eng.flush()
-        steps.append((eng.horizon, [r for r in out.room_metrics if r[19]]))
+        steps.append((eng.horizon, [r for r in out.room_metrics if r[_FINAL]]))
 
     for rec in generate(sc):
         s = rec.ts // 1000
@@ -81,7 +84,7 @@ def final_rows(sc: Scenario) -> tuple[Steps, int, float]:
         n += 1
     flush()
     eng.drain()
-    steps.append((-1, [r for r in eng.flush().room_metrics if r[19]]))
+    steps.append((-1, [r for r in eng.flush().room_metrics if r[_FINAL]]))
     return steps, n, time.process_time() - t0
 
 
@@ -223,8 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             steps, events, cpu = final_rows(sc)
             nrows = sum(len(r) for _, r in steps)
-            print(f"seed {seed}: {events} events -> {nrows} final rows through the engine"
-                  f" in {cpu:.1f} s CPU ({events / cpu:,.0f} events/s, generation included)")
+            print(
+                f"seed {seed}: {events} events -> {nrows} final rows through the engine"
+                f" in {cpu:.1f} s CPU ({events / cpu:,.0f} events/s, generation included)"
+            )
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_bytes(msgspec.msgpack.encode(steps))

@@ -246,12 +246,13 @@ def test_format_4_snapshot_is_upgraded_and_older_ones_are_refused() -> None:
         snap.restore(v3)
 
 
-def test_exporter_forgets_evicted_rooms_and_counts_their_gmv_once() -> None:
+def test_exporter_counts_an_evicted_rooms_gmv_once_and_shows_no_viewers() -> None:
     """Evicted rooms: no viewers left in the gauges; revived after a restore, their
-    totals rows continue from the kept record's baseline (GMV counted once); once their
-    record is gone they leave the per-room series, the records they hold stay."""
-    from streamproc.metrics import PipelineMetrics
-    from tests.test_metrics import one, room_ids, samples
+    totals rows continue from the kept record's baseline (``standing_rows``), so GMV is
+    counted once; the kept records have their gauge."""
+    from streamproc.engine.stats import engine_stats, standing_rows
+    from streamproc.prometheus import PipelineMetrics
+    from tests.test_metrics import one
 
     s = Stream()
     end = BASE
@@ -259,11 +260,11 @@ def test_exporter_forgets_evicted_rooms_and_counts_their_gmv_once() -> None:
         end = s.session(f"room-{r}", ["u1", "u2"], end)
     m = PipelineMetrics(worker_id="w", top_k=10)
     eng = PartitionEngine(engine_config(CFG))
-    m.on_assign(0, eng)
+    m.on_assign(0, standing_rows(eng), engine_stats(eng))
 
     def flush(now: int) -> None:
         m.on_written(0, eng.flush(), now, eng.head)
-        m.on_engine(0, eng)
+        m.on_engine(0, engine_stats(eng))
 
     topic = CFG.topics
     for rec in s.records:
@@ -279,7 +280,7 @@ def test_exporter_forgets_evicted_rooms_and_counts_their_gmv_once() -> None:
     # the partition moves to another worker's engine (restored), and room-0 comes back
     eng = snap.restore(snap.snapshot(eng))
     m.drop_partition(0)
-    m.on_assign(0, eng)
+    m.on_assign(0, standing_rows(eng), engine_stats(eng))
     n = len(s.records)
     s.session("room-0", ["u3"], rest + 1000)
     for rec in s.records[n:]:
@@ -287,15 +288,10 @@ def test_exporter_forgets_evicted_rooms_and_counts_their_gmv_once() -> None:
     flush(rest + 3000)
     # room-0's totals row now holds its 3 orders: only the new one is new money
     assert one(m, "streamproc_gmv_yuan_total") == pytest.approx(7 * 9.90)
-    eng.tick(rest + 3000 + G + CFG.allowed_lateness_ms + 5000)
-    flush(rest + 3000)
-    assert one(m, "streamproc_gmv_yuan_total") == pytest.approx(7 * 9.90)
-    assert room_ids(m) == {"room-0", "room-1", "room-2"}
     gone = rest + 3000 + G + CFG.room_retention_ms + CFG.allowed_lateness_ms + 5000
     eng.tick(gone)
     flush(gone)
     assert not eng.rooms and not eng.retired.records
-    assert room_ids(m) == set() and one(m, "streamproc_engine_retired_rooms") == 0
-    assert [lab["room_id"] for lab, _ in samples(m)["streamproc_record_room_gmv_yuan"]] == [
-        "room-0"
-    ]
+    assert one(m, "streamproc_engine_retired_rooms") == 0
+    assert one(m, "streamproc_concurrent_viewers") == 0
+    assert one(m, "streamproc_gmv_yuan_total") == pytest.approx(7 * 9.90)
