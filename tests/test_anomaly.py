@@ -176,6 +176,30 @@ def test_conversion_collapse_when_carts_and_orders_fall_with_the_audience_there(
     assert fired(alerts, "sales_stall") == []
 
 
+def test_conversion_collapse_is_paged_within_two_windows_in_a_room_selling_three_orders() -> None:
+    # 330 viewers: 3.3 orders and 13 carts a window. Buyers alone need about 8 windows to
+    # tell a collapse from a quiet spell; the carts falling with them are the evidence.
+    kw = {"cart": 0.04, "order": 0.01}
+    ws = steady(1, 60, 330, **kw)
+    ws += steady(2, 15, 330, cart=0.004, order=0.001) + steady(3, 20, 330, **kw)
+    f = fired(run(series("r", ws)), "conversion_collapse")
+    assert len(f) == 1 and 60 <= window_of(f[0]) <= 62
+
+
+def test_back_to_back_flash_sales_do_not_end_in_a_conversion_collapse() -> None:
+    # two flash sales 4 minutes apart: a third of 10 minutes of carts at four times the rate,
+    # more than an interquartile mean trims; the normal traffic after them is not a collapse
+    for seed in range(6):
+        rnd = random.Random(seed)
+        ws = []
+        for i in range(200):
+            sale = 60 <= i < 69 or 84 <= i < 93 or 108 <= i < 117
+            orders = 0.1 if (60 <= i < 66 or 84 <= i < 90 or 108 <= i < 114) else 0.01
+            ws.append(normal(rnd, 330, chat=0.1 if sale else 0.05, cart=0.16 if sale else 0.04,
+                             order=orders))  # fmt: skip
+        assert fired(run(series("r", ws)), "conversion_collapse") == [], seed
+
+
 def test_refund_surge() -> None:
     ws = steady(1, 60, 1000)
     ws[60 - 1]["refunds"] = 0
