@@ -139,7 +139,7 @@ BAND_ROOMS: tuple[tuple[int, int, int], ...] = (
     (1000, 10_000, 8),
     (10_000, 20_000, 2),
 )
-"""Normal rooms added per band ``(lo, hi, count)`` on top of the Pareto population."""
+"""Normal rooms added per band ``(lo, hi, count)``, per 1 000 rooms of the Pareto population."""
 SALES_MIN_SIZE = 800
 """Anomalous rooms of the sales kinds have at least this audience (their volume floor)."""
 
@@ -171,7 +171,8 @@ def scenario(
     Normal sessions start anywhere in the run and last 20-120 minutes (those
     that run past the end do not end); their sizes follow a Pareto tail from 10
     to 20 000 viewers (``normal_sizes``: most rooms are small), and ``band_rooms``
-    adds ``(lo, hi, count)`` rooms of sizes log-uniform in ``[lo, hi)`` so that
+    adds ``(lo, hi, count)`` rooms per 1 000 of those, of sizes log-uniform in
+    ``[lo, hi)``, so that
     mid and big rooms have normal room-hours too (a big room costs its size in
     events: the defaults are what a loaded 2-core machine runs in minutes).
     Anomalous sessions last 15-20 minutes and get their anomaly 7-10 minutes in
@@ -205,7 +206,7 @@ def scenario(
         sessions.append(s)
         idx += 1
     for lo, hi, count in band_rooms:
-        for _ in range(count):
+        for _ in range(count * normal_rooms // 1000):
             length = int(1200 + rnd.random() * 6000)
             start = int(rnd.random() * (duration_s - 1200))
             end = min(start + length, duration_s)
