@@ -111,7 +111,7 @@ SELECT room_id,
        toDecimalString(sum(gmv), 2) AS gmv
 FROM {db}.room_metrics FINAL
 WHERE window_start >= (SELECT max(window_start) FROM {db}.room_metrics) - INTERVAL 60 SECOND
-GROUP BY room_id ORDER BY viewers DESC LIMIT 8
+GROUP BY room_id ORDER BY viewers DESC, peak DESC LIMIT 8
 """
 
 ALERTS = """
