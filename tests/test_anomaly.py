@@ -150,6 +150,18 @@ def test_broadcast_end_is_not_an_audience_collapse() -> None:
     assert [a[3] for a in alerts if a[1] == "broadcast_end"] == ["firing", "resolved"]
 
 
+def test_refunds_after_a_broadcast_end_do_not_make_it_a_collapse() -> None:
+    # refunds of the session's orders keep arriving for minutes after its end, and each
+    # opens its buyer's presence (a join): a big room's end had 2-5 of them a window
+    ws = steady(1, 60, 7000)
+    for i, cv in enumerate([4700, 2000, 1400, 1000, 600, 70, 16, 0, 0, 0]):
+        ws.append({"concurrent_viewers": cv, "unique_viewers": cv + 5, "joins": 5 - i % 3,
+                   "refunds": 5 - i % 3, "leaves": 500})  # fmt: skip
+    alerts = run(series("r", ws))
+    assert fired(alerts, "audience_collapse") == []
+    assert len(fired(alerts, "broadcast_end")) == 1
+
+
 def test_small_room_collapse_is_below_the_floor() -> None:
     ws = steady(1, 60, 60) + steady(2, 20, 10) + steady(3, 20, 60)
     assert fired(run(series("r", ws)), "audience_collapse") == []

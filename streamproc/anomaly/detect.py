@@ -444,7 +444,9 @@ class RoomWatch:
             waited = (ws - drop_ws) // cfg.window_ms
             if cv >= cfg.collapse_recover * ref:
                 r.drop = None  # a dip, back already
-            elif joins >= 2 or chats + carts + orders > 0:
+            # a refund is its buyer's event, so it opens a presence (a join) after the
+            # broadcast too: those joins say nothing about the stream
+            elif joins - refunds >= 2 or chats + carts + orders > 0:
                 r.drop = None
                 self._fire(
                     rid, r, "audience_collapse", ws, cv, ref, round(ref / max(cv, 1), 2),
