@@ -295,3 +295,55 @@ def test_exporter_counts_an_evicted_rooms_gmv_once_and_shows_no_viewers() -> Non
     assert one(m, "streamproc_engine_retired_rooms") == 0
     assert one(m, "streamproc_concurrent_viewers") == 0
     assert one(m, "streamproc_gmv_yuan_total") == pytest.approx(7 * 9.90)
+
+
+def test_the_exporter_forgets_rooms_with_the_engine_and_counts_every_session() -> None:
+    """The exporter's book of rooms is bounded by the engine's memory: an evicted room
+    leaves it (only a money baseline stays while the engine keeps the record), and a
+    room id's new session after the retention counts its GMV in full. Before, the book
+    kept every room the night had seen, and a new session's smaller totals counted
+    nothing until they passed the old session's."""
+    from streamproc.engine.stats import engine_stats, standing_rows
+    from streamproc.prometheus import PipelineMetrics
+    from tests.test_metrics import one
+
+    s = Stream()
+    m = PipelineMetrics(worker_id="w", top_k=10)
+    eng = PartitionEngine(engine_config(CFG))
+    m.on_assign(0, standing_rows(eng), engine_stats(eng))
+    topic = CFG.topics
+    fed = 0
+
+    def run(now: int) -> None:
+        nonlocal fed
+        for rec in s.records[fed:]:
+            eng.process([(topic.index(rec.topic), rec.offset, rec.key, rec.value, rec.arrival)])
+        fed = len(s.records)
+        eng.tick(now)
+        m.on_written(0, eng.flush(), now, eng.head)
+        m.on_engine(0, engine_stats(eng))
+
+    end = BASE
+    for r in range(10):
+        end = s.session(f"room-{r}", ["u1", "u2"], end)
+    run(end)
+    part = m.book.parts[0]
+    assert len(part.rooms) > 0
+    rest = end + G + CFG.allowed_lateness_ms + 5000
+    run(rest)
+    assert not eng.rooms and len(eng.retired.records) == 10
+    assert part.rooms == {} and len(part.kept) == 10  # no series, a baseline each
+    assert one(m, "streamproc_gmv_yuan_total") == pytest.approx(20 * 9.90)
+    # room-0 back within the retention: its session continues, one new order counts
+    back = s.session("room-0", ["u3"], rest + 1000)
+    run(back + 500)
+    assert one(m, "streamproc_gmv_yuan_total") == pytest.approx(21 * 9.90)
+    assert "room-0" in part.rooms and "room-0" not in part.kept
+    # past the retention every record goes, and the book with it
+    gone = back + G + CFG.room_retention_ms + CFG.allowed_lateness_ms + 5000
+    run(gone)
+    assert not eng.retired.records and part.rooms == {} and part.kept == {}
+    # a new session of room-1: one order, less than the old session's two, counts in full
+    again = s.session("room-1", ["u9"], gone + 1000)
+    run(again + 500)
+    assert one(m, "streamproc_gmv_yuan_total") == pytest.approx(22 * 9.90)

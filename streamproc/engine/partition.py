@@ -86,6 +86,11 @@ class Output(OutputBatch):
     row_exists: list[bool] = field(default_factory=list)
     """Per ``room_metrics`` row: False when a late correction emptied the window, so the
     contract has no row for it; it is still written (all zeros) to overwrite the old one."""
+    left_rooms: list[tuple[str, bool]] = field(default_factory=list)
+    """Rooms that left memory after this output's rows (``engine.retire``), in order:
+    ``(room_id, kept)``; ``kept``: its totals record stays for the retention ``R`` (and a
+    later ``(room_id, False)`` says the record went too). A room back within the same
+    output is not listed. For consumers that mirror the rooms (the exporter)."""
 
 
 @dataclass
@@ -435,6 +440,9 @@ class PartitionEngine:
         room = self.rooms.get(room_id)
         if room is None:  # new, or evicted: its kept record, or a new session (§11)
             room = self.rooms[room_id] = self.retired.revive(self, room_id)
+            left = self.out.left_rooms
+            if left:  # back within the same output: for its consumers it never left
+                left[:] = [e for e in left if e[0] != room_id]
         self._room_by_key[key] = room
         return room
 

@@ -101,15 +101,19 @@ class Retirement:
             del eng.rooms[rid]
             eng._room_by_key.pop(rid.encode("utf-8"), None)
             self.evicted += 1
+            left = eng.out.left_rooms
             if room.last_ts == NEG:
+                left.append((rid, False))
                 continue  # no applied event (only late ones or duplicates): nothing to keep
             drop_at = room.last_ts + keep_for
             if drop_at <= H:
                 self.expired += 1
+                left.append((rid, False))
                 continue
             blob = zlib.compress(msgspec.msgpack.encode(room_state(room)), 1)
             self.records[rid] = (room.last_ts, blob)
             heapq.heappush(self._drops, (drop_at, rid))
+            left.append((rid, True))
 
     def forget(self, eng: PartitionEngine, H: int) -> None:
         """Drop the records whose retention has passed at horizon ``H``."""
@@ -122,6 +126,7 @@ class Retirement:
             if rec is not None and rec[0] + keep_for == drop_at:
                 del records[rid]
                 self.expired += 1
+                eng.out.left_rooms.append((rid, False))
 
     def revive(self, eng: PartitionEngine, room_id: str) -> Room:
         """The room for an event of ``room_id`` that is not live: its record continued,

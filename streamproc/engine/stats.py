@@ -13,10 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..rows import OutputBatch
-
 if TYPE_CHECKING:
-    from .partition import PartitionEngine
+    from .partition import Output, PartitionEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +66,19 @@ def engine_stats(engine: PartitionEngine) -> EngineStats:
     )
 
 
-def standing_rows(engine: PartitionEngine) -> OutputBatch:
+def standing_rows(engine: PartitionEngine) -> Output:
     """The rows a restored engine last wrote that still stand: per room its newest
     ``room_metrics`` window and its ``room_totals``, and each SKU's ``sku_totals``.
 
     For a consumer that starts from a snapshot (the exporter, after a rebalance): the
     values were written by the previous owner, so they are a baseline, not news. The
     write metadata are not kept in the state: ``version`` and ``updated_at`` are 0 in
-    these rows, which are never written anywhere.
+    these rows, which are never written anywhere. Evicted rooms whose record is kept
+    are listed in ``left_rooms`` after their totals.
     """
-    out = OutputBatch()
+    from .partition import Output  # the engine imports this module
+
+    out = Output()
     width = engine.cfg.window_ms
     for room_id, room in engine.rooms.items():
         written = [s for s, w in room.windows.items() if w.emitted is not None]
@@ -96,6 +97,7 @@ def standing_rows(engine: PartitionEngine) -> OutputBatch:
     # evicted rooms whose totals are kept: if they come back, their totals rows continue
     # the session, so the consumer needs these as baselines too (semantics §11)
     for room in engine.retired.kept_rooms():
+        out.left_rooms.append((room.room_id, True))
         if room.totals_emitted is not None:
             out.room_totals.append((room.room_id, *room.totals_emitted, 0, 0))
         if room.skus is not None:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from streamproc.columns import ROOM_METRICS, ROOM_TOTALS, SKU_TOTALS
 
-from .common import delta
+from .common import delta, real_ts
 
 _M, _T = ROOM_METRICS.pos, ROOM_TOTALS.pos  # positions resolved once, rows stay tuples
 _RID, _WS, _CONC = _M("room_id"), _M("window_start"), _M("concurrent_viewers")
@@ -23,6 +23,7 @@ _TRID, _PEAK = _T("room_id"), _T("peak_viewers")
 _VIEWERS, _BUYERS = _T("distinct_viewers"), _T("distinct_buyers")
 _ORDERS, _GMV, _REFUNDS = _T("orders"), _T("gmv"), _T("refunds")
 _REFUND_FEN, _WATCH, _DWELL = _T("refund_amount"), _T("watch_ms"), _T("avg_dwell_ms")
+_FIRST = _T("first_event_at")
 _SKU_RID, _SKU_ID = SKU_TOTALS.pos("room_id"), SKU_TOTALS.pos("sku_id")
 _SKU_GMV, _SKU_UNITS = SKU_TOTALS.pos("gmv"), SKU_TOTALS.pos("units_sold")
 
@@ -42,6 +43,7 @@ class Room:
         "avg_dwell_ms",
         "buyers",
         "concurrent",
+        "first_at",
         "gmv_fen",
         "hold",
         "hold_until",
@@ -66,6 +68,8 @@ class Room:
         """A recent higher ``concurrent`` kept for ranking until ``hold_until`` (wall ms)."""
         self.hold_until = 0
         self.peak = 0
+        self.first_at = 2**63
+        """``first_event_at`` of its session: a later one is a new session (§11)."""
         self.gmv_fen = 0
         self.orders = 0
         self.refunds = 0
@@ -86,13 +90,21 @@ class Room:
         return self.concurrent
 
 
+Kept = tuple[int, int, int, int, int]
+"""What the book keeps of a room that left the engine's memory with its totals record:
+``(first_at, gmv_fen, orders, refunds, refund_fen)``, the baseline if it comes back."""
+
+
 class RoomPart:
     """The rooms of one owned partition and their running aggregates."""
 
-    __slots__ = ("above", "active", "present", "rooms")
+    __slots__ = ("above", "active", "kept", "present", "rooms")
 
     def __init__(self, n_thresholds: int) -> None:
         self.rooms: dict[str, Room] = {}
+        self.kept: dict[str, Kept] = {}
+        """Rooms the engine evicted but keeps a record of (``Output.left_rooms``): no
+        series, only the money baseline, dropped when the engine drops the record."""
         self.present = 0
         """Sum of the rooms' newest concurrent viewers."""
         self.active = 0
@@ -143,7 +155,7 @@ class RoomBook:
             rid = row[_RID]
             r = rooms.get(rid)
             if r is None:
-                r = rooms[rid] = Room(rid)
+                r = self._room(part, rid)
             ws = row[_WS]
             if ws >= r.ws:
                 r.ws = ws
@@ -157,6 +169,21 @@ class RoomBook:
             if r.skus is None:
                 r.skus = {}
             r.skus[row[_SKU_ID]] = (row[_SKU_GMV], row[_SKU_UNITS])
+        # after the rows: they are the rooms' last ones (an OutputBatch has no such list)
+        for rid, kept in getattr(out, "left_rooms", ()):
+            self._leave(part, rid, kept, now_ms)
+
+    def _leave(self, part: RoomPart, rid: str, kept: bool, now_ms: int) -> None:
+        """The engine evicted ``rid`` (``kept``: its record stays) or dropped its record:
+        the room leaves every series, so the book is bounded by the engine's memory, not
+        by every room the night has seen."""
+        r = part.rooms.pop(rid, None)
+        if r is not None:
+            self._set_concurrent(part, r, 0, now_ms)
+        if not kept:
+            part.kept.pop(rid, None)
+        elif r is not None:
+            part.kept[rid] = (r.first_at, r.gmv_fen, r.orders, r.refunds, r.refund_fen)
 
     def rooms(self) -> Iterator[Room]:
         for p in self.parts.values():
@@ -185,6 +212,9 @@ class RoomBook:
         r = part.rooms.get(room_id)
         if r is None:
             r = part.rooms[room_id] = Room(room_id)
+            base = part.kept.pop(room_id, None)
+            if base is not None:  # back within the retention: its session continues
+                r.first_at, r.gmv_fen, r.orders, r.refunds, r.refund_fen = base
         return r
 
     def _set_concurrent(self, part: RoomPart, r: Room, c: int, now_ms: int) -> None:
@@ -203,6 +233,12 @@ class RoomBook:
         """A ``room_totals`` row: session values of the room, positive deltas to the counters."""
         r = self._room(part, row[_TRID])
         gmv, orders, refunds, refund_fen = row[_GMV], row[_ORDERS], row[_REFUNDS], row[_REFUND_FEN]
+        first = row[_FIRST]
+        if first > r.first_at and real_ts(r.first_at):
+            # a new session of the room id after the retention (semantics §11): its sums
+            # start from zero, so they count in full (within a session first_at only drops)
+            r.gmv_fen = r.orders = r.refunds = r.refund_fen = 0
+        r.first_at = first
         if count:
             self.gmv_fen += delta(gmv, r.gmv_fen)
             self.orders += delta(orders, r.orders)
