@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from msgspec import UNSET
+from streamproc_core import DedupMemory
 
 from ..anomaly.detect import RoomWatch
 from ..rows import OutputBatch
@@ -130,13 +131,10 @@ class PartitionEngine:
         self._cand_other = POS
         """The smallest ``maxts`` of the other non-idle topics."""
         self._next_close = NEG
-        # dedup (§4)
-        self.seen: dict[str, int] = {}
-        self.seen_journal: list[str] | None = None
-        """When a list: every id remembered since the last ``take_seen_segment`` (the worker
-        saves the dedup memory incrementally; see ``engine.snapshot``)."""
-        self._seen_buckets: dict[int, list[str]] = {}
-        self._seen_heap: list[int] = []
+        # dedup (§4): compiled (streamproc_core), ids kept as 128-bit fingerprints. Its
+        # ``journal``, once on, lists the ids remembered since the last ``take_seen_segment``
+        # (the worker saves the dedup memory incrementally; see ``engine.snapshot``).
+        self.seen = DedupMemory(cfg.dedup_ms, cfg.window_ms)
         # rooms and timers
         self.rooms: dict[str, Room] = {}
         self._room_by_key: dict[bytes, Room] = {}
@@ -213,15 +211,12 @@ class PartitionEngine:
         W = cfg.window_ms
         T = cfg.presence_timeout_ms
         I_ = cfg.idle_ms
-        D = cfg.dedup_ms
         decoders = DECODERS
         field_counts = FIELD_COUNTS
         next_offsets = self.next_offsets
         maxts = self.maxts
         last_arrival = self.last_arrival
-        seen = self.seen
-        buckets = self._seen_buckets
-        journal = self.seen_journal
+        admit = self.seen.admit
         by_key = self._room_by_key
         counters_events = self.counters.events
         max_ahead = MAX_AHEAD_MS
@@ -283,28 +278,16 @@ class PartitionEngine:
             if la is None or la <= arrival - I_:
                 self._cand_dirty = True
             last_arrival[kind] = arrival
-            # duplicates before lateness (§4)
-            eid = ev.event_id
-            t0 = seen.get(eid)
-            if t0 is not None and t0 + D > self.stream_time and -D < ts - t0 < D:
+            # duplicates before lateness (§4): one call checks the id and, unless the
+            # event is late, remembers it
+            ws = ts - ts % W
+            on_time = ws >= self.horizon
+            if admit(ev.event_id, ts, self.stream_time, on_time):
                 self.counters.duplicates += 1
                 continue
-            ws = ts - ts % W
-            if ws < self.horizon:
+            if not on_time:
                 self._late(kind, offset, value, arrival, ev, ws)
                 continue
-            seen[eid] = ts
-            if journal is not None:
-                journal.append(eid)
-            # the id's expiry bucket (inline: this runs per event; snapshot.restore rebuilds
-            # all buckets in one pass the same way)
-            b = ts // W
-            lst = buckets.get(b)
-            if lst is None:
-                buckets[b] = [eid]
-                heapq.heappush(self._seen_heap, b)
-            else:
-                lst.append(eid)
             counters_events[kind] += 1
             # apply
             if ts > room.last_ts:
@@ -535,14 +518,7 @@ class PartitionEngine:
             self._expire(H)
             if self.watch is not None:  # windows before H are final for good: judge them
                 self.out.room_alerts += self.watch.advance(H, self.clock())
-        heap = self._seen_heap
-        grain = W
-        while heap and (heap[0] + 1) * grain - 1 + cfg.dedup_ms <= S:
-            b = heapq.heappop(heap)
-            for eid in self._seen_buckets.pop(b, ()):
-                t0 = self.seen.get(eid)
-                if t0 is not None and t0 // grain == b:
-                    del self.seen[eid]
+        self.seen.expire(S)
 
     def _expire(self, H: int) -> None:
         """Fold windows that can no longer change (``e + L <= S``) into the room base."""
