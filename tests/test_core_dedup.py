@@ -8,6 +8,7 @@ by the Python engine before them (ids, not fingerprints) restores to the same be
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,19 @@ def test_the_memory_costs_at_most_57_bytes_an_id() -> None:
         m.admit(f"{'x' * 120}-{i}", T0 + i, 0, True)
     assert len(m) == n
     assert 24 * n < m.heap_bytes() <= 57 * n
+
+
+def test_an_order_refused_for_its_room_sum_is_not_remembered() -> None:
+    """The one call that checks and remembers an id must not remember a dead letter: the
+    same id, sent again as an order that fits, is applied, as the reference says."""
+    from tests.engine_harness import comparable, engine_compute
+    from tests.reference import compute
+    from tests.test_money_bounds import order
+
+    recs = [order(i, "paid") for i in range(10_001)]  # o10000 overflows: a dead letter
+    again = order(10_000, "paid", "0.00")
+    recs.append(replace(again, offset=10_001))
+    got = engine_compute(recs)
+    assert got["counters"]["invalid"]["sum_out_of_range"] == 1
+    assert got["counters"]["duplicates"] == 0
+    assert comparable(got) == comparable(compute(recs))

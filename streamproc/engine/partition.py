@@ -52,6 +52,7 @@ from .validate import (
     DECODERS,
     FIELD_COUNTS,
     MAX_AHEAD_MS,
+    MAX_SUM_FEN,
     MIN_TS,
     REASONS,
     Invalid,
@@ -67,6 +68,12 @@ Record = tuple[int, int, bytes | None, bytes | None, int]
 (``value`` is None for a record without one, which Kafka allows: a dead letter)."""
 
 log = logging.getLogger("streamproc.engine")
+
+_SUM_OUT_OF_RANGE = Invalid(
+    "sum_out_of_range",
+    "this order would carry the room's GMV or refund amount to 10^16 yuan or more "
+    "(beyond Decimal(18, 2))",
+)
 
 TIMER_GRAIN = 1000
 """Timer buckets are one second of stream time: a check runs when ``S`` passes the bucket."""
@@ -278,15 +285,24 @@ class PartitionEngine:
             if la is None or la <= arrival - I_:
                 self._cand_dirty = True
             last_arrival[kind] = arrival
-            # duplicates before lateness (§4): one call checks the id and, unless the
-            # event is late, remembers it
+            # duplicates before lateness (§4), lateness before an order's sum check: one call
+            # checks the id and remembers it unless the event is late or a dead letter
             ws = ts - ts % W
             on_time = ws >= self.horizon
-            if admit(ev.event_id, ts, self.stream_time, on_time):
+            too_big = (
+                kind == 3
+                and (room.gmv if ev.status == "paid" else room.refund_fen) + fen > MAX_SUM_FEN
+            )
+            if admit(ev.event_id, ts, self.stream_time, on_time and not too_big):
                 self.counters.duplicates += 1
                 continue
             if not on_time:
                 self._late(kind, offset, value, arrival, ev, ws)
+                continue
+            if too_big:
+                # the room's session sum would leave Decimal(18, 2): every window and SKU sum
+                # is at most the session's, so this one check keeps them all storable
+                self._dead_letter_as(kind, offset, key, value, arrival, _SUM_OUT_OF_RANGE)
                 continue
             counters_events[kind] += 1
             # apply
