@@ -20,7 +20,8 @@ PURE = {"streamproc.engine", "streamproc.rows", "streamproc.anomaly", "streampro
 
 RULES: dict[str, tuple[set[str], set[str]]] = {
     # package or module: (streamproc parts it may import, third-party modules it may import)
-    "streamproc.engine": (PURE, {"msgspec", "orjson"}),
+    # streamproc_core: the compiled engine core (core/), pure like the engine it is part of
+    "streamproc.engine": (PURE, {"msgspec", "orjson", "streamproc_core"}),
     "streamproc.anomaly": (PURE, {"msgspec", "orjson"}),
     "streamproc.merge": (PURE, set()),
     "streamproc.rows": (PURE, set()),
