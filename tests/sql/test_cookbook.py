@@ -37,7 +37,7 @@ from streamproc.sink.base import OutputBatch, QueryResult
 from streamproc.sink.chdb_sink import ChdbSink
 from tests.chdb_fixture import chdb_dir, fresh_database
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 QUERIES = ROOT / "deploy" / "clickhouse" / "queries"
 HIT = room_name(0)
 
