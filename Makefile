@@ -14,6 +14,7 @@ test:
 	scripts/setup.sh --tests
 	.venv/bin/ruff check streamproc agents tests bench
 	.venv/bin/mypy
+	cd core && PATH="$$HOME/.cargo/bin:$$PATH" cargo test --quiet --locked --no-default-features
 	.venv/bin/python -m pytest -q
 
 lint: setup

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import build_input, run
 
 from streamproc import gcpolicy
-from streamproc.engine.snapshot import restore, snapshot, take_seen_segment
+from streamproc.engine.snapshot import _seen_state, restore, snapshot
 
 
 def main() -> None:
@@ -39,9 +39,8 @@ def main() -> None:
     saved: list[tuple[bytes, list[bytes]]] = []
     for eng in engines:
         eng.take_output()
-        eng.seen_journal = list(eng.seen)  # everything is new: one segment
-        segment = take_seen_segment(eng)
-        saved.append((snapshot(eng, with_seen=False), [segment[0]] if segment else []))
+        # everything is new: the whole dedup memory is one segment
+        saved.append((snapshot(eng, with_seen=False), [_seen_state(eng.seen)]))
     ids = sum(len(e.seen) for e in engines)
     users = sum(len(r.users) for e in engines for r in e.rooms.values())
     size = sum(len(b) + sum(map(len, s)) for b, s in saved)

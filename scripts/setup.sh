@@ -24,6 +24,20 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The compiled engine core (core/: Rust, PyO3), built by maturin as pip's PEP 517 backend
+# with the machine's cargo; rebuilt whenever a file under core/ changed since the last build.
+core_stamp=.venv/.streamproc-core-installed
+if [ ! -f "$core_stamp" ] || [ -n "$(find core -path core/target -prune -o -newer "$core_stamp" -type f -print -quit)" ]; then
+  command -v cargo >/dev/null 2>&1 || PATH="$HOME/.cargo/bin:$PATH"
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo is needed to build the engine core (core/): install Rust (rustup.rs)" >&2
+    exit 1
+  fi
+  echo "setup: building the engine core (core/, Rust + PyO3, maturin; $(cargo --version))"
+  .venv/bin/python -m pip install -q ./core
+  touch "$core_stamp"
+fi
+
 echo "setup: Kafka jars (Maven Central)"
 deploy/kafka/kafka.sh fetch
 

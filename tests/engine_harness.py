@@ -37,7 +37,7 @@ _DELETED = ROOM_METRICS_COLUMNS.index("is_deleted")
 
 def snapshot_seen_all(eng: PartitionEngine) -> bytes:
     """The whole dedup memory as one segment (what a first incremental snapshot covers)."""
-    return _seen_state(list(eng.seen), eng.seen)
+    return _seen_state(eng.seen)
 
 
 def engine_config(cfg: RefConfig) -> EngineConfig:
@@ -126,16 +126,16 @@ class Driver:
         for p, eng in list(self.engines.items()):
             self.collect(eng.flush())
             if self.incremental:
-                if eng.seen_journal is None:  # the first snapshot: a full one
+                if not eng.seen.journal:  # the first snapshot: a full one
                     self.segments[p] = [snapshot_seen_all(eng)]
-                    eng.seen_journal = []
+                    eng.seen.journal = True
                 else:
                     seg = take_seen_segment(eng)
                     if seg is not None:
                         self.segments[p].append(seg[0])
                 blob = snapshot(eng, with_seen=False)
                 new = restore(blob, version_floor=eng.version, seen_segments=self.segments[p])
-                new.seen_journal = []
+                new.seen.journal = True
                 self.engines[p] = new
             else:
                 blob = snapshot(eng)

@@ -194,7 +194,15 @@ def test_commands_name_streamproc_subcommands() -> None:
     assert commands()["worker"][:2] == ["streamproc", "worker"]
     assert commands()["simulator"][:2] == ["streamproc", "simulate"]
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert [x for x in dockerfile.splitlines() if x.startswith("FROM")] == ["FROM python:3.11-slim"]
+    stages = [x.split() for x in dockerfile.splitlines() if x.startswith("FROM")]
+    # multi-stage: the engine core's wheel is built with the Rust toolchain, the image that
+    # runs is slim Python without it, and installs that wheel
+    assert stages[-1] == ["FROM", "python:3.11-slim-bookworm"], stages
+    assert ["FROM", "python:3.11-slim-bookworm", "AS", "core"] in stages
+    runtime = dockerfile.split("\nFROM python:3.11-slim-bookworm\n")[1]
+    assert "COPY --from=core /wheels /wheels" in runtime
+    assert "pip install /wheels/*.whl" in runtime and "cargo" not in runtime
+    assert "pip wheel --no-deps --wheel-dir /wheels ./core" in dockerfile
     assert 'CMD ["streamproc", "worker"]' in dockerfile
 
 

@@ -224,7 +224,7 @@ def test_runtime_writes_and_saves_nothing_of_a_broken_engine(tmp_path: Path) -> 
     broken.process([(1, 0, b"r2", b"{", ARRIVAL)])
     broken.broken = True
     for e in (ok, broken):
-        e.seen_journal = []  # as the runtime's restore leaves it
+        e.seen.journal = True  # as the runtime's restore leaves it
     core.partitions.update({p: Owned(e, Merger(), [0] * 4) for p, e in ((0, ok), (1, broken))})
 
     async def flush() -> None:

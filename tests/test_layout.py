@@ -26,7 +26,8 @@ PURE = {
 
 RULES: dict[str, tuple[set[str], set[str]]] = {
     # package or module: (streamproc parts it may import, third-party modules it may import)
-    "streamproc.engine": (PURE, {"msgspec", "orjson"}),
+    # streamproc_core: the compiled engine core (core/), pure like the engine it is part of
+    "streamproc.engine": (PURE, {"msgspec", "orjson", "streamproc_core"}),
     "streamproc.anomaly": (PURE, {"msgspec", "orjson"}),
     "streamproc.merge": (PURE, set()),
     "streamproc.rows": (PURE, set()),

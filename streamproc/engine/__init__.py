@@ -5,7 +5,7 @@ Owns the metrics contract's arithmetic (``/work/shared/METRICS.md`` is the contr
 lateness, snapshots of its own state. Its only clock is the records' timestamps.
 
 May import: the standard library, msgspec, orjson, ``streamproc.rows`` (and the
-column declaration it follows, ``streamproc.columns``) and
-``streamproc.anomaly`` (pure too). Never Kafka, ClickHouse, Prometheus or the
-runtime (``tests/test_layout.py`` enforces it).
+column declaration it follows, ``streamproc.columns``), ``streamproc.anomaly`` and its
+compiled core ``streamproc_core`` (``core/``; pure too). Never Kafka, ClickHouse,
+Prometheus or the runtime (``tests/test_layout.py`` enforces it).
 """

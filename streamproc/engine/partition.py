@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from msgspec import UNSET
+from streamproc_core import DedupMemory
 
 from ..anomaly.detect import RoomWatch
 from ..rows import OutputBatch
@@ -143,13 +144,10 @@ class PartitionEngine:
         self._cand_other = POS
         """The smallest ``maxts`` of the other non-idle topics."""
         self._next_close = NEG
-        # dedup (§4)
-        self.seen: dict[str, int] = {}
-        self.seen_journal: list[str] | None = None
-        """When a list: every id remembered since the last ``take_seen_segment`` (the worker
-        saves the dedup memory incrementally; see ``engine.snapshot``)."""
-        self._seen_buckets: dict[int, list[str]] = {}
-        self._seen_heap: list[int] = []
+        # dedup (§4): compiled (streamproc_core), ids kept as 128-bit fingerprints. Its
+        # ``journal``, once on, lists the ids remembered since the last ``take_seen_segment``
+        # (the worker saves the dedup memory incrementally; see ``engine.snapshot``).
+        self.seen = DedupMemory(cfg.dedup_ms, cfg.window_ms)
         # rooms and timers
         self.rooms: dict[str, Room] = {}
         self._room_by_key: dict[bytes, Room] = {}
@@ -228,15 +226,12 @@ class PartitionEngine:
         W = cfg.window_ms
         T = cfg.presence_timeout_ms
         I_ = cfg.idle_ms
-        D = cfg.dedup_ms
         decoders = DECODERS
         field_counts = FIELD_COUNTS
         next_offsets = self.next_offsets
         maxts = self.maxts
         last_arrival = self.last_arrival
-        seen = self.seen
-        buckets = self._seen_buckets
-        journal = self.seen_journal
+        admit = self.seen.admit
         by_key = self._room_by_key
         counters_events = self.counters.events
         max_ahead = MAX_AHEAD_MS
@@ -298,36 +293,25 @@ class PartitionEngine:
             if la is None or la <= arrival - I_:
                 self._cand_dirty = True
             last_arrival[kind] = arrival
-            # duplicates before lateness (§4)
-            eid = ev.event_id
-            t0 = seen.get(eid)
-            if t0 is not None and t0 + D > self.stream_time and -D < ts - t0 < D:
-                self.counters.duplicates += 1
-                continue
+            # duplicates before lateness (§4), lateness before an order's sum check: one call
+            # checks the id and remembers it unless the event is late or a dead letter
             ws = ts - ts % W
-            if ws < self.horizon:
-                self._late(kind, offset, value, arrival, ev, ws)
-                continue
-            if (
+            on_time = ws >= self.horizon
+            too_big = (
                 kind == 3
                 and (room.gmv if ev.status == "paid" else room.refund_fen) + fen > MAX_SUM_FEN
-            ):
+            )
+            if admit(ev.event_id, ts, self.stream_time, on_time and not too_big):
+                self.counters.duplicates += 1
+                continue
+            if not on_time:
+                self._late(kind, offset, value, arrival, ev, ws)
+                continue
+            if too_big:
                 # the room's session sum would leave Decimal(18, 2): every window and SKU sum
                 # is at most the session's, so this one check keeps them all storable
                 self._dead_letter_as(kind, offset, key, value, arrival, _SUM_OUT_OF_RANGE)
                 continue
-            seen[eid] = ts
-            if journal is not None:
-                journal.append(eid)
-            # the id's expiry bucket (inline: this runs per event; snapshot.restore rebuilds
-            # all buckets in one pass the same way)
-            b = ts // W
-            lst = buckets.get(b)
-            if lst is None:
-                buckets[b] = [eid]
-                heapq.heappush(self._seen_heap, b)
-            else:
-                lst.append(eid)
             counters_events[kind] += 1
             # apply
             if ts > room.last_ts:
@@ -563,14 +547,7 @@ class PartitionEngine:
             self.retired.retire(self, H)  # rooms at rest leave memory (§11)
             if self.watch is not None:  # windows before H are final for good: judge them
                 self.out.room_alerts += self.watch.advance(H, self.clock())
-        heap = self._seen_heap
-        grain = W
-        while heap and (heap[0] + 1) * grain - 1 + cfg.dedup_ms <= S:
-            b = heapq.heappop(heap)
-            for eid in self._seen_buckets.pop(b, ()):
-                t0 = self.seen.get(eid)
-                if t0 is not None and t0 // grain == b:
-                    del self.seen[eid]
+        self.seen.expire(S)
 
     def _expire(self, H: int) -> None:
         """Fold windows that can no longer change (``e + L <= S``) into the room base."""

@@ -6,8 +6,10 @@ offset of each topic partition: restore it, feed the records from those
 offsets again (earlier ones are skipped by offset) and the engine produces
 exactly what an uninterrupted engine would. The encoding is MessagePack of plain
 lists and flat int64 buffers (a partition may hold millions of users and event
-ids), compressed with zlib; derived indexes (timer heap, dedup expiry buckets)
-are rebuilt on restore.
+ids), compressed with zlib; derived indexes (the timer heap) are rebuilt on restore.
+The dedup memory is a blob of its own (:data:`SEEN_MAGIC`), in the snapshot or in
+segments; one saved as event ids, as versions before the compiled core wrote it, is
+read too (:func:`_load_seen`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import asdict
 from typing import Any
 
 import msgspec
+from streamproc_core import DedupMemory
 
 from ..anomaly.detect import RoomWatch
 from .config import EngineConfig
@@ -36,6 +39,10 @@ MAGIC = b"SPSNAP5\n"
 _UPGRADABLE = (b"SPSNAP4\n",)
 """Older formats this version reads: 4 is 5 without evicted rooms (its engine evicted
 none; the restored one evicts them at its next horizon step, which changes no result)."""
+SEEN_MAGIC = b"SPSEEN2\n"
+"""Marks a dedup memory of fingerprints (``streamproc_core.DedupMemory.encode``: 24 bytes an
+id), zlib-compressed after it. Without it, a dedup blob is the earlier layout: MessagePack
+``[ids, int64 ts buffer]``, zlib-compressed."""
 
 _WINDOW_INTS = (
     "start",
@@ -171,10 +178,24 @@ def room_state(r: Room) -> list[Any]:
     ]
 
 
-def _seen_state(ids: list[str], seen: dict[str, int]) -> bytes:
-    return zlib.compress(
-        msgspec.msgpack.encode([ids, array("q", [seen[i] for i in ids]).tobytes()]), 1
-    )
+def _seen_state(seen: DedupMemory) -> bytes:
+    return SEEN_MAGIC + zlib.compress(seen.encode(), 1)
+
+
+def _load_seen(seen: DedupMemory, part: bytes) -> None:
+    """Add one saved dedup blob (whole memory or segment) to ``seen``."""
+    try:
+        if part.startswith(SEEN_MAGIC):
+            seen.load(zlib.decompress(part[len(SEEN_MAGIC) :]))
+            return
+        # the layout before fingerprints: the ids themselves, fingerprinted here exactly as
+        # the engine fingerprints them, so such a snapshot restores to the same behaviour
+        ids, ts_b = msgspec.msgpack.decode(zlib.decompress(part))
+        ts = array("q")
+        ts.frombytes(ts_b)
+        seen.load_ids(ids, ts.tolist())
+    except (zlib.error, msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise SnapshotError(f"corrupt dedup memory: {exc}") from None
 
 
 def take_seen_segment(eng: PartitionEngine) -> tuple[bytes, int] | None:
@@ -189,25 +210,15 @@ def take_seen_segment(eng: PartitionEngine) -> tuple[bytes, int] | None:
     the memory exactly: later segments overwrite earlier ones, and forgotten ids are
     filtered out by their time. Returns None when nothing was added.
     """
-    journal = eng.seen_journal
-    if journal is None:
-        eng.seen_journal = []
+    if not eng.seen.journal:
+        eng.seen.journal = True
         raise ValueError("the journal was off: take a full snapshot first")
-    seen = eng.seen
-    eng.seen_journal = []
     # An id is journaled once per insertion; ids forgotten meanwhile are skipped.
-    get = seen.get
-    ts = array("q")
-    ids = []
-    for i in journal:
-        t = get(i)
-        if t is not None:
-            ids.append(i)
-            ts.append(t)
-    if not ids:
+    segment = eng.seen.take_segment()
+    if segment is None:
         return None
-    blob = zlib.compress(msgspec.msgpack.encode([ids, ts.tobytes()]), 1)
-    return blob, max(ts)
+    raw, max_ts = segment
+    return SEEN_MAGIC + zlib.compress(raw, 1), max_ts
 
 
 def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
@@ -227,7 +238,7 @@ def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
         eng.next_offsets,
         eng.maxts,
         eng.last_arrival,
-        _seen_state(list(eng.seen), eng.seen) if with_seen else None,
+        _seen_state(eng.seen) if with_seen else None,
         [room_state(r) for r in eng.rooms.values()],
         [c.events, sorted(c.invalid.items()), c.duplicates, c.late],
         None if eng.watch is None else eng.watch.snapshot(),
@@ -276,34 +287,9 @@ def restore(
     eng.maxts = maxts
     eng.last_arrival = last_arrival
     parts = [seen] if seen is not None else list(seen_segments)
-    alive_after = eng.stream_time - eng.cfg.dedup_ms
     for part in parts:
-        try:
-            seen_ids, seen_ts_b = msgspec.msgpack.decode(zlib.decompress(part))
-        except (zlib.error, msgspec.DecodeError) as exc:
-            raise SnapshotError(f"corrupt dedup memory: {exc}") from None
-        seen_ts = array("q")
-        seen_ts.frombytes(seen_ts_b)
-        eng.seen.update(zip(seen_ids, seen_ts, strict=True))
-    # the dedup ids' expiry buckets, as PartitionEngine.process files them, built in one
-    # pass: a restart restores millions of ids, and a call per id made restore ~30 % slower
-    W = eng.cfg.window_ms
-    buckets = eng._seen_buckets
-    get = buckets.get
-    forgotten = []
-    for eid, ts in eng.seen.items():
-        if ts > alive_after:
-            b = ts // W
-            lst = get(b)
-            if lst is None:
-                buckets[b] = [eid]
-            else:
-                lst.append(eid)
-        else:
-            forgotten.append(eid)  # forgotten since (S >= ts + D)
-    for eid in forgotten:
-        del eng.seen[eid]
-    eng._seen_heap = sorted(buckets)  # a sorted list is a heap (the engine is new: no others)
+        _load_seen(eng.seen, part)
+    eng.seen.prune(eng.stream_time)  # ids forgotten since (S >= ts + D)
     for rs in rooms:
         room = restore_room(rs)
         eng.rooms[room.room_id] = room

@@ -182,7 +182,7 @@ class Checkpointer:
                 manifest.offsets,
             )
         # the dedup memory is saved incrementally from here on (engine.snapshot)
-        engine.seen_journal = []
+        engine.seen.journal = True
         if not self.anomaly_detection:
             engine.watch = None
         elif engine.watch is None:  # a new partition, or a snapshot from before detection

@@ -1,0 +1,152 @@
+"""The compiled dedup memory (``streamproc_core.DedupMemory``, docs/semantics.md §4).
+
+The rule itself is tested against the reference everywhere (tests/test_reference.py, the
+property and fuzz tests); here: what fingerprints change, and that the dedup memory saved
+by the Python engine before them (ids, not fingerprints) restores to the same behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamproc_core import DedupMemory
+
+from streamproc.engine.config import EngineConfig
+from streamproc.engine.partition import PartitionEngine, Record
+from streamproc.engine.snapshot import (
+    SnapshotError,
+    restore,
+    snapshot,
+    take_seen_segment,
+)
+
+DATA = Path(__file__).parent / "data" / "python_engine"
+T0 = 1_700_000_000_000
+D = EngineConfig().dedup_ms
+
+
+def viewer(i: int, ts: int, user: str) -> bytes:
+    ev = {"event_id": f"ev-{i}", "room_id": "r1", "user_id": user, "ts": ts, "action": "join"}
+    return json.dumps(ev).encode()
+
+
+# the records tests/data/python_engine/README.txt fed the Python engine
+RECORDS: list[Record] = [
+    (0, i, b"r1", viewer(i, T0 + i * 1000, f"u{i % 3}"), T0 + i * 1000) for i in range(20)
+]
+# after them: redeliveries of 2 and 15 under new offsets, and a new event
+LATER: list[Record] = [
+    (0, 20, b"r1", viewer(2, T0 + 2000, "u2"), T0 + 21_000),
+    (0, 21, b"r1", viewer(15, T0 + 15_000, "u0"), T0 + 22_000),
+    (0, 22, b"r1", viewer(99, T0 + 22_000, "u9"), T0 + 23_000),
+]
+
+
+def rows(eng: PartitionEngine) -> list[Any]:
+    eng.drain()
+    out = eng.flush()
+    return [out.room_metrics, out.room_totals]
+
+
+def uninterrupted() -> PartitionEngine:
+    """What the Python engine did before its snapshot, and the records after it."""
+    eng = PartitionEngine(EngineConfig(), 0, clock=lambda: 0)
+    eng.process(RECORDS[:10])
+    eng.flush()
+    eng.process(RECORDS[10:])
+    return eng
+
+
+def test_a_python_engine_snapshot_with_its_dedup_ids_restores() -> None:
+    eng = restore((DATA / "snapshot_with_seen.bin").read_bytes(), clock=lambda: 0)
+    assert len(eng.seen) == 10
+    eng.process(RECORDS[10:] + LATER)
+    ref = uninterrupted()
+    ref.process(LATER)
+    assert eng.counters.duplicates == ref.counters.duplicates == 2
+    assert rows(eng) == rows(ref)
+
+
+def test_python_engine_segments_restore_beside_new_ones() -> None:
+    old_segment = (DATA / "seen_segment.bin").read_bytes()
+    with_ids = (DATA / "snapshot_with_seen.bin").read_bytes()
+    # the incremental layout: the first snapshot's ids, then segments
+    first = restore(with_ids, clock=lambda: 0)
+    seen_all = [snapshot_of_seen(first)]
+    eng = restore(
+        (DATA / "snapshot_without_seen.bin").read_bytes(),
+        clock=lambda: 0,
+        seen_segments=[*seen_all, old_segment],
+    )
+    assert len(eng.seen) == 20
+    eng.seen.journal = True
+    eng.process(LATER[2:])
+    eng.flush()
+    new_segment = take_seen_segment(eng)
+    assert new_segment is not None
+    again = restore(
+        snapshot(eng, with_seen=False),
+        clock=lambda: 0,
+        seen_segments=[*seen_all, old_segment, new_segment[0]],
+    )
+    assert len(again.seen) == 21
+    # redeliveries under new offsets: one id of each layout
+    again.process([(k, o + 3, key, v, a) for k, o, key, v, a in LATER[:2]])
+    assert again.counters.duplicates == 2
+
+
+def snapshot_of_seen(eng: PartitionEngine) -> bytes:
+    from streamproc.engine.snapshot import _seen_state
+
+    return _seen_state(eng.seen)
+
+
+def test_a_corrupt_dedup_memory_is_refused_with_a_reason() -> None:
+    eng = uninterrupted()
+    eng.flush()
+    blob = snapshot(eng, with_seen=False)
+    for bad in (b"SPSEEN2\nnot zlib", b"junk"):
+        with pytest.raises(SnapshotError, match="corrupt dedup memory"):
+            restore(blob, seen_segments=[bad])
+
+
+def test_ids_that_are_not_utf8_stay_distinct() -> None:
+    """Lone surrogates (a str msgspec may hand over) are fingerprinted by their
+    surrogatepass bytes: distinct ids, distinct fingerprints, and none equal to a valid id."""
+    m = DedupMemory(D, 10_000)
+    ids = ["\ud800", "\ud801", "\udc00x", "x"]
+    for eid in ids:
+        assert not m.admit(eid, T0, 0, True)
+    assert len(m) == len(ids)
+    assert all(m.admit(eid, T0, 0, True) for eid in ids)
+
+
+def test_the_memory_costs_at_most_57_bytes_an_id() -> None:
+    """24-byte slots in a table that doubles at 7/8 full: between 28.6 and 57 bytes an id
+    (docs/performance.md); ids of any length cost the same."""
+    m = DedupMemory(D, 10_000)
+    n = 200_000
+    for i in range(n):
+        m.admit(f"{'x' * 120}-{i}", T0 + i, 0, True)
+    assert len(m) == n
+    assert 24 * n < m.heap_bytes() <= 57 * n
+
+
+def test_an_order_refused_for_its_room_sum_is_not_remembered() -> None:
+    """The one call that checks and remembers an id must not remember a dead letter: the
+    same id, sent again as an order that fits, is applied, as the reference says."""
+    from tests.engine_harness import comparable, engine_compute
+    from tests.reference import compute
+    from tests.test_money_bounds import order
+
+    recs = [order(i, "paid") for i in range(10_001)]  # o10000 overflows: a dead letter
+    again = order(10_000, "paid", "0.00")
+    recs.append(replace(again, offset=10_001))
+    got = engine_compute(recs)
+    assert got["counters"]["invalid"]["sum_out_of_range"] == 1
+    assert got["counters"]["duplicates"] == 0
+    assert comparable(got) == comparable(compute(recs))
