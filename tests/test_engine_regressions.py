@@ -82,3 +82,25 @@ def test_pruning_keeps_a_presence_whose_timeout_end_is_not_applied_yet() -> None
     assert len(expected["room_metrics"]) > 5
     for every in (None, 1):
         assert comparable(engine_compute(records, cfg, flush_every=every)) == expected
+
+
+def test_presence_into_a_closed_quiet_window_gets_that_windows_row() -> None:
+    # W = 1 s, B = 300 ms, L = 1.5 s, T = 2.5 s. u1 chats at 0: [0, 2.5 s). The partition
+    # goes silent; at arrival 7.31 s the idle clock has S = 7.01 s, so windows 3..6 s are
+    # closed without rows. u1's join at 5 s is within L: [5 s, 7.5 s) covers all of the
+    # closed window 6 s, which must get its row (a present viewer, METRICS §5) when the
+    # next record moves the horizon to 6 s and folds window 5 s. The engine wrote
+    # windows 5 s and 7 s but lost 6 s (and its 1000 ms from the totals' watch_ms).
+    cfg = replace(CFG, out_of_order_ms=300, presence_timeout_ms=2500)
+    records = [
+        _rec("chat", 0, 0, "A", "u1", 0, '"text": ""'),
+        _rec("viewer", 0, 7_310, "A", "u1", 5_000, '"action": "join"'),
+        _rec("chat", 1, 7_852, "A", "u2", 7_852, '"text": ""'),
+    ]
+    expected = comparable(compute(records, cfg))
+    quiet = [r for r in expected["room_metrics"] if r["window_start"] == T0 + 6_000]
+    assert [(r["concurrent_viewers"], r["watch_ms"], r["chat_messages"]) for r in quiet] == [
+        (1, 1000, 0)
+    ]
+    for every in (None, 1):
+        assert comparable(engine_compute(records, cfg, flush_every=every)) == expected

@@ -770,8 +770,12 @@ class PartitionEngine:
                     break
                 s = keys[k]
         if lo <= room.dirty_from:
-            # Changes below ``hi`` are written; later windows stay dirty (their base moved).
-            room.dirty_from = hi if keys and keys[-1] >= hi else POS
+            # Changes below ``hi`` are written; later windows stay dirty (their base moved):
+            # those with an object, and -- while viewers are present at ``hi`` -- quiet
+            # windows below ``emitted_upto`` that were passed over without a row (a late
+            # presence into closed windows of a silent room).
+            later = (keys and keys[-1] >= hi) or (base > 0 and hi < room.emitted_upto)
+            room.dirty_from = hi if later else POS
         if room.emitted_upto < hi:
             room.emitted_upto = hi
 
