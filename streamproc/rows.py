@@ -109,6 +109,21 @@ SKU_TOTALS_COLUMNS: tuple[str, ...] = (
 )
 """METRICS §9: one row per ``(room_id, sku_id)``; the four times are None until such an event."""
 
+VIEWER_SESSION_COLUMNS: tuple[str, ...] = (
+    "room_id",
+    "user_id",
+    "started_at",
+    "ended_at",
+    "end_reason",
+    "watch_ms",
+    "version",
+    "updated_at",
+    "is_deleted",
+)
+"""METRICS §10: one row per presence interval, keyed by ``(room_id, user_id, started_at)``;
+``ended_at`` is None while open; ``is_deleted`` = 1 for an interval a late event merged,
+split or moved (docs/semantics.md §11)."""
+
 DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "topic",
     "partition",
@@ -175,6 +190,8 @@ TIME_COLUMNS: frozenset[str] = frozenset(
         "first_order_at",
         "last_order_at",
         "peak_window_start",
+        "started_at",
+        "ended_at",
     }
 )
 """Columns holding epoch milliseconds (``DateTime64(3, 'UTC')`` in ClickHouse)."""
@@ -190,6 +207,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "room_alerts": ROOM_ALERT_COLUMNS,
     "sku_metrics": SKU_METRICS_COLUMNS,
     "sku_totals": SKU_TOTALS_COLUMNS,
+    "viewer_sessions": VIEWER_SESSION_COLUMNS,
 }
 
 
@@ -217,6 +235,7 @@ TABLE_ORDER: tuple[str, ...] = (
     "late_events",
     "sku_metrics",
     "sku_totals",
+    "viewer_sessions",
     "room_alerts",
 )
 """The tables, in the order a batch is written."""
@@ -233,6 +252,7 @@ class OutputBatch:
     room_alerts: list[tuple[Any, ...]] = field(default_factory=list)
     sku_metrics: list[tuple[Any, ...]] = field(default_factory=list)
     sku_totals: list[tuple[Any, ...]] = field(default_factory=list)
+    viewer_sessions: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
@@ -243,6 +263,7 @@ class OutputBatch:
             + len(self.room_alerts)
             + len(self.sku_metrics)
             + len(self.sku_totals)
+            + len(self.viewer_sessions)
         )
 
     def extend(self, other: OutputBatch) -> None:
@@ -254,6 +275,7 @@ class OutputBatch:
         self.room_alerts.extend(other.room_alerts)
         self.sku_metrics.extend(other.sku_metrics)
         self.sku_totals.extend(other.sku_totals)
+        self.viewer_sessions.extend(other.viewer_sessions)
 
     def clear(self) -> None:
         """Empty every table (after a successful write)."""
@@ -264,6 +286,7 @@ class OutputBatch:
         self.room_alerts.clear()
         self.sku_metrics.clear()
         self.sku_totals.clear()
+        self.viewer_sessions.clear()
 
     def tables(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """``(table, rows)`` for the non-empty tables, in a fixed order."""

@@ -26,11 +26,16 @@ from .config import EngineConfig
 from .partition import TIMER_GRAIN, Counters, PartitionEngine, wall_ms
 from .presence import User
 from .room import Room
+from .sessions import SessionBook
 from .sku import SkuBook
 from .window import Window
 
-MAGIC = b"SPSNAP4\n"
+MAGIC = b"SPSNAP5\n"
 """Format marker; bump it when the layout changes."""
+
+_BEFORE_SESSIONS = b"SPSNAP4\n"
+"""The format before ``viewer_sessions`` (5 adds each room's ``SessionBook``). It cannot be
+upgraded: it kept only a stand-in for the start of an interval older than the horizon."""
 
 _WINDOW_INTS = (
     "start",
@@ -163,6 +168,7 @@ def _room_state(r: Room) -> list[Any]:
         r.totals_dirty,
         r.totals_emitted,
         None if r.skus is None else r.skus.state(),
+        r.sessions.state(),
     ]
 
 
@@ -243,6 +249,12 @@ def restore(
     writes after a restart win over any written before it. ``seen_segments``: the dedup
     memory of a snapshot taken ``with_seen=False``, oldest segment first.
     """
+    if blob.startswith(_BEFORE_SESSIONS):
+        raise SnapshotError(
+            "snapshot format 4 predates viewer_sessions and cannot be upgraded (it lacks the "
+            "true start of intervals older than the horizon): start this release with a new "
+            "STREAMPROC_SNAPSHOT_TOPIC, which reprocesses the topics from their earliest offsets"
+        )
     if not blob.startswith(MAGIC):
         raise SnapshotError("not a streamproc snapshot (or an incompatible version)")
     try:
@@ -319,6 +331,7 @@ def _restore_room(rs: list[Any]) -> Room:
         totals_dirty,
         emitted_t,
         skus,
+        sessions,
     ) = rs
     room = Room(rid)
     for a, v in zip(_ROOM_INTS, ints, strict=True):
@@ -345,4 +358,5 @@ def _restore_room(rs: list[Any]) -> Room:
     room.totals_dirty = totals_dirty
     room.totals_emitted = None if emitted_t is None else tuple(emitted_t)
     room.skus = None if skus is None else SkuBook.from_state(skus)
+    room.sessions = SessionBook.from_state(sessions)
     return room
