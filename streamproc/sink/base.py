@@ -200,6 +200,17 @@ SCHEMA: Final[dict[str, tuple[Column, ...]]] = {
         _c("version", "UInt64", "uint64"),
         _c("updated_at", _TIME, "time"),
     ),
+    "viewer_sessions": (  # METRICS §10
+        _c("room_id", "String", "str"),
+        _c("user_id", "String", "str"),
+        _c("started_at", _TIME, "time"),
+        _c("ended_at", _NTIME, "time", nullable=True),
+        _c("end_reason", "LowCardinality(String)", "str"),
+        _c("watch_ms", "UInt64", "uint64"),
+        _c("version", "UInt64", "uint64"),
+        _c("updated_at", _TIME, "time"),
+        _c("is_deleted", "UInt8", "uint8"),
+    ),
     "room_alerts": (
         _c("room_id", "String", "str"),
         _c("kind", "LowCardinality(String)", "str"),
