@@ -337,7 +337,13 @@ class PartitionEngine:
             elif u is None and not leave and ts + T > self.stream_time:
                 # first event of a new user: one open interval [ts, ...)
                 room.users[uid] = new_ts_array(ts)
-                room.sessions.started(uid, ts)  # METRICS §10 (engine.sessions)
+                # METRICS §10 (engine.sessions): SessionBook.started, inlined (hot path)
+                sessions = room.sessions
+                if uid in sessions.recorded:
+                    sessions.started(uid, ts)
+                else:
+                    sessions.recorded[uid] = ts
+                    sessions.dirty.add(uid)
                 if uid not in room.departed:
                     room.viewers += 1
                 else:
@@ -794,13 +800,13 @@ class PartitionEngine:
             )
 
     def _emit_sessions(self, room: Room) -> None:
-        room.sessions.emit(
+        self.version = room.sessions.emit(
             room.room_id,
             room.users,
             self.stream_time,
             self.horizon,
             self.cfg.presence_timeout_ms,
-            self._next_version,
+            self.version,
             self.clock(),
             self.out.viewer_sessions,
         )

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
 from typing import Any, Final
 
 from .presence import CLOSED, User
@@ -173,44 +172,54 @@ class SessionBook:
         stream_time: int,
         horizon: int,
         timeout: int,
-        next_version: Callable[[], int],
+        version: int,
         now: int,
         rows: list[tuple[Any, ...]],
-    ) -> None:
-        """Write the rows that changed, then forget spans that can no longer change.
+    ) -> int:
+        """Write the rows that changed, then forget spans that can no longer change; each
+        row takes the next version after ``version``; returns the last one taken.
 
         A span is settled once it ended before the horizon: every event still accepted
         has ``ts >= H > end``, which can neither move nor extend it.
         """
         recorded = self.recorded
+        append = rows.append
         for uid, start in self.gone:
             rec = recorded.get(uid)
             if rec is not None and any(r[0] == start for r in _as_list(rec)):
                 continue  # the start came back (a later change): its row is upserted below
-            rows.append((room_id, uid, start, None, "open", 0, next_version(), now, 1))
+            version += 1
+            append((room_id, uid, start, None, "open", 0, version, now, 1))
         self.gone.clear()
+        get_user = users.get
         for uid in self.dirty:
             rec = recorded.get(uid)
             if rec is None:
                 continue
-            if isinstance(rec, int):
-                last = _last_event(users.get(uid))
-                rows.append(
-                    (room_id, uid, rec, None, "open", _so_far(rec, last, stream_time, timeout),
-                     next_version(), now, 0)
-                )  # fmt: skip
+            if rec.__class__ is int:  # one open interval (the common case, inlined)
+                u = get_user(uid)
+                evs = u if u.__class__ is array else getattr(u, "evs", None)
+                if evs:
+                    last = evs[-1]
+                    upto = stream_time if stream_time > last else last + 1
+                    end = last + timeout
+                    watch = (upto if upto < end else end) - rec
+                else:  # pragma: no cover - an open interval's user is kept
+                    watch = 0
+                version += 1
+                append((room_id, uid, rec, None, "open", watch, version, now, 0))
                 continue
+            assert not isinstance(rec, int)
             keep: list[Recorded] = []
             for start, end, reason, written in rec:
                 if end is None:
-                    last = _last_event(users.get(uid))
+                    last = _last_event(get_user(uid))
                     watch = _so_far(start, last, stream_time, timeout)
                 else:
                     watch = end - start
                 if end is None or not written:
-                    rows.append(
-                        (room_id, uid, start, end, REASONS[reason], watch, next_version(), now, 0)
-                    )
+                    version += 1
+                    append((room_id, uid, start, end, REASONS[reason], watch, version, now, 0))
                 if end is None or end >= horizon:
                     keep.append((start, end, reason, True))
             self._keep(uid, keep)
@@ -220,6 +229,7 @@ class SessionBook:
             if rec is not None and not isinstance(rec, int):
                 self._keep(uid, [r for r in rec if r[1] is None or r[1] >= horizon or not r[3]])
         self.stale.clear()
+        return version
 
     def _keep(self, uid: str, keep: list[Recorded]) -> None:
         if not keep:
