@@ -31,6 +31,7 @@ from .rows import (
     ROOM_TOTALS_COLUMNS,
     SKU_METRICS_COLUMNS,
     SKU_TOTALS_COLUMNS,
+    VIEWER_SESSION_COLUMNS,
     fen_to_str,
 )
 
@@ -133,6 +134,8 @@ class Replayer:
         self.totals: dict[str, tuple[Any, ...]] = {}
         self.sku_metrics: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self.sku_totals: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.sessions: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        """``viewer_sessions`` by key, the newest write (a deleting one included)."""
 
     def engine(self, partition: int) -> PartitionEngine:
         eng = self.engines.get(partition)
@@ -161,11 +164,14 @@ class Replayer:
             self.sku_metrics[(row[0], row[1], row[2])] = row
         for row in self.out.sku_totals:
             self.sku_totals[(row[0], row[1])] = row
+        for row in self.out.viewer_sessions:
+            self.sessions[(row[0], row[1], row[2])] = row
         self.out.room_metrics.clear()
         self.out.row_exists.clear()
         self.out.room_totals.clear()
         self.out.sku_metrics.clear()
         self.out.sku_totals.clear()
+        self.out.viewer_sessions.clear()
 
     def finish(self) -> None:
         for p in sorted(self.engines):
@@ -233,6 +239,13 @@ def output_lines(rp: Replayer) -> Iterator[dict[str, Any]]:
             d["gmv"] = fen_to_str(d["gmv"])
             d["refund_amount"] = fen_to_str(d["refund_amount"])
             yield d
+    for skey in sorted(rp.sessions):
+        row = rp.sessions[skey]
+        if row[-1]:
+            continue  # an interval a late event merged, split or moved: not in FINAL
+        d = {"table": "viewer_sessions"}
+        d.update(zip(VIEWER_SESSION_COLUMNS[:-1], row, strict=False))
+        yield d
     for row in rp.out.dead_letters:
         d = {"table": "dead_letters"}
         for col, v in zip(DEAD_LETTER_COLUMNS, row, strict=True):
