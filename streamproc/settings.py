@@ -55,6 +55,14 @@ def _topics(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(","))
 
 
+def _urls(text: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in text.split(",") if u.strip())
+    for u in urls:
+        if not u.startswith(("http://", "https://")):
+            raise ValueError(f"not an http(s) URL: {u!r}")
+    return urls
+
+
 @dataclass(frozen=True)
 class Setting:
     """One configuration value: its variable, default (as text), parser and meaning."""
@@ -304,6 +312,14 @@ SETTINGS: tuple[Setting, ...] = (
     # dashboard
     _s("dashboard_host", "127.0.0.1", _str, "address `streamproc dashboard` binds (the big screen)", "dashboard"),
     _s("dashboard_port", "8125", _int, "port of `streamproc dashboard` (0: any free port)", "dashboard"),
+    _s(
+        "dashboard_metrics_urls",
+        "",
+        _urls,
+        "comma-separated /metrics URLs of every worker, for freshness and lag summed over all "
+        "(empty: this host's worker at STREAMPROC_METRICS_HOST:STREAMPROC_METRICS_PORT)",
+        "dashboard",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

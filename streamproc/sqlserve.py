@@ -52,6 +52,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from streamproc import auth
+from streamproc.httplog import request_logger
 from streamproc.sink.base import QueryError
 from streamproc.sqlguard import RejectedQuery
 
@@ -350,6 +351,7 @@ class SqlServer:
             idle_timeout=self.limits.idle_timeout,
             keepalive_timeout=self.limits.idle_timeout,
             access_log=None,
+            logger=request_logger("sql"),
             max_line_size=8190,
             max_field_size=8190,
         )

@@ -66,7 +66,11 @@ REASONS: tuple[str, ...] = (
 # reason for a record of a topic that is not one of the four (§2, last paragraph);
 # ``internal_error`` is the engine's for a record whose handling raised (a bug): no
 # message deserves it, so the reference never gives it.
-ALL_REASONS: tuple[str, ...] = ("unknown_topic", *REASONS, "internal_error")
+#
+# ``sum_out_of_range`` is a valid order's that would carry its room's session GMV (or
+# refund amount) past Decimal(18, 2)'s largest value: judged on the applied orders so far.
+ALL_REASONS: tuple[str, ...] = ("unknown_topic", *REASONS, "sum_out_of_range", "internal_error")
+MAX_SUM_FEN = 10**18 - 1
 
 # §2 says both "the **first** failing reason in this order" (the table) and "Fields are
 # checked in this order ...; for one field, missing_field and wrong_type come before the
@@ -467,8 +471,7 @@ class _Partition:
             # §3, a silent partition still keeps time: event time passes as the arrival
             # clock does since each topic's last arrival
             cand = (
-                max(self.maxts[k] + (a - self.last_arrival[k]) for k in seen)
-                - cfg.out_of_order_ms
+                max(self.maxts[k] + (a - self.last_arrival[k]) for k in seen) - cfg.out_of_order_ms
             )
         self.S = cand if self.S is None else max(self.S, cand)
 
@@ -492,6 +495,7 @@ def pass1(
         "late": 0,
     }
     W, L, D = cfg.window_ms, cfg.allowed_lateness_ms, cfg.dedup_ms
+    room_sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # [gmv, refunds] in fen
 
     def dead_letter(rec: Record, reason: str, detail: str) -> None:
         counters["invalid"][reason] += 1
@@ -554,6 +558,13 @@ def pass1(
             assert tuple(row) == LATE_EVENT_COLUMNS
             late.append(row)
             continue
+        if kind == "order":
+            sums = room_sums[ev.room_id]
+            i = 0 if ev.status == "paid" else 1
+            if sums[i] + ev.amount_fen > MAX_SUM_FEN:
+                dead_letter(rec, "sum_out_of_range", "the room's sum would leave Decimal(18, 2)")
+                continue
+            sums[i] += ev.amount_fen
         counters["events"][kind] += 1
         st.memory[ev.event_id] = ev.ts
         applied.append(ev)

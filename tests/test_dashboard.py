@@ -9,10 +9,14 @@ The browser tests (a worker, the page in chromium) are in ``tests/test_dashboard
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
+import logging
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +97,8 @@ def test_invalid_room_ids_are_refused(bad: str) -> None:
         queries.room_literal(bad)
 
 
-def _q(d: Decimal) -> float:
-    return float(d.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+def _floor(d: Decimal) -> Decimal:
+    return d.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
 
 
 def test_queries_on_the_real_schema(ch: Any) -> None:
@@ -131,24 +135,28 @@ def test_queries_on_the_real_schema(ch: Any) -> None:
     assert [r["viewers"] for r in curve] == [600, 604, 608]
     assert [r["gmv_yuan"] for r in curve] == ["74.04"] * 3
     assert [r["room_id"] for r in top] == ["quiet", "it's", "🔥直播-00003🛒", "直播间-双11主会场"]
-    # METRICS §8 on totals, 0 when the divisor is 0 (the first room has no viewers)
+    # METRICS §8 on totals, 0 when the divisor is 0 (the first room has no viewers): the
+    # tables' ALIAS columns, money rounded down to the fen (streamproc/derived.py)
     for r in top:
         i = rooms.index(r["room_id"])
         gmv = Decimal("37.02") * i
-        assert r["uv_value"] == (_q(gmv / (30 * i)) if i else 0)
-        assert r["aov"] == (_q(gmv / i) if i else 0)
-        assert r["avg_watch_s"] == (_q(Decimal(21 * i) / (30 * i)) if i else 0)
-        assert r["refund_rate"] == (_q(Decimal(i % 2) / (3 * i)) if i else 0)
+        assert Decimal(str(r["uv_value"])) == (_floor(gmv / (30 * i)) if i else 0)
+        assert Decimal(str(r["aov"])) == (_floor(gmv / i) if i else 0)
+        assert r["avg_watch_s"] == pytest.approx(21 * i / (30 * i) if i else 0)
+        assert r["refund_rate"] == pytest.approx((i % 2) / (3 * i) if i else 0)
     assert [r["room_id"] for r in _rows(ch, q["top_gmv"])][:2] == ["quiet", "it's"]
     rq = queries.room(db, "it's")
     windows = _rows(ch, rq["room_windows"])
     assert [w["concurrent_viewers"] for w in windows] == [200, 201, 202]
     w0 = windows[0]
-    assert w0["avg_viewers"] == _q(Decimal(14000) / 10_000)  # watch_ms / window length
-    assert w0["avg_watch_s"] == _q(Decimal(14) / 40)
-    assert w0["uv_value"] == _q(Decimal("24.68") / 40)
-    assert w0["aov"] == _q(Decimal("24.68") / 2)
-    assert w0["cart_conversion"] == _q(Decimal(2) / 2)
+    assert w0["avg_viewers"] == pytest.approx(14000 / 10_000)  # watch_ms / window length
+    assert w0["avg_watch_s"] == pytest.approx(14 / 40)
+    assert Decimal(str(w0["uv_value"])) == _floor(Decimal("24.68") / 40)
+    assert Decimal(str(w0["aov"])) == _floor(Decimal("24.68") / 2)
+    assert w0["cart_conversion"] == pytest.approx(1.0)
+    # every figure of streamproc.derived reaches the page, none restated
+    assert set(queries.derived_names("totals")) <= set(top[0])
+    assert set(queries.derived_names("windows")) <= set(w0)
     assert _rows(ch, rq["room_totals"])[0]["gmv_yuan"] == "74.04"
     # sku_metrics (METRICS §9) is in the schema: found with its columns
     ch.query(
@@ -235,6 +243,42 @@ def test_health_lag_in_seconds_and_stall() -> None:
     assert t2.failed("connection refused").stale
 
 
+def test_health_sums_every_worker_and_names_one_that_is_down() -> None:
+    """Several workers each own some partitions: the lag and freshness are the sum of
+    all of them (one worker's figures looked healthy while another fell behind)."""
+    texts = {"/a": _exposition(4.0, 8, 100, 1000), "/b": _exposition(6.0, 2, 900, 3000)}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = texts[self.path].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        h = health.poll(health.HealthTracker(), (base + "/a", base + "/b"))
+        assert h.ok and h.lag_messages == 1000
+        assert h.freshness_s == pytest.approx(10.0 / 10)
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            down = f"http://127.0.0.1:{free.getsockname()[1]}/metrics"
+        h = health.poll(health.HealthTracker(), (base + "/a", down))
+        assert not h.ok and h.stale and down in h.error
+    finally:
+        srv.shutdown()
+    s = settings.load({"STREAMPROC_DASHBOARD_METRICS_URLS": f"{base}/a, {base}/b"})
+    assert s.dashboard_metrics_urls == (f"{base}/a", f"{base}/b")
+    with pytest.raises(ValueError, match="not an http"):
+        settings.load({"STREAMPROC_DASHBOARD_METRICS_URLS": "file:///etc/passwd"})
+
+
 # --- the owner-only rule, over real HTTP -------------------------------------------
 
 
@@ -302,6 +346,27 @@ def test_token_url_becomes_a_strict_httponly_cookie(
     assert status == 503 and "cannot be read" in body  # no worker behind it: said, not hidden
 
 
+def test_malformed_requests_do_not_flood_the_log(
+    running: tuple[str, str, asyncio.AbstractEventLoop], caplog: pytest.LogCaptureFixture
+) -> None:
+    """One counted WARNING instead of a traceback at ERROR per unparsable request."""
+    base, _, loop = running
+    host, port = base.split("//")[1].rsplit(":", 1)
+    caplog.set_level(logging.DEBUG)
+
+    async def garbage() -> bytes:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /\x00 HTTP/1.1\r\nHost: \xff\r\n\r\n")
+        head = await reader.read(64)
+        writer.close()
+        return head
+
+    for _ in range(30):
+        assert loop.run_until_complete(garbage()).startswith(b"HTTP/1.0 400 ")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("malformed HTTP request" in r.getMessage() for r in caplog.records)
+
+
 def test_source_reads_a_clickhouse_server_alike(ch: Any) -> None:
     """With ``STREAMPROC_CLICKHOUSE_URL`` the dashboard reads the server (here the test
     front over this process's chDB), not a worker endpoint, and shapes the same JSON."""
@@ -331,7 +396,7 @@ def test_source_reads_a_clickhouse_server_alike(ch: Any) -> None:
         assert o["platform"] == {"gmv_yuan": "4.00", "orders": 3, "rooms": 2}
         assert o["now"] == {"viewers_now": 15, "active_rooms": 2}
         assert [r["room_id"] for r in o["top_viewers"]] == ["it's", "🔥直播-00003🛒"]
-        assert o["top_gmv"][0]["aov"] == 1.25 and o["alerts"] == []
+        assert Decimal(str(o["top_gmv"][0]["aov"])) == Decimal("1.25") and o["alerts"] == []
         room = source.room("🔥直播-00003🛒")
         assert room["totals"]["peak_viewers"] == 10 and room["windows"]["concurrent_viewers"] == [5]
         # sku_metrics is in the schema (METRICS §9), empty here: no products, no curve

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import logging
 import os
 import secrets
 import socket
@@ -373,6 +374,26 @@ def test_content_length_rules(server: SqlServer) -> None:
             )
             assert s.recv(4096).split(b" ")[1] == status
     assert raw(server, "POST", "/query", b"\xff\xfe")[0] == 400
+    assert post(server, "SELECT 1", "TSV") == b"1\n"
+
+
+def test_a_flood_of_malformed_requests_logs_one_line(
+    server: SqlServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp logged a traceback at ERROR per unparsable request: any local client
+    could flood the worker's log. Now they are counted into one WARNING per minute."""
+    caplog.set_level(logging.DEBUG)
+    for f in logging.getLogger("streamproc.http.sql").filters:
+        f.last_report = None  # type: ignore[attr-defined]  # earlier tests' reports
+    for _ in range(50):
+        with _connect(server) as s:
+            s.sendall(b"GET /\x00\x01 HTTP/1.1\r\nHost: \xff\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.0 400 ")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], errors[:1]
+    assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.INFO)
+    folded = [r for r in caplog.records if "malformed HTTP request" in r.getMessage()]
+    assert 1 <= len(folded) <= 2
     assert post(server, "SELECT 1", "TSV") == b"1\n"
 
 

@@ -51,6 +51,7 @@ from .validate import (
     DECODERS,
     FIELD_COUNTS,
     MAX_AHEAD_MS,
+    MAX_SUM_FEN,
     MIN_TS,
     REASONS,
     Invalid,
@@ -66,6 +67,12 @@ Record = tuple[int, int, bytes | None, bytes | None, int]
 (``value`` is None for a record without one, which Kafka allows: a dead letter)."""
 
 log = logging.getLogger("streamproc.engine")
+
+_SUM_OUT_OF_RANGE = Invalid(
+    "sum_out_of_range",
+    "this order would carry the room's GMV or refund amount to 10^16 yuan or more "
+    "(beyond Decimal(18, 2))",
+)
 
 TIMER_GRAIN = 1000
 """Timer buckets are one second of stream time: a check runs when ``S`` passes the bucket."""
@@ -292,6 +299,14 @@ class PartitionEngine:
             ws = ts - ts % W
             if ws < self.horizon:
                 self._late(kind, offset, value, arrival, ev, ws)
+                continue
+            if (
+                kind == 3
+                and (room.gmv if ev.status == "paid" else room.refund_fen) + fen > MAX_SUM_FEN
+            ):
+                # the room's session sum would leave Decimal(18, 2): every window and SKU sum
+                # is at most the session's, so this one check keeps them all storable
+                self._dead_letter_as(kind, offset, key, value, arrival, _SUM_OUT_OF_RANGE)
                 continue
             seen[eid] = ts
             if journal is not None:

@@ -24,6 +24,10 @@ MAX_AHEAD_MS: Final = 86_400_000
 """``ts`` may be at most one day after the record's arrival."""
 MAX_AMOUNT_FEN: Final = 10**14
 """Amounts must stay below 10^12 yuan so that sums fit ``Decimal(18, 2)``."""
+MAX_SUM_FEN: Final = 10**18 - 1
+"""Largest GMV (and refund amount) a room's session may sum to: ``Decimal(18, 2)``'s top.
+The per-order bound alone cannot keep the sums inside the column (10^4 maximal orders
+would pass it), and a sum the sink refuses would stop the worker for ever."""
 MAX_QUANTITY: Final = 10**9
 """Largest ``quantity`` of one cart or order event. The contract sets none; the per-SKU unit
 sums are UInt64, so with this bound no stream short of 1.8e10 such events can overflow them
@@ -55,11 +59,14 @@ REASONS: Final[tuple[str, ...]] = (
     "unknown_status",
     "key_mismatch",
     "unknown_topic",
+    "sum_out_of_range",
     "internal_error",
 )
 """The closed list of dead-letter reasons (``docs/semantics.md`` §2). ``internal_error``
 is no property of a message: a record whose handling raised (an engine bug) is kept
-as a dead letter under it instead of stopping the worker."""
+as a dead letter under it instead of stopping the worker. ``sum_out_of_range`` is a
+property of the message and the room's sums so far: an order that would carry a
+room's GMV or refund amount past :data:`MAX_SUM_FEN`."""
 
 Id = Annotated[str, Meta(min_length=1, max_length=128)]
 Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]

@@ -122,7 +122,7 @@ class Source:
         keys = (
             "t", "concurrent_viewers", "peak_viewers", "unique_viewers", "joins", "leaves",
             "chat_messages", "cart_adds", "orders", "gmv_yuan", "is_final",
-            *(d.name for d in queries.DERIVED if d.windows is not None),
+            *queries.derived_names("windows"),
         )  # fmt: skip
         out: Row = {
             "room_id": room_id,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -164,10 +165,26 @@ def scrape(url: str, timeout: float = 2.0) -> str:
     return text
 
 
-def poll(tracker: HealthTracker, url: str) -> Health:
-    """Scrape ``url`` once and fold it into ``tracker``."""
-    try:
-        text = scrape(url)
-        return tracker.add(parse(text, time.monotonic()))
-    except (OSError, ValueError) as exc:
-        return tracker.failed(str(exc))
+def poll(tracker: HealthTracker, urls: str | Sequence[str]) -> Health:
+    """Scrape every worker's ``/metrics`` once and fold their sum into ``tracker``.
+
+    Freshness, lag and events are summed over the workers (each owns some partitions), so
+    the figures are the deployment's, not one worker's. A worker that does not answer
+    makes the health unknown (red, naming it): a sum without it would look fine.
+    """
+    now = time.monotonic()
+    parts: list[Sample] = []
+    for url in (urls,) if isinstance(urls, str) else urls:
+        try:
+            parts.append(parse(scrape(url), now))
+        except (OSError, ValueError) as exc:
+            return tracker.failed(f"{url}: {exc}")
+    return tracker.add(
+        Sample(
+            now,
+            sum(p.freshness_sum for p in parts),
+            sum(p.freshness_count for p in parts),
+            sum(p.lag_messages for p in parts),
+            sum(p.events for p in parts),
+        )
+    )

@@ -1,4 +1,5 @@
-"""The dashboard's SQL: fixed texts, one per chart, and the derived figures of METRICS §8.
+"""The dashboard's SQL: fixed texts, one per chart; the METRICS §8 figures are read from
+the tables' ``ALIAS`` columns.
 
 Every query here is ours; the page never sends SQL. The only outside input is a room id
 from the URL: :func:`room_literal` validates it and writes it as a ClickHouse string literal
@@ -11,9 +12,9 @@ curve, :data:`TOP_N` rooms per list), so 100 000 rooms never travel to the brows
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
+from streamproc.derived import figures_of
 from streamproc.sink.ddl import check_database_name
 
 TOP_N: Final[int] = 10
@@ -50,87 +51,20 @@ def room_literal(room_id: str) -> str:
     return "'" + room_id.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-@dataclass(frozen=True)
-class Derived:
-    """One figure of METRICS §8: its name, what ops call it, and its SQL per table.
+def derived_names(table: str) -> tuple[str, ...]:
+    """The METRICS §8 figures of ``table`` ("windows": room_metrics, "totals": room_totals).
 
-    ``windows`` is over ``room_metrics`` columns, ``totals`` over ``room_totals`` columns;
-    None where the table lacks an input (e.g. ``room_totals`` has no distinct carters).
-    Ratios are 0 when the divisor is 0, as the contract says.
+    They are the tables' ``ALIAS`` columns, defined once in :mod:`streamproc.derived`:
+    the dashboard reads them instead of restating their formulas.
     """
-
-    name: str
-    label: str
-    windows: str | None
-    totals: str | None
-
-
-def _ratio(num: str, den: str) -> str:
-    return f"if(({den}) = 0, 0, round(({num}) / ({den}), 2))"
-
-
-DERIVED: Final[tuple[Derived, ...]] = (
-    Derived(
-        "avg_viewers",
-        "平均在线 avg viewers",
-        _ratio(
-            "watch_ms", "toUnixTimestamp64Milli(window_end) - toUnixTimestamp64Milli(window_start)"
-        ),
-        None,  # the session span [first presence start, last presence end) is not a column
-    ),
-    Derived(
-        "avg_watch_s",
-        "人均观看 s",
-        _ratio("watch_ms / 1000", "unique_viewers"),
-        _ratio("watch_ms / 1000", "distinct_viewers"),
-    ),
-    Derived(
-        "uv_value",
-        "UV价值 ¥",
-        _ratio("toFloat64(gmv)", "unique_viewers"),
-        _ratio("toFloat64(gmv)", "distinct_viewers"),
-    ),
-    Derived(
-        "aov",
-        "客单价 ¥",
-        _ratio("toFloat64(gmv)", "unique_buyers"),
-        _ratio("toFloat64(gmv)", "distinct_buyers"),
-    ),
-    Derived("cart_conversion", "加购转化", _ratio("unique_buyers", "unique_carters"), None),
-    Derived("refund_rate", "退款率", None, _ratio("refunds", "orders")),
-)
+    source = "room_metrics" if table == "windows" else "room_totals"
+    return tuple(f.name for f in figures_of(source))
 
 
 def derived_columns(table: str, prefix: str = "") -> str:
-    """``expr AS name, ...`` for every §8 figure defined on ``table`` (windows or totals)."""
-    out = []
-    for d in DERIVED:
-        expr = d.windows if table == "windows" else d.totals
-        if expr is not None:
-            if prefix:
-                expr = _qualify(expr, prefix)
-            out.append(f"{expr} AS {d.name}")
-    return ",\n       ".join(out)
-
-
-_COLUMNS = (
-    "watch_ms", "unique_viewers", "distinct_viewers", "unique_buyers", "distinct_buyers",
-    "unique_carters", "gmv", "refunds", "orders", "window_end", "window_start",
-)  # fmt: skip
-
-
-def _qualify(expr: str, prefix: str) -> str:
-    """Prefix the column names of ``expr`` with ``prefix.`` (for joins)."""
-    from streamproc.sink.ddl import tokenize
-
-    parts = []
-    last = 0
-    for tok in tokenize(expr):
-        if tok.kind == "word" and tok.text in _COLUMNS:
-            parts.append(expr[last : tok.start] + f"{prefix}.{tok.text}")
-            last = tok.start + len(tok.text)
-    parts.append(expr[last:])
-    return "".join(parts)
+    """``name AS name, ...`` for every §8 figure of ``table`` (``prefix.name`` for joins)."""
+    p = f"{prefix}." if prefix else ""
+    return ",\n       ".join(f"{p}{n} AS {n}" for n in derived_names(table))
 
 
 def _now(db: str) -> str:
@@ -174,7 +108,8 @@ FROM (SELECT room_id, viewers, sum(viewers) OVER () AS viewers_now,
              countIf(viewers > 0) OVER () AS active_rooms
       FROM ({_now(db)})
       ORDER BY viewers DESC, room_id LIMIT {TOP_N}) AS cur
-LEFT JOIN (SELECT * FROM {totals}) AS t ON t.room_id = cur.room_id
+LEFT JOIN (SELECT room_id, peak_viewers, gmv, orders, {", ".join(derived_names("totals"))}
+           FROM {totals}) AS t ON t.room_id = cur.room_id
 ORDER BY viewers DESC, room_id LIMIT {TOP_N}""",
         "top_gmv": f"""SELECT room_id, peak_viewers, toDecimalString(gmv, 2) AS gmv_yuan, orders,
        {derived_columns("totals")}

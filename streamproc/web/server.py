@@ -27,6 +27,7 @@ import orjson
 from aiohttp import web
 
 from streamproc import auth
+from streamproc.httplog import request_logger
 from streamproc.settings import Settings
 from streamproc.sink.base import SinkError
 from streamproc.sqlserve import EndpointError, EndpointUnavailable
@@ -76,7 +77,9 @@ class Dashboard:
         self.port = port
         self.token_file = auth.token_path(Path(settings.home))
         self.source = Source(settings)
-        self.metrics_url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+        self.metrics_urls: tuple[str, ...] = settings.dashboard_metrics_urls or (
+            f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
+        )
         self.tracker = health.HealthTracker()
         self.health = self.tracker.failed("not polled yet")
         self._overview: tuple[float, dict[str, Any]] | None = None
@@ -191,7 +194,7 @@ class Dashboard:
     async def _poll_health(self, app: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
-                self.health = await asyncio.to_thread(health.poll, self.tracker, self.metrics_url)
+                self.health = await asyncio.to_thread(health.poll, self.tracker, self.metrics_urls)
                 await asyncio.sleep(POLL_S)
 
         task = asyncio.create_task(loop())
@@ -217,7 +220,7 @@ class Dashboard:
 
 async def serve(dashboard: Dashboard, ready: Callable[[str], None]) -> None:
     """Serve until cancelled; ``ready`` gets the token URL once the port is bound."""
-    runner = web.AppRunner(dashboard.app(), access_log=None)
+    runner = web.AppRunner(dashboard.app(), access_log=None, logger=request_logger("dashboard"))
     await runner.setup()
     site = web.TCPSite(runner, dashboard.host, dashboard.port)
     await site.start()
@@ -254,7 +257,7 @@ def run(settings: Settings) -> int:
     def ready(url: str) -> None:
         print(f"dashboard: {url}", flush=True)
         print(f"dashboard: data from {dashboard.source.via}, freshness from "
-              f"{dashboard.metrics_url}", flush=True)  # fmt: skip
+              f"{', '.join(dashboard.metrics_urls)}", flush=True)  # fmt: skip
 
     try:
         asyncio.run(serve(dashboard, ready))
