@@ -3,7 +3,8 @@
 Packages by concern (``docs/architecture.md`` draws them): ``engine`` (pure),
 ``anomaly`` (pure detectors), ``runtime`` (the checkpoint core), adapters by
 technology (``kafka``, ``sink`` for ClickHouse/chDB, ``metrics`` for Prometheus,
-``sqlserve``/``sqlcli`` for HTTP SQL, ``web``), and tools (``simulate``, ``replay``,
+``sql`` for HTTP SQL, ``web``), and tools (``simulate``, ``replay``,
 ``produce``, ``demo``; benchmarks live in ``bench/``). ``settings`` is the only
-configuration; ``worker`` wires it all; ``cli`` is the command line.
+configuration; ``check`` the start-up checks; ``worker`` wires it all; ``cli`` is the
+command line (``commands`` what each subcommand does).
 """

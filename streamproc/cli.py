@@ -1,112 +1,33 @@
-"""The ``streamproc`` command line: one entry point, one subcommand per job."""
+"""The ``streamproc`` command line: one entry point, one subcommand per job.
+
+This module is the parser: every subcommand's flags, and the one way a flag maps onto
+a setting (:func:`add_setting_flags`, :func:`_settings`). What each subcommand does is in
+:mod:`streamproc.commands`. Imports the standard library and the settings only (the
+commands import what they need when they run).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from .engine.config import DEFAULT_TOPICS, EngineConfig
+from .settings import Settings, SettingsError
 
-
-def add_engine_args(p: argparse.ArgumentParser) -> None:
-    """Flags for :class:`EngineConfig` (defaults are the contract's)."""
-    d = EngineConfig()
-    g = p.add_argument_group("engine")
-    g.add_argument(
-        "--window-seconds", type=int, default=d.window_ms // 1000, help="W (default %(default)s)"
-    )
-    g.add_argument(
-        "--out-of-order-seconds",
-        type=float,
-        default=d.out_of_order_ms / 1000,
-        help="B (default %(default)s)",
-    )
-    g.add_argument(
-        "--lateness-seconds",
-        type=float,
-        default=d.allowed_lateness_ms / 1000,
-        help="L (default %(default)s)",
-    )
-    g.add_argument(
-        "--presence-timeout-seconds",
-        type=float,
-        default=d.presence_timeout_ms / 1000,
-        help="T (default %(default)s)",
-    )
-    g.add_argument(
-        "--dedup-seconds", type=float, default=d.dedup_ms / 1000, help="D (default %(default)s)"
-    )
-    g.add_argument(
-        "--idle-seconds", type=float, default=d.idle_ms / 1000, help="I (default %(default)s)"
-    )
-    g.add_argument(
-        "--clock-ahead-seconds",
-        type=float,
-        default=d.clock_ahead_ms / 1000,
-        help="F (default %(default)s)",
-    )
-    g.add_argument(
-        "--topics",
-        default=",".join(DEFAULT_TOPICS),
-        help="viewer,chat,cart,order topic names (default %(default)s)",
-    )
+ENGINE_SETTINGS: tuple[str, ...] = (
+    "window_seconds",
+    "out_of_order_seconds",
+    "lateness_seconds",
+    "presence_timeout_seconds",
+    "dedup_seconds",
+    "idle_seconds",
+    "clock_ahead_seconds",
+)
+"""The engine's parameters (W, B, L, T, D, I, F): flags of every command that runs the engine."""
 
 
-def engine_config(args: argparse.Namespace) -> EngineConfig:
-    """The :class:`EngineConfig` described by :func:`add_engine_args` flags."""
-    from .settings import engine_config as from_seconds
-
-    return from_seconds(
-        window_seconds=args.window_seconds,
-        out_of_order_seconds=args.out_of_order_seconds,
-        lateness_seconds=args.lateness_seconds,
-        presence_timeout_seconds=args.presence_timeout_seconds,
-        dedup_seconds=args.dedup_seconds,
-        idle_seconds=args.idle_seconds,
-        clock_ahead_seconds=args.clock_ahead_seconds,
-        topics=tuple(t.strip() for t in args.topics.split(",")),
-    )
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from . import gcpolicy, replay
-
-    gcpolicy.configure()
-
-    try:
-        cfg = engine_config(args)
-    except ValueError as exc:
-        print(f"streamproc replay: {exc}", file=sys.stderr)
-        return 2
-    try:
-        f = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")  # noqa: SIM115
-    except OSError as exc:
-        print(f"streamproc replay: cannot read {args.events}: {exc.strerror}", file=sys.stderr)
-        return 2
-    try:
-        replay.run(
-            f,
-            cfg,
-            args.partitions,
-            sys.stdout.buffer,
-            progress=None if args.quiet else replay.stderr_progress,
-        )
-    except replay.ReplayError as exc:
-        print(f"streamproc replay: {args.events}: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"streamproc replay: {args.events}: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if f is not sys.stdin.buffer:
-            f.close()
-    return 0
-
-
-def _settings(args: argparse.Namespace) -> Any:
-    """Environment settings with the subcommand's flags on top."""
+def _settings(args: argparse.Namespace) -> Settings:
+    """Environment settings with the subcommand's flags on top (raises SettingsError)."""
     from . import settings as st
 
     base = st.load()
@@ -119,7 +40,10 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def add_setting_flags(p: argparse.ArgumentParser, *names: str) -> None:
-    """``--foo-bar`` for each setting ``foo_bar`` (overrides ``STREAMPROC_FOO_BAR``)."""
+    """``--foo-bar`` for each setting ``foo_bar`` (overrides ``STREAMPROC_FOO_BAR``).
+
+    The one way a command gets a flag for a setting: parser, default and help come from
+    :mod:`streamproc.settings`; :func:`_settings` applies the flags given."""
     from . import settings as st
 
     for name in names:
@@ -133,219 +57,20 @@ def add_setting_flags(p: argparse.ArgumentParser, *names: str) -> None:
         )
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from . import worker
-    from .check import StartupError
-
-    try:
-        settings = _settings(args)
-        return worker.run(settings, exit_when_idle=args.exit_when_idle)
-    except StartupError as exc:
-        # what the worker cannot rely on, in paragraphs (streamproc/check.py): no traceback
-        for problem in exc.problems:
-            print(f"streamproc worker: {problem.paragraph()}\n", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # a setting that does not parse
-        print(f"streamproc worker: {exc}", file=sys.stderr)
-        return 2
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from . import check
-
-    try:
-        settings = _settings(args)
-    except ValueError as exc:
-        print(f"streamproc check: {exc}", file=sys.stderr)
-        return 2
-    return check.main(settings)
-
-
-def cmd_cluster_ddl(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from .sink.base import SinkError
-    from .sink.cluster_ddl import ClusterDdlError, ClusterSpec, cluster_statements, sink_formatter
-    from .sink.ddl import load_statements
-
-    try:
-        settings = _settings(args)
-    except ValueError as exc:
-        print(f"streamproc cluster-ddl: {exc}", file=sys.stderr)
-        return 2
-    spec = ClusterSpec(
-        settings.clickhouse_cluster or "",
-        settings.clickhouse_replica_path,
-        settings.clickhouse_replica_name,
-    )
-    sink: Any = None
-    try:
-        if args.apply:
-            from .check import clickhouse_sink
-
-            # the statements name their database, which may not exist yet: connect to default
-            sink = clickhouse_sink(settings.replace(clickhouse_database="default"))
-        else:
-            from .sink.chdb_sink import ChdbSink
-
-            # ClickHouse's parser from a throwaway embedded chDB (no tables created)
-            sink = ChdbSink(tempfile.mkdtemp(prefix="streamproc-ddl-"), apply_schema=False)
-        statements = cluster_statements(
-            load_statements(settings.clickhouse_database), spec, sink_formatter(sink)
-        )
-        for stmt in statements:
-            if args.apply:
-                sink.query(stmt)
-            else:
-                print(stmt + ";\n")
-    except (ClusterDdlError, SinkError, ValueError) as exc:
-        print(f"streamproc cluster-ddl: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if sink is not None:
-            sink.close()
-    if args.apply:
-        print(f"applied {len(statements)} statements ON CLUSTER {spec.cluster}", file=sys.stderr)
-    return 0
-
-
-def cmd_kafka(args: argparse.Namespace) -> int:
-    from . import broker
-
-    port = args.port if args.port is not None else _settings(args).kafka_port
-    try:
-        if args.action == "start":
-            print(broker.start(port))
-        elif args.action == "stop":
-            broker.stop(port)
-        elif args.action == "reset":
-            broker.reset(port)
-        else:
-            up = broker.status(port)
-            print("running" if up else "stopped")
-            return 0 if up else 3
-    except broker.BrokerError as exc:
-        print(f"streamproc kafka {args.action}: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def cmd_sql(args: argparse.Namespace) -> int:
-    from . import sqlcli
-
-    return sqlcli.run_sql(args, sqlcli.SqlCliConfig.from_settings(_settings(args)))
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    import asyncio
-    from dataclasses import replace
-
-    from . import produce, simulate
-    from .check import Problem, StartupError, kafka_errors
-    from .kafka_client import ConfigError, KafkaSecurity, client_config
-
-    try:
-        s = _settings(args)
-        security = KafkaSecurity.from_settings(s)
-    except ValueError as exc:  # ConfigError too
-        print(f"streamproc simulate: {exc}", file=sys.stderr)
-        return 2
-    cfg = simulate.SimConfig(
-        seed=args.seed,
-        rooms=args.rooms,
-        hit_room_viewers=args.hit_room_viewers,
-        duration_s=args.duration,
-        max_events=args.events,
-    )
-    if args.live:
-        cfg = produce.live_config(cfg)
-    if args.jsonl and args.anomalies:
-        from pathlib import Path
-
-        from . import simulate_anomalies as sa
-
-        sc = sa.scenario(
-            args.seed, normal_rooms=args.rooms, per_kind=args.anomalies,
-            duration_s=args.duration or 7200,
-        )  # fmt: skip
-        sa.write_jsonl(sc, Path(args.jsonl))
-        return 0
-    if args.jsonl:
-        simulate.write_jsonl(args.jsonl, cfg)
-        return 0
-    logged: list[str] = []
-    try:
-        if args.ensure_topics:
-            from . import worker
-
-            worker.ensure_topics(s, security)
-        cfg = replace(cfg, topics=tuple(simulate.SimConfig().topics))
-        with kafka_errors() as logged:
-            stats = asyncio.run(
-                produce.produce(
-                    s.kafka_bootstrap,
-                    simulate.generate(cfg),
-                    args.rate,
-                    dict(zip(simulate.SimConfig().topics, s.topics, strict=True)),
-                    None if args.quiet else produce._print_progress,
-                    live=args.live,
-                    kafka_config=client_config(security),
-                )
-            )
-    except StartupError as exc:
-        for problem in exc.problems:
-            print(f"streamproc simulate: {problem.paragraph()}\n", file=sys.stderr)
-        return 2
-    except ConfigError as exc:
-        print(f"streamproc simulate: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        from aiokafka.errors import KafkaError
-
-        if not isinstance(exc, KafkaError | OSError):
-            raise
-        from .check import connect_problem
-
-        failed: Problem = connect_problem(s.kafka_bootstrap, security, exc, logged)
-        print(f"streamproc simulate: {failed.paragraph()}", file=sys.stderr)
-        return 1
-    print(
-        f"sent {stats.sent:,} delivered {stats.delivered:,} errors {stats.errors:,} "
-        f"in {stats.elapsed_s:.1f} s = {stats.rate:,.0f} events/s",
-        file=sys.stderr,
-    )
-    return 0 if stats.errors == 0 else 1
-
-
-def cmd_settings(args: argparse.Namespace) -> int:
-    from . import settings as st
-
-    if args.markdown:
-        print(st.markdown_table())
-        return 0
-    try:
-        values = st.load().as_dict()
-    except ValueError as exc:
-        print(f"streamproc settings: {exc}", file=sys.stderr)
-        return 2
-    for s in st.SETTINGS:
-        print(f"{s.env}={st.shown(s, values[s.name])}")
-    return 0
-
-
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    from .web import server
-
-    return server.run(_settings(args))
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from . import demo
-
-    return demo.run(_settings(args), duration=args.duration, viewers=args.viewers)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from .commands import (
+        cmd_check,
+        cmd_cluster_ddl,
+        cmd_dashboard,
+        cmd_demo,
+        cmd_kafka,
+        cmd_replay,
+        cmd_settings,
+        cmd_simulate,
+        cmd_sql,
+        cmd_worker,
+    )
+
     parser = argparse.ArgumentParser(
         prog="streamproc",
         description="Exact real-time per-room metrics for live-commerce rooms.",
@@ -411,13 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "metrics_port",
         "sql_port",
         "log_level",
-        "window_seconds",
-        "out_of_order_seconds",
-        "lateness_seconds",
-        "presence_timeout_seconds",
-        "dedup_seconds",
-        "idle_seconds",
-        "clock_ahead_seconds",
+        *ENGINE_SETTINGS,
     )
     p.set_defaults(func=cmd_worker)
 
@@ -481,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ensure-topics", action="store_true", help="create the topics if missing")
     p.add_argument("--quiet", action="store_true")
-    add_setting_flags(p, "kafka_bootstrap", "partitions")
+    add_setting_flags(p, "kafka_bootstrap", "partitions", "topics")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser(
@@ -500,11 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run EVENTS.jsonl (docs/replay.md) through the engine; print the final rows.",
     )
     p.add_argument("events", metavar="EVENTS.jsonl", help="input file, '-' for standard input")
-    p.add_argument(
-        "--partitions", type=int, default=8, help="partitions for keys without one (default 8)"
-    )
     p.add_argument("--quiet", action="store_true", help="no progress on standard error")
-    add_engine_args(p)
+    # --partitions: the partition of a key that names none, as the worker's topics would
+    add_setting_flags(p, "partitions", *ENGINE_SETTINGS, "topics")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("settings", help="print every setting (environment variable) and its value")
@@ -516,7 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    rc: int = args.func(args)
+    try:
+        rc: int = args.func(args)
+    except SettingsError as exc:
+        print(f"streamproc {args.command}: {exc}", file=sys.stderr)
+        return 2
     return rc
 
 

@@ -38,7 +38,7 @@ from .web import health
 
 def _sql(endpoint: str, home: Path, query: str) -> list[dict[str, Any]]:
     from .auth import read_token, token_path
-    from .sqlserve import query_endpoint
+    from .sql.client import query_endpoint
 
     # The demo's worker keeps its token in the demo's own STREAMPROC_HOME, not ours.
     token = read_token(token_path(home)) or ""

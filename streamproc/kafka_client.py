@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamproc.settings import Settings
+
 __all__ = ["ConfigError", "KafkaSecurity", "client_config", "faust_credentials"]
 
 
@@ -41,7 +43,7 @@ class KafkaSecurity:
     check_hostname: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Any) -> KafkaSecurity:
+    def from_settings(cls, settings: Settings) -> KafkaSecurity:
         """From :class:`streamproc.settings.Settings`; raises :class:`ConfigError`."""
         password = str(settings.kafka_sasl_password)
         pw_file = settings.kafka_sasl_password_file

@@ -1,5 +1,7 @@
 """Send simulated traffic to Kafka, as fast as possible or at a target rate.
 
+Its command line is ``streamproc simulate`` (:mod:`streamproc.cli`).
+
 ``produce`` takes ``SimRecord``s (``streamproc.simulate``) and writes them with
 aiokafka's batch API: records are appended to one ``BatchBuilder`` per topic
 partition and a full (or paced-out) batch is handed to the producer in one
@@ -33,7 +35,6 @@ Why the choices:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -47,7 +48,7 @@ from streamproc.engine.config import DEFAULT_TOPICS
 from streamproc.kafka.partitioner import murmur2_partition
 from streamproc.simulate import SimConfig, SimRecord, generate
 
-__all__ = ["ProduceStats", "Progress", "live_config", "main", "produce", "produce_live"]
+__all__ = ["ProduceStats", "Progress", "live_config", "produce", "produce_live"]
 
 Progress = Callable[[int, float, float], None]
 """``progress(sent, elapsed_s, current_rate)``, called about once per second."""
@@ -265,42 +266,3 @@ async def produce_live(
 def _print_progress(sent: int, elapsed: float, current: float) -> None:
     print(f"[produce] {sent:,} records in {elapsed:.1f}s, now {current:,.0f}/s",
           file=sys.stderr, flush=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m streamproc.produce``: simulate and send (prints the stats)."""
-    ap = argparse.ArgumentParser(description="Send simulated live-commerce traffic to Kafka.")
-    ap.add_argument("--bootstrap", default="127.0.0.1:9092")
-    ap.add_argument("--events", type=int, default=1_000_000, help="max records")
-    ap.add_argument("--duration", type=int, default=None, help="simulated seconds")
-    ap.add_argument("--rate", type=float, default=None, help="records/s (default: max)")
-    ap.add_argument("--live", action="store_true", help="event time = now, real-time pacing")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--hit-room-viewers", type=int, default=200_000)
-    ap.add_argument("--rooms", type=int, default=1000)
-    ap.add_argument("--topics", default=",".join(DEFAULT_TOPICS),
-                    help="Kafka topics for viewer,chat,cart,order")
-    ap.add_argument("--acks", default="all")
-    ap.add_argument("--no-idempotence", action="store_true")
-    args = ap.parse_args(argv)
-    topics = args.topics.split(",")
-    if len(topics) != 4:
-        ap.error("--topics needs four names")
-    cfg = SimConfig(seed=args.seed, rooms=args.rooms, hit_room_viewers=args.hit_room_viewers,
-                    duration_s=args.duration, max_events=args.events)
-    if args.live:
-        cfg = live_config(cfg)
-    acks: int | str = args.acks if args.acks == "all" else int(args.acks)
-    stats = asyncio.run(produce(
-        args.bootstrap, generate(cfg), args.rate, dict(zip(DEFAULT_TOPICS, topics, strict=True)),
-        _print_progress, live=args.live, acks=acks, enable_idempotence=not args.no_idempotence,
-    ))
-    print(f"sent {stats.sent:,} delivered {stats.delivered:,} errors {stats.errors:,} "
-          f"skipped {stats.skipped:,} in {stats.elapsed_s:.2f}s = {stats.rate:,.0f} records/s "
-          f"({stats.bytes / max(stats.elapsed_s, 1e-9) / 1e6:.1f} MB/s)"
-          + (f"; last error {stats.last_error}" if stats.last_error else ""))
-    return 0 if stats.errors == 0 else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -24,21 +24,9 @@ def build_sink(settings: Settings) -> Any:
     if settings.clickhouse_cluster:
         inner = _cluster_sink(settings)
     elif settings.clickhouse_url:
-        from .sink.clickhouse_sink import ClickHouseSink
+        from .check import clickhouse_sink
 
-        inner = ClickHouseSink(
-            settings.clickhouse_url,
-            user=settings.clickhouse_user,
-            password=settings.clickhouse_password,
-            database=settings.clickhouse_database,
-            secure=settings.clickhouse_secure,
-            verify=settings.clickhouse_verify,
-            ca_cert=settings.clickhouse_ca_cert,
-            connect_timeout=settings.clickhouse_connect_timeout,
-            send_receive_timeout=settings.clickhouse_send_timeout,
-            compress=settings.clickhouse_compress,
-            insert_format=settings.clickhouse_insert_format,
-        )
+        inner = clickhouse_sink(settings, apply_schema=True)
     else:
         from .sink.chdb_sink import ChdbSink
 
@@ -66,12 +54,7 @@ def _cluster_sink(settings: Settings) -> Any:
             [Problem("settings", "STREAMPROC_CLICKHOUSE_CLUSTER needs STREAMPROC_CLICKHOUSE_URL")]
         )
     # an acknowledged insert into a Distributed table is on the shards (runtime rule 2)
-    sink = clickhouse_sink(
-        settings,
-        compress=settings.clickhouse_compress,
-        insert_format=settings.clickhouse_insert_format,
-        query_settings={"insert_distributed_sync": 1},
-    )
+    sink = clickhouse_sink(settings, {"insert_distributed_sync": 1})
     problems = check_clickhouse(sink, settings.clickhouse_cluster)
     if problems:
         sink.close()
@@ -84,18 +67,9 @@ def start_sql_endpoint(settings: Settings, sink: Any) -> Any:
     if settings.clickhouse_url or not settings.sql_port:
         return None
     from .auth import create_token, token_path
-    from .sqlserve import SqlServeLimits, SqlServer
+    from .sql.endpoint import SqlServeLimits, SqlServer
 
-    limits = SqlServeLimits(
-        max_execution_time=settings.sql_max_execution_time,
-        max_memory_usage=settings.sql_max_memory_usage,
-        max_result_rows=settings.sql_max_result_rows,
-        max_result_bytes=settings.sql_max_result_bytes,
-        max_body_bytes=settings.sql_max_body_bytes,
-        max_connections=settings.sql_max_connections,
-        queue_wait=settings.sql_queue_wait,
-        idle_timeout=settings.sql_idle_timeout,
-    )
+    limits = SqlServeLimits.from_settings(settings)
     # A fresh owner-only token at every start: one leaked from an earlier run is worthless.
     token_file = token_path(Path(settings.home))
     token = create_token(token_file)

@@ -25,6 +25,32 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     "streamproc.merge": (PURE, set()),
     "streamproc.rows": (PURE, set()),
     "streamproc.runtime": (PURE | {"streamproc.runtime"}, set()),
+    # configuration: the engine's defaults, nothing that does I/O
+    "streamproc.settings": (PURE, set()),
+    # tools and adapters (docs/architecture.md)
+    "streamproc.simulate": (PURE | {"streamproc.simulate"}, {"orjson"}),
+    "streamproc.sql": (
+        {
+            "streamproc.sql",
+            "streamproc.auth",
+            "streamproc.httplog",
+            "streamproc.settings",
+            "streamproc.sink",
+            "streamproc.cli",  # ``streamproc sql``'s flags are the command line's
+        },
+        {"orjson", "aiohttp"},
+    ),
+    "streamproc.check": (
+        {
+            "streamproc.check",
+            "streamproc.settings",
+            "streamproc.kafka_client",
+            "streamproc.kafka",
+            "streamproc.sink",
+            "streamproc.broker",
+        },
+        {"aiokafka"},
+    ),
 }
 
 
@@ -42,9 +68,14 @@ def _imports(path: Path, package: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against the module's package
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                out.add(".".join([*base, *([node.module] if node.module else [])]))
-            elif node.module:
-                out.add(node.module)
+                mod = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                mod = node.module or ""
+            if (ROOT / Path(*mod.split("."))).is_dir():
+                # ``from streamproc import auth``: the modules named, not the whole package
+                out.update(f"{mod}.{a.name}" for a in node.names)
+            else:
+                out.add(mod)
     return out
 
 
@@ -84,4 +115,4 @@ def test_the_rules_see_a_violation(tmp_path: Path) -> None:
     """The checker itself: an I/O import in a pure module is found."""
     bad = tmp_path / "m.py"
     bad.write_text("import aiokafka\nfrom ..sink import base\n\ndef f():\n    import chdb\n")
-    assert _imports(bad, "streamproc.engine") == {"aiokafka", "streamproc.sink", "chdb"}
+    assert _imports(bad, "streamproc.engine") == {"aiokafka", "streamproc.sink.base", "chdb"}

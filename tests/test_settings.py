@@ -74,7 +74,7 @@ def test_every_exported_series_is_listed_in_the_readme() -> None:
 
 def test_one_conversion_of_seconds_to_engine_milliseconds() -> None:
     """The worker's settings and the replay command's flags give the same EngineConfig."""
-    from streamproc.cli import build_parser, engine_config
+    from streamproc.cli import _settings, build_parser
 
     env = {
         "STREAMPROC_WINDOW_SECONDS": "20",
@@ -88,4 +88,89 @@ def test_one_conversion_of_seconds_to_engine_milliseconds() -> None:
     flags = ["--window-seconds", "20", "--out-of-order-seconds", "1.001"]
     flags += ["--lateness-seconds", "0.29", "--idle-seconds", "2.5"]
     args = build_parser().parse_args(["replay", *flags, "-"])
-    assert engine_config(args) == from_env
+    assert _settings(args).engine_config() == from_env
+
+
+def test_settings_are_typed_and_frozen() -> None:
+    """One typed field per setting (no catch-all ``__getattr__``); values cannot change."""
+    import dataclasses
+    import typing
+
+    assert "__getattr__" not in vars(st.Settings)
+    hints = typing.get_type_hints(st.Settings)
+    assert [f.name for f in dataclasses.fields(st.Settings)] == [s.name for s in st.SETTINGS]
+    defaults = st.Settings()
+    for s in st.SETTINGS:
+        assert s.name in hints, s.name
+        assert getattr(defaults, s.name) == s.parse(s.default), s.name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        defaults.partitions = 3  # type: ignore[misc]
+    assert st.load({}).replace(partitions=3).partitions == 3
+
+
+def test_every_command_takes_its_defaults_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``streamproc replay`` and ``streamproc sql`` read the same variables as the worker
+    (they used to carry defaults of their own)."""
+    from streamproc.cli import _settings, build_parser
+
+    monkeypatch.setenv("STREAMPROC_WINDOW_SECONDS", "20")
+    monkeypatch.setenv("STREAMPROC_PARTITIONS", "3")
+    args = build_parser().parse_args(["replay", "-"])
+    assert _settings(args).engine_config().window_ms == 20_000
+    assert _settings(args).partitions == 3
+    args = build_parser().parse_args(["replay", "--window-seconds", "30", "-"])
+    assert _settings(args).engine_config().window_ms == 30_000
+    monkeypatch.setenv("STREAMPROC_CLICKHOUSE_DATABASE", "from_env")
+    args = build_parser().parse_args(["sql", "SELECT 1", "--clickhouse-database", "from_flag"])
+    assert _settings(args).clickhouse_database == "from_flag"
+    assert _settings(build_parser().parse_args(["sql", "x"])).clickhouse_database == "from_env"
+
+
+def test_secrets_are_masked() -> None:
+    s = st.load({"STREAMPROC_CLICKHOUSE_PASSWORD": "hunter2"})
+    shown = {x.name: st.shown(x, getattr(s, x.name)) for x in st.SETTINGS}
+    assert shown["clickhouse_password"] == "***" and "hunter2" not in shown.values()
+
+
+def test_cluster_ddl_apply_without_a_server_is_an_error_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by typing the settings: the empty URL (None) reached ClickHouseSink, whose
+    ``"://" in url`` raised TypeError out of ``streamproc cluster-ddl --apply``."""
+    from streamproc.cli import main
+
+    monkeypatch.delenv("STREAMPROC_CLICKHOUSE_URL", raising=False)
+    assert main(["cluster-ddl", "--apply", "--clickhouse-cluster", "c1"]) == 1
+    assert "STREAMPROC_CLICKHOUSE_URL is empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["sql", "SELECT 1"], ["check"], ["dashboard"]])
+def test_a_bad_variable_is_one_line_and_exit_2_for_every_command(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sql`` and ``dashboard`` used to end in a ValueError traceback."""
+    from streamproc.cli import main
+
+    monkeypatch.setenv("STREAMPROC_PARTITIONS", "many")
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"streamproc {command[0]}: STREAMPROC_PARTITIONS='many'")
+
+
+def test_a_bad_variable_through_python_m_streamproc_cli() -> None:
+    """``python -m streamproc.cli`` runs the module as ``__main__``, a second copy of it:
+    the error it catches must not be a class of that copy (it once was, and ``check``
+    ended in a traceback with status 1)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "STREAMPROC_PARTITIONS": "x"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamproc.cli", "sql", "SELECT 1"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "STREAMPROC_PARTITIONS='x'" in proc.stderr

@@ -29,7 +29,7 @@ from streamproc.sink.base import (
     to_arrow,
 )
 from streamproc.sink.chdb_sink import ChdbSink
-from streamproc.sqlguard import RejectedQuery
+from streamproc.sql.guard import RejectedQuery
 from tests.chdb_fixture import (
     NASTY_IDS,
     RAW_PAYLOADS,

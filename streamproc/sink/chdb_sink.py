@@ -8,7 +8,7 @@ What was measured on chDB 4.4.0 (ClickHouse 26.9) and shapes this module:
   the *same* path are fine, and each has its own settings and current database
   (``SET readonly=1`` in one does not affect another).
 * **One process per directory.** A second process opening the directory (even
-  with ``?mode=ro``) fails on ``<path>/status`` lock. Hence :mod:`streamproc.sqlserve`:
+  with ``?mode=ro``) fails on ``<path>/status`` lock. Hence :mod:`streamproc.sql.endpoint`:
   the worker serves read-only SQL over HTTP from its own process.
 * **Fastest insert**: ``INSERT INTO t SELECT ... FROM Python(name)`` on a
   ``pyarrow.Table``: Arrow types map exactly (``timestamp[ms, UTC]`` ->
@@ -25,7 +25,7 @@ What was measured on chDB 4.4.0 (ClickHouse 26.9) and shapes this module:
   writer + reader threads on one session gave correct results in our test, but
   chDB's own clickhouse-connect bridge serializes all calls per connection to
   avoid engine deadlocks, so we do the same: one lock per :class:`ChdbSink`
-  session. Read-only queries from other threads (``sqlserve``) use their own
+  session. Read-only queries from other threads (``sql.endpoint``) use their own
   session (:meth:`ChdbSink.reader`) on the same path, so they never wait for a write.
 """
 
@@ -57,8 +57,8 @@ from streamproc.sink.ddl import (
     load_statements,
     quote_identifier,
 )
-from streamproc.sqlguard import CheckedQuery, Policy, load_policy
-from streamproc.sqlguard import check as check_query
+from streamproc.sql.guard import CheckedQuery, Policy, load_policy
+from streamproc.sql.guard import check as check_query
 
 _PUBLISH_LOCK = threading.Lock()
 """Guards this module's globals while an insert publishes its Arrow table there."""
@@ -81,7 +81,7 @@ def _empty_dir(path: str) -> Path:
 
 def connection_string(path: str) -> str:
     """The chDB connection string for ``path``: engine paths that reach files all point at
-    an empty private directory (defence in depth; see :mod:`streamproc.sqlguard`).
+    an empty private directory (defence in depth; see :mod:`streamproc.sql.guard`).
 
     The first session of a process starts the embedded engine, so the writer's options
     apply to every later session on the path. Measured on chDB 4.4: this makes ``file()``
@@ -139,7 +139,7 @@ class ChdbReader:
     """A read-only chDB session for ad-hoc SQL: every query is vetted, then run canonical.
 
     The only way to run SQL here is :meth:`query`, which passes the text through
-    :func:`streamproc.sqlguard.check` on this same session and runs the canonical text
+    :func:`streamproc.sql.guard.check` on this same session and runs the canonical text
     that was checked. Limits and output settings are set first, then ``readonly = 1``: the
     session refuses writes, DDL and setting changes (a query cannot lift its own limits).
     After any failure the session is closed and reopened, so nothing a failed query left

@@ -13,7 +13,7 @@ statements (the ClickHouse server sink sends one statement per request) and find
 ``--`` and ``/* */`` comments, which is all the schema files use; it does not follow
 every ClickHouse rule (``#`` comments, nested ``/* */``), so it must never judge text
 someone else wrote. User SQL is vetted on ClickHouse's own parse instead
-(:mod:`streamproc.sqlguard`); a test keeps the two apart.
+(:mod:`streamproc.sql.guard`); a test keeps the two apart.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Runs the dashboard's queries and shapes the JSON the page polls.
 
 Where the queries go: the ClickHouse server when ``STREAMPROC_CLICKHOUSE_URL`` is set
-(through :func:`streamproc.sqlcli.execute`), otherwise the worker's read-only SQL endpoint
+(through :func:`streamproc.sql.command.execute`), otherwise the worker's read-only SQL endpoint
 (``sql_host``/``sql_port``), never the chDB directory itself: chDB allows one process per
 directory, and a dashboard holding it would keep the worker from starting.
 """
@@ -18,8 +18,8 @@ import orjson
 
 from streamproc import auth
 from streamproc.settings import Settings
-from streamproc.sqlcli import SqlCliConfig, execute
-from streamproc.sqlserve import query_endpoint
+from streamproc.sql.client import query_endpoint
+from streamproc.sql.command import SqlCliConfig, execute
 
 from . import queries
 

@@ -30,7 +30,7 @@ from streamproc import auth
 from streamproc.httplog import request_logger
 from streamproc.settings import Settings
 from streamproc.sink.base import SinkError
-from streamproc.sqlserve import EndpointError, EndpointUnavailable
+from streamproc.sql.client import EndpointError, EndpointUnavailable
 
 from . import health, queries
 from .data import Source

@@ -6,7 +6,7 @@ Where the query goes, first match wins:
    (``STREAMPROC_CLICKHOUSE_URL``). The query is vetted first by the same rules as the
    endpoint's, on an in-memory chDB parser, and the canonical text is sent; the server
    user should be read-only as well (``docs/security.md``);
-2. the running worker's read-only SQL endpoint (:mod:`streamproc.sqlserve`,
+2. the running worker's read-only SQL endpoint (:mod:`streamproc.sql.endpoint`,
    ``STREAMPROC_SQL_ENDPOINT``, default ``http://127.0.0.1:8124``), with the worker's
    token from ``$STREAMPROC_HOME/endpoint.token``;
 3. if nothing answers there, the embedded chDB directory itself
@@ -15,7 +15,7 @@ Where the query goes, first match wins:
    directory (chDB allows one process per directory), which is exactly when step 2
    found nothing.
 
-Every path runs only queries :mod:`streamproc.sqlguard` allows.
+Every path runs only queries :mod:`streamproc.sql.guard` allows.
 
 Formatting is ClickHouse's own, so decimals and times print exactly:
 ``table`` = ``PrettyCompactNoEscapes`` (aligned columns, no ANSI colours),
@@ -35,13 +35,9 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from streamproc.settings import Settings
-from streamproc.settings import load as load_settings
 from streamproc.sink.base import SinkError
-from streamproc.sink.ddl import DEFAULT_DATABASE
 
-REPO_ROOT: Final[Path] = Path(__file__).resolve().parents[1]
-DEFAULT_ENDPOINT: Final[str] = "http://127.0.0.1:8124"
-DEFAULT_CHDB_PATH: Final[Path] = REPO_ROOT / "var" / "chdb"
+_DEFAULTS: Final[Settings] = Settings()
 
 FORMATS: Final[dict[str, str]] = {
     "table": "PrettyCompactNoEscapes",
@@ -54,15 +50,15 @@ FORMATS: Final[dict[str, str]] = {
 class SqlCliConfig:
     """Where ``streamproc sql`` looks (see the module docstring)."""
 
-    clickhouse_url: str | None = None
-    clickhouse_user: str = "default"
-    clickhouse_password: str = ""
-    clickhouse_secure: bool | None = None
-    clickhouse_verify: bool = True
-    database: str = DEFAULT_DATABASE
-    endpoint: str = DEFAULT_ENDPOINT
+    clickhouse_url: str | None = _DEFAULTS.clickhouse_url
+    clickhouse_user: str = _DEFAULTS.clickhouse_user
+    clickhouse_password: str = _DEFAULTS.clickhouse_password
+    clickhouse_secure: bool | None = _DEFAULTS.clickhouse_secure
+    clickhouse_verify: bool = _DEFAULTS.clickhouse_verify
+    database: str = _DEFAULTS.clickhouse_database
+    endpoint: str = _DEFAULTS.sql_endpoint
     endpoint_timeout: float = 60.0
-    chdb_path: str = str(DEFAULT_CHDB_PATH)
+    chdb_path: str = _DEFAULTS.chdb_path
     max_execution_time: float = 60.0
     home: str | None = None
     """``STREAMPROC_HOME``: where the worker's ``endpoint.token`` is (None: from settings)."""
@@ -89,19 +85,6 @@ class SqlCliConfig:
 
 class NoBackend(Exception):
     """Neither a server, nor the endpoint, nor the chDB directory could be used."""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="streamproc sql",
-        description="Run a read-only SQL query against the metrics tables "
-        "(ClickHouse server, the running worker, or the embedded chDB directory).",
-    )
-    parser.add_argument("query", help="the SQL; '-' reads it from standard input")
-    parser.add_argument(
-        "--format", "-f", choices=sorted(FORMATS), default="table", help="output (default: table)"
-    )
-    return parser
 
 
 def _vet_for_server(cfg: SqlCliConfig, sql: str) -> str:
@@ -163,7 +146,7 @@ def _via_chdb(cfg: SqlCliConfig, sql: str, fmt: str) -> bytes:
 
 def execute(cfg: SqlCliConfig, sql: str, fmt: str) -> bytes:
     """Run ``sql`` in ClickHouse output format ``fmt`` on the first backend available."""
-    from streamproc.sqlserve import EndpointUnavailable, query_endpoint
+    from streamproc.sql.client import EndpointUnavailable, query_endpoint
 
     if cfg.clickhouse_url:
         return _via_clickhouse(cfg, sql, fmt)
@@ -192,12 +175,14 @@ def run_sql(
 ) -> int:
     """Entry point of ``streamproc sql``; returns the exit status.
 
-    ``argv`` may be the subcommand's arguments or an already parsed namespace with
-    ``query`` and ``format``. ``config`` defaults to the ``STREAMPROC_*`` environment
-    (:func:`streamproc.settings.load`).
+    ``argv`` may be the subcommand's arguments (parsed by the ``streamproc`` command
+    line's ``sql`` subcommand) or an already parsed namespace with ``query`` and
+    ``format``. ``config`` defaults to the ``STREAMPROC_*`` environment with the
+    flags given on top.
     """
-    from streamproc.sqlguard import RejectedQuery
-    from streamproc.sqlserve import EndpointError
+    from streamproc import cli
+    from streamproc.sql.client import EndpointError
+    from streamproc.sql.guard import RejectedQuery
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr
@@ -205,10 +190,12 @@ def run_sql(
         args = argv
     else:
         try:
-            args = build_parser().parse_args(list(argv) if argv is not None else None)
+            args = cli.build_parser().parse_args(
+                ["sql", *(sys.argv[1:] if argv is None else argv)]
+            )
         except SystemExit as exc:
             return int(exc.code or 0) if isinstance(exc.code, int) else 2
-    cfg = config or SqlCliConfig.from_settings(load_settings())
+    cfg = config or SqlCliConfig.from_settings(cli._settings(args))
     sql = sys.stdin.read() if args.query == "-" else str(args.query)
     fmt = FORMATS[str(getattr(args, "format", "table") or "table")]
     try:

@@ -25,7 +25,7 @@ from tests.kafka_fixture import unique_topic
 
 pytest_plugins = ["tests.kafka_fixture"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APPEND = {"message.timestamp.type": "LogAppendTime"}
 
 

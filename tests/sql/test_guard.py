@@ -1,4 +1,4 @@
-"""streamproc.sqlguard: the policy derived from the real engine, and the AST walk itself.
+"""streamproc.sql.guard: the policy derived from the real engine, and the AST walk itself.
 
 The walk is also fed hand-made ASTs for shapes the parser does not produce today (an
 output clause inside a subquery, a node type from a future engine), so the check stays
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from streamproc.sink.chdb_sink import ChdbReader, ChdbSink
-from streamproc.sqlguard import (
+from streamproc.sql.guard import (
     Policy,
     RejectedQuery,
     load_policy,

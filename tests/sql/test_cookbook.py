@@ -39,7 +39,7 @@ from streamproc.sink.chdb_sink import ChdbSink
 from tests.chdb_fixture import chdb_dir, fresh_database
 from tests.reference import RefConfig, compute, records_from_replay_lines
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 QUERIES = ROOT / "deploy" / "clickhouse" / "queries"
 HIT = room_name(0)
 

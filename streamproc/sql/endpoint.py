@@ -20,7 +20,7 @@ a read-only query, or a forbidden function/table), ``404``/``405`` (wrong path/m
 ``503`` (too many connections, or another query held the engine too long), ``504``
 (``max_execution_time`` exceeded), ``500`` otherwise.
 
-What a query may do is decided by :mod:`streamproc.sqlguard` on ClickHouse's own parse
+What a query may do is decided by :mod:`streamproc.sql.guard` on ClickHouse's own parse
 of it, and the canonical text that was checked is what runs, on a dedicated read-only
 session (:class:`streamproc.sink.chdb_sink.ChdbReader`) that is reopened after every
 failure.
@@ -29,7 +29,11 @@ Not exhaustible: aiohttp on its own event loop in a daemon thread; at most
 ``max_connections`` open connections (one more is answered ``503`` and closed); a
 connection that is idle, or trickles a request, for ``idle_timeout`` seconds is closed;
 queries run one at a time and wait at most ``queue_wait`` seconds for their turn
-(``503`` after that); ``Content-Length`` is required and bounded.
+(``503`` after that); ``Content-Length`` is required and bounded
+(:mod:`streamproc.sql.connections`). The client side is :mod:`streamproc.sql.client`.
+
+Imports the standard library, aiohttp, :mod:`streamproc.auth`, :mod:`streamproc.settings`,
+the sinks' errors and the rest of :mod:`streamproc.sql`.
 """
 
 from __future__ import annotations
@@ -39,22 +43,18 @@ import contextlib
 import secrets
 import socket
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, Protocol
-from urllib.parse import quote
 
-import orjson
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from streamproc import auth
 from streamproc.httplog import request_logger
+from streamproc.settings import Settings
 from streamproc.sink.base import QueryError
-from streamproc.sqlguard import RejectedQuery
+from streamproc.sql.client import EndpointError, EndpointUnavailable, query_endpoint
+from streamproc.sql.connections import BoundedServer, error_body
+from streamproc.sql.guard import RejectedQuery
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -98,6 +98,9 @@ def check_format(fmt: str) -> str:
 # Server
 
 
+_DEFAULTS: Final[Settings] = Settings()
+
+
 class ReadonlyBackend(Protocol):
     """What the server runs queries on: :class:`streamproc.sink.chdb_sink.ChdbReader`."""
 
@@ -117,20 +120,34 @@ class SqlServeLimits:
     """Per-query limits (session settings applied before ``readonly = 1``) and the
     server's own bounds."""
 
-    max_execution_time: float = 10.0
+    max_execution_time: float = _DEFAULTS.sql_max_execution_time
     """Seconds (``max_execution_time``, ``timeout_overflow_mode = 'throw'``)."""
-    max_memory_usage: int = 1_000_000_000
+    max_memory_usage: int = _DEFAULTS.sql_max_memory_usage
     """Bytes per query."""
-    max_result_rows: int = 1_000_000
-    max_result_bytes: int = 256 * 1024 * 1024
-    max_body_bytes: int = 1024 * 1024
+    max_result_rows: int = _DEFAULTS.sql_max_result_rows
+    max_result_bytes: int = _DEFAULTS.sql_max_result_bytes
+    max_body_bytes: int = _DEFAULTS.sql_max_body_bytes
     """Largest accepted SQL text."""
-    max_connections: int = 16
+    max_connections: int = _DEFAULTS.sql_max_connections
     """Open connections at once; one more is answered 503 and closed."""
-    queue_wait: float = 5.0
+    queue_wait: float = _DEFAULTS.sql_queue_wait
     """Seconds a query waits for the one running before it (then 503)."""
-    idle_timeout: float = 10.0
+    idle_timeout: float = _DEFAULTS.sql_idle_timeout
     """Seconds a connection may stay idle or take to deliver its request."""
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> SqlServeLimits:
+        """The ``STREAMPROC_SQL_*`` limits."""
+        return cls(
+            max_execution_time=s.sql_max_execution_time,
+            max_memory_usage=s.sql_max_memory_usage,
+            max_result_rows=s.sql_max_result_rows,
+            max_result_bytes=s.sql_max_result_bytes,
+            max_body_bytes=s.sql_max_body_bytes,
+            max_connections=s.sql_max_connections,
+            queue_wait=s.sql_queue_wait,
+            idle_timeout=s.sql_idle_timeout,
+        )
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -171,113 +188,13 @@ def _clickhouse_code(message: str) -> str:
     return digits
 
 
-def _error_body(message: str, code: str = "") -> bytes:
-    return orjson.dumps({"error": message, "code": int(code) if code else None}) + b"\n"
-
-
 def _error(status: int, message: str, code: str = "", **headers: str) -> web.Response:
     return web.Response(
         status=status,
-        body=_error_body(message, code),
+        body=error_body(message, code),
         content_type="application/json",
         headers={"Cache-Control": "no-store", **headers},
     )
-
-
-class _Busy(asyncio.Protocol):
-    """A connection above the cap: read the request head (briefly), answer 503, close."""
-
-    BODY: Final[bytes] = _error_body("too many connections to the SQL endpoint; retry later")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._transport: asyncio.Transport | None = None
-        self._seen = b""
-        self._timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        # Answer once the head is in (a reply before it may reach the client as a reset).
-        self._timer = self._loop.call_later(1.0, self._answer)
-
-    def data_received(self, data: bytes) -> None:
-        self._seen = (self._seen + data)[-4:]
-        if b"\r\n\r\n" in self._seen:
-            self._answer()
-
-    def _answer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        t = self._transport
-        if t is None or t.is_closing():
-            return
-        t.write(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
-            + str(len(self.BODY)).encode()
-            + b"\r\n\r\n"
-            + self.BODY
-        )
-        t.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._transport = None
-
-
-class _BoundedServer(web.Server):
-    """aiohttp's low-level server with a connection cap and an idle/trickle timeout."""
-
-    def __init__(
-        self,
-        handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
-        *,
-        max_connections: int,
-        idle_timeout: float,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(handler, **kwargs)
-        self.max_connections = max_connections
-        self.idle_timeout = idle_timeout
-        self.live = 0
-        self.busy: set[RequestHandler] = set()
-        self._timers: dict[RequestHandler, asyncio.TimerHandle] = {}
-
-    def __call__(self) -> Any:
-        if self.live >= self.max_connections:
-            return _Busy(self._loop)
-        self.live += 1
-        return super().__call__()
-
-    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
-        super().connection_made(handler, transport)
-        self.touch(handler)
-
-    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
-        self.live -= 1
-        timer = self._timers.pop(handler, None)
-        if timer is not None:
-            timer.cancel()
-        super().connection_lost(handler, exc)
-
-    def touch(self, handler: RequestHandler) -> None:
-        """(Re)start the idle clock of a connection."""
-        old = self._timers.pop(handler, None)
-        if old is not None:
-            old.cancel()
-        self._timers[handler] = self._loop.call_later(self.idle_timeout, self._expire, handler)
-
-    def _expire(self, handler: RequestHandler) -> None:
-        self._timers.pop(handler, None)
-        if handler in self.busy:
-            return  # a running query ends by itself (max_execution_time); touched after
-        handler.force_close()
-        transport = self._connections.get(handler)
-        if transport is not None:
-            transport.close()
 
 
 class SqlServer:
@@ -291,8 +208,8 @@ class SqlServer:
     def __init__(
         self,
         sink: ReaderFactory,
-        host: str = "127.0.0.1",
-        port: int = 8124,
+        host: str = _DEFAULTS.sql_host,
+        port: int = _DEFAULTS.sql_port,
         limits: SqlServeLimits | None = None,
         *,
         token: str | None = None,
@@ -322,7 +239,7 @@ class SqlServer:
     def start(self) -> SqlServer:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._serve, name="streamproc-sqlserve", daemon=True
+                target=self._serve, name="streamproc-sql-endpoint", daemon=True
             )
             self._thread.start()
             self._started.wait(timeout=30)
@@ -345,7 +262,7 @@ class SqlServer:
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         self._query_lock = asyncio.Lock()
-        server = _BoundedServer(
+        server = BoundedServer(
             self._handle,
             max_connections=self.limits.max_connections,
             idle_timeout=self.limits.idle_timeout,
@@ -464,13 +381,13 @@ class SqlServer:
             fmt = check_format(fmt)
             data = self._backend.query(sql, fmt)
         except RejectedQuery as exc:
-            return exc.status, _error_body(_short(str(exc))), "application/json"
+            return exc.status, error_body(_short(str(exc))), "application/json"
         except QueryError as exc:
             msg = str(exc)
             code = _clickhouse_code(msg)
-            return _CH_STATUS.get(code, 422), _error_body(msg, code), "application/json"
+            return _CH_STATUS.get(code, 422), error_body(msg, code), "application/json"
         except Exception as exc:
-            return 500, _error_body(f"{type(exc).__name__}: {exc}"), "application/json"
+            return 500, error_body(f"{type(exc).__name__}: {exc}"), "application/json"
         return 200, data, _CONTENT_TYPES.get(fmt, "text/plain; charset=utf-8")
 
 
@@ -478,67 +395,3 @@ def _short(message: str) -> str:
     """ClickHouse's parser message without the echo of our own wrapping query."""
     cut = message.find(": In scope ")
     return message if cut < 0 else message[:cut]
-
-
-# ---------------------------------------------------------------------------
-# Client
-
-
-class EndpointError(Exception):
-    """The endpoint answered with an error. ``status`` is the HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class EndpointUnavailable(Exception):
-    """Nothing answered at the endpoint's address (the worker is not running)."""
-
-
-def default_token() -> str | None:
-    """The running worker's token: ``$STREAMPROC_HOME/endpoint.token`` (None: no file)."""
-    from streamproc.settings import load as load_settings
-
-    return auth.read_token(auth.token_path(Path(load_settings().home)))
-
-
-def query_endpoint(
-    url: str,
-    sql: str,
-    fmt: str = "JSONCompact",
-    timeout: float = 60.0,
-    *,
-    token: str | None = None,
-) -> bytes:
-    """POST ``sql`` to ``<url>/query?format=<fmt>``; return the body or raise.
-
-    ``token`` defaults to the worker's token file under ``STREAMPROC_HOME``. Raises
-    :class:`EndpointError` with the server's message for an HTTP error (and for an
-    untrustworthy token file), :class:`EndpointUnavailable` when nothing listens there.
-    """
-    if token is None:
-        try:
-            token = default_token()
-        except auth.TokenFileError as exc:
-            raise EndpointError(401, str(exc)) from exc
-    target = f"{url.rstrip('/')}/query?format={quote(fmt)}"
-    headers = {"Content-Type": "text/plain; charset=utf-8"}
-    if token:
-        headers[auth.TOKEN_HEADER] = token
-    req = urllib.request.Request(target, data=sql.encode("utf-8"), method="POST", headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            data: bytes = resp.read()
-            return data
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            message = str(orjson.loads(raw)["error"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            message = raw.decode("utf-8", errors="replace").strip() or str(exc)
-        if exc.code == 401 and not token:
-            message += " (no endpoint.token file: is the worker running with this STREAMPROC_HOME?)"
-        raise EndpointError(exc.code, message) from exc
-    except (urllib.error.URLError, ConnectionError) as exc:
-        raise EndpointUnavailable(f"no SQL endpoint at {url}: {exc}") from exc

@@ -21,12 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamproc.sink.chdb_sink import ChdbReader, ChdbSink
-from streamproc.sqlguard import RejectedQuery
-from streamproc.sqlserve import EndpointError, SqlServer, query_endpoint
+from streamproc.sql.endpoint import EndpointError, SqlServer, query_endpoint
+from streamproc.sql.guard import RejectedQuery
 from tests.chdb_fixture import chdb_dir, fresh_database
 
-ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path(__file__).resolve().parent / "data" / "sql_bypass_corpus.txt"
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "sql_bypass_corpus.txt"
 
 
 def corpus_records() -> list[str]:

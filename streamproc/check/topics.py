@@ -1,27 +1,8 @@
-"""Start-up checks of what the worker relies on: topics and tables made by someone else.
+"""The Kafka half of the start-up checks: the four input topics, the snapshot topic and
+the output topics as the exactly-once effect needs them (see :mod:`streamproc.check`).
 
-On a platform team's cluster the topics exist before we start, made the ordinary way
-(``CreateTime``, the broker's retention, maybe another partition count). The worker
-runs :func:`startup` before it consumes anything, and ``streamproc check`` runs the
-same checks on demand. Each problem is one paragraph naming the topic (or table),
-the setting and the command that fixes it; the CLI prints them and exits non-zero,
-never with a traceback.
-
-What the exactly-once effect needs (``docs/runtime.md``, ``docs/deploy.md``):
-
-* the four input topics co-partitioned (``STREAMPROC_PARTITIONS`` each): partition
-  ``p`` of all four is one unit of state;
-* their timestamps ``LogAppendTime``: the merge order is the broker's append order.
-  ``CreateTime`` is accepted only with ``STREAMPROC_ALLOW_CREATE_TIME=true``, with the
-  weaker promise documented in ``docs/deploy.md``;
-* their retention at least ``D + L + STREAMPROC_RESTORE_HORIZON_SECONDS`` and no
-  compaction, so a restore from the snapshot finds every record after it;
-* the snapshot topic compacted only (``compact,delete`` would delete snapshots), with
-  one partition per input partition;
-* the dead-letter topic (and the alerts topic, when set) present;
-* every partition's current snapshot still restorable: the input records after
-  the offsets it covers have not been deleted by retention (else they can never
-  be counted, and the worker would silently skip them).
+Imports the standard library, aiokafka, the Kafka client settings, the snapshot store's
+layout and the broker helper.
 """
 
 from __future__ import annotations
@@ -30,40 +11,17 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from .kafka_client import ConfigError, KafkaSecurity, client_config
-
-__all__ = ["Problem", "StartupError", "check_clickhouse", "check_kafka", "main", "startup"]
+from streamproc.check.problems import Problem
+from streamproc.kafka_client import KafkaSecurity, client_config
+from streamproc.settings import Settings
 
 _UNKNOWN_TOPIC = 3
 _KAFKA_TIMEOUT = 20.0
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing the worker cannot rely on: ``subject`` (topic/table) and a paragraph."""
-
-    subject: str
-    text: str
-    fatal: bool = True
-
-    def paragraph(self) -> str:
-        return ("error: " if self.fatal else "warning: ") + self.text
-
-
-class StartupError(Exception):
-    """Fatal problems found before start: printed as paragraphs, exit status 2."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n\n".join(p.paragraph() for p in self.problems))
-
-
-# --------------------------------------------------------------------------- Kafka
 
 
 def _configs_cmd(bootstrap: str, topic: str, config: str) -> str:
@@ -145,14 +103,14 @@ def _config_values(response: Any) -> dict[str, dict[str, str]]:
 
 
 async def check_kafka_async(
-    settings: Any, security: KafkaSecurity | None = None, *, create: bool | None = None
+    settings: Settings, security: KafkaSecurity | None = None, *, create: bool | None = None
 ) -> list[Problem]:
     """Every topic problem (creating missing topics first when ``create``)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    from . import broker
-    from .kafka.snapstore import TOPIC_CONFIG
+    from streamproc import broker
+    from streamproc.kafka.snapstore import TOPIC_CONFIG
 
     sec = security or KafkaSecurity.from_settings(settings)
     bootstrap = str(settings.kafka_bootstrap)
@@ -245,7 +203,7 @@ async def check_kafka_async(
 
 
 def _config_problems(
-    settings: Any,
+    settings: Settings,
     bootstrap: str,
     configs: Mapping[str, Mapping[str, str]],
     inputs: Sequence[str],
@@ -337,7 +295,7 @@ async def _snapshot_problems(
     """Snapshots whose next records the inputs no longer hold (deleted by retention)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from .kafka.snapstore import CHUNK, Manifest
+    from streamproc.kafka.snapstore import CHUNK, Manifest
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -391,176 +349,7 @@ async def _snapshot_problems(
 
 
 def check_kafka(
-    settings: Any, security: KafkaSecurity | None = None, *, create: bool | None = None
+    settings: Settings, security: KafkaSecurity | None = None, *, create: bool | None = None
 ) -> list[Problem]:
     """Synchronous :func:`check_kafka_async`."""
     return asyncio.run(check_kafka_async(settings, security, create=create))
-
-
-# --------------------------------------------------------------------------- ClickHouse
-
-_REPLACING = ("ReplacingMergeTree", "ReplicatedReplacingMergeTree")
-
-
-def check_clickhouse(sink: Any, cluster: str | None = None) -> list[Problem]:
-    """The four tables exist with our columns (names and types) and a fitting engine.
-
-    ``sink`` is any :class:`streamproc.sink.base.Sink`. In cluster mode each table
-    is a ``Distributed`` table over ``<table>_local`` on every shard.
-    """
-    from .sink.base import SCHEMA
-    from .sink.cluster_ddl import LOCAL_SUFFIX
-
-    db = sink.database
-    problems: list[Problem] = []
-    try:
-        tables = {
-            str(r[0]): (str(r[1]), str(r[2]))
-            for r in sink.query(
-                "SELECT name, engine, engine_full FROM system.tables WHERE database = {db:String}",
-                {"db": db},
-            ).rows
-        }
-        columns: dict[str, list[tuple[str, str]]] = {}
-        for r in sink.query(
-            # ALIAS columns (METRICS §8 figures) are computed, never written
-            "SELECT table, name, type FROM system.columns WHERE database = {db:String} "
-            "AND default_kind != 'ALIAS' ORDER BY table, position",
-            {"db": db},
-        ).rows:
-            columns.setdefault(str(r[0]), []).append((str(r[1]), str(r[2])))
-    except Exception as exc:
-        return [Problem("clickhouse", f"cannot query ClickHouse's system tables: {exc}")]
-    fix = (
-        "streamproc cluster-ddl | clickhouse-client --multiquery"
-        if cluster
-        else "start the worker once (it applies schemas/clickhouse/*.sql)"
-    )
-    for table, cols in SCHEMA.items():
-        want = [(c.name, c.ch_type) for c in cols]
-        names = [table, table + LOCAL_SUFFIX] if cluster else [table]
-        for name in names:
-            if name not in tables:
-                problems.append(
-                    Problem(f"{db}.{name}", f"table {db}.{name} does not exist. Fix: {fix}")
-                )
-                continue
-            have = columns.get(name, [])
-            if have != want:
-                diff = [f"{c} {t}" for c, t in sorted(set(want) ^ set(have))] or ["column order"]
-                problems.append(
-                    Problem(
-                        f"{db}.{name}",
-                        f"table {db}.{name} has other columns than the worker writes "
-                        f"(differences: {diff}); the schema is schemas/clickhouse/*.sql. "
-                        f"Fix: migrate or recreate the table ({fix}).",
-                    )
-                )
-            engine, engine_full = tables[name]
-            if name == table and cluster:
-                ok = engine == "Distributed" and f"{table}{LOCAL_SUFFIX}" in engine_full
-                expected = f"Distributed over {db}.{table}{LOCAL_SUFFIX}"
-            elif cluster:
-                ok = engine == "ReplicatedReplacingMergeTree"
-                expected = "ReplicatedReplacingMergeTree"
-            else:
-                ok = engine in _REPLACING
-                expected = "ReplacingMergeTree"
-            if not ok:
-                problems.append(
-                    Problem(
-                        f"{db}.{name}",
-                        f"table {db}.{name} has engine {engine}, expected {expected} (rows "
-                        "re-written after a crash must collapse by version). Fix: recreate it "
-                        f"({fix}).",
-                    )
-                )
-    return problems
-
-
-# --------------------------------------------------------------------------- entry points
-
-
-def startup(settings: Any, security: KafkaSecurity | None = None) -> list[Problem]:
-    """Before the worker starts: topic checks (creating missing ones if allowed).
-
-    Raises :class:`StartupError` with every fatal problem; returns the warnings.
-    """
-    try:
-        problems = check_kafka(settings, security)
-    except ConfigError as exc:
-        raise StartupError([Problem("settings", str(exc))]) from None
-    fatal = [p for p in problems if p.fatal]
-    if fatal:
-        raise StartupError(problems)
-    return problems
-
-
-def main(settings: Any) -> int:
-    """``streamproc check``: Kafka and ClickHouse; 0 when nothing is wrong, 1 otherwise."""
-    problems: list[Problem] = []
-    try:
-        security = KafkaSecurity.from_settings(settings)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    problems += check_kafka(settings, security, create=False)
-    problems += _clickhouse_from_settings(settings)
-    for p in problems:
-        print(p.paragraph() + "\n", file=sys.stderr)
-    fatal = sum(p.fatal for p in problems)
-    print(
-        f"streamproc check: {fatal} error(s), {len(problems) - fatal} warning(s)"
-        if problems
-        else "streamproc check: Kafka topics and ClickHouse tables are as the worker needs them"
-    )
-    return 1 if fatal else 0
-
-
-def clickhouse_sink(
-    settings: Any, query_settings: dict[str, Any] | None = None, **extra: Any
-) -> Any:
-    """A :class:`ClickHouseSink` from the settings that applies no DDL."""
-    from .sink.clickhouse_sink import ClickHouseSink
-
-    return ClickHouseSink(
-        settings.clickhouse_url,
-        user=settings.clickhouse_user,
-        password=settings.clickhouse_password,
-        database=settings.clickhouse_database,
-        secure=settings.clickhouse_secure,
-        verify=settings.clickhouse_verify,
-        ca_cert=settings.clickhouse_ca_cert,
-        connect_timeout=settings.clickhouse_connect_timeout,
-        send_receive_timeout=settings.clickhouse_send_timeout,
-        apply_schema=False,
-        settings=query_settings,
-        **extra,
-    )
-
-
-def _clickhouse_from_settings(settings: Any) -> list[Problem]:
-    if not settings.clickhouse_url:
-        return [
-            Problem(
-                "clickhouse",
-                "embedded chDB (STREAMPROC_CLICKHOUSE_URL empty): the worker creates its own "
-                "tables; nothing to check.",
-                fatal=False,
-            )
-        ]
-    from .sink.base import SinkError
-
-    try:
-        sink = clickhouse_sink(settings)
-    except (SinkError, ValueError) as exc:
-        return [
-            Problem(
-                "clickhouse",
-                f"{exc}. Check STREAMPROC_CLICKHOUSE_URL, _USER, _PASSWORD and _SECURE.",
-            )
-        ]
-    try:
-        return check_clickhouse(sink, settings.clickhouse_cluster)
-    finally:
-        sink.close()

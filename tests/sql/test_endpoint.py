@@ -33,15 +33,15 @@ from streamproc import auth
 from streamproc.settings import load as load_settings
 from streamproc.sink.base import OutputBatch
 from streamproc.sink.chdb_sink import ChdbSink
-from streamproc.sqlcli import SqlCliConfig, run_sql
-from streamproc.sqlguard import RejectedQuery
-from streamproc.sqlserve import (
+from streamproc.sql.command import SqlCliConfig, run_sql
+from streamproc.sql.endpoint import (
     EndpointError,
     EndpointUnavailable,
     SqlServeLimits,
     SqlServer,
     query_endpoint,
 )
+from streamproc.sql.guard import RejectedQuery
 from streamproc.worker import start_sql_endpoint
 from tests.chdb_fixture import chdb_dir, fresh_database, metrics_row, totals_row
 from tests.chfront import ChFront
@@ -632,10 +632,10 @@ def test_user_sql_is_never_vetted_by_the_ddl_lexer() -> None:
     """``streamproc.sink.ddl``'s lexer is for our own schema files only (see its docstring)."""
     import inspect
 
-    from streamproc import sqlcli, sqlguard, sqlserve
     from streamproc.sink import chdb_sink
+    from streamproc.sql import command, endpoint, guard
 
-    for module in (sqlguard, sqlserve, sqlcli):
+    for module in (guard, endpoint, command):
         source = inspect.getsource(module)
         assert "tokenize" not in source and "split_statements" not in source, module
     assert "tokenize" not in inspect.getsource(chdb_sink.ChdbReader)

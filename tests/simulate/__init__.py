@@ -1,0 +1,1 @@
+"""Tests of :mod:`streamproc.simulate`: the generator, replay files, the awkward scenario."""

@@ -1,0 +1,1 @@
+"""Tests of :mod:`streamproc.sql` (the guard, the endpoint, the command, the cookbook)."""
