@@ -2,8 +2,14 @@
 
 Simulates a promotion (``streamproc.simulate_anomalies``): ``--rooms`` normal
 broadcasts over ``--hours`` of event time (ramp-ups, Poisson noise, flash sales,
-"扣1" chat bursts, broadcast ends) plus ``--per-kind`` sessions per anomaly
-kind, sizes from 140 to 6 500 viewers. The events go through the real engine
+"扣1" chat bursts, broadcast ends; Pareto sizes, most rooms small) plus normal
+rooms in every size band (``BAND_ROOMS``: 80 of 100-1k viewers, 8 of 1k-10k, 2 of
+10k-20k) and ``--per-kind`` sessions per anomaly kind, one per band in turn
+(about 150, 500, 2 500 and 11 500 viewers; 800 at least for the sales kinds).
+A room costs events in proportion to its audience (about 100 per viewer-hour),
+so hundreds of room-hours of 10 000-viewer rooms would be hundreds of millions of
+events: the big bands get what a loaded 2-core machine pushes through the engine
+in tens of minutes. The events go through the real engine
 (one ``PartitionEngine``, flushed every second of event time like the worker);
 the detectors (``streamproc.anomaly.RoomWatch``) see only its final rows and
 judge each window once it is behind the lateness horizon, as in the worker.
@@ -32,6 +38,7 @@ from typing import Any
 import msgspec
 
 from streamproc.anomaly import KINDS, PAGING_KINDS, DetectorConfig, RoomWatch
+from streamproc.columns import ROOM_METRICS
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import PartitionEngine
 from streamproc.simulate_anomalies import (
@@ -41,6 +48,8 @@ from streamproc.simulate_anomalies import (
     generate,
     scenario,
 )
+
+_FINAL = ROOM_METRICS.pos("is_final")
 
 TARGET_RECALL = 0.95
 TARGET_DELAY = 2.0
@@ -68,7 +77,7 @@ def final_rows(sc: Scenario) -> tuple[Steps, int, float]:
         eng.process(batch)
         batch.clear()
         out = eng.flush()
-        steps.append((eng.horizon, [r for r in out.room_metrics if r[19]]))
+        steps.append((eng.horizon, [r for r in out.room_metrics if r[_FINAL]]))
 
     for rec in generate(sc):
         s = rec.ts // 1000
@@ -81,7 +90,7 @@ def final_rows(sc: Scenario) -> tuple[Steps, int, float]:
         n += 1
     flush()
     eng.drain()
-    steps.append((-1, [r for r in eng.flush().room_metrics if r[19]]))
+    steps.append((-1, [r for r in eng.flush().room_metrics if r[_FINAL]]))
     return steps, n, time.process_time() - t0
 
 
@@ -115,6 +124,7 @@ def evaluate(sc: Scenario, alerts: list[tuple[Any, ...]], W: int) -> dict[str, A
     fa_kind: dict[str, int] = defaultdict(int)
     size_hours: dict[str, float] = defaultdict(float)
     size_fa: dict[str, int] = defaultdict(int)
+    size_fa_kind: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     ends = ends_found = 0
     other = 0
     for d in truth:
@@ -129,6 +139,7 @@ def evaluate(sc: Scenario, alerts: list[tuple[Any, ...]], W: int) -> dict[str, A
                     fa_total += 1
                     fa_kind[a[1]] += 1
                     size_fa[d["size"]] += 1
+                    size_fa_kind[d["size"]][a[1]] += 1
             if d["broadcast_end"] and d["viewers"] >= 2 * DetectorConfig().collapse_floor:
                 ends += 1
                 if any(a[1] == "broadcast_end" for a in room_alerts):
@@ -151,6 +162,7 @@ def evaluate(sc: Scenario, alerts: list[tuple[Any, ...]], W: int) -> dict[str, A
     res["hits"] = dict(hits)
     res["size_hours"] = dict(size_hours)
     res["size_fa"] = dict(size_fa)
+    res["size_fa_kind"] = {k: dict(v) for k, v in size_fa_kind.items()}
     res["ends"] = (ends_found, ends)
     res["other"] = other
     return res
@@ -180,7 +192,8 @@ def report(seed: int, res: dict[str, Any]) -> bool:
           f" broadcast_end: {found}/{ends}; paging alerts on anomalous rooms outside their"
           f" episode: {res['other']}")  # fmt: skip
     print(f"{'size (viewers)':16} {'injected':>8} {'recall':>8} {'median delay':>13}"
-          f" {'normal room-h':>14} {'false alarms / 1k room-h':>25}")  # fmt: skip
+          f" {'max delay':>10} {'normal room-h':>14} {'false alarms / 1k room-h':>25}"
+          "  (by kind)")  # fmt: skip
     for name, _, _ in SIZE_BUCKETS:
         h = [x for k in res["hits"].values() for s, x in k if s == name]
         delays = [x for x in h if x is not None]
@@ -188,7 +201,18 @@ def report(seed: int, res: dict[str, Any]) -> bool:
         fa = 1000 * res["size_fa"].get(name, 0) / rh if rh else 0.0
         rec = pct(len(delays) / len(h)) if h else "    -  "
         med = f"{statistics.median(delays):13.1f}" if delays else f"{'-':>13}"
-        print(f"{name:16} {len(h):8d} {rec:>8} {med} {rh:14.0f} {fa:25.2f}")
+        top = f"{max(delays):10.0f}" if delays else f"{'-':>10}"
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(res["size_fa_kind"].get(name, {}).items()))
+        print(f"{name:16} {len(h):8d} {rec:>8} {med} {top} {rh:14.0f} {fa:25.2f}  {kinds}")
+    print(f"{'kind by size':32} {'injected':>8} {'recall':>8} {'median delay':>13}")
+    for kind in ANOMALY_KINDS:
+        for name, _, _ in SIZE_BUCKETS:
+            h = [x for s, x in res["hits"].get(kind, []) if s == name]
+            if not h:
+                continue
+            delays = [x for x in h if x is not None]
+            med = f"{statistics.median(delays):13.1f}" if delays else f"{'-':>13}"
+            print(f"{kind + ' ' + name:32} {len(h):8d} {pct(len(delays) / len(h)):>8} {med}")
     return ok
 
 
@@ -223,8 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             steps, events, cpu = final_rows(sc)
             nrows = sum(len(r) for _, r in steps)
-            print(f"seed {seed}: {events} events -> {nrows} final rows through the engine"
-                  f" in {cpu:.1f} s CPU ({events / cpu:,.0f} events/s, generation included)")
+            print(
+                f"seed {seed}: {events} events -> {nrows} final rows through the engine"
+                f" in {cpu:.1f} s CPU ({events / cpu:,.0f} events/s, generation included)"
+            )
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_bytes(msgspec.msgpack.encode(steps))

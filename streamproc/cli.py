@@ -83,12 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start Kafka, the worker on embedded ClickHouse and the simulator; show live "
         "numbers; end with a SQL report; stop everything it started.",
     )
-    p.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    p.add_argument(
+        "--duration", type=float, default=160.0, help="seconds of traffic (default 160)"
+    )
     p.add_argument(
         "--viewers",
         type=int,
         default=200_000,
         help="concurrent viewers the hit room ramps up to (default 200000)",
+    )
+    p.add_argument(
+        "--no-anomaly",
+        dest="anomaly",
+        action="store_false",
+        help="do not inject the labelled anomaly (a sales stall in room-00001 two minutes in)",
     )
     add_setting_flags(p, "kafka_port", "partitions")
     p.set_defaults(func=cmd_demo)

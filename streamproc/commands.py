@@ -251,6 +251,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    return demo.run(_settings(args), duration=args.duration, viewers=args.viewers)
+    return demo.run(
+        _settings(args), duration=args.duration, viewers=args.viewers, anomaly=args.anomaly
+    )
 
 

@@ -3,11 +3,13 @@
 Starts the local Kafka broker (unless one is running), a worker on embedded
 ClickHouse (chDB), the big screen (``streamproc dashboard``, whose address with
 its token is printed) and the simulator in live mode (event time = now, a hit
-room ramping up, a flash sale, refunds, some bad input); shows live per-room
-numbers from the worker's read-only SQL endpoint every second in the terminal
-(with how fresh they are: freshness and consumer lag, red past 1.5 s); ends with
-a SQL report, then stops everything it started. Each run uses its own topics and
-data directory, so runs never mix.
+room ramping up, a flash sale, refunds, some bad input, and one labelled anomaly:
+the payments of the second biggest room fail for 20 s, two minutes in, after the
+detectors have learnt the room; ``--no-anomaly`` leaves it out); shows live
+per-room numbers and the anomaly alerts from the worker's read-only SQL endpoint
+every second in the terminal (with how fresh they are: freshness and consumer
+lag, red past 1.5 s); ends with a SQL report, then stops everything it started.
+Each run uses its own topics and data directory, so runs never mix.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,60 @@ from rich.table import Table
 from rich.text import Text
 
 from .settings import Settings
+from .simulate import SimConfig, SimRecord
+from .simulate_anomalies import Injection
 from .web import health
+
+DURATION_S = 160.0
+"""Default seconds of traffic: room for the detectors' 2-minute learning and the anomaly."""
+ANOMALY_ROOM = 1
+"""The injected anomaly's room (``room-00001``: the biggest after the hit room)."""
+ANOMALY_AT_S = 125
+"""Onset, seconds into the traffic: a room is judged after its first 12 windows
+(``DetectorConfig.warmup_windows``: a ramp-up only teaches), so not earlier."""
+ANOMALY_S = 20
+"""How long the room's payments fail."""
+
+
+def traffic(
+    duration: float,
+    viewers: int,
+    *,
+    anomaly: bool = True,
+    start_ts: int | None = None,
+    other_viewers: int | None = None,
+) -> tuple[SimConfig, Iterator[SimRecord], Injection | None]:
+    """The demo's simulated traffic (live: event time from ``start_ts``, default now).
+
+    With ``anomaly``, and traffic long enough for it, the payments of room
+    ``ANOMALY_ROOM`` fail from ``ANOMALY_AT_S`` for ``ANOMALY_S`` seconds (a
+    ``sales_stall``, ``simulate_anomalies.inject``); the injection is returned
+    as the ground truth.
+    """
+    from . import produce, simulate
+    from .simulate_anomalies import inject
+
+    base = simulate.SimConfig()
+    cfg = replace(
+        produce.live_config(base, start_ts),
+        duration_s=int(duration),
+        hit_room_viewers=viewers,
+        other_viewers=base.other_viewers if other_viewers is None else other_viewers,
+        hit_ramp_s=max(10, int(duration * 0.6)),
+        other_ramp_s=max(5, int(min(duration, 100) * 0.3)),
+        flash_sale_at_s=max(5, int(duration * 0.5)),
+        flash_sale_s=max(5, int(min(duration, 100) * 0.2)),
+        flash_announce_s=max(3, int(min(duration, 100) * 0.1)),
+        max_events=None,
+    )
+    records: Iterator[SimRecord] = simulate.generate(cfg)
+    if not anomaly or duration < ANOMALY_AT_S + ANOMALY_S + 5:
+        return cfg, records, None
+    onset = cfg.start_ts + ANOMALY_AT_S * 1000
+    inj = Injection(
+        "sales_stall", simulate.room_name(ANOMALY_ROOM), onset, onset + ANOMALY_S * 1000
+    )
+    return cfg, inject(records, inj, cfg.topics[3]), inj
 
 
 def _sql(endpoint: str, home: Path, query: str) -> list[dict[str, Any]]:
@@ -55,22 +111,23 @@ SELECT room_id,
        toDecimalString(sum(gmv), 2) AS gmv
 FROM {db}.room_metrics FINAL
 WHERE window_start >= (SELECT max(window_start) FROM {db}.room_metrics) - INTERVAL 60 SECOND
-GROUP BY room_id ORDER BY viewers DESC LIMIT 8
+GROUP BY room_id ORDER BY viewers DESC, peak DESC LIMIT 8
 """
 
 ALERTS = """
-SELECT room_id, kind, severity, toString(window_start) AS fired_window,
+SELECT room_id, kind, severity, state, toString(window_start) AS fired_window,
        round(value, 2) AS value, round(baseline, 2) AS baseline, summary
 FROM {db}.room_alerts FINAL
-WHERE state = 'firing'
-ORDER BY severity = 'info', window_start DESC LIMIT 6
+ORDER BY severity = 'info', state = 'resolved', window_start DESC LIMIT 6
 """
-"""Alerts firing now, paging kinds first (broadcast ends are info: docs/anomalies.md)."""
+"""The session's alerts, paging before info (broadcast ends are info: docs/anomalies.md;
+every room ends when the traffic does), firing before resolved; a resolved one stays
+listed, so a short episode is not missed."""
 
 REPORT = {
     "anomaly alerts of the session (every room; docs/anomalies.md)": """
 SELECT room_id, kind, severity, state, toString(window_start) AS fired_window, summary
-FROM {db}.room_alerts FINAL ORDER BY window_start DESC LIMIT 10
+FROM {db}.room_alerts FINAL ORDER BY severity = 'info', window_start DESC LIMIT 10
 """,
     "top rooms by peak concurrent viewers (whole session)": """
 SELECT room_id, peak_viewers, peak_at, distinct_viewers, orders, toDecimalString(gmv, 2) AS gmv,
@@ -113,7 +170,13 @@ def _status(
     return line
 
 
-def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -> int:
+def run(
+    settings: Settings,
+    *,
+    duration: float = DURATION_S,
+    viewers: int = 200_000,
+    anomaly: bool = True,
+) -> int:
     """Run the demo; returns the exit status."""
     from . import broker, produce, simulate
     from .worker import ensure_topics
@@ -167,17 +230,19 @@ def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -
     dashboard: tuple[subprocess.Popen[bytes], str] | None = None
     try:
         _wait_endpoint(endpoint, worker, log_path)
-        cfg = replace(
-            produce.live_config(simulate.SimConfig()),
-            duration_s=int(duration),
-            hit_room_viewers=viewers,
-            hit_ramp_s=max(10, int(duration * 0.6)),
-            other_ramp_s=max(5, int(duration * 0.3)),
-            flash_sale_at_s=max(5, int(duration * 0.5)),
-            flash_sale_s=max(5, int(duration * 0.2)),
-            flash_announce_s=max(3, int(duration * 0.1)),
-            max_events=None,
-        )
+        cfg, records, injected = traffic(duration, viewers, anomaly=anomaly)
+        if injected is not None:
+            print(f"demo: {injected.label(cfg.start_ts)}", flush=True)
+        elif anomaly:
+            need = ANOMALY_AT_S + ANOMALY_S + 5
+            print(
+                f"demo: no anomaly injected (it needs --duration {need} or more: the detectors"
+                " learn each room for 2 minutes first)",
+                flush=True,
+            )
+        # An alert is written once its window is final for good: L + W of stream time later.
+        settle = s.lateness_seconds + s.window_seconds + 5 if injected is not None else 5
+        shown = injected is None
         sent = [0]
 
         def progress(n: int, elapsed: float, rate: float) -> None:
@@ -186,9 +251,7 @@ def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -
         topics_map = dict(zip(simulate.SimConfig().topics, topics, strict=True))
         sim = threading.Thread(
             target=lambda: asyncio.run(
-                produce.produce(
-                    bootstrap, simulate.generate(cfg), None, topics_map, progress, live=True
-                )
+                produce.produce(bootstrap, records, None, topics_map, progress, live=True)
             ),
             daemon=True,
         )
@@ -217,6 +280,8 @@ def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -
                 parts: list[Any] = [_status(elapsed, duration, sent[0], rate, h)]
                 if dashboard is not None:
                     parts.append(Text(f"big screen: {dashboard[1]}", style="cyan"))
+                if injected is not None:
+                    parts.append(Text(injected.label(cfg.start_ts), style="magenta"))
                 parts.append(
                     _table(rows, "top rooms (viewers = concurrent now; last minute of windows)")
                 )
@@ -225,15 +290,30 @@ def run(settings: Settings, *, duration: float = 60.0, viewers: int = 200_000) -
                 except Exception:
                     alerts = []
                 if alerts:
-                    parts.append(_table(alerts, "anomaly alerts firing now (every room)"))
+                    parts.append(_table(alerts, "anomaly alerts (every room; firing first)"))
                 if note:
                     parts.append(Text(note, style="yellow"))
                 live.update(Group(*parts), refresh=True)
-                # The report waits until the worker has caught up (a minute at most).
-                caught_up = h.lag_messages == 0 or elapsed > duration + 65
-                if not sim.is_alive() and elapsed > duration + 5 and caught_up:
+                # The report waits until the worker has caught up (a minute at most) and,
+                # with an injected anomaly, until its windows are final and its alert is
+                # resolved (two minutes more at most: a loaded machine's worker lags).
+                caught_up = h.lag_messages == 0 or elapsed > duration + settle + 60
+                shown = injected is None or any(
+                    a.get("room_id") == injected.room_id
+                    and a.get("kind") == injected.kind
+                    and a.get("state") == "resolved"
+                    for a in alerts
+                )
+                settled = elapsed > duration + settle and caught_up
+                if not sim.is_alive() and settled and (shown or elapsed > duration + settle + 120):
                     break
         time.sleep(2.0)
+        if not shown and injected is not None:
+            console.print(
+                f"demo: the worker has not judged {injected.room_id}'s windows yet"
+                f" ({h.lag_messages} messages behind): its alert is not in the report",
+                style="yellow",
+            )
         console.print("\nSQL report (streamproc sql works the same way while the worker runs)\n")
         for title, query in REPORT.items():
             rows = _sql(endpoint, demo_dir, query.format(db=s.clickhouse_database))

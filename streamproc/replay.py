@@ -19,21 +19,26 @@ from typing import IO, Any
 import orjson
 
 from .anomaly import RoomWatch, alert_dict
+from .columns import (
+    DEAD_LETTERS,
+    LATE_EVENTS,
+    ROOM_ALERTS,
+    ROOM_METRICS,
+    ROOM_TOTALS,
+    SKU_METRICS,
+    SKU_TOTALS,
+    VIEWER_SESSIONS,
+    Table,
+)
 from .derived import derive_text
 from .engine.config import KINDS, EngineConfig
 from .engine.partition import Output, PartitionEngine
 from .engine.validate import REASONS
 from .kafka.partitioner import murmur2_partition
-from .rows import (
-    DEAD_LETTER_COLUMNS,
-    LATE_EVENT_COLUMNS,
-    ROOM_METRICS_COLUMNS,
-    ROOM_TOTALS_COLUMNS,
-    SKU_METRICS_COLUMNS,
-    SKU_TOTALS_COLUMNS,
-    VIEWER_SESSION_COLUMNS,
-    fen_to_str,
-)
+from .rows import fen_to_str
+
+_A_ROOM, _A_KIND, _A_WS = (ROOM_ALERTS.pos(c) for c in ("room_id", "kind", "window_start"))
+_S_DELETED = VIEWER_SESSIONS.pos("is_deleted")
 
 
 class ReplayError(Exception):
@@ -157,15 +162,15 @@ class Replayer:
     def compact(self) -> None:
         """Keep only the newest version of each row (bounds memory on big files)."""
         for row, exists in zip(self.out.room_metrics, self.out.row_exists, strict=True):
-            self.metrics[(row[0], row[1])] = row if exists else None
+            self.metrics[ROOM_METRICS.key_of(row)] = row if exists else None
         for row in self.out.room_totals:
-            self.totals[row[0]] = row
+            self.totals[ROOM_TOTALS.key_of(row)] = row
         for row in self.out.sku_metrics:
-            self.sku_metrics[(row[0], row[1], row[2])] = row
+            self.sku_metrics[SKU_METRICS.key_of(row)] = row
         for row in self.out.sku_totals:
-            self.sku_totals[(row[0], row[1])] = row
+            self.sku_totals[SKU_TOTALS.key_of(row)] = row
         for row in self.out.viewer_sessions:
-            self.sessions[(row[0], row[1], row[2])] = row
+            self.sessions[VIEWER_SESSIONS.key_of(row)] = row
         self.out.room_metrics.clear()
         self.out.row_exists.clear()
         self.out.room_totals.clear()
@@ -206,65 +211,56 @@ def _bytes_out(d: dict[str, Any], name: str, b: bytes | None) -> None:
         d[name + "_b64"] = base64.b64encode(b).decode("ascii")
 
 
+def row_json(table: Table, row: tuple[Any, ...]) -> dict[str, Any]:
+    """One row as its replay output object, formatted by column kind (``docs/replay.md``).
+
+    Money becomes an exact string with two decimals, raw bytes text (or ``*_b64``), the
+    rest stays as the engine emitted it (times in epoch ms); ``room_metrics`` and
+    ``room_totals`` rows end with their derived figures (METRICS §8).
+    """
+    d: dict[str, Any] = {"table": table.name}
+    raw: dict[str, Any] = {}
+    for col, v in zip(table.columns, row, strict=True):
+        raw[col.name] = v
+        if col.kind == "money":
+            d[col.name] = fen_to_str(v)
+        elif col.kind == "bytes":
+            _bytes_out(d, col.name, v)
+        else:
+            d[col.name] = v
+    d.update(derive_text(table.name, raw))  # no figures for most tables
+    return d
+
+
 def output_lines(rp: Replayer) -> Iterator[dict[str, Any]]:
     """The output objects of ``docs/replay.md``, in order."""
     for key in sorted(rp.metrics):
         row = rp.metrics[key]
         if row is None:
             continue  # a row emptied by a late correction: no row in the final result
-        d: dict[str, Any] = {"table": "room_metrics"}
-        d.update(zip(ROOM_METRICS_COLUMNS, row, strict=True))
-        figures = derive_text("room_metrics", d)
+        d = row_json(ROOM_METRICS, row)
         del d["is_deleted"]  # deleted rows are left out above: the final result has none
-        d["gmv"] = fen_to_str(d["gmv"])
-        d["refund_amount"] = fen_to_str(d["refund_amount"])
-        d.update(figures)
         yield d
     for rid in sorted(rp.totals):
-        d = {"table": "room_totals"}
-        d.update(zip(ROOM_TOTALS_COLUMNS, rp.totals[rid], strict=True))
-        figures = derive_text("room_totals", d)
-        d["gmv"] = fen_to_str(d["gmv"])
-        d["refund_amount"] = fen_to_str(d["refund_amount"])
-        d.update(figures)
-        yield d
-    sku_tables: tuple[tuple[str, tuple[str, ...], list[tuple[Any, ...]]], ...] = (
-        ("sku_metrics", SKU_METRICS_COLUMNS, [rp.sku_metrics[k] for k in sorted(rp.sku_metrics)]),
-        ("sku_totals", SKU_TOTALS_COLUMNS, [rp.sku_totals[k] for k in sorted(rp.sku_totals)]),
-    )
-    for table, columns, rows in sku_tables:
-        for row in rows:
-            d = {"table": table}
-            d.update(zip(columns, row, strict=True))
-            d["gmv"] = fen_to_str(d["gmv"])
-            d["refund_amount"] = fen_to_str(d["refund_amount"])
-            yield d
+        yield row_json(ROOM_TOTALS, rp.totals[rid])
+    for skey in sorted(rp.sku_metrics):
+        yield row_json(SKU_METRICS, rp.sku_metrics[skey])
+    for tkey in sorted(rp.sku_totals):
+        yield row_json(SKU_TOTALS, rp.sku_totals[tkey])
     for skey in sorted(rp.sessions):
         row = rp.sessions[skey]
-        if row[-1]:
+        if row[_S_DELETED]:
             continue  # an interval a late event merged, split or moved: not in FINAL
-        d = {"table": "viewer_sessions"}
-        d.update(zip(VIEWER_SESSION_COLUMNS[:-1], row, strict=False))
+        d = row_json(VIEWER_SESSIONS, row)
+        del d["is_deleted"]
         yield d
     for row in rp.out.dead_letters:
-        d = {"table": "dead_letters"}
-        for col, v in zip(DEAD_LETTER_COLUMNS, row, strict=True):
-            if col in ("key", "value"):
-                _bytes_out(d, col, v)
-            else:
-                d[col] = v
-        yield d
+        yield row_json(DEAD_LETTERS, row)
     for row in rp.out.late_events:
-        d = {"table": "late_events"}
-        for col, v in zip(LATE_EVENT_COLUMNS, row, strict=True):
-            if col == "value":
-                _bytes_out(d, col, v)
-            else:
-                d[col] = v
-        yield d
+        yield row_json(LATE_EVENTS, row)
     alerts: dict[tuple[str, str, int], tuple[Any, ...]] = {}
     for row in rp.out.room_alerts:  # the last version of each alert, as FINAL reads it
-        alerts[(row[0], row[2], row[1])] = row
+        alerts[(row[_A_ROOM], row[_A_WS], row[_A_KIND])] = row  # sorted by window, then kind
     for akey in sorted(alerts):
         yield {"table": "room_alerts", **alert_dict(alerts[akey])}
     yield {"table": "counters", **rp.counters()}

@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +50,11 @@ ANOMALY_KINDS: tuple[str, ...] = (
 
 SIZE_BUCKETS: tuple[tuple[str, int, int], ...] = (
     ("<100", 0, 100),
-    ("100-300", 100, 300),
-    ("300-1k", 300, 1000),
-    ("1k-3k", 1000, 3000),
-    (">=3k", 3000, 10**9),
+    ("100-1k", 100, 1000),
+    ("1k-10k", 1000, 10_000),
+    (">=10k", 10_000, 10**9),
 )
-"""Room-size buckets (target concurrent viewers) of the benchmark's report."""
+"""Room-size bands (target concurrent viewers) of the benchmark's report."""
 
 
 def size_bucket(viewers: int) -> str:
@@ -135,6 +134,16 @@ SPAM = b',"text":"\\u52a0\\u5fae\\u4fe1"}'
 """A bot's message ("加微信": add me on WeChat)."""
 
 
+BAND_ROOMS: tuple[tuple[int, int, int], ...] = (
+    (100, 1000, 80),
+    (1000, 10_000, 8),
+    (10_000, 20_000, 2),
+)
+"""Normal rooms added per band ``(lo, hi, count)``, per 1 000 rooms of the Pareto population."""
+SALES_MIN_SIZE = 800
+"""Anomalous rooms of the sales kinds have at least this audience (their volume floor)."""
+
+
 def _pareto_size(rnd: random.Random, lo: int, hi: int, alpha: float) -> int:
     """A room audience with a heavy tail: most rooms are small, a few are big."""
     u = rnd.random()
@@ -150,21 +159,28 @@ def scenario(
     duration_s: int = 7200,
     start_ts: int = DEFAULT_START_TS,
     rates: Rates | None = None,
-    anomaly_sizes: tuple[int, ...] = (150, 400, 1000, 3000),
+    anomaly_sizes: tuple[int, ...] = (150, 500, 2500, 11_500),
+    anomaly_jitter: float = 0.1,
     anomaly_session_s: tuple[int, int] = (900, 300),
     onset_s: tuple[int, int] = (420, 180),
     normal_sizes: tuple[int, int, float] = (10, 20_000, 1.5),
+    band_rooms: tuple[tuple[int, int, int], ...] = BAND_ROOMS,
 ) -> Scenario:
     """A promotion: ``normal_rooms`` broadcasts plus ``per_kind`` anomalous ones per kind.
 
     Normal sessions start anywhere in the run and last 20-120 minutes (those
-    that run past the end do not end); their sizes follow a Pareto tail from 20
-    to 20 000 viewers (``normal_sizes``: most rooms are small). Anomalous sessions
-    last 15-20 minutes and get their anomaly 7-10 minutes in (after the 2-minute
-    warm-up and 5 minutes of history); their sizes cycle through
-    ``anomaly_sizes`` (with +-30 % jitter) so that every kind is tried in every
-    size bucket it watches: the sales kinds need about 1.5 paid orders per
-    window (``DetectorConfig.stall_floor``), so their smallest rooms are 400.
+    that run past the end do not end); their sizes follow a Pareto tail from 10
+    to 20 000 viewers (``normal_sizes``: most rooms are small), and ``band_rooms``
+    adds ``(lo, hi, count)`` rooms per 1 000 of those, of sizes log-uniform in
+    ``[lo, hi)``, so that
+    mid and big rooms have normal room-hours too (a big room costs its size in
+    events: the defaults are what a loaded 2-core machine runs in minutes).
+    Anomalous sessions last 15-20 minutes and get their anomaly 7-10 minutes in
+    (after the 2-minute warm-up and 5 minutes of history); their sizes cycle
+    through ``anomaly_sizes`` (``+- anomaly_jitter``), one per size band, so that
+    every kind is tried in every band it watches: the sales kinds need about 1.5
+    paid orders per window (``DetectorConfig.stall_floor``), so their smallest
+    rooms are 800.
     """
     rnd = random.Random(f"scenario-{seed}")
     sessions: list[Session] = []
@@ -189,12 +205,25 @@ def scenario(
         extras(s)
         sessions.append(s)
         idx += 1
+    for lo, hi, count in band_rooms:
+        for _ in range(count * normal_rooms // 1000):
+            length = int(1200 + rnd.random() * 6000)
+            start = int(rnd.random() * (duration_s - 1200))
+            end = min(start + length, duration_s)
+            v = int(lo * (hi / lo) ** rnd.random())
+            s = Session(
+                f"room-{idx:05d}", idx, v, start, end, 60 + int(rnd.random() * 240),
+                ends_cleanly=start + length <= duration_s,
+            )  # fmt: skip
+            extras(s)
+            sessions.append(s)
+            idx += 1
     for k, kind in enumerate(ANOMALY_KINDS):
         for j in range(per_kind):
             base = anomaly_sizes[(j + k) % len(anomaly_sizes)]
             if kind in ("sales_stall", "conversion_collapse"):
-                base = max(base, 2 * anomaly_sizes[1])
-            v = int(base * (0.7 + 0.6 * rnd.random()))
+                base = max(base, SALES_MIN_SIZE)
+            v = int(base * (1 - anomaly_jitter + 2 * anomaly_jitter * rnd.random()))
             length = anomaly_session_s[0] + int(rnd.random() * anomaly_session_s[1])
             start = int(rnd.random() * (duration_s - length))
             onset = start + onset_s[0] + int(rnd.random() * onset_s[1])
@@ -505,3 +534,59 @@ def write_jsonl(sc: Scenario, path: Path) -> int:
     n = write_records(path, generate(sc))
     write_truth(sc, truth_path(path))
     return n
+
+
+# ---------------------------------------------------------------------------
+# an anomaly injected into another simulator's stream (``streamproc demo``)
+
+
+@dataclass(frozen=True)
+class Injection:
+    """One labelled anomaly injected into a running stream: what, where, when (epoch ms)."""
+
+    kind: str
+    room_id: str
+    onset_ts: int
+    end_ts: int
+
+    def label(self, start_ts: int) -> str:
+        """A line for people: which room, from when to when (seconds after ``start_ts``)."""
+        a, b = (self.onset_ts - start_ts) / 1000, (self.end_ts - start_ts) / 1000
+        what = INJECTABLE[self.kind]
+        return f"injected {self.kind} in {self.room_id} from {a:.0f} s to {b:.0f} s ({what})"
+
+
+INJECTABLE: dict[str, str] = {
+    "sales_stall": "payments fail: carts keep coming, paid orders stop",
+}
+"""Kinds :func:`inject` can put into a stream it does not generate, and what they do."""
+
+
+def inject(
+    records: Iterable[SimRecord], inj: Injection, order_topic: str = DEFAULT_TOPICS[3]
+) -> Iterator[SimRecord]:
+    """``records`` with ``inj`` injected (records pass through otherwise, in their order).
+
+    A ``sales_stall``: the room's paid orders whose event time falls in the episode
+    never arrive (the payment failed), nor any copy or refund of them later; its
+    carts, chats and audience are untouched. Only the room's order records are
+    parsed, so the other rooms' firehose costs a key comparison each.
+    """
+    if inj.kind not in INJECTABLE:
+        raise ValueError(f"cannot inject {inj.kind!r}: one of {sorted(INJECTABLE)}")
+    key = inj.room_id.encode()
+    failed: set[str] = set()
+    for rec in records:
+        if rec.key == key and rec.topic == order_topic:
+            try:
+                doc = orjson.loads(rec.value)
+                order_id, ts, status = doc["order_id"], doc["ts"], doc["status"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                yield rec  # the simulator's bad input stays bad input
+                continue
+            if status == "paid" and isinstance(ts, int) and inj.onset_ts <= ts < inj.end_ts:
+                failed.add(order_id)
+                continue
+            if order_id in failed:
+                continue  # a redelivered copy or the refund of an order that was never paid
+        yield rec

@@ -18,7 +18,7 @@ log = logging.getLogger("streamproc.worker")
 
 def build_sink(settings: Settings) -> Any:
     """ClickHouse server through clickhouse-connect, or embedded chDB, with retries."""
-    from .sink.base import RetryingSink
+    from .sink.retry import RetryingSink
 
     inner: Any
     if settings.clickhouse_cluster:
@@ -85,7 +85,7 @@ def build_metrics(settings: Settings) -> Any:
     if not settings.metrics_port:
         return None
     try:
-        from .metrics import PipelineMetrics
+        from .prometheus import PipelineMetrics
     except ImportError:  # pragma: no cover - the exporter is part of the package
         return None
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"

@@ -21,20 +21,26 @@ import threading
 from collections import Counter
 from typing import Any
 
+from streamproc.columns import ROOM_METRICS, ROOM_TOTALS
 from streamproc.engine.config import KINDS, EngineConfig
 from streamproc.engine.partition import PartitionEngine
+from streamproc.engine.stats import engine_stats, standing_rows
 from streamproc.kafka.partitioner import murmur2_partition
-from streamproc.metrics import PipelineMetrics
-from streamproc.rows import ROOM_TOTALS_COLUMNS, fen_to_str
+from streamproc.prometheus import PipelineMetrics
+from streamproc.rows import fen_to_str
 from streamproc.simulate import scenario_awkward
-from streamproc.sink.base import OutputBatch, QueryResult, RetryingSink, Sink
+from streamproc.sink.base import OutputBatch, QueryResult, Sink
+from streamproc.sink.retry import RetryingSink
 
 PARTITIONS = 4
 FLUSH_MS = 1_000
 WRITE_DELAY_MS = 700
 """Simulated wall clock of a write: the flush's arrival time plus this (freshness > 0)."""
 
-_TV = ROOM_TOTALS_COLUMNS.index("version")
+_RID, _WS, _CONC, _MV = (
+    ROOM_METRICS.pos(c) for c in ("room_id", "window_start", "concurrent_viewers", "version")
+)
+_TRID, _TV = ROOM_TOTALS.pos("room_id"), ROOM_TOTALS.pos("version")
 """Position of ``version`` in a ``room_totals`` row (the newest row of a room wins)."""
 
 
@@ -86,15 +92,16 @@ def run(metrics: PipelineMetrics, seed: int) -> dict[str, Any]:
             rows[table] += len(table_rows)
         for p, e, out in outs:
             for row in out.room_metrics:
-                key = (row[1], row[20], row[3])
-                if row[0] not in latest or key[:2] > latest[row[0]][:2]:
-                    latest[row[0]] = key
+                key = (row[_WS], row[_MV], row[_CONC])
+                if row[_RID] not in latest or key[:2] > latest[row[_RID]][:2]:
+                    latest[row[_RID]] = key
             for row in out.room_totals:
-                if row[0] not in totals or row[_TV] > totals[row[0]][_TV]:
-                    totals[row[0]] = row
+                rid = row[_TRID]
+                if rid not in totals or row[_TV] > totals[rid][_TV]:
+                    totals[rid] = row
             metrics.on_written(p, out, now, e.head)
         for p, e in sorted(engines.items()):
-            metrics.on_engine(p, e)
+            metrics.on_engine(p, engine_stats(e))
             for k, topic in enumerate(cfg.topics):
                 metrics.on_lag(p, topic, remaining[(k, p)])
         metrics.on_sink(sink.snapshot())
@@ -110,7 +117,7 @@ def run(metrics: PipelineMetrics, seed: int) -> dict[str, Any]:
         e = engines.get(p)
         if e is None:
             e = engines[p] = PartitionEngine(cfg, p)
-            metrics.on_assign(p, e)
+            metrics.on_assign(p, standing_rows(e), engine_stats(e))
         e.process([rec])
         remaining[(rec[0], p)] -= 1
     assert next_flush is not None

@@ -150,6 +150,18 @@ def test_broadcast_end_is_not_an_audience_collapse() -> None:
     assert [a[3] for a in alerts if a[1] == "broadcast_end"] == ["firing", "resolved"]
 
 
+def test_refunds_after_a_broadcast_end_do_not_make_it_a_collapse() -> None:
+    # refunds of the session's orders keep arriving for minutes after its end, and each
+    # opens its buyer's presence (a join): a big room's end had 2-5 of them a window
+    ws = steady(1, 60, 7000)
+    for i, cv in enumerate([4700, 2000, 1400, 1000, 600, 70, 16, 0, 0, 0]):
+        ws.append({"concurrent_viewers": cv, "unique_viewers": cv + 5, "joins": 5 - i % 3,
+                   "refunds": 5 - i % 3, "leaves": 500})  # fmt: skip
+    alerts = run(series("r", ws))
+    assert fired(alerts, "audience_collapse") == []
+    assert len(fired(alerts, "broadcast_end")) == 1
+
+
 def test_small_room_collapse_is_below_the_floor() -> None:
     ws = steady(1, 60, 60) + steady(2, 20, 10) + steady(3, 20, 60)
     assert fired(run(series("r", ws)), "audience_collapse") == []
@@ -174,6 +186,30 @@ def test_conversion_collapse_when_carts_and_orders_fall_with_the_audience_there(
     f = fired(alerts, "conversion_collapse")
     assert len(f) == 1 and 60 <= window_of(f[0]) <= 63
     assert fired(alerts, "sales_stall") == []
+
+
+def test_conversion_collapse_is_paged_within_two_windows_in_a_room_selling_three_orders() -> None:
+    # 330 viewers: 3.3 orders and 13 carts a window. Buyers alone need about 8 windows to
+    # tell a collapse from a quiet spell; the carts falling with them are the evidence.
+    kw = {"cart": 0.04, "order": 0.01}
+    ws = steady(1, 60, 330, **kw)
+    ws += steady(2, 15, 330, cart=0.004, order=0.001) + steady(3, 20, 330, **kw)
+    f = fired(run(series("r", ws)), "conversion_collapse")
+    assert len(f) == 1 and 60 <= window_of(f[0]) <= 62
+
+
+def test_back_to_back_flash_sales_do_not_end_in_a_conversion_collapse() -> None:
+    # two flash sales 4 minutes apart: a third of 10 minutes of carts at four times the rate,
+    # more than an interquartile mean trims; the normal traffic after them is not a collapse
+    for seed in range(6):
+        rnd = random.Random(seed)
+        ws = []
+        for i in range(200):
+            sale = 60 <= i < 69 or 84 <= i < 93 or 108 <= i < 117
+            orders = 0.1 if (60 <= i < 66 or 84 <= i < 90 or 108 <= i < 114) else 0.01
+            ws.append(normal(rnd, 330, chat=0.1 if sale else 0.05, cart=0.16 if sale else 0.04,
+                             order=orders))  # fmt: skip
+        assert fired(run(series("r", ws)), "conversion_collapse") == [], seed
 
 
 def test_refund_surge() -> None:

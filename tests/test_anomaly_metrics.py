@@ -8,7 +8,8 @@ from prometheus_client import CollectorRegistry
 from streamproc.anomaly import RoomWatch
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import PartitionEngine
-from streamproc.metrics import PipelineMetrics
+from streamproc.engine.stats import engine_stats, standing_rows
+from streamproc.prometheus import PipelineMetrics
 from tests.test_anomaly import T0, W, row, steady
 
 
@@ -38,9 +39,9 @@ def test_alert_series_count_once_and_stay_bounded() -> None:
     m = PipelineMetrics(worker_id="w", top_k=3, registry=reg)
     eng = PartitionEngine(EngineConfig(), 0)
     eng.watch = RoomWatch()
-    m.on_assign(0, eng)
+    m.on_assign(0, standing_rows(eng), engine_stats(eng))
     eng.watch = _sales_stalls(5)  # five rooms' payments fail
-    m.on_engine(0, eng)
+    m.on_engine(0, engine_stats(eng))
     assert _samples(reg, "streamproc_anomaly_alerts_total")[(("kind", "sales_stall"),)] == 5
     assert _samples(reg, "streamproc_anomaly_alerts_firing")[(("kind", "sales_stall"),)] == 5
     rooms = _samples(reg, "streamproc_room_anomaly_firing")
@@ -50,7 +51,7 @@ def test_alert_series_count_once_and_stay_bounded() -> None:
     # fired since, so its counter starts from the restored state and counts nothing twice
     reg2 = CollectorRegistry()
     m2 = PipelineMetrics(worker_id="w2", top_k=3, registry=reg2)
-    m2.on_assign(0, eng)
-    m2.on_engine(0, eng)
+    m2.on_assign(0, standing_rows(eng), engine_stats(eng))
+    m2.on_engine(0, engine_stats(eng))
     assert _samples(reg2, "streamproc_anomaly_alerts_total")[(("kind", "sales_stall"),)] == 0
     assert _samples(reg2, "streamproc_anomaly_alerts_firing")[(("kind", "sales_stall"),)] == 5

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from streamproc.sink.base import SCHEMA
+from streamproc.sink.arrow import SCHEMA
 from streamproc.sink.chdb_sink import ChdbSink
 from streamproc.sink.cluster_ddl import (
     LOCAL_SUFFIX,

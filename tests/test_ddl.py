@@ -7,7 +7,7 @@ import re
 import pytest
 
 from streamproc.rows import TABLES
-from streamproc.sink.base import SCHEMA
+from streamproc.sink.arrow import SCHEMA
 from streamproc.sink.chdb_sink import ChdbSink
 from streamproc.sink.ddl import (
     SCHEMA_DIR,

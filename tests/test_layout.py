@@ -15,7 +15,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "streamproc"
 
-PURE = {"streamproc.engine", "streamproc.rows", "streamproc.anomaly", "streamproc.merge"}
+PURE = {
+    "streamproc.engine",
+    "streamproc.rows",
+    "streamproc.columns",
+    "streamproc.anomaly",
+    "streamproc.merge",
+}
 """The engine and what it needs: deterministic, no clocks but the records', no I/O."""
 
 RULES: dict[str, tuple[set[str], set[str]]] = {
@@ -24,7 +30,29 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     "streamproc.anomaly": (PURE, {"msgspec", "orjson"}),
     "streamproc.merge": (PURE, set()),
     "streamproc.rows": (PURE, set()),
+    # the one declaration of columns: imported by the engine, so pure and stdlib only
+    "streamproc.columns": (set(), set()),
     "streamproc.runtime": (PURE | {"streamproc.runtime"}, set()),
+    # the exporter sees the engine only through its output: rows and EngineStats
+    "streamproc.prometheus": (
+        {
+            "streamproc.prometheus",
+            "streamproc.columns",
+            "streamproc.rows",
+            "streamproc.derived",
+            "streamproc.anomaly",
+            "streamproc.engine.config",
+            "streamproc.engine.validate",
+            "streamproc.engine.stats",
+            "streamproc.sink.retry",
+        },
+        {"prometheus_client"},
+    ),
+    # storage adapters: the column declaration, the rows, the SQL guard for reads
+    "streamproc.sink": (
+        {"streamproc.sink", "streamproc.columns", "streamproc.rows", "streamproc.sql.guard"},
+        {"numpy", "orjson", "pyarrow", "chdb", "clickhouse_connect"},
+    ),
     # configuration: the engine's defaults, nothing that does I/O
     "streamproc.settings": (PURE, set()),
     # tools and adapters (docs/architecture.md)

@@ -1,4 +1,4 @@
-"""``streamproc.metrics.PipelineMetrics``: the exposition the worker serves.
+"""``streamproc.prometheus.PipelineMetrics``: the exposition the worker serves.
 
 Checked through the text exposition (what Prometheus parses), not internals:
 bounded per-room cardinality with 100 000 rooms, rooms leaving the top K lose
@@ -23,11 +23,12 @@ from streamproc.derived import derive
 from streamproc.engine.config import KINDS, EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine
 from streamproc.engine.snapshot import restore, snapshot
+from streamproc.engine.stats import engine_stats, standing_rows
 from streamproc.kafka.partitioner import murmur2_partition
-from streamproc.metrics import PipelineMetrics
+from streamproc.prometheus import PipelineMetrics
 from streamproc.rows import ROOM_METRICS_COLUMNS, ROOM_TOTALS_COLUMNS, SKU_TOTALS_COLUMNS
 from streamproc.simulate import scenario_awkward
-from streamproc.sink.base import SinkStats
+from streamproc.sink.retry import SinkStats
 
 T0 = 1_762_819_200_000
 PER_ROOM = (
@@ -235,12 +236,12 @@ def test_counters_and_gmv_survive_a_restore_without_double_counting() -> None:
     engines: dict[int, PartitionEngine] = {}
     for p in (0, 1):
         engines[p] = PartitionEngine(cfg, p)
-        m.on_assign(p, engines[p])
+        m.on_assign(p, standing_rows(engines[p]), engine_stats(engines[p]))
 
     def flush(p: int, now: int) -> None:
         e = engines[p]
         m.on_written(p, e.flush(), now, e.head)
-        m.on_engine(p, e)
+        m.on_engine(p, engine_stats(e))
 
     half = len(recs) // 2
     for i, (p, k, off, key, value, ts) in enumerate(recs):
@@ -250,7 +251,7 @@ def test_counters_and_gmv_survive_a_restore_without_double_counting() -> None:
             m.drop_partition(0)
             assert "0" not in {lab["partition"] for lab, _ in samples(m)["streamproc_engine_rooms"]}
             engines[0] = restore(blob)
-            m.on_assign(0, engines[0])
+            m.on_assign(0, standing_rows(engines[0]), engine_stats(engines[0]))
         engines[p].process([(k, off, key, value, ts)])
         if i % 97 == 0:
             flush(p, ts)
@@ -281,13 +282,14 @@ def test_a_restored_engine_shows_its_rooms_at_once() -> None:
     recs = _feed(scenario_awkward(4, unknown_topic=False), cfg, 1)
     e = PartitionEngine(cfg, 0)
     first = PipelineMetrics(worker_id="a")
-    first.on_assign(0, e)
+    first.on_assign(0, standing_rows(e), engine_stats(e))
     for _p, k, off, key, value, ts in recs[:3000]:
         e.process([(k, off, key, value, ts)])
     first.on_written(0, e.flush(), recs[2999][-1], e.head)
-    first.on_engine(0, e)
+    first.on_engine(0, engine_stats(e))
     second = PipelineMetrics(worker_id="b")  # the partition's next owner
-    second.on_assign(0, restore(snapshot(e)))
+    restored = restore(snapshot(e))
+    second.on_assign(0, standing_rows(restored), engine_stats(restored))
     for name in ("streamproc_concurrent_viewers", "streamproc_active_rooms"):
         assert one(second, name) == one(first, name) > 0
     assert samples(second)["streamproc_room_peak_viewers"] == [

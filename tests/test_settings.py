@@ -59,7 +59,7 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
 def test_every_exported_series_is_listed_in_the_readme() -> None:
     from prometheus_client import CollectorRegistry
 
-    from streamproc.metrics import PipelineMetrics
+    from streamproc.prometheus import PipelineMetrics
 
     registry = CollectorRegistry()
     PipelineMetrics(worker_id="w", registry=registry)

@@ -17,18 +17,17 @@ from typing import Any
 import pytest
 
 from streamproc.rows import ROOM_METRICS_COLUMNS, fen_to_str
+from streamproc.sink.arrow import fen_array, to_arrow
 from streamproc.sink.base import (
     BatchError,
     OutputBatch,
     QueryError,
     QueryResult,
-    RetryingSink,
     Sink,
     SinkError,
-    fen_array,
-    to_arrow,
 )
 from streamproc.sink.chdb_sink import ChdbSink
+from streamproc.sink.retry import RetryingSink
 from streamproc.sql.guard import RejectedQuery
 from tests.chdb_fixture import (
     NASTY_IDS,

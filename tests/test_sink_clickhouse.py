@@ -13,8 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from streamproc.rows import fen_to_str
-from streamproc.sink.base import OutputBatch, QueryError, RetryingSink, SinkError
+from streamproc.sink.base import OutputBatch, QueryError, SinkError
 from streamproc.sink.clickhouse_sink import ClickHouseSink
+from streamproc.sink.retry import RetryingSink
 from tests.chdb_fixture import (
     NASTY_IDS,
     RAW_PAYLOADS,

@@ -1,4 +1,4 @@
--- Per-room window metrics (METRICS §5). Column order = streamproc.rows.ROOM_METRICS_COLUMNS.
+-- Per-room window metrics (METRICS §5). Columns declared in streamproc/columns.py (tests/test_columns.py checks this file).
 -- One row per (room_id, window_start); every write carries a larger `version`, so
 -- ReplacingMergeTree(version, is_deleted) keeps the newest write, and drops the row from
 -- FINAL when that write has is_deleted = 1 (a late correction emptied the window: the

@@ -1,4 +1,4 @@
--- Per-room session totals (METRICS §6). Column order = streamproc.rows.ROOM_TOTALS_COLUMNS.
+-- Per-room session totals (METRICS §6). Columns declared in streamproc/columns.py (tests/test_columns.py checks this file).
 -- One row per room, upserted: ReplacingMergeTree(version) keeps the newest write; read with FINAL.
 -- Session-long counters are UInt64 (a room that runs for days must not wrap a UInt32);
 -- peak_viewers stays UInt32 like room_metrics.peak_viewers, whose maximum it is.

@@ -1,4 +1,4 @@
--- Invalid messages (semantics §2). Column order = streamproc.rows.DEAD_LETTER_COLUMNS.
+-- Invalid messages (semantics §2). Columns declared in streamproc/columns.py (tests/test_columns.py checks this file).
 -- `key` and `value` hold the raw Kafka bytes verbatim (ClickHouse String is a byte
 -- string; it need not be UTF-8). The Kafka coordinates identify a message, so a
 -- row re-delivered after a crash (the engine reprocesses from the last committed

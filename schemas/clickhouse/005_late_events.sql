@@ -1,5 +1,5 @@
 -- Events that arrived after their window was frozen (semantics §3).
--- Column order = streamproc.rows.LATE_EVENT_COLUMNS. `value` is the raw payload.
+-- Columns declared in streamproc/columns.py (tests/test_columns.py checks this file). `value` is the raw payload.
 -- Keyed by Kafka coordinates like dead_letters, so re-delivery after a crash collapses.
 CREATE TABLE IF NOT EXISTS live.late_events
 (

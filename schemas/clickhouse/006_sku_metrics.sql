@@ -1,4 +1,4 @@
--- Per-SKU window metrics (METRICS §9). Column order = streamproc.rows.SKU_METRICS_COLUMNS.
+-- Per-SKU window metrics (METRICS §9). Columns declared in streamproc/columns.py (tests/test_columns.py checks this file).
 -- One row per (room_id, sku_id, window_start) with at least one applied cart or order event
 -- of that SKU; written while the window is open, again when it closes (is_final = 1) and after
 -- every late correction, each write with a larger `version`. Read with FINAL.

@@ -1,4 +1,4 @@
--- Per-SKU session totals (METRICS §9). Column order = streamproc.rows.SKU_TOTALS_COLUMNS.
+-- Per-SKU session totals (METRICS §9). Columns declared in streamproc/columns.py (tests/test_columns.py checks this file).
 -- One row per (room_id, sku_id), upserted like room_totals; read with FINAL.
 -- The times are NULL until the SKU has such an event (no cart yet, no paid order yet);
 -- peak_window_start / peak_units: the window with the most units sold (the earliest on a tie),

@@ -1,4 +1,4 @@
--- Anomaly alerts (METRICS §11, docs/anomalies.md). Column order = streamproc.rows.ROOM_ALERT_COLUMNS.
+-- Anomaly alerts (METRICS §11, docs/anomalies.md). Columns declared in streamproc/columns.py (tests/test_columns.py checks this file).
 -- One row per (room_id, kind, window_start of the window the alert fired in), written twice:
 -- `firing` (version 1), then `resolved` (version 2, with `resolved_at` = the window it resolved
 -- in; 1970-01-01 while firing). The detectors judge final windows only, so a replay writes

@@ -177,6 +177,21 @@ def robust_rate(hist: list[list[int]], col: int) -> float:
     return sum(mid) / len(mid)
 
 
+def median_rate(hist: list[list[int]], col: int) -> float:
+    """Per watch-second: the median of the windows' rates.
+
+    For carts, the conversion collapse's main evidence: flash sales quadruple
+    them for a minute and a half, so two sales in ten minutes are a third of the
+    history, past what the interquartile mean trims; a room adds several carts
+    a window, so the median does not round them down much.
+    """
+    rates = sorted(h[col] / h[0] for h in hist if h[0] > 0)
+    n = len(rates)
+    if n == 0:
+        return 0.0
+    return (rates[(n - 1) // 2] + rates[n // 2]) / 2
+
+
 def _score(p: float) -> float:
     """``-log10 p``, capped (a score, not a probability)."""
     return 300.0 if p <= 0 else round(-math.log10(p), 2)
@@ -429,7 +444,9 @@ class RoomWatch:
             waited = (ws - drop_ws) // cfg.window_ms
             if cv >= cfg.collapse_recover * ref:
                 r.drop = None  # a dip, back already
-            elif joins >= 2 or chats + carts + orders > 0:
+            # a refund is its buyer's event, so it opens a presence (a join) after the
+            # broadcast too: those joins say nothing about the stream
+            elif joins - refunds >= 2 or chats + carts + orders > 0:
                 r.drop = None
                 self._fire(
                     rid, r, "audience_collapse", ws, cv, ref, round(ref / max(cv, 1), 2),
@@ -470,7 +487,7 @@ class RoomWatch:
         exp_chats = e[_CHATS] * watch / ew if ew > 0 else 0.0
         hist = r.hist
         if warm:
-            exp_carts = robust_rate(hist, 1) * watch
+            exp_carts = median_rate(hist, 1) * watch
             exp_orders = robust_rate(hist, 2) * watch
             exp_buyers = robust_rate(hist, 3) * watch
         else:
@@ -510,14 +527,19 @@ class RoomWatch:
         # ---- conversion collapse: buyers per viewer fall while the audience is there
         cs = r.conv
         if "conversion_collapse" in firing:
-            if buyers >= 0.5 * exp_buyers and buyers > 0:
+            if buyers + carts >= 0.5 * (exp_buyers + exp_carts) and buyers > 0:
                 self._resolve(rid, r, "conversion_collapse", ws, f"{buyers} buyers again", out)
                 cs[:] = [0.0] * 5
             elif r.quiet:
                 self._resolve(rid, r, "conversion_collapse", ws, "room silent", out)
                 cs[:] = [0.0] * 5
         elif warm and not audience and exp_buyers >= cfg.conv_floor:
-            llr = exp_buyers * (1 - cfg.conv_rho) + buyers * math.log(cfg.conv_rho)
+            # buyers and carts both fall in a collapse: their evidence adds up (carts are
+            # several times as many as buyers, so most of it is theirs); a stall's carts
+            # keep coming and pull this CUSUM down
+            llr = (exp_buyers + exp_carts) * (1 - cfg.conv_rho) + (buyers + carts) * math.log(
+                cfg.conv_rho
+            )
             cs[0] = max(0.0, cs[0] + llr)
             if cs[0] == 0.0:
                 cs[1] = cs[2] = cs[3] = cs[4] = 0.0

@@ -20,7 +20,7 @@ def check_clickhouse(sink: Any, cluster: str | None = None) -> list[Problem]:
     ``sink`` is any :class:`streamproc.sink.base.Sink`. In cluster mode each table
     is a ``Distributed`` table over ``<table>_local`` on every shard.
     """
-    from streamproc.sink.base import SCHEMA
+    from streamproc.sink.arrow import SCHEMA
     from streamproc.sink.cluster_ddl import LOCAL_SUFFIX
 
     db = sink.database

@@ -17,6 +17,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from streamproc.anomaly import alert_json
+from streamproc.columns import DEAD_LETTERS, ROOM_ALERTS
+
+_KEY, _VALUE = DEAD_LETTERS.pos("key"), DEAD_LETTERS.pos("value")
+_HEADERS: tuple[tuple[int, str], ...] = tuple(
+    (i, name) for i, name in enumerate(DEAD_LETTERS.names) if i not in (_KEY, _VALUE)
+)
+"""Every other ``dead_letters`` column rides as a header (its text), in column order."""
+_ROOM = ROOM_ALERTS.pos("room_id")
 
 DEAD_LETTER_BUDGET = 1_000_000
 """Bytes of one dead-letter record on Kafka: below the producer's and the broker's default
@@ -84,16 +92,8 @@ class KafkaOutputs:
         assert producer is not None, "start() first"
         futures = []
         for row in letters:
-            topic, partition, offset, reason, detail, key, value, received = row
-            headers = [
-                ("topic", topic.encode()),
-                ("partition", str(partition).encode()),
-                ("offset", str(offset).encode()),
-                ("reason", reason.encode()),
-                ("detail", detail.encode()),
-                ("received_at", str(received).encode()),
-            ]
-            key, value, headers = fit_dead_letter(key, value, headers)
+            headers = [(name, str(row[i]).encode()) for i, name in _HEADERS]
+            key, value, headers = fit_dead_letter(row[_KEY], row[_VALUE], headers)
             futures.append(
                 await producer.send(self.dead_letter_topic, value, key=key, headers=headers)
             )
@@ -107,7 +107,7 @@ class KafkaOutputs:
         if not self.alerts_topic:
             return
         futures = [
-            await producer.send(self.alerts_topic, alert_json(row), key=row[0].encode("utf-8"))
+            await producer.send(self.alerts_topic, alert_json(row), key=row[_ROOM].encode("utf-8"))
             for row in alerts
         ]
         for f in futures:

@@ -8,6 +8,6 @@
 
 May import: the engine, ``streamproc.merge``, ``streamproc.rows`` and the standard
 library. Never Kafka, Faust, ClickHouse or Prometheus clients: those are adapters
-(``streamproc.kafka``, ``streamproc.sink``, ``streamproc.metrics``) that implement
+(``streamproc.kafka``, ``streamproc.sink``, ``streamproc.prometheus``) that implement
 the ports.
 """

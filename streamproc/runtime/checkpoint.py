@@ -46,6 +46,7 @@ from streamproc.anomaly import RoomWatch
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine
 from streamproc.engine.snapshot import restore, snapshot, take_seen_segment
+from streamproc.engine.stats import engine_stats
 from streamproc.merge import Merger
 from streamproc.rows import OutputBatch
 from streamproc.runtime.ports import (
@@ -229,7 +230,7 @@ class Checkpointer:
             await self.wait_written()  # write before you remember
         for p, owned in owned_map.items():
             if self.metrics is not None:
-                self.metrics.on_engine(p, owned.engine)
+                self.metrics.on_engine(p, engine_stats(owned.engine))
             if p in due:
                 await self._snapshot(p, owned, now)
                 await self.commit({p: owned})

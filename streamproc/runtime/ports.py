@@ -1,10 +1,10 @@
 """The small interfaces the checkpoint core talks to (the adapters implement them).
 
-Production adapters: :class:`~streamproc.sink.base.RetryingSink` (ClickHouse or
+Production adapters: :class:`~streamproc.sink.retry.RetryingSink` (ClickHouse or
 chDB), :class:`~streamproc.kafka.outputs.KafkaOutputs` (dead letters and alerts),
 :class:`~streamproc.kafka.snapstore.SnapshotStore`,
 :class:`~streamproc.kafka.internals.FaustCommitter` and
-:class:`~streamproc.metrics.PipelineMetrics`. ``tests/runtime/fakes.py`` has the
+:class:`~streamproc.prometheus.PipelineMetrics`. ``tests/runtime/fakes.py`` has the
 in-memory ones the core's unit tests use.
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from streamproc.engine.partition import Output, PartitionEngine
+from streamproc.engine.partition import Output
+from streamproc.engine.stats import EngineStats
 from streamproc.rows import OutputBatch
 
 
@@ -88,11 +89,11 @@ class OffsetCommitter(Protocol):
 
 
 class Metrics(Protocol):
-    """What the runtime reports (``streamproc.metrics.PipelineMetrics``)."""
+    """What the runtime reports (``streamproc.prometheus.PipelineMetrics``)."""
 
-    def on_assign(self, partition: int, engine: PartitionEngine) -> None: ...
+    def on_assign(self, partition: int, standing: OutputBatch, stats: EngineStats) -> None: ...
     def on_written(self, partition: int, out: Output, now_ms: int, head_ts: int) -> None: ...
-    def on_engine(self, partition: int, engine: PartitionEngine) -> None: ...
+    def on_engine(self, partition: int, stats: EngineStats) -> None: ...
     def on_sink(self, stats: Any) -> None: ...
     def on_snapshot(self, partition: int, seconds: float, size: int) -> None: ...
     def on_lag(self, partition: int, topic: str, lag: int) -> None: ...

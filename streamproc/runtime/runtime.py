@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.presence import NEG
+from streamproc.engine.stats import engine_stats, standing_rows
 from streamproc.runtime.checkpoint import Checkpointer, CheckpointFailed, Owned, Progress
 from streamproc.runtime.ports import (
     Alerts,
@@ -250,7 +251,9 @@ class WorkerRuntime:
                     self.owned[p] = owned
                     if self.metrics is not None:
                         # a restored engine's counters and totals are a baseline, not news
-                        self.metrics.on_assign(p, owned.engine)
+                        self.metrics.on_assign(
+                            p, standing_rows(owned.engine), engine_stats(owned.engine)
+                        )
             self._reassign()
         if not self.owned:
             self.lag_total = 0  # a standby worker is behind on nothing

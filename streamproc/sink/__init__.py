@@ -1,9 +1,16 @@
 """Output sinks: write the engine's rows to ClickHouse (embedded chDB or a server).
 
-``Sink`` is the interface; ``ChdbSink`` (embedded, one directory per process) and
-``ClickHouseSink`` (clickhouse-connect over HTTP) implement it; ``RetryingSink``
-adds retries with backoff and the counters the worker exports. The backends are
-imported lazily so that importing the interface does not load chDB.
+``base``: the ``Sink`` interface, its errors and query results; ``arrow``: the rows
+as typed columns (the insert schema, from ``streamproc.columns``); ``retry``:
+``RetryingSink``, the one retry policy, and the counters the worker exports;
+``ddl``/``cluster_ddl``: the schema files; ``chdb_sink`` (embedded, one directory
+per process) and ``clickhouse_sink`` (clickhouse-connect over HTTP) implement the
+interface. The backends are imported lazily so that importing the interface does
+not load chDB.
+
+May import: the standard library, numpy, orjson, pyarrow, the ClickHouse clients,
+``streamproc.columns``, ``streamproc.rows`` and ``streamproc.sql.guard``; never the
+engine, the runtime or Kafka (``tests/test_layout.py``).
 """
 
 from __future__ import annotations
@@ -15,11 +22,10 @@ from streamproc.sink.base import (
     OutputBatch,
     QueryError,
     QueryResult,
-    RetryingSink,
     Sink,
     SinkError,
-    SinkStats,
 )
+from streamproc.sink.retry import RetryingSink, SinkStats
 
 if TYPE_CHECKING:
     from streamproc.sink.chdb_sink import ChdbSink

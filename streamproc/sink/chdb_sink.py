@@ -40,16 +40,15 @@ from urllib.parse import quote
 
 import chdb.session
 
+from streamproc.sink.arrow import SCHEMA, to_arrow
 from streamproc.sink.base import (
     EXACT_OUTPUT_SETTINGS,
-    SCHEMA,
     OutputBatch,
     QueryError,
     QueryResult,
     Sink,
     SinkError,
     param_text,
-    to_arrow,
 )
 from streamproc.sink.ddl import (
     DEFAULT_DATABASE,

@@ -21,16 +21,14 @@ from urllib.parse import urlsplit
 
 import clickhouse_connect
 
+from streamproc.sink.arrow import SCHEMA, to_arrow, to_columns
 from streamproc.sink.base import (
     EXACT_OUTPUT_SETTINGS,
-    SCHEMA,
     OutputBatch,
     QueryError,
     QueryResult,
     Sink,
     SinkError,
-    to_arrow,
-    to_columns,
 )
 from streamproc.sink.ddl import DEFAULT_DATABASE, check_database_name, load_statements
 
@@ -43,7 +41,7 @@ class ClickHouseSink(Sink):
     :param verify: verify the server certificate (HTTPS); ``ca_cert`` a CA bundle path.
     :param connect_timeout: seconds to establish a connection.
     :param send_receive_timeout: seconds for a request (a stuck server must not hang
-        the worker forever; :class:`~streamproc.sink.base.RetryingSink` retries).
+        the worker forever; :class:`~streamproc.sink.retry.RetryingSink` retries).
     :param compress: clickhouse-connect's ``compress`` (``True`` = lz4 if available).
     """
 

@@ -8,13 +8,12 @@ process" just before or just after its effect.
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from streamproc.columns import ALL
 from streamproc.rows import TABLES, OutputBatch
 from streamproc.sink.base import QueryResult, Sink
 
@@ -54,23 +53,9 @@ class Journal:
         return [e[0] for e in self.events]
 
 
-def _order_by() -> dict[str, tuple[str, ...]]:
-    """Each table's ``ORDER BY``, read from ``schemas/clickhouse/*.sql``: what ``FINAL``
-    collapses (a new table needs nothing here)."""
-    keys = {}
-    for sql in sorted(
-        (Path(__file__).resolve().parents[2] / "schemas" / "clickhouse").glob("*.sql")
-    ):
-        text = sql.read_text()
-        table = re.search(r"CREATE TABLE IF NOT EXISTS \w+\.(\w+)", text)
-        order = re.search(r"ORDER BY \(?([^;)]+)\)?;", text)
-        if table and order:
-            cols = (c.strip().strip("`") for c in order.group(1).split(","))
-            keys[table.group(1)] = tuple(cols)
-    return keys
-
-
-_KEYS = _order_by()
+_KEYS: dict[str, tuple[str, ...]] = {name: t.key for name, t in ALL.items()}
+"""Each table's key: what ``FINAL`` collapses (``tests/test_columns.py`` checks it is the
+DDL's ``ORDER BY``; a new table needs nothing here)."""
 
 
 class Tables:
@@ -257,13 +242,13 @@ class FakeMetrics:
     def _n(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
 
-    def on_assign(self, partition: int, engine: Any) -> None:
+    def on_assign(self, partition: int, standing: Any, stats: Any) -> None:
         self._n("on_assign")
 
     def on_written(self, partition: int, out: Any, now_ms: int, head_ts: int) -> None:
         self._n("on_written")
 
-    def on_engine(self, partition: int, engine: Any) -> None:
+    def on_engine(self, partition: int, stats: Any) -> None:
         self._n("on_engine")
 
     def on_sink(self, stats: Any) -> None:

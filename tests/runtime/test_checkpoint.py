@@ -19,7 +19,8 @@ import pytest
 from streamproc.engine.config import EngineConfig
 from streamproc.runtime.checkpoint import SNAPSHOT_SHARE, Checkpointer, CheckpointFailed
 from streamproc.simulate import scenario_awkward
-from streamproc.sink.base import BatchError, RetryingSink, SinkError
+from streamproc.sink.base import BatchError, SinkError
+from streamproc.sink.retry import RetryingSink
 from tests.runtime.fakes import (
     Clock,
     Crash,

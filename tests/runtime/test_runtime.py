@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 
 from streamproc.engine.config import EngineConfig
 from streamproc.runtime.runtime import WorkerRuntime
-from streamproc.sink.base import BatchError, RetryingSink
+from streamproc.sink.base import BatchError
+from streamproc.sink.retry import RetryingSink
 from tests.runtime.fakes import Crashes, FakeDeadLetters, FakeSink, FakeStore, Journal
 from tests.runtime.test_checkpoint import RECORDS
 
