@@ -1,5 +1,11 @@
 """The metrics engine for one partition: records in, rows out, no I/O.
 
+Size (over 400 lines, on purpose): :meth:`PartitionEngine.process` is one loop with
+its steps inlined, because a call per event costs CPython about as much as the step
+(docs/performance.md §5); what is not per event already lives in its own module
+(``presence``, ``window``, ``sku``, ``sessions``, ``retire``, ``snapshot``, ``stats``),
+and the loop is what the compiled core (``core/``, issue 13) replaces next.
+
 ``PartitionEngine`` owns everything that partition ``p`` of the four topics
 determines: one stream time, one dedup memory, the rooms keyed to ``p``. Feed
 it records in arrival order (:meth:`process`), let time pass without records
