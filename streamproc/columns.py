@@ -278,6 +278,24 @@ SKU_TOTALS: Final = Table(
     ),
 )
 
+VIEWER_SESSIONS: Final = Table(
+    "viewer_sessions",
+    "METRICS §10: one row per presence interval, upserted as it grows and ends; an interval a "
+    "late event merged, split or moved is deleted; ReplacingMergeTree(version, is_deleted).",
+    ("room_id", "user_id", "started_at"),
+    (
+        Column("room_id", "String", "str", "the live room"),
+        Column("user_id", "String", "str", "the viewer"),
+        Column("started_at", _TIME, "time", "start of the presence interval (inclusive)"),
+        Column("ended_at", _NTIME, "time", "its end (exclusive); NULL while present"),
+        Column("end_reason", _LC, "str", "leave | timeout | open"),
+        Column("watch_ms", "UInt64", "uint64", "ended_at - started_at; so far while open"),
+        _version(),
+        _updated_at(),
+        Column("is_deleted", "UInt8", "uint8", "1: a late event merged, split or moved it"),
+    ),
+)
+
 ROOM_ALERTS: Final = Table(
     "room_alerts",
     "METRICS §11: one row per (room_id, kind, window_start it fired in); version 1 = firing, "
@@ -309,6 +327,7 @@ ALL: Final[Mapping[str, Table]] = MappingProxyType(
             LATE_EVENTS,
             SKU_METRICS,
             SKU_TOTALS,
+            VIEWER_SESSIONS,
             ROOM_ALERTS,
         )
     }

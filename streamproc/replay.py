@@ -27,6 +27,7 @@ from .columns import (
     ROOM_TOTALS,
     SKU_METRICS,
     SKU_TOTALS,
+    VIEWER_SESSIONS,
     Table,
 )
 from .derived import derive_text
@@ -37,6 +38,7 @@ from .kafka.partitioner import murmur2_partition
 from .rows import fen_to_str
 
 _A_ROOM, _A_KIND, _A_WS = (ROOM_ALERTS.pos(c) for c in ("room_id", "kind", "window_start"))
+_S_DELETED = VIEWER_SESSIONS.pos("is_deleted")
 
 
 class ReplayError(Exception):
@@ -137,6 +139,8 @@ class Replayer:
         self.totals: dict[str, tuple[Any, ...]] = {}
         self.sku_metrics: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self.sku_totals: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.sessions: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        """``viewer_sessions`` by key, the newest write (a deleting one included)."""
 
     def engine(self, partition: int) -> PartitionEngine:
         eng = self.engines.get(partition)
@@ -165,11 +169,14 @@ class Replayer:
             self.sku_metrics[SKU_METRICS.key_of(row)] = row
         for row in self.out.sku_totals:
             self.sku_totals[SKU_TOTALS.key_of(row)] = row
+        for row in self.out.viewer_sessions:
+            self.sessions[VIEWER_SESSIONS.key_of(row)] = row
         self.out.room_metrics.clear()
         self.out.row_exists.clear()
         self.out.room_totals.clear()
         self.out.sku_metrics.clear()
         self.out.sku_totals.clear()
+        self.out.viewer_sessions.clear()
 
     def finish(self) -> None:
         for p in sorted(self.engines):
@@ -240,6 +247,13 @@ def output_lines(rp: Replayer) -> Iterator[dict[str, Any]]:
         yield row_json(SKU_METRICS, rp.sku_metrics[skey])
     for tkey in sorted(rp.sku_totals):
         yield row_json(SKU_TOTALS, rp.sku_totals[tkey])
+    for skey in sorted(rp.sessions):
+        row = rp.sessions[skey]
+        if row[_S_DELETED]:
+            continue  # an interval a late event merged, split or moved: not in FINAL
+        d = row_json(VIEWER_SESSIONS, row)
+        del d["is_deleted"]
+        yield d
     for row in rp.out.dead_letters:
         yield row_json(DEAD_LETTERS, row)
     for row in rp.out.late_events:

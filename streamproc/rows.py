@@ -22,6 +22,7 @@ from .columns import (
     ROOM_TOTALS,
     SKU_METRICS,
     SKU_TOTALS,
+    VIEWER_SESSIONS,
 )
 
 ROOM_METRICS_COLUMNS: tuple[str, ...] = ROOM_METRICS.names
@@ -31,6 +32,7 @@ SKU_TOTALS_COLUMNS: tuple[str, ...] = SKU_TOTALS.names
 DEAD_LETTER_COLUMNS: tuple[str, ...] = DEAD_LETTERS.names
 LATE_EVENT_COLUMNS: tuple[str, ...] = LATE_EVENTS.names
 ROOM_ALERT_COLUMNS: tuple[str, ...] = ROOM_ALERTS.names
+VIEWER_SESSION_COLUMNS: tuple[str, ...] = VIEWER_SESSIONS.names
 
 TIME_COLUMNS: frozenset[str] = frozenset(n for t in ALL.values() for n in t.of_kind("time"))
 """Columns holding epoch milliseconds (``DateTime64(3, 'UTC')`` in ClickHouse)."""
@@ -77,6 +79,7 @@ class OutputBatch:
     room_alerts: list[tuple[Any, ...]] = field(default_factory=list)
     sku_metrics: list[tuple[Any, ...]] = field(default_factory=list)
     sku_totals: list[tuple[Any, ...]] = field(default_factory=list)
+    viewer_sessions: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return sum(len(getattr(self, name)) for name in TABLE_ORDER)

@@ -1,5 +1,9 @@
 """Broadcast sessions with labelled anomalies: the input of ``bench/anomalies.py``.
 
+Size (over 400 lines): one generator of broadcasts plus one injector per anomaly
+kind, each with its ground truth; the injectors share the generator's state, so they
+stay in one module.
+
 ``streamproc.simulate`` models one promotion's firehose; this module models what
 the anomaly detectors must tell apart, room by room: broadcasts that start
 (a ramp-up), run (Poisson noise, flash sales, "扣1" chat bursts) and end (the

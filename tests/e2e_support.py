@@ -214,7 +214,7 @@ def compare(expected: Mapping[str, Any], dumped: Mapping[str, list[dict[str, Any
         (d["partition"], d["offset"], d["late_by_ms"]) for d in expected["late_events"]
     )
     assert late_got == late_want
-    for table, key in (("sku_metrics", 3), ("sku_totals", 2)):
+    for table, key in (("sku_metrics", 3), ("sku_totals", 2), ("viewer_sessions", 3)):
         got_rows = sorted(dumped[table], key=lambda r: [r[c] for c in list(r)[:key]])
         assert got_rows == expected[table], table
 
@@ -232,6 +232,10 @@ _DUMP_SQL = {
     "room_totals": _with_figures("room_totals"),
     "sku_metrics": "SELECT * EXCEPT (version, updated_at) FROM {db}.sku_metrics FINAL",
     "sku_totals": "SELECT * EXCEPT (version, updated_at) FROM {db}.sku_totals FINAL",
+    # METRICS §10: FINAL shows exactly the presence intervals (deleted keys left out)
+    "viewer_sessions": (
+        "SELECT * EXCEPT (version, updated_at, is_deleted) FROM {db}.viewer_sessions FINAL"
+    ),
     "dead_letters": "SELECT topic, partition, offset, reason FROM {db}.dead_letters FINAL",
     "late_events": "SELECT topic, partition, offset, late_by_ms FROM {db}.late_events FINAL",
 }

@@ -26,6 +26,7 @@ from streamproc.rows import (
     ROOM_TOTALS_COLUMNS,
     SKU_METRICS_COLUMNS,
     SKU_TOTALS_COLUMNS,
+    VIEWER_SESSION_COLUMNS,
     fen_to_str,
 )
 from tests.reference import Record, RefConfig
@@ -33,6 +34,8 @@ from tests.reference import Record, RefConfig
 META = ("version", "updated_at", "is_deleted")
 _VERSION = ROOM_METRICS_COLUMNS.index("version")
 _DELETED = ROOM_METRICS_COLUMNS.index("is_deleted")
+_S_VERSION = VIEWER_SESSION_COLUMNS.index("version")
+_S_DELETED = VIEWER_SESSION_COLUMNS.index("is_deleted")
 
 
 def snapshot_seen_all(eng: PartitionEngine) -> bytes:
@@ -73,13 +76,17 @@ class Driver:
         self.sku_metrics: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self.sku_versions: dict[tuple[str, str, int], int] = {}
         self.sku_totals: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.sessions: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        """``viewer_sessions`` as ``FINAL`` sees it: the highest version per key."""
         self.incremental = False
+        self.version_floor = 0
+        """Where a new engine's versions start (the worker: above the wall clock)."""
         self.segments: dict[int, list[bytes]] = {}
 
     def engine(self, p: int) -> PartitionEngine:
         eng = self.engines.get(p)
         if eng is None:
-            eng = self.engines[p] = PartitionEngine(self.cfg, p)
+            eng = self.engines[p] = PartitionEngine(self.cfg, p, version_floor=self.version_floor)
         return eng
 
     def feed(self, rec: Record) -> None:
@@ -112,6 +119,17 @@ class Driver:
             self.sku_metrics[key3] = row
         for row in out.sku_totals:
             self.sku_totals[(row[0], row[1])] = row
+        self.collect_sessions(out.viewer_sessions)
+
+    def collect_sessions(self, rows: list[tuple[Any, ...]]) -> None:
+        """Apply ``viewer_sessions`` upserts and deletes like ``ReplacingMergeTree(version,
+        is_deleted)``: per key, the highest version wins (a crashed run's rows included)."""
+        for row in rows:
+            key = (row[0], row[1], row[2])
+            old = self.sessions.get(key)
+            assert old is None or row[_S_VERSION] != old[_S_VERSION], ("version reused", row)
+            if old is None or row[_S_VERSION] > old[_S_VERSION]:
+                self.sessions[key] = row
 
     def flush(self) -> None:
         for eng in self.engines.values():
@@ -197,10 +215,24 @@ class Driver:
             "sku_totals": [
                 _money_text(SKU_TOTALS_COLUMNS, self.sku_totals[k]) for k in sorted(self.sku_totals)
             ],
+            "viewer_sessions": self.session_rows(),
             "dead_letters": [dict(zip(DEAD_LETTER_COLUMNS, r, strict=True)) for r in self.dead],
             "late_events": [dict(zip(LATE_EVENT_COLUMNS, r, strict=True)) for r in self.late],
             "counters": {"events": events, "invalid": invalid, "duplicates": dup, "late": late},
         }
+
+    def session_rows(self) -> list[dict[str, Any]]:
+        """``viewer_sessions`` FINAL without write metadata, sorted by key."""
+        out = []
+        for key in sorted(self.sessions):
+            row = self.sessions[key]
+            if row[_S_DELETED]:
+                continue
+            d = dict(zip(VIEWER_SESSION_COLUMNS, row, strict=True))
+            for m in META:
+                del d[m]
+            out.append(d)
+        return out
 
 
 def _money_text(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:

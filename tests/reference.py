@@ -620,6 +620,41 @@ def presence_intervals(events: list[tuple[int, bool]], T: int) -> list[tuple[int
     return out
 
 
+def viewer_sessions(room: str, events: list[Event], cfg: RefConfig) -> list[dict[str, Any]]:
+    """METRICS §10 after a drain: one row per presence interval, with the reason it ended
+    read back from the user's events (not from the interval walk): a leave at ``x`` ends
+    an interval at ``x + 1`` when the user has another event at ``x``, else at ``x``
+    unless that is also the timeout end (the timeout comes first); anything else is a
+    timeout."""
+    T = cfg.presence_timeout_ms
+    per_user: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    for ev in events:
+        per_user[ev.user_id].append((ev.ts, ev.kind == "viewer" and ev.action == "leave"))
+    rows = []
+    for uid in sorted(per_user):
+        evs = per_user[uid]
+        leaves = {x for x, is_leave in evs if is_leave}
+        others = {x for x, is_leave in evs if not is_leave}
+        for a, b in presence_intervals(evs, T):
+            last = max(x for x in others if a <= x < b)
+            if (b - 1 in leaves and b - 1 in others) or (b in leaves and b < last + T):
+                reason = "leave"
+            else:
+                assert b == last + T, (uid, a, b)
+                reason = "timeout"
+            rows.append(
+                {
+                    "room_id": room,
+                    "user_id": uid,
+                    "started_at": a,
+                    "ended_at": b,
+                    "end_reason": reason,
+                    "watch_ms": b - a,
+                }
+            )
+    return rows
+
+
 def fen_str(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
@@ -839,8 +874,10 @@ def compute(records: list[Record], cfg: RefConfig = RefConfig()) -> dict[str, An
     totals: list[dict[str, Any]] = []
     sku_metrics: list[dict[str, Any]] = []
     sku_totals: list[dict[str, Any]] = []
+    sessions: list[dict[str, Any]] = []
     for room in sorted(by_room):
         evs = by_room[room]
+        sessions.extend(viewer_sessions(room, evs, cfg))  # no presence spans a rest (§11)
         # windows do not depend on sessions (they are T + L + ... apart: no presence spans
         # the gap); totals are those of the room's last session, and a SKU's totals those of
         # the last session that sold or carted it (§11: each session overwrites its rows)
@@ -859,6 +896,7 @@ def compute(records: list[Record], cfg: RefConfig = RefConfig()) -> dict[str, An
         "room_totals": totals,
         "sku_metrics": sku_metrics,
         "sku_totals": sku_totals,
+        "viewer_sessions": sessions,
         "dead_letters": dead,
         "late_events": late,
         "counters": counters,

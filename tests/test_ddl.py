@@ -32,13 +32,14 @@ def test_schema_files_in_order() -> None:
         "005_late_events.sql",
         "006_sku_metrics.sql",
         "007_sku_totals.sql",
+        "008_viewer_sessions.sql",
         "010_room_alerts.sql",
     ]
 
 
 def test_default_statements_are_idempotent_creates_in_live() -> None:
     stmts = load_statements()
-    assert len(stmts) == 8
+    assert len(stmts) == 9
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS live"
     for stmt, table in zip(stmts[1:], SCHEMA, strict=True):
         assert stmt.startswith(f"CREATE TABLE IF NOT EXISTS live.{table}\n")
@@ -65,6 +66,9 @@ def test_engines_and_keys() -> None:
     assert "ORDER BY (room_id, sku_id, window_start)" in text["006_sku_metrics"]
     assert "ENGINE = ReplacingMergeTree(version)" in text["007_sku_totals"]
     assert "ORDER BY (room_id, sku_id)" in text["007_sku_totals"]
+    # intervals a late event merged, split or moved are deleted (METRICS §10)
+    assert "ENGINE = ReplacingMergeTree(version, is_deleted)" in text["008_viewer_sessions"]
+    assert "ORDER BY (room_id, user_id, started_at)" in text["008_viewer_sessions"]
     for stem in ("004_dead_letters", "005_late_events"):
         assert "ENGINE = ReplacingMergeTree\n" in text[stem]
         assert "ORDER BY (topic, `partition`, `offset`)" in text[stem]

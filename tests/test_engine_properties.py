@@ -28,6 +28,7 @@ def _check(cfg: RefConfig, records: list[Record], **kw: object) -> None:
         "room_totals",
         "sku_metrics",
         "sku_totals",
+        "viewer_sessions",
     ):
         assert got[table] == expected[table], table
 

@@ -233,7 +233,8 @@ def test_runtime_writes_and_saves_nothing_of_a_broken_engine(tmp_path: Path) -> 
 
     asyncio.run(flush())
     assert store.saved == [(0, [0, 2, 0, 0])]
-    assert sink.rows == 3  # partition 0: its dead letter, a window row, a totals row
+    # partition 0: its dead letter, a window row, a totals row, the chatter's viewer_sessions row
+    assert sink.rows == 4
     assert len(broken.out.dead_letters) == 1  # partition 1's: never taken, never written
 
 

@@ -145,3 +145,15 @@ def test_the_rules_see_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "m.py"
     bad.write_text("import aiokafka\nfrom ..sink import base\n\ndef f():\n    import chdb\n")
     assert _imports(bad, "streamproc.engine") == {"aiokafka", "streamproc.sink.base", "chdb"}
+
+
+def test_a_module_over_400_lines_says_why_at_its_top() -> None:
+    """Modules stay small, or their docstring says why not (a ``Size`` paragraph)."""
+    long = []
+    for path in sorted([*PKG.rglob("*.py"), *(ROOT / "agents").rglob("*.py")]):
+        if "node_modules" in path.parts or len(path.read_text().splitlines()) <= 400:
+            continue
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        if "Size (" not in doc:
+            long.append(str(path.relative_to(ROOT)))
+    assert not long, "over 400 lines with no reason at the top:\n" + "\n".join(long)

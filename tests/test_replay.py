@@ -53,6 +53,8 @@ def test_replay_equals_the_reference(tmp_path: Path) -> None:
     assert strip(got["room_totals"]) == want["room_totals"]
     assert strip(got["sku_metrics"]) == want["sku_metrics"]
     assert strip(got["sku_totals"]) == want["sku_totals"]
+    assert strip(got["viewer_sessions"]) == want["viewer_sessions"]
+    assert len(want["viewer_sessions"]) > 10
     assert got["counters"][0]["duplicates"] == want["counters"]["duplicates"]
     assert got["counters"][0]["late"] == want["counters"]["late"]
     assert got["counters"][0]["events"] == want["counters"]["events"]

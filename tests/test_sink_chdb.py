@@ -96,6 +96,39 @@ def test_round_trip_all_tables_exact(sink: ChdbSink) -> None:
     ]
 
 
+def test_viewer_sessions_final_shows_the_intervals_and_hides_deleted_ones(sink: ChdbSink) -> None:
+    """METRICS §10: an open row, then its end (higher version); a moved interval's old key
+    deleted (``is_deleted = 1``); FINAL holds exactly the current intervals."""
+    t = 1_762_819_200_000
+    sink.write(
+        OutputBatch(
+            viewer_sessions=[
+                ("房间", "u1", t + 5_000, None, "open", 1_000, 1, t, 0),
+                ("房间", "u2", t + 9_000, None, "open", 0, 2, t, 0),
+            ]
+        )
+    )
+    sink.write(
+        OutputBatch(
+            viewer_sessions=[
+                ("房间", "u1", t + 5_000, t + 65_000, "timeout", 60_000, 3, t, 0),
+                ("房间", "u2", t + 9_000, None, "open", 0, 4, t, 1),  # moved to t + 2 s
+                ("房间", "u2", t + 2_000, t + 8_000, "leave", 6_000, 5, t, 0),
+            ]
+        )
+    )
+    res = sink.query(
+        "SELECT user_id, started_at, ended_at, end_reason, watch_ms "
+        "FROM viewer_sessions FINAL ORDER BY user_id"
+    )
+    assert res.rows == [
+        ["u1", "2025-11-11 00:00:05.000", "2025-11-11 00:01:05.000", "timeout", "60000"],
+        ["u2", "2025-11-11 00:00:02.000", "2025-11-11 00:00:08.000", "leave", "6000"],
+    ]
+    (n,) = sink.query("SELECT count() FROM viewer_sessions").rows[0]
+    assert int(n) == 5  # every write is kept until a merge: FINAL is what hides them
+
+
 def test_money_exact_over_many_values(sink: ChdbSink) -> None:
     fens = [0, 1, -1, 99, 100, 101, 12345, -12345, 10**18 - 1, -(10**18 - 1)]
     sink.write(

@@ -64,7 +64,41 @@ def test_ddl_idempotent_and_tables_exist(sink: ClickHouseSink) -> None:
         "room_totals",
         "sku_metrics",
         "sku_totals",
+        "viewer_sessions",
     ]
+
+
+def test_viewer_sessions_batched_upserts_and_deletes(sink: ClickHouseSink) -> None:
+    """METRICS §10 through the server sink (both insert formats): NULL ``ended_at`` of an
+    open interval, its end, a moved interval's old key deleted; FINAL is the intervals."""
+    t = 1_762_819_200_000
+    sink.write(
+        OutputBatch(
+            viewer_sessions=[
+                ("r", f"u{i}", t + i, None, "open", 7, 1 + i, t, 0) for i in range(1_000)
+            ]
+        )
+    )
+    sink.write(
+        OutputBatch(
+            viewer_sessions=[
+                ("r", "u0", t, t + 60_000, "timeout", 60_000, 5_000, t, 0),
+                ("r", "u1", t + 1, None, "open", 0, 5_001, t, 1),  # moved to t - 5 s
+                ("r", "u1", t - 5_000, t + 2, "leave", 5_002, 5_002, t, 0),
+            ]
+        )
+    )
+    res = sink.query(
+        "SELECT user_id, started_at, ended_at, end_reason, watch_ms FROM viewer_sessions FINAL "
+        "WHERE user_id IN ('u0', 'u1', 'u2') ORDER BY user_id"
+    )
+    assert res.rows == [
+        ["u0", "2025-11-11 00:00:00.000", "2025-11-11 00:01:00.000", "timeout", "60000"],
+        ["u1", "2025-11-10 23:59:55.000", "2025-11-11 00:00:00.002", "leave", "5002"],
+        ["u2", "2025-11-11 00:00:00.002", None, "open", "7"],
+    ]
+    (n,) = sink.query("SELECT count() FROM viewer_sessions FINAL").rows[0]
+    assert int(n) == 1_000
 
 
 def test_round_trip_exact(sink: ClickHouseSink) -> None:

@@ -41,6 +41,7 @@ DERIVED_ROOM = {
     "buyers_ever": "saved",
     "carters_ever": "saved",
     "skus": "saved (SkuBook.state)",
+    "sessions": "saved (SessionBook.state)",
     "totals_dirty": "saved",
     "totals_emitted": "saved",
 }

@@ -1,5 +1,9 @@
 """Per-room detectors over final window rows: robust, session-relative, deterministic.
 
+Size (over 400 lines): the detectors share the baseline, floor and hysteresis code
+and one snapshot; each kind's formula sits next to the others so it can be read
+against docs/anomalies.md in one place. Split it by kind when one more kind arrives.
+
 Input: ``room_metrics`` row tuples (``streamproc.rows.ROOM_METRICS_COLUMNS``) as
 the engine emits them. Only final rows (``is_final = 1``) count, and a window is
 judged only once it is older than the lateness horizon ``H`` of its partition

@@ -1,5 +1,11 @@
 """The metrics engine for one partition: records in, rows out, no I/O.
 
+Size (over 400 lines, on purpose): :meth:`PartitionEngine.process` is one loop with
+its steps inlined, because a call per event costs CPython about as much as the step
+(docs/performance.md §5); what is not per event already lives in its own module
+(``presence``, ``window``, ``sku``, ``sessions``, ``retire``, ``snapshot``, ``stats``),
+and the loop is what the compiled core (``core/``, issue 13) replaces next.
+
 ``PartitionEngine`` owns everything that partition ``p`` of the four topics
 determines: one stream time, one dedup memory, the rooms keyed to ``p``. Feed
 it records in arrival order (:meth:`process`), let time pass without records
@@ -344,6 +350,13 @@ class PartitionEngine:
             elif u is None and not leave and ts + T > self.stream_time:
                 # first event of a new user: one open interval [ts, ...)
                 room.users[uid] = new_ts_array(ts)
+                # METRICS §10 (engine.sessions): SessionBook.started, inlined (hot path)
+                sessions = room.sessions
+                if uid in sessions.recorded:
+                    sessions.started(uid, ts)
+                else:
+                    sessions.recorded[uid] = ts
+                    sessions.dirty.add(uid)
                 if uid not in room.departed:
                     room.viewers += 1
                 else:
@@ -468,6 +481,8 @@ class PartitionEngine:
                 self._emit_totals(room)
             if room.skus is not None:
                 self._emit_skus(room)
+            if room.sessions.pending():
+                self._emit_sessions(room)
         return self.take_output()
 
     def take_output(self) -> Output:
@@ -602,6 +617,9 @@ class PartitionEngine:
         if old != new:
             self._apply(room, old, -1)
             self._apply(room, new, 1)
+        # METRICS §10 (engine.sessions); also when the intervals are equal: an event can
+        # turn a timeout into a leave at the same instant
+        room.sessions.changed(uid, u, H, T)
         if not u.is_open() or u.flags & CLOSED:
             later = self.cfg.allowed_lateness_ms + self.cfg.window_ms
             self._schedule(room, uid, u.end(T) + later)
@@ -668,6 +686,7 @@ class PartitionEngine:
                         if H != NEG:
                             prune(plain, H, T)
                         self._schedule(room, uid, u[-1] + T)
+                        room.sessions.touch(uid)  # the open row's watch_ms grew
                         continue
                     room.users[uid] = u = plain
                 if u.is_open() and not u.flags & CLOSED:
@@ -676,9 +695,11 @@ class PartitionEngine:
                         if H != NEG:
                             prune(u, H, T)
                         self._schedule(room, uid, end)
+                        room.sessions.touch(uid)  # the open row's watch_ms grew
                         continue
                     old = intervals(u, T)
                     u.flags |= CLOSED
+                    room.sessions.closed(uid, end)  # METRICS §10: timed out
                     self._apply(room, old, -1)
                     self._apply(room, intervals(u, T), 1)
                     self._schedule(room, uid, u.end(T) + later)
@@ -687,6 +708,7 @@ class PartitionEngine:
                     prune(u, H, T)
                 if is_gone(u):
                     del room.users[uid]
+                    room.sessions.forgot(uid)
                     if u.flags & VIEWER:
                         room.departed.add(uid)
                 else:
@@ -793,6 +815,18 @@ class PartitionEngine:
                 out.sku_metrics,
                 out.sku_totals,
             )
+
+    def _emit_sessions(self, room: Room) -> None:
+        self.version = room.sessions.emit(
+            room.room_id,
+            room.users,
+            self.stream_time,
+            self.horizon,
+            self.cfg.presence_timeout_ms,
+            self.version,
+            self.clock(),
+            self.out.viewer_sessions,
+        )
 
     def _emit_totals(self, room: Room) -> None:
         values: TotalsValues = room.totals(self.cfg.window_ms)

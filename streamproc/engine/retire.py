@@ -31,6 +31,7 @@ import msgspec
 
 from .presence import CLOSED, NEG, POS, VIEWER, is_gone, prune
 from .room import Room
+from .sessions import SessionBook
 
 if TYPE_CHECKING:
     from .partition import PartitionEngine
@@ -97,6 +98,11 @@ class Retirement:
                 eng._emit_totals(room)
             if room.skus is not None:
                 eng._emit_skus(room)
+            if room.sessions.pending():
+                eng._emit_sessions(room)  # every interval ended before H: closed rows only
+            # nothing can reach those intervals again (any event now has ts >= H, more than
+            # T after them): a revived room starts with an empty book
+            room.sessions = SessionBook()
             rid = room.room_id
             del eng.rooms[rid]
             eng._room_by_key.pop(rid.encode("utf-8"), None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from array import array
 
 from .presence import NEG, POS, User
+from .sessions import SessionBook
 from .sku import SkuBook
 from .window import Window
 
@@ -44,6 +45,7 @@ class Room:
         "refund_fen",
         "refunds",
         "room_id",
+        "sessions",
         "skus",
         "timers",
         "totals_dirty",
@@ -104,6 +106,8 @@ class Room:
         self.totals_emitted: TotalsValues | None = None
         self.skus: SkuBook | None = None
         """Per-SKU aggregates (METRICS §9), from the room's first cart or order on."""
+        self.sessions = SessionBook()
+        """The room's ``viewer_sessions`` rows (METRICS §10, ``engine.sessions``)."""
 
     def window(self, start: int) -> Window:
         """The live window at ``start``, created on first use."""

@@ -30,19 +30,21 @@ from .partition import TIMER_GRAIN, Counters, PartitionEngine, wall_ms
 from .presence import User
 from .retire import Retirement
 from .room import Room
+from .sessions import SessionBook
 from .sku import SkuBook
 from .window import Window
 
 MAGIC = b"SPSNAP5\n"
-"""Format marker; bump it when the layout changes. 5: evicted rooms' kept records
-(``engine.retire``)."""
-_UPGRADABLE = (b"SPSNAP4\n",)
-"""Older formats this version reads: 4 is 5 without evicted rooms (its engine evicted
-none; the restored one evicts them at its next horizon step, which changes no result)."""
+"""Format marker; bump it when the layout changes. 5: each room's ``SessionBook``
+(``viewer_sessions``) and the evicted rooms' kept records (``engine.retire``)."""
 SEEN_MAGIC = b"SPSEEN2\n"
 """Marks a dedup memory of fingerprints (``streamproc_core.DedupMemory.encode``: 24 bytes an
 id), zlib-compressed after it. Without it, a dedup blob is the earlier layout: MessagePack
 ``[ids, int64 ts buffer]``, zlib-compressed."""
+
+_BEFORE_SESSIONS = b"SPSNAP4\n"
+"""The format before ``viewer_sessions`` (5 adds each room's ``SessionBook``). It cannot be
+upgraded: it kept only a stand-in for the start of an interval older than the horizon."""
 
 _WINDOW_INTS = (
     "start",
@@ -175,6 +177,7 @@ def room_state(r: Room) -> list[Any]:
         r.totals_dirty,
         r.totals_emitted,
         None if r.skus is None else r.skus.state(),
+        r.sessions.state(),
     ]
 
 
@@ -260,15 +263,20 @@ def restore(
     writes after a restart win over any written before it. ``seen_segments``: the dedup
     memory of a snapshot taken ``with_seen=False``, oldest segment first.
     """
+    if blob.startswith(_BEFORE_SESSIONS):
+        raise SnapshotError(
+            "snapshot format 4 predates viewer_sessions and cannot be upgraded (it lacks the "
+            "true start of intervals older than the horizon): start this release with a new "
+            "STREAMPROC_SNAPSHOT_TOPIC, which reprocesses the topics from their earliest offsets"
+        )
     head = blob[: len(MAGIC)]
-    if head != MAGIC and head not in _UPGRADABLE:
+    if head != MAGIC:
         if head.startswith(b"SPSNAP"):
             raise SnapshotError(
-                f"snapshot format {head[6:].strip().decode('ascii', 'replace')!r} is too old "
-                f"for this version (it reads {MAGIC[6:].strip().decode()} and "
-                f"{', '.join(m[6:].strip().decode() for m in _UPGRADABLE)}): finish the "
-                "partition with the previous release, or delete the snapshot and replay from "
-                "the earliest offsets (docs/runtime.md)"
+                f"snapshot format {head[6:].strip().decode('ascii', 'replace')!r} is not one "
+                f"this version reads ({MAGIC[6:].strip().decode()}): start it with a new "
+                "STREAMPROC_SNAPSHOT_TOPIC, which reprocesses the topics from their earliest "
+                "offsets (docs/runtime.md)"
             )
         raise SnapshotError("not a streamproc snapshot")
     try:
@@ -325,6 +333,7 @@ def restore_room(rs: list[Any]) -> Room:
         totals_dirty,
         emitted_t,
         skus,
+        sessions,
     ) = rs
     room = Room(rid)
     for a, v in zip(_ROOM_INTS, ints, strict=True):
@@ -351,4 +360,5 @@ def restore_room(rs: list[Any]) -> Room:
     room.totals_dirty = totals_dirty
     room.totals_emitted = None if emitted_t is None else tuple(emitted_t)
     room.skus = None if skus is None else SkuBook.from_state(skus)
+    room.sessions = SessionBook.from_state(sessions)
     return room

@@ -1,5 +1,8 @@
 """Decode and validate one message (``METRICS.md`` §1, ``docs/semantics.md`` §2).
 
+Size (a little over 400 lines): the fast path and :func:`diagnose` are two halves of
+one rule (every reason and its precedence); kept together so that they change together.
+
 Two paths. The fast path decodes straight into typed ``msgspec`` structs whose
 annotations carry most of the contract (id lengths, ``Literal`` actions,
 ``quantity >= 1``); a handful of checks msgspec cannot express follow. Any

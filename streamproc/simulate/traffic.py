@@ -34,7 +34,7 @@ in-order event it equals the event's ``ts``; for a held-back event, a
 redelivered copy or an hour-late event it is later than the ``ts`` inside the
 value.
 
-This module is the generator alone (about 550 lines): one class whose phases share
+Size (about 590 lines): this module is the generator alone, one class whose phases share
 the state of the simulated second, in the fixed order that reproduces a seed's bytes.
 Imports the standard library, orjson and :mod:`streamproc.simulate.config`/``messages``.
 """

@@ -133,6 +133,8 @@ def test_reference_run_covers_the_interesting_cases() -> None:
     assert REFERENCE_SNAPSHOTS >= 3
     assert len(REFERENCE["dead_letters"]) > 10 and len(REFERENCE["late_events"]) > 0
     assert len(REFERENCE_LETTERS) == len(REFERENCE["dead_letters"])
+    # viewer_sessions rides the same write-before-snapshot order (METRICS §10)
+    assert len(REFERENCE["viewer_sessions"]) > 10
 
 
 def test_every_flush_writes_and_acknowledges_before_it_snapshots_and_commits() -> None:

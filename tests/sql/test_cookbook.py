@@ -26,6 +26,7 @@ import pytest
 
 from streamproc import replay
 from streamproc.engine.config import EngineConfig
+from streamproc.engine.partition import PartitionEngine
 from streamproc.rows import (
     ROOM_METRICS_COLUMNS,
     ROOM_TOTALS_COLUMNS,
@@ -36,6 +37,7 @@ from streamproc.simulate import AWKWARD_CONFIG, generate, room_name, to_replay_l
 from streamproc.sink.base import OutputBatch, QueryResult
 from streamproc.sink.chdb_sink import ChdbSink
 from tests.chdb_fixture import chdb_dir, fresh_database
+from tests.reference import RefConfig, compute, records_from_replay_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERIES = ROOT / "deploy" / "clickhouse" / "queries"
@@ -54,6 +56,7 @@ class Data:
         now = int(time.time() * 1000)
         cfg = replace(AWKWARD_CONFIG, seed=7, start_ts=now - 420_000)  # ends ~3 minutes ago
         lines = [to_replay_line(r, r.ts) for r in generate(cfg)]
+        self.lines = lines
         out = io.BytesIO()
         rp = replay.run(lines, EngineConfig(), 8, out)
         objs = [orjson.loads(line) for line in out.getvalue().splitlines()]
@@ -359,3 +362,161 @@ def test_sku_refund_rate(data: Data) -> None:
     assert (res.rows[0][0], res.rows[0][1]) == (best["room_id"], best["sku_id"])
     assert res.rows[0][4] == round(best["refunds"] / best["orders"], 4)
     assert sum(int(r[3]) for r in res.rows) == sum(t["refunds"] for t in eligible) > 0
+
+
+# --------------------------------------------------------------------------------------
+# viewer_sessions (METRICS §10): the engine's every write (upserts as intervals grow and
+# end, deletes of intervals late events merged, split or moved) goes to chDB; the answers
+# are checked against the brute-force reference's intervals.
+
+
+def _cross_room_visits(lines: list[bytes]) -> list[bytes]:
+    """The simulator's viewers stay in one room: a few of the hit room's viewers also
+    visit two other rooms, twice each (a leave, then a heartbeat later)."""
+    evs = []
+    for x in lines:
+        line = orjson.loads(x)
+        if line["topic"] == "live.viewer" and "value" in line:
+            try:
+                ev = orjson.loads(line["value"])
+            except orjson.JSONDecodeError:
+                continue  # the simulator's invalid input
+            if isinstance(ev, dict) and isinstance(ev.get("room_id"), str):
+                evs.append(ev)
+    hit = [e for e in evs if e["room_id"] == HIT and isinstance(e.get("user_id"), str)]
+    others = sorted({e["room_id"] for e in evs if e["room_id"] != HIT})[:2]
+    users = sorted({e["user_id"] for e in hit})[:15]
+    t0 = min(e["ts"] for e in hit if isinstance(e.get("ts"), int) and e["ts"] > 946_684_800_000)
+    out = []
+    for i, user in enumerate(users):
+        for j, room in enumerate(others[: 1 + i % 2]):
+            for k, (action, dt) in enumerate((("join", 0), ("leave", 20_000), ("join", 90_000))):
+                ts = t0 + 30_000 + i * 1_000 + j * 7_000 + dt
+                value = {"event_id": f"x-{i}-{j}-{k}", "room_id": room, "user_id": user,
+                         "ts": ts, "action": action}  # fmt: skip
+                line = {"topic": "live.viewer", "key": room, "value": orjson.dumps(value).decode(),
+                        "timestamp": ts}  # fmt: skip
+                out.append(orjson.dumps(line) + b"\n")
+    return out
+
+
+class Sessions:
+    def __init__(self, data: Data) -> None:
+        cfg = EngineConfig()
+        topic_index = cfg.topic_index()
+        engines: dict[int, PartitionEngine] = {}
+        rows: list[tuple[Any, ...]] = []
+        start = int(time.time() * 1000)
+        lines = sorted(
+            data.lines + _cross_room_visits(data.lines), key=lambda x: orjson.loads(x)["timestamp"]
+        )
+        for i, rec in enumerate(replay.read_records(lines, 8, start)):
+            eng = engines.get(rec.partition)
+            if eng is None:
+                eng = engines[rec.partition] = PartitionEngine(cfg, rec.partition)
+            kind = topic_index.get(rec.topic)
+            if kind is not None:
+                eng.process(((kind, rec.offset, rec.key, rec.value, rec.arrival),))
+            if i % 50 == 0:  # the worker flushes often: intervals are written as they grow
+                for e in engines.values():
+                    rows.extend(e.flush().viewer_sessions)
+        for e in engines.values():
+            e.drain()
+            rows.extend(e.flush().viewer_sessions)
+        self.deletes = sum(r[-1] for r in rows)
+        self.writes = len(rows)
+        for i in range(0, len(rows), 5_000):
+            data.sink.write(OutputBatch(viewer_sessions=rows[i : i + 5_000]))
+        recs = records_from_replay_lines([orjson.loads(x) for x in lines], 8, start)
+        self.want = compute(recs, RefConfig())["viewer_sessions"]
+        self.run = data.run
+
+
+@pytest.fixture(scope="module")
+def sessions(data: Data) -> Sessions:
+    return Sessions(data)
+
+
+def _present(s: dict[str, Any], lo: int, hi: int) -> bool:
+    return bool(s["started_at"] < hi and s["ended_at"] > lo)
+
+
+def test_viewer_sessions_final_is_the_reference(sessions: Sessions, data: Data) -> None:
+    assert sessions.deletes > 0 and sessions.writes > len(sessions.want) > 100
+    res = data.sink.query(
+        "SELECT room_id, user_id, started_at, ended_at, end_reason, watch_ms "
+        "FROM viewer_sessions FINAL ORDER BY room_id, user_id, started_at"
+    )
+    want = [
+        [s["room_id"], s["user_id"], ch_time(s["started_at"]), ch_time(s["ended_at"]),
+         s["end_reason"], str(s["watch_ms"])]
+        for s in sorted(sessions.want, key=lambda s: (s["room_id"], s["user_id"], s["started_at"]))
+    ]  # fmt: skip
+    assert res.rows == want
+
+
+def test_distinct_viewers_range(sessions: Sessions) -> None:
+    want = sessions.want
+    lo = min(s["started_at"] for s in want)
+    hi = max(s["ended_at"] for s in want)
+    ranges = [(lo - 3_600_000, hi + 1), (lo + 60_000, lo + 120_000), (hi - 30_000, hi + 3_600_000)]
+    for a, b in ranges:
+        res = sessions.run("distinct_viewers_range", **{"from": ch_time(a), "to": ch_time(b)})
+        inside = [s for s in want if _present(s, a, b)]
+        users, rooms = {s["user_id"] for s in inside}, {s["room_id"] for s in inside}
+        assert [int(x) for x in res.rows[0]] == [len(users), len(rooms), len(inside)]
+    # the whole promotion: fewer people than the sum of the rooms' distinct viewers
+    per_room = len({(s["room_id"], s["user_id"]) for s in want})
+    assert len({s["user_id"] for s in want}) < per_room
+
+
+def test_dwell_distribution(sessions: Sessions) -> None:
+    bounds = [10_000, 60_000, 300_000, 1_800_000]
+    room = HIT
+    mine = [s for s in sessions.want if s["room_id"] == room]
+    res = sessions.run("dwell_distribution", room=room)
+    got = {int(r[0]): (int(r[2]), int(r[3]), int(r[4]), r[5]) for r in res.rows}
+    want: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for s in mine:
+        want[sum(s["watch_ms"] >= b for b in bounds)].append(s)
+    assert set(got) == set(want) and len(got) >= 2
+    for b, ss in want.items():
+        assert got[b][:3] == (
+            len(ss),
+            len({s["user_id"] for s in ss}),
+            sum(s["watch_ms"] for s in ss),
+        )
+        assert got[b][3] == round(len(ss) / len(mine), 4)
+
+
+def test_multi_room_viewers(sessions: Sessions) -> None:
+    res = sessions.run("multi_room_viewers", min_rooms=2, limit=100_000)
+    by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in sessions.want:
+        by_user[s["user_id"]].append(s)
+    want = [
+        (u, len({s["room_id"] for s in ss}), len(ss), sum(s["watch_ms"] for s in ss))
+        for u, ss in by_user.items()
+        if len({s["room_id"] for s in ss}) >= 2
+    ]
+    want.sort(key=lambda w: (-w[1], -w[3], w[0]))
+    assert want
+    assert [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in res.rows] == want
+
+
+def test_returning_viewers(sessions: Sessions) -> None:
+    res = sessions.run("returning_viewers", limit=100_000)
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for s in sessions.want:
+        by_key[(s["room_id"], s["user_id"])].append(s)
+    want = [
+        [r, u, len(ss), ch_time(min(s["started_at"] for s in ss)),
+         ch_time(max(s["started_at"] for s in ss)),
+         sum(s["end_reason"] == "leave" for s in ss), sum(s["watch_ms"] for s in ss)]
+        for (r, u), ss in by_key.items()
+        if len(ss) >= 2
+    ]  # fmt: skip
+    want.sort(key=lambda w: (-w[2], w[0], w[1]))
+    assert want
+    got = [[r[0], r[1], int(r[2]), r[3], r[4], int(r[5]), int(r[6])] for r in res.rows]
+    assert got == want

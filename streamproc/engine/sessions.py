@@ -1,0 +1,298 @@
+"""Presence intervals of one room as ``viewer_sessions`` rows (METRICS §10).
+
+The row key is ``(room_id, user_id, started_at)``: a user's intervals in a room
+never overlap, so their starts tell them apart. An interval keeps its key while
+it grows or ends; when a late event moves its start, merges it into an earlier
+one or splits it, the intervals that no longer exist are written once more with
+``is_deleted = 1`` (``ReplacingMergeTree(version, is_deleted)`` drops them from
+``FINAL``), and the new ones get their own rows (``docs/semantics.md`` §12).
+
+The engine (``PartitionEngine``) calls this book from its presence code only
+where a user's intervals change, never for the common heartbeat that extends an
+open interval:
+
+- :meth:`SessionBook.started`: a new user's first interval (the hot path);
+- :meth:`SessionBook.changed`: ``_presence`` recomputed the user's intervals;
+- :meth:`SessionBook.closed`: the open interval timed out (a timer);
+- :meth:`SessionBook.touch`: a timer found the user still present (the open
+  row's ``watch_ms`` so far is re-written, about once per ``T`` of stream time);
+- :meth:`SessionBook.forgot`: the engine forgot the user (their intervals are
+  settled: the book forgets them at the next flush without writing).
+
+:meth:`SessionBook.emit` (from ``PartitionEngine.flush``) writes the rows of the
+users that changed since the last flush.
+
+The book records every interval as it comes into being, with its true start.
+That matters twice. The engine prunes a user's events before the horizon ``H``
+and keeps the last one as a stand-in for the interval that covers ``H``; its true
+start is the book's recorded start of that interval. And a start that existed
+at any record boundary since the last flush may have been written by a process
+that crashed before its snapshot: its replay passes the same record boundaries
+(the arrival order is a function of the logs), so every start that disappears
+is queued for a delete whether or not this process wrote it, and nothing a
+crashed run wrote outlives the interval it stood for.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from typing import Any, Final
+
+from .presence import CLOSED, User
+
+OPEN: Final = 0
+LEAVE: Final = 1
+TIMEOUT: Final = 2
+REASONS: Final = ("open", "leave", "timeout")
+"""``end_reason`` by code."""
+
+Span = tuple[int, int | None, int]
+"""``(start, end or None while open, reason code)``."""
+
+
+def spans(u: User, timeout: int) -> list[Span]:
+    """``presence.intervals`` with the reason each interval ended (same walk, §5)."""
+    out: list[Span] = []
+    start: int | None = None
+    last = 0
+    leaves = u.leaves
+    if leaves:
+        merged = sorted([(t, 0) for t in u.evs] + [(t, 1) for t in leaves])
+    else:
+        merged = [(t, 0) for t in u.evs]
+    for t, is_leave in merged:
+        if start is not None and t >= last + timeout:
+            out.append((start, last + timeout, TIMEOUT))
+            start = None
+        if is_leave:
+            if start is not None:
+                out.append((start, t + 1 if last == t else t, LEAVE))
+                start = None
+        elif start is None:
+            start = last = t
+        else:
+            last = t
+    if start is not None:
+        if u.flags & CLOSED:
+            out.append((start, last + timeout, TIMEOUT))
+        else:
+            out.append((start, None, OPEN))
+    return out
+
+
+Recorded = tuple[int, int | None, int, bool]
+"""A recorded span: ``(start, end, reason, written)``; ``written``: its row holds these values
+(an open span is written whenever its user is, its ``watch_ms`` so far grows)."""
+
+
+class SessionBook:
+    """A room's recorded intervals and what the next flush must write."""
+
+    __slots__ = ("dirty", "gone", "recorded", "stale")
+
+    def __init__(self) -> None:
+        self.recorded: dict[str, int | list[Recorded]] = {}
+        """Per user, the intervals not yet settled (or not yet written): an ``int`` is the
+        start of a single open interval (the common case, no list per viewer), else the
+        spans sorted by start."""
+        self.dirty: set[str] = set()
+        """Users whose rows the next flush writes."""
+        self.gone: list[tuple[str, int]] = []
+        """``(user, start)`` of intervals that disappeared since the last flush."""
+        self.stale: set[str] = set()
+        """Users the engine forgot: their settled spans are dropped at the next flush."""
+
+    # ------------------------------------------------------------------ hooks
+
+    def started(self, uid: str, ts: int) -> None:
+        """A user without state starts an open interval at ``ts``."""
+        rec = self.recorded.get(uid)
+        if rec is None:
+            self.recorded[uid] = ts
+        else:  # settled spans of a forgotten user, not flushed yet
+            self.recorded[uid] = [*_as_list(rec), (ts, None, OPEN, False)]
+        self.dirty.add(uid)
+
+    def changed(self, uid: str, u: User, horizon: int, timeout: int) -> None:
+        """The user's intervals were recomputed (any event that is not a plain extension)."""
+        new = spans(u, timeout)
+        if not new:
+            return  # only leaves while not present: nothing exists, nothing changed
+        old = _as_list(self.recorded.get(uid))
+        first = new[0][0]
+        old_starts = [r[0] for r in old]
+        if first < horizon and old:
+            # The engine pruned the events before the horizon: the first interval's start
+            # may be a stand-in; the interval's true start is the recorded one covering it.
+            i = bisect_right(old_starts, first) - 1
+            if i >= 0:
+                first = old_starts[i]
+                new[0] = (first, new[0][1], new[0][2])
+        i = bisect_left(old_starts, first)
+        kept, replaced = old[:i], old[i:]
+        was = {r[:3]: r[3] for r in replaced}
+        starts = {sp[0] for sp in new}
+        for r in replaced:
+            if r[0] not in starts:
+                self.gone.append((uid, r[0]))
+        merged = kept + [(*sp, was.get(sp, False)) for sp in new]
+        if merged == old:
+            return  # an event inside an interval: nothing to write
+        self.recorded[uid] = _compact(merged)
+        self.dirty.add(uid)
+
+    def closed(self, uid: str, end: int) -> None:
+        """The user's open (last) interval timed out at ``end``."""
+        rec = self.recorded.get(uid)
+        if rec is None:  # pragma: no cover - every interval is recorded when it starts
+            return
+        lst = _as_list(rec)
+        lst[-1] = (lst[-1][0], end, TIMEOUT, False)
+        self.recorded[uid] = lst
+        self.dirty.add(uid)
+
+    def touch(self, uid: str) -> None:
+        """Re-write the user's open row (its ``watch_ms`` so far grew)."""
+        self.dirty.add(uid)
+
+    def forgot(self, uid: str) -> None:
+        """The engine forgot the user: every interval of theirs is settled."""
+        self.stale.add(uid)
+
+    # ------------------------------------------------------------------ rows
+
+    def pending(self) -> bool:
+        return bool(self.dirty or self.gone or self.stale)
+
+    def emit(
+        self,
+        room_id: str,
+        users: dict[str, User | array[int]],
+        stream_time: int,
+        horizon: int,
+        timeout: int,
+        version: int,
+        now: int,
+        rows: list[tuple[Any, ...]],
+    ) -> int:
+        """Write the rows that changed, then forget spans that can no longer change; each
+        row takes the next version after ``version``; returns the last one taken.
+
+        A span is settled once it ended before the horizon: every event still accepted
+        has ``ts >= H > end``, which can neither move nor extend it.
+        """
+        recorded = self.recorded
+        append = rows.append
+        for uid, start in self.gone:
+            rec = recorded.get(uid)
+            if rec is not None and any(r[0] == start for r in _as_list(rec)):
+                continue  # the start came back (a later change): its row is upserted below
+            version += 1
+            append((room_id, uid, start, None, "open", 0, version, now, 1))
+        self.gone.clear()
+        get_user = users.get
+        for uid in self.dirty:
+            rec = recorded.get(uid)
+            if rec is None:
+                continue
+            if rec.__class__ is int:  # one open interval (the common case, inlined)
+                u = get_user(uid)
+                evs = u if u.__class__ is array else getattr(u, "evs", None)
+                if evs:
+                    last = evs[-1]
+                    upto = stream_time if stream_time > last else last + 1
+                    end = last + timeout
+                    watch = (upto if upto < end else end) - rec
+                else:  # pragma: no cover - an open interval's user is kept
+                    watch = 0
+                version += 1
+                append((room_id, uid, rec, None, "open", watch, version, now, 0))
+                continue
+            assert not isinstance(rec, int)
+            keep: list[Recorded] = []
+            for start, end, reason, written in rec:
+                if end is None:
+                    last = _last_event(get_user(uid))
+                    watch = _so_far(start, last, stream_time, timeout)
+                else:
+                    watch = end - start
+                if end is None or not written:
+                    version += 1
+                    append((room_id, uid, start, end, REASONS[reason], watch, version, now, 0))
+                if end is None or end >= horizon:
+                    keep.append((start, end, reason, True))
+            self._keep(uid, keep)
+        self.dirty.clear()
+        for uid in self.stale:
+            rec = recorded.get(uid)
+            if rec is not None and not isinstance(rec, int):
+                self._keep(uid, [r for r in rec if r[1] is None or r[1] >= horizon or not r[3]])
+        self.stale.clear()
+        return version
+
+    def _keep(self, uid: str, keep: list[Recorded]) -> None:
+        if not keep:
+            del self.recorded[uid]
+        else:
+            self.recorded[uid] = _compact(keep)
+
+    # ------------------------------------------------------------------ snapshot
+
+    def state(self) -> list[Any]:
+        """Plain lists for ``engine.snapshot`` (a restored book writes every span again,
+        so the ``written`` flags are not kept)."""
+        return [
+            [[uid, rec if isinstance(rec, int) else [list(r[:3]) for r in rec]]
+             for uid, rec in self.recorded.items()],
+            sorted(self.dirty),
+            [list(g) for g in self.gone],
+            sorted(self.stale),
+        ]  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: list[Any]) -> SessionBook:
+        """The book of a snapshot. Every recorded interval is written again at the next
+        flush: the process that took the snapshot may have written newer values of them
+        after it and crashed (the higher versions of this process win)."""
+        book = cls()
+        recorded, dirty, gone, stale = state
+        for uid, rec in recorded:
+            book.recorded[uid] = (
+                rec if isinstance(rec, int) else [(s, e, r, False) for s, e, r in rec]
+            )
+        book.dirty = set(dirty) | set(book.recorded)
+        book.gone = [(uid, start) for uid, start in gone]
+        book.stale = set(stale)
+        return book
+
+
+def _compact(lst: list[Recorded]) -> int | list[Recorded]:
+    """A single open span as its start (the common case), else the list."""
+    if len(lst) == 1 and lst[0][1] is None:
+        return lst[0][0]
+    return lst
+
+
+def _as_list(rec: int | list[Recorded] | None) -> list[Recorded]:
+    if rec is None:
+        return []
+    if isinstance(rec, int):
+        return [(rec, None, OPEN, False)]
+    return list(rec)
+
+
+def _last_event(u: User | array[int] | None) -> int | None:
+    if u is None:
+        return None
+    evs = u if isinstance(u, array) else u.evs
+    return evs[-1] if evs else None
+
+
+def _so_far(start: int, last: int | None, stream_time: int, timeout: int) -> int:
+    """``watch_ms`` of an open interval: present up to the stream time, at least through
+    the user's last event, at most to its timeout."""
+    if last is None:
+        return 0
+    upto = max(stream_time, last + 1)
+    return min(upto, last + timeout) - start
