@@ -1,6 +1,7 @@
 """Live behaviour of the worker: event-time freshness at a constant rate, and catch-up.
 
     python bench/live.py [--rate 50000] [--seconds 60] [--outage 30] [--port 39092]
+                         [--metrics-port 19464]
 
 1. **Freshness.** The simulator sends live traffic (event time = now) at ``--rate``
    events/s for ``--seconds`` into fresh topics; one worker (embedded ClickHouse,
@@ -111,6 +112,8 @@ def main() -> int:
     ap.add_argument("--outage", type=float, default=30)
     ap.add_argument("--port", type=int, default=39092)
     ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--metrics-port", type=int, default=19464,
+                    help="the worker's Prometheus port (pick a free one on a shared machine)")
     args = ap.parse_args()
 
     node_dir = REPO / "var" / "kafka" / f"node-bench-{args.port}"
@@ -121,7 +124,7 @@ def main() -> int:
     tag = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     topics = [f"live-{tag}.{k}" for k in ("viewer", "chat", "cart", "order")]
     home = Path(tempfile.mkdtemp(prefix="bench-live-"))
-    metrics_port = 19464
+    metrics_port = args.metrics_port
     env = dict(os.environ)
     env.update(
         STREAMPROC_KAFKA_BOOTSTRAP=bootstrap,
