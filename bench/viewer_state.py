@@ -32,7 +32,10 @@ T0 = 1_760_000_000_000
 TARGET_BYTES = 100
 
 
-def records(viewers: int, period_s: int, duration_s: int) -> Iterator[tuple[int, int, bytes, bytes, int]]:
+Rec = tuple[int, int, bytes, bytes, int]
+
+
+def records(viewers: int, period_s: int, duration_s: int) -> Iterator[Rec]:
     """Heartbeats in time order: viewer ``i`` at ``T0 + i * period / viewers + k * period``."""
     period = period_s * 1000
     key = ROOM.encode()
@@ -48,10 +51,10 @@ def records(viewers: int, period_s: int, duration_s: int) -> Iterator[tuple[int,
             offset += 1
 
 
-def feed(eng: PartitionEngine, recs: Iterator[tuple[int, int, bytes, bytes, int]]) -> int:
+def feed(eng: PartitionEngine, recs: Iterator[Rec]) -> int:
     """Process in batches of 10 000, flushing once per second of arrival; rows written."""
     rows = 0
-    batch: list[tuple[int, int, bytes, bytes, int]] = []
+    batch: list[Rec] = []
     next_flush = T0 + 1000
     for rec in recs:
         batch.append(rec)
