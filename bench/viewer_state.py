@@ -7,9 +7,12 @@ per second of arrival, as the worker does. Then the engine's objects are walked
 (``sys.getsizeof``, each object counted once, in the order of the table: a user id
 shared by the users dict and the sessions book is a ``uid`` byte) and printed as
 bytes per present viewer. The dedup memory is the compiled core's (its own count of
-its heap) and is shown apart, as in ``bench/engine.py``.
+its heap) and is shown apart, as in ``bench/engine.py``. With ``--base REV`` the engine
+of that git revision runs first on the same input (as ``bench/ab.py`` loads it), so a
+before/after pair comes from one run.
 
-    python bench/viewer_state.py [--viewers 1000000] [--period 30] [--duration 150]
+    python -m bench.viewer_state [--viewers 1000000] [--period 30] [--duration 150]
+                                 [--base main]   (from the repository root)
 """
 
 from __future__ import annotations
@@ -17,15 +20,14 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import tempfile
 import time
 from array import array
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from streamproc import gcpolicy
-from streamproc.engine.config import EngineConfig
-from streamproc.engine.partition import PartitionEngine
-from streamproc.engine.presence import User
 
 ROOM = "hot-room"
 T0 = 1_760_000_000_000
@@ -51,7 +53,7 @@ def records(viewers: int, period_s: int, duration_s: int) -> Iterator[Rec]:
             offset += 1
 
 
-def feed(eng: PartitionEngine, recs: Iterator[Rec]) -> int:
+def feed(eng: Any, recs: Iterator[Rec]) -> int:
     """Process in batches of 10 000, flushing once per second of arrival; rows written."""
     rows = 0
     batch: list[Rec] = []
@@ -103,7 +105,7 @@ class Walk:
                         stack.append(v)
 
 
-def breakdown(eng: PartitionEngine) -> dict[str, int]:
+def breakdown(eng: Any) -> dict[str, int]:
     w = Walk()
     for room in eng.rooms.values():
         users = room.users
@@ -137,7 +139,7 @@ def breakdown(eng: PartitionEngine) -> dict[str, int]:
     return w.parts
 
 
-def present(eng: PartitionEngine) -> int:
+def present(eng: Any) -> int:
     S = eng.stream_time
     T = eng.cfg.presence_timeout_ms
     n = 0
@@ -145,7 +147,7 @@ def present(eng: PartitionEngine) -> int:
         for u in room.users.values():
             if isinstance(u, array):
                 n += u[-1] + T > S
-            elif isinstance(u, User) and u.is_open() and u.evs[-1] + T > S:
+            elif u.is_open() and u.evs[-1] + T > S:
                 n += 1
     return n
 
@@ -155,9 +157,28 @@ def main() -> None:
     ap.add_argument("--viewers", type=int, default=1_000_000)
     ap.add_argument("--period", type=int, default=30, help="heartbeat interval, s")
     ap.add_argument("--duration", type=int, default=150, help="event time after the joins, s")
+    ap.add_argument("--base", help="also measure the engine of this git revision, first")
     args = ap.parse_args()
     gcpolicy.configure()
-    eng = PartitionEngine(EngineConfig())
+    import streamproc.engine.partition as head
+
+    if args.base is None:
+        measure("this checkout", head, args)
+        return
+    from bench.ab import load_revision
+
+    with tempfile.TemporaryDirectory(prefix="streamproc-viewer-state-") as tmp:
+        base = load_revision(args.base, Path(tmp))
+        before = measure(args.base, base, args)
+        gc.collect()
+        after = measure("this checkout", head, args)
+    print(f"{args.base}: {before:.1f} B, this checkout: {after:.1f} B per present viewer")
+
+
+def measure(name: str, mod: Any, args: argparse.Namespace) -> float:
+    """Feed one engine of ``mod`` (a ``partition`` module), print its table, return B/viewer."""
+    print(f"== {name}")
+    eng = mod.PartitionEngine(mod.EngineConfig())
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     rows = feed(eng, records(args.viewers, args.period, args.duration))
@@ -183,6 +204,7 @@ def main() -> None:
     )
     dd = eng.seen.heap_bytes()
     print(f"dedup memory (apart): {dd / 2**20:,.1f} MiB for {len(eng.seen):,} remembered ids")
+    return per
 
 
 if __name__ == "__main__":
