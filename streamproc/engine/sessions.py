@@ -222,9 +222,8 @@ class SessionBook:
             if rec is None or rec.__class__ is int:  # one open interval (the common case)
                 u = get_user(uid)
                 if rec is None:
-                    if u.__class__ is not array:
+                    if not isinstance(u, array):
                         continue  # settled and dropped
-                    assert isinstance(u, array)
                     rec = u[0]  # a plain state: the start, then the events
                     evs: array[int] | None = u
                 else:
