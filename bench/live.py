@@ -13,7 +13,9 @@
 2. **Catch-up.** The worker is stopped (SIGTERM) while traffic continues for
    ``--outage`` seconds, then started again; catch-up speed is the rate at which it
    works the backlog off, as a multiple of the production rate ("× real time"):
-   ``(backlog + produced meanwhile) / catch-up time / rate``. ``--outage 0`` skips it.
+   ``(backlog + produced meanwhile) / catch-up time / rate``; caught up is the
+   worker's ``/readyz`` with ``STREAMPROC_READY_MAX_LAG`` = one second of traffic.
+   ``--outage 0`` skips it.
 3. **One hot room** (``--hot-room``): the whole audience watches room 0, so every
    viewer event goes to one partition and one engine (issue 13's 10 M-viewer room is
    this at ~333 000 events/s); run it at rising ``--rate`` to find the highest
@@ -114,6 +116,15 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _ready(url: str) -> bool:
+    """``/readyz`` answers 200: assigned, restored, writing, and lag within the limit."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return bool(resp.status == 200)
+    except OSError:  # 503 (urllib.error.HTTPError) or not serving
+        return False
+
+
 def _secs(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f} s"
 
@@ -161,6 +172,8 @@ def main() -> int:
         STREAMPROC_HOME=str(home),
         STREAMPROC_CHDB_PATH=str(home / "chdb"),
         STREAMPROC_METRICS_PORT=str(metrics_port),
+        # /readyz turns ready within a second of traffic: the end of the catch-up
+        STREAMPROC_READY_MAX_LAG=str(int(args.rate)),
         STREAMPROC_SQL_PORT="0",
         STREAMPROC_LOG_LEVEL=os.environ.get("STREAMPROC_LOG_LEVEL", "warning"),
     )
@@ -169,6 +182,7 @@ def main() -> int:
 
     ensure_topics(st.load(env))
     url = f"http://127.0.0.1:{metrics_port}/metrics"
+    ready_url = f"http://127.0.0.1:{metrics_port}/readyz"
     log = open(home / "worker.log", "ab")  # noqa: SIM115
 
     def start_worker() -> subprocess.Popen[bytes]:
@@ -290,17 +304,23 @@ def main() -> int:
             first: tuple[float, float] | None = None  # (time, events) at the first applied events
             while True:
                 time.sleep(0.5)
+                if time.monotonic() - t_restart > 600:
+                    raise RuntimeError("no catch-up within 10 minutes")
+                if first is not None:
+                    # Caught up = within a second of traffic (STREAMPROC_READY_MAX_LAG above).
+                    # /readyz, not /metrics: a scrape renders every room's series, and one
+                    # every 0.5 s took a tenth of the worker's CPU while it caught up.
+                    if _ready(ready_url):
+                        break
+                    continue
                 try:
                     m = _metrics(url)
                 except OSError:  # not serving yet
                     continue
-                if first is None and _events(m) > 0:
+                if _events(m) > 0:
                     first = (time.monotonic(), _events(m))
-                if _events(m) > 0 and _lag(m) < args.rate * 1.0:  # within a second of traffic
-                    break
-                if time.monotonic() - t_restart > 600:
-                    raise RuntimeError("no catch-up within 10 minutes")
             t_end = time.monotonic()
+            m = _metrics(url)
             t_caught = t_end - t_restart
             backlog_events = backlog_sent - sent_stop  # produced while it was down
             rate_now = produced_rate or args.rate
