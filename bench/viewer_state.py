@@ -101,11 +101,15 @@ class Walk:
                 stack.extend(o.values())
             elif isinstance(o, (list, tuple, set, frozenset)):
                 stack.extend(o)
-            elif hasattr(o, "__slots__") and not isinstance(o, (str, bytes, int, array)):
+            elif isinstance(o, (str, bytes, int, float, array)) or callable(o):
+                continue
+            elif hasattr(o, "__slots__"):
                 for a in o.__slots__:
                     v = getattr(o, a, None)
                     if v is not None:
                         stack.append(v)
+            elif hasattr(o, "__dict__"):
+                stack.append(vars(o))
 
 
 def breakdown(eng: Any) -> dict[str, int]:
@@ -145,6 +149,7 @@ def breakdown(eng: Any) -> dict[str, int]:
         w.deep("departed/buyers/carters", [room.departed, room.buyers_ever, room.carters_ever])
         w.deep("room, SKUs", room)
     w.deep("engine timer heap, key index", [eng._timers, eng._room_by_key])
+    w.deep("engine: other (kept records, counters)", eng)
     return w.parts
 
 
