@@ -258,6 +258,18 @@ def test_a_few_refunds_of_a_small_room_are_not_a_surge() -> None:
         assert fired(run(series("r", ws)), "refund_surge") == [], seed
 
 
+def test_refunds_of_a_big_sale_early_in_a_session_are_not_a_surge() -> None:
+    # the demo's room: a sale of 1 200 orders two minutes in, then its refunds (3 %
+    # of them) trickle in; counting the sale's orders in the refund ratio before their
+    # refunds could come made the ratio 0.07 % and those refunds a "surge"
+    ws = steady(1, 40, 1000)
+    for i in (16, 17):
+        ws[i]["orders"] = ws[i]["unique_buyers"] = 600
+    for i, n in zip(range(19, 30), (2, 3, 5, 4, 3, 4, 5, 3, 4, 3, 4), strict=True):
+        ws[i]["refunds"] = n
+    assert fired(run(series("r", ws)), "refund_surge") == []
+
+
 def test_a_small_ring_in_a_small_room_is_found() -> None:
     # 150 viewers, 0.6 orders a window; two accounts place 6 orders a window between them:
     # 4 repeat orders a window, under the old one-window floor of 6, for a minute

@@ -120,6 +120,10 @@ class DetectorConfig:
     """``ln(100 x 1000)``: an excursion reaches ``h`` with chance ``e^-h`` (at most 100 an hour)."""
     refund_prior: float = 0.05
     refund_prior_orders: float = 20.0
+    refund_lag_windows: int = 30
+    """Orders count towards the refund ratio once this old (5 minutes: most refunds of a live
+    sale come within minutes), so a big sale early in a session does not dilute the ratio
+    before its refunds arrive."""
     conc_floor: int = 5
     """Excess orders (orders - buyers) since the CUSUM left 0."""
     conc_ratio: float = 8.0
@@ -243,6 +247,7 @@ class _Room:
         "hist",
         "next_ws",
         "ord_n",
+        "ord_q",
         "pending",
         "quiet",
         "ref_n",
@@ -261,6 +266,10 @@ class _Room:
         """``[watch seconds, carts, orders, buyers]`` of the last windows (oldest first)."""
         self.ref_n = 0
         self.ord_n = 0
+        """Refunds so far, and paid orders of the windows behind ``ord_q`` (old enough that
+        their refunds have had time to come)."""
+        self.ord_q: list[int] = []
+        """Paid orders of the last ``refund_lag_windows`` windows (oldest first)."""
         self.refund = [0.0] * 4
         """CUSUM of the refund surge; refunds seen, expected and windows since it left 0."""
         self.ring = [0.0] * 4
@@ -293,6 +302,7 @@ class _Room:
             self.firing,
             sorted([ws, list(f)] for ws, f in self.pending.items()),
             self.ring,
+            self.ord_q,
         ]
 
     @classmethod
@@ -307,6 +317,7 @@ class _Room:
         if version >= 2:
             r.refund = [float(x) for x in refund]
             r.ring = [float(x) for x in s[14]]
+            r.ord_q = s[15]
         # version 1 held the previous window's refunds (a two-window test): the CUSUMs start at 0
         r.drop = s[11]
         r.firing = s[12]
@@ -631,7 +642,9 @@ class RoomWatch:
                 rs[:] = [0.0] * 4
         if "refund_surge" not in firing:
             r.ref_n += refunds
-            r.ord_n += orders
+            r.ord_q.append(orders)
+            if len(r.ord_q) > cfg.refund_lag_windows:
+                r.ord_n += r.ord_q.pop(0)
 
         # ---- order concentration: few buyers, many orders (刷单)
         excess = orders - buyers
