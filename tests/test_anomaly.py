@@ -202,6 +202,22 @@ def test_conversion_collapse_when_carts_and_orders_fall_with_the_audience_there(
     assert fired(alerts, "sales_stall") == []
 
 
+def test_the_silent_last_window_of_a_broadcast_is_not_a_conversion_collapse() -> None:
+    # a 520-viewer room sells a little less for a few windows, then the broadcast ends: its
+    # last window has no chat, cart or order while most viewers are still there; the
+    # quiet windows before it had their chats, so the CUSUM's "still talking" held
+    rnd = random.Random(7)
+    ws = steady(1, 60, 520, chat=0.05, cart=0.02, order=0.005)
+    for _ in range(4):
+        w = normal(rnd, 520, chat=0.05, cart=0.008, order=0.002)
+        ws.append(w)
+    ws.append({"concurrent_viewers": 475, "unique_viewers": 524})
+    ws += [{"concurrent_viewers": v} for v in (380, 300, 150, 20)]
+    alerts = run(series("r", ws))
+    assert fired(alerts, "conversion_collapse") == []
+    assert len(fired(alerts, "broadcast_end")) == 1
+
+
 def test_conversion_collapse_is_paged_within_two_windows_in_a_room_selling_three_orders() -> None:
     # 330 viewers: 3.3 orders and 13 carts a window. Buyers alone need about 8 windows to
     # tell a collapse from a quiet spell; the carts falling with them are the evidence.

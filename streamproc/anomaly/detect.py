@@ -606,6 +606,8 @@ class RoomWatch:
                     cs[0] >= cfg.conv_h
                     and cs[1] < cfg.cart_hold * cs[2]
                     and cs[3] >= cfg.chat_hold * cs[4]
+                    # and still now: a silent window is a broadcast's end before its viewers go
+                    and chats >= cfg.chat_hold * exp_chats
                 ):
                     conv = buyers / uv if uv else 0.0
                     base = exp_buyers / uv if uv else 0.0
