@@ -635,20 +635,15 @@ class RoomWatch:
             else:
                 ep[5] = 0
         elif warm:
-            seen = rs[1]
             _surge(rs, refunds, mu, cfg.refund_ratio)
-            if rs[0] == 0.0:
-                # the refunds under test teach the ratio only once they proved normal
-                r.ref_n += int(seen) + refunds
-            elif rs[0] >= cfg.refund_h and rs[1] >= cfg.refund_floor:
+            if rs[0] >= cfg.refund_h and rs[1] >= cfg.refund_floor:
                 self._fire(
                     rid, r, "refund_surge", ws, rs[1], rs[2], round(rs[0], 2),
                     f"{rs[1]:.0f} refunds in {rs[3]:.0f} windows (expected {rs[2]:.1f})", out,
                 )  # fmt: skip
                 rs[:] = [0.0] * 4
-        else:
-            r.ref_n += refunds
         if "refund_surge" not in firing:
+            r.ref_n += refunds
             r.ord_q.append(orders)
             if len(r.ord_q) > cfg.refund_lag_windows:
                 r.ord_n += r.ord_q.pop(0)
