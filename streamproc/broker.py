@@ -223,7 +223,7 @@ async def ensure_topics_async(
     :class:`TopicMismatchError`, because keys would hash to different partitions than the
     pipeline expects. Returns once every partition of every topic has a leader, so a
     producer started right after does not race the metadata propagation.
-    ``client_config``: TLS/SASL keywords (:func:`streamproc.kafka_client.client_config`).
+    ``client_config``: TLS/SASL keywords (:func:`streamproc.kafka.security.client_config`).
     """
     if partitions <= 0:
         raise ValueError(f"partitions must be positive, got {partitions}")

@@ -28,9 +28,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamproc.derived import FIGURES, figures_of
-from streamproc.produce import produce
 from streamproc.rows import MONEY_COLUMNS, TIME_COLUMNS
 from streamproc.simulate import SimRecord
+from streamproc.tools.produce import produce
 from tests.reference import Record
 
 REPO = Path(__file__).resolve().parent.parent

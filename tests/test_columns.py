@@ -26,10 +26,10 @@ from streamproc.engine.room import TotalsValues
 from streamproc.engine.sku import SkuRowValues, SkuTotalsValues
 from streamproc.engine.window import RowValues
 from streamproc.kafka.outputs import KafkaOutputs
-from streamproc.replay import row_json
 from streamproc.rows import TABLE_ORDER, TABLES, OutputBatch
 from streamproc.sink.arrow import SCHEMA
 from streamproc.sink.ddl import Token, load_statements, schema_files, tokenize
+from streamproc.tools.replay import row_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -40,8 +40,8 @@ from typing import Any
 
 import orjson
 
-from .engine.config import DEFAULT_TOPICS
-from .simulate import DEFAULT_START_TS, SimRecord
+from streamproc.engine.config import DEFAULT_TOPICS
+from streamproc.simulate.config import DEFAULT_START_TS, SimRecord
 
 ANOMALY_KINDS: tuple[str, ...] = (
     "audience_collapse",
@@ -533,7 +533,7 @@ def truth_path(events: Path) -> Path:
 
 def write_jsonl(sc: Scenario, path: Path) -> int:
     """A replay file of the scenario (``docs/replay.md``) and its ground truth next to it."""
-    from .simulate import write_jsonl as write_records
+    from streamproc.simulate.files import write_jsonl as write_records
 
     n = write_records(path, generate(sc))
     write_truth(sc, truth_path(path))
