@@ -2,7 +2,7 @@
 
 The DDL files stay hand-written SQL users apply, so they are *checked* here, column by
 column (name and type in order, the ``ALIAS`` columns against ``streamproc.derived``,
-``ORDER BY`` against the declared key), without a database; ``tests/test_ddl.py`` also
+``ORDER BY`` against the declared key), without a database; ``tests/sink/test_ddl.py`` also
 applies them to chDB and compares ``DESCRIBE``.
 """
 

@@ -31,7 +31,7 @@ from tests.reference import (
 
 T0 = 1_700_000_000_000  # divisible by 10_000
 RUNNER: Callable[[list[Record], RefConfig], dict[str, Any]] = compute
-"""What ``Feed.run`` calls: the reference here; tests/test_engine_rules.py swaps in the
+"""What ``Feed.run`` calls: the reference here; tests/engine/test_rules.py swaps in the
 engine and runs every scenario of this file again."""
 CFG = RefConfig()
 TOPIC = dict(zip(KINDS, CFG.topics, strict=True))

@@ -31,7 +31,7 @@ from tests.reference import RefConfig, compute
 
 pytestmark = pytest.mark.kafka
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 USER, PASSWORD = "streamproc-worker", "s3cret-for-tests"
 KEYSTORE_PASSWORD = "keystore-pw"
 
