@@ -39,7 +39,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from typing import Any
 
-from .presence import OPEN, REASONS, TIMEOUT, Span, User
+from .presence import OPEN, REASONS, TIMEOUT, VIEWER, Span, User
 
 Recorded = tuple[int, int | None, int, bool]
 """A recorded span: ``(start, end, reason, written)``; ``written``: its row holds these values
@@ -54,8 +54,9 @@ class SessionBook:
     def __init__(self) -> None:
         self.recorded: dict[str, int | list[Recorded]] = {}
         """Per user, the intervals not yet settled (or not yet written): an ``int`` is the
-        start of a single open interval (the common case, no list per viewer), else the
-        spans sorted by start."""
+        start of a single open interval, else the spans sorted by start. A user in the
+        plain state (``presence.new_plain``, the common case) has no entry here: the first
+        element of their plain array is that start."""
         self.dirty: set[str] = set()
         """Users whose rows the next flush writes."""
         self.gone: list[tuple[str, int]] = []
@@ -120,6 +121,26 @@ class SessionBook:
         """The engine forgot the user: every interval of theirs is settled."""
         self.stale.add(uid)
 
+    # ------------------------------------------------------------------ the plain state
+
+    def unplain(self, uid: str, plain: array[int]) -> User:
+        """The :class:`User` of a plain state; its start goes back into the book."""
+        assert uid not in self.recorded, "a plain user's start lives in its array"
+        self.recorded[uid] = plain[0]
+        del plain[0]
+        return User(plain, None, VIEWER)
+
+    def plain(self, uid: str, evs: array[int]) -> array[int] | None:
+        """The plain state of a user that qualifies but for the book (``evs`` become it),
+        or None when the user's recorded spans are more than one open interval."""
+        rec = self.recorded.get(uid)
+        if rec.__class__ is not int:
+            return None
+        assert isinstance(rec, int)
+        del self.recorded[uid]
+        evs.insert(0, rec)
+        return evs
+
     # ------------------------------------------------------------------ rows
 
     def pending(self) -> bool:
@@ -144,26 +165,34 @@ class SessionBook:
         """
         recorded = self.recorded
         append = rows.append
+        get_user = users.get
         for uid, start in self.gone:
             rec = recorded.get(uid)
             if rec is not None and any(r[0] == start for r in _as_list(rec)):
                 continue  # the start came back (a later change): its row is upserted below
+            if rec is None:
+                u = get_user(uid)
+                if isinstance(u, array) and u[0] == start:
+                    continue  # came back as a plain state's start
             version += 1
             append((room_id, uid, start, None, "open", 0, version, now, 1))
         self.gone.clear()
-        get_user = users.get
         for uid in self.dirty:
             rec = recorded.get(uid)
-            if rec is None:
-                continue
-            if rec.__class__ is int:  # one open interval (the common case, inlined)
+            if rec is None or rec.__class__ is int:  # one open interval (the common case)
                 u = get_user(uid)
-                evs = u if u.__class__ is array else getattr(u, "evs", None)
+                if rec is None:
+                    if not isinstance(u, array):
+                        continue  # settled and dropped
+                    rec = u[0]  # a plain state: the start, then the events
+                    evs: array[int] | None = u
+                else:
+                    evs = getattr(u, "evs", None)
                 if evs:
-                    last = evs[-1]
-                    upto = stream_time if stream_time > last else last + 1
-                    end = last + timeout
-                    watch = (upto if upto < end else end) - rec
+                    last_ts = evs[-1]
+                    upto = stream_time if stream_time > last_ts else last_ts + 1
+                    timeout_at = last_ts + timeout
+                    watch = (upto if upto < timeout_at else timeout_at) - rec
                 else:  # pragma: no cover - an open interval's user is kept
                     watch = 0
                 version += 1
@@ -199,22 +228,28 @@ class SessionBook:
 
     # ------------------------------------------------------------------ snapshot
 
-    def state(self) -> list[Any]:
+    def state(self, users: dict[str, User | array[int]]) -> list[Any]:
         """Plain lists for ``engine.snapshot`` (a restored book writes every span again,
-        so the ``written`` flags are not kept)."""
+        so the ``written`` flags are not kept); ``users``: the room's, whose plain states
+        hold their starts (saved here, as a recorded ``int``)."""
+        plain = [[uid, u[0]] for uid, u in users.items() if u.__class__ is array]
         return [
             [[uid, rec if isinstance(rec, int) else [list(r[:3]) for r in rec]]
-             for uid, rec in self.recorded.items()],
+             for uid, rec in self.recorded.items()] + plain,
             sorted(self.dirty),
             [list(g) for g in self.gone],
             sorted(self.stale),
         ]  # fmt: skip
 
     @classmethod
-    def from_state(cls, state: list[Any]) -> SessionBook:
+    def from_state(cls, state: list[Any], users: dict[str, User | array[int]]) -> SessionBook:
         """The book of a snapshot. Every recorded interval is written again at the next
         flush: the process that took the snapshot may have written newer values of them
-        after it and crashed (the higher versions of this process win)."""
+        after it and crashed (the higher versions of this process win).
+
+        ``users``: the room's, restored with each plain state as its events only; each
+        takes its start from the book (or becomes a :class:`User` when its spans are more
+        than one open interval)."""
         book = cls()
         recorded, dirty, gone, stale = state
         for uid, rec in recorded:
@@ -224,6 +259,11 @@ class SessionBook:
         book.dirty = set(dirty) | set(book.recorded)
         book.gone = [(uid, start) for uid, start in gone]
         book.stale = set(stale)
+        for uid, u in [(uid, u) for uid, u in users.items() if u.__class__ is array]:
+            assert isinstance(u, array)
+            plain = book.plain(uid, u)
+            if plain is None:
+                users[uid] = User(u, None, VIEWER)
         return book
 
 

@@ -135,9 +135,10 @@ def _users_state(users: dict[str, User | array[int]]) -> list[Any]:
     times = array("q")
     rich: list[Any] = []
     for i, u in enumerate(users.values()):
-        if isinstance(u, array):  # the plain state
-            counts.append(len(u))
+        if isinstance(u, array):  # the plain state: its start is saved with the sessions book
+            counts.append(len(u) - 1)
             times.extend(u)
+            del times[-len(u)]
         else:
             counts.append(len(u.evs))
             times.extend(u.evs)
@@ -177,7 +178,7 @@ def room_state(r: Room) -> list[Any]:
         r.totals_dirty,
         r.totals_emitted,
         None if r.skus is None else r.skus.state(),
-        r.sessions.state(),
+        r.sessions.state(r.users),
     ]
 
 
@@ -360,5 +361,5 @@ def restore_room(rs: list[Any]) -> Room:
     room.totals_dirty = totals_dirty
     room.totals_emitted = None if emitted_t is None else tuple(emitted_t)
     room.skus = None if skus is None else SkuBook.from_state(skus)
-    room.sessions = SessionBook.from_state(sessions)
+    room.sessions = SessionBook.from_state(sessions, room.users)
     return room
