@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.engine import present_viewers
 from streamproc import gcpolicy
 
 ROOM = "hot-room"
@@ -139,19 +140,6 @@ def breakdown(eng: Any) -> dict[str, int]:
     return w.parts
 
 
-def present(eng: Any) -> int:
-    S = eng.stream_time
-    T = eng.cfg.presence_timeout_ms
-    n = 0
-    for room in eng.rooms.values():
-        for u in room.users.values():
-            if isinstance(u, array):
-                n += u[-1] + T > S
-            elif u.is_open() and u.evs[-1] + T > S:
-                n += 1
-    return n
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--viewers", type=int, default=1_000_000)
@@ -185,7 +173,7 @@ def measure(name: str, mod: Any, args: argparse.Namespace) -> float:
     cpu = time.process_time() - cpu0
     n = sum(eng.counters.events)
     gc.collect()
-    viewers = present(eng)
+    viewers = present_viewers([eng])
     print(
         f"input: {n:,} heartbeats of {args.viewers:,} viewers in one room "
         f"({args.period} s apart, {args.duration} s); {rows:,} rows written; "
