@@ -19,6 +19,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from streamproc import broker
 from streamproc.kafka.partitioner import murmur2, murmur2_partition, to_positive
+from tests.reference import MURMUR2_VECTORS
 
 if TYPE_CHECKING:
     from tests.kafka_fixture import KafkaNode
@@ -78,16 +79,7 @@ async def consume_all(
 
 
 def test_murmur2_matches_kafka_reference_vectors() -> None:
-    # Expected values from Kafka's own UtilsTest.testMurmur2 (kafka-clients).
-    cases = {
-        b"21": -973932308,
-        b"foobar": -790332482,
-        b"a-little-bit-long-string": -985981536,
-        b"a-little-bit-longer-string": -1486304829,
-        b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
-        b"abc": 479470107,
-    }
-    for key, expected in cases.items():
+    for key, expected in MURMUR2_VECTORS.items():
         assert murmur2(key) == expected, key
 
 

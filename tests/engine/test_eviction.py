@@ -18,19 +18,10 @@ from hypothesis import strategies as st
 
 from streamproc.engine import snapshot as snap
 from streamproc.engine.partition import PartitionEngine
-from tests.engine_harness import Driver, comparable, engine_compute, engine_config
+from tests.engine_harness import TABLES, Driver, comparable, engine_compute, engine_config
 from tests.reference import Record, RefConfig, compute
 from tests.streams import BASE, room_lives
 
-TABLES = (
-    "counters",
-    "dead_letters",
-    "late_events",
-    "room_metrics",
-    "room_totals",
-    "sku_metrics",
-    "sku_totals",
-)
 CFG = RefConfig(
     window_ms=1000,
     out_of_order_ms=0,

@@ -24,7 +24,7 @@ from streamproc.engine.snapshot import (
     take_seen_segment,
 )
 
-DATA = Path(__file__).parent / "data" / "python_engine"
+DATA = Path(__file__).parent.parent / "data" / "python_engine"
 T0 = 1_700_000_000_000
 D = EngineConfig().dedup_ms
 

@@ -1,0 +1,1 @@
+"""Tests of streamproc.engine: rules, properties against the reference, fuzzing, snapshots."""
