@@ -244,7 +244,7 @@ def test_exporter_counts_an_evicted_rooms_gmv_once_and_shows_no_viewers() -> Non
     counted once; the kept records have their gauge."""
     from streamproc.engine.stats import engine_stats, standing_rows
     from streamproc.prometheus import PipelineMetrics
-    from tests.test_metrics import one
+    from tests.prometheus.test_metrics import one
 
     s = Stream()
     end = BASE
@@ -297,7 +297,7 @@ def test_the_exporter_forgets_rooms_with_the_engine_and_counts_every_session() -
     nothing until they passed the old session's."""
     from streamproc.engine.stats import engine_stats, standing_rows
     from streamproc.prometheus import PipelineMetrics
-    from tests.test_metrics import one
+    from tests.prometheus.test_metrics import one
 
     s = Stream()
     m = PipelineMetrics(worker_id="w", top_k=10)
