@@ -15,28 +15,35 @@ read too (:func:`_load_seen`).
 from __future__ import annotations
 
 import heapq
+import time
 import zlib
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
+from itertools import accumulate
 from typing import Any
 
 import msgspec
 from streamproc_core import DedupMemory
 
+from .. import gcpolicy
 from ..anomaly.detect import RoomWatch
 from .config import EngineConfig
 from .partition import TIMER_GRAIN, Counters, PartitionEngine, wall_ms
 from .presence import User
 from .retire import Retirement
 from .room import Room
-from .sessions import SessionBook
+from .sessions import SessionBook, recorded_columns
 from .sku import SkuBook
 from .window import Window
 
-MAGIC = b"SPSNAP5\n"
+MAGIC = b"SPSNAP6\n"
 """Format marker; bump it when the layout changes. 5: each room's ``SessionBook``
-(``viewer_sessions``) and the evicted rooms' kept records (``engine.retire``)."""
+(``viewer_sessions``) and the evicted rooms' kept records (``engine.retire``). 6: the book
+as columns, not a list per user (``SessionBook.state``); format 5 is still read
+(:func:`_room_from_format5`)."""
+_BOOK_BY_USER = b"SPSNAP5\n"
+"""Format 5: the ``viewer_sessions`` book as a list per user."""
 SEEN_MAGIC = b"SPSEEN2\n"
 """Marks a dedup memory of fingerprints (``streamproc_core.DedupMemory.encode``: 24 bytes an
 id), zlib-compressed after it. Without it, a dedup blob is the earlier layout: MessagePack
@@ -127,39 +134,42 @@ def _users_state(users: dict[str, User | array[int]]) -> list[Any]:
     """Users as a few flat buffers, not a list per user: a room may hold millions.
 
     ``[uids, event counts (uint32 bytes), all event times (int64 bytes), rich users]``
-    where rich users are ``[index, leaves or None, flags]`` for the users that are not
-    in the plain state.
+    where rich users are ``[index, leaves or None, flags]`` for the users that are not in
+    the plain state.
     """
-    uids = list(users)
-    counts = array("I")
-    times = array("q")
-    rich: list[Any] = []
-    for i, u in enumerate(users.values()):
-        if isinstance(u, array):  # the plain state
-            counts.append(len(u))
-            times.extend(u)
-        else:
-            counts.append(len(u.evs))
-            times.extend(u.evs)
-            rich.append([i, None if u.leaves is None else u.leaves.tolist(), u.flags])
-    return [uids, counts.tobytes(), times.tobytes(), rich]
+    values = list(users.values())
+    evs = [u if isinstance(u, array) else u.evs for u in values]
+    rich = [
+        [i, None if u.leaves is None else u.leaves.tolist(), u.flags]
+        for i, u in enumerate(values)
+        if not isinstance(u, array)
+    ]
+    return [list(users), array("I", map(len, evs)).tobytes(), b"".join(evs), rich]
 
 
 def _restore_users(state: list[Any]) -> dict[str, User | array[int]]:
-    uids, counts_b, times_b, rich = state
+    """Every user's array sliced out of one buffer by C-level iteration (no Python loop
+    per user: restoring a million viewers is bound by creating their objects)."""
+    names, counts_b, times_b, rich = state
     counts = array("I")
     counts.frombytes(counts_b)
     times = array("q")
     times.frombytes(times_b)
-    users: dict[str, User | array[int]] = {}
-    pos = 0
-    for uid, n in zip(uids, counts, strict=True):
-        users[uid] = times[pos : pos + n]
-        pos += n
+    n = len(counts)
+    ends = list(accumulate(counts))
+    if (ends[-1] if ends else 0) != len(times):
+        raise ValueError("users: event counts do not match the event times")
+    starts = [0, *ends[:-1]] if ends else []
+    users: dict[str, User | array[int]] = dict(
+        zip(names, map(times.__getitem__, map(slice, starts, ends)), strict=True)
+    )
     for i, leaves, flags in rich:
-        uid = uids[i]
+        if not 0 <= i < n:
+            raise ValueError(f"users: no user at position {i}")
+        uid = names[i]
         evs = users[uid]
-        assert isinstance(evs, array)
+        if not isinstance(evs, array):
+            raise ValueError(f"users: user at position {i} given twice")
         users[uid] = User(evs, None if leaves is None else array("q", leaves), flags)
     return users
 
@@ -179,6 +189,15 @@ def room_state(r: Room) -> list[Any]:
         None if r.skus is None else r.skus.state(),
         r.sessions.state(),
     ]
+
+
+def _room_from_format5(rs: list[Any]) -> list[Any]:
+    """A room of format 5 (the ``viewer_sessions`` book as a list per user) in the layout of
+    :func:`room_state`, so one reader restores both."""
+    *rest, book = rs
+    recorded, dirty, gone, stale = book
+    columns = recorded_columns([u for u, _ in recorded], [r for _, r in recorded])
+    return [*rest, [*columns, dirty, gone, stale]]
 
 
 def _seen_state(seen: DedupMemory) -> bytes:
@@ -250,18 +269,38 @@ def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
     return MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
 
 
+class Split:
+    """Seconds of each phase of :func:`restore` (``bench/restore.py`` prints them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        """The time since the previous lap goes to ``phase``."""
+        t = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + t - self._t
+        self._t = t
+
+
+def _no_lap(phase: str) -> None:
+    pass
+
+
 def restore(
     blob: bytes,
     *,
     version_floor: int = 0,
     clock: Callable[[], int] = wall_ms,
     seen_segments: Iterable[bytes] = (),
+    split: Split | None = None,
 ) -> PartitionEngine:
     """An engine that continues exactly where the snapshot was taken.
 
     ``version_floor``: row versions continue above both it and the snapshot's, so
     writes after a restart win over any written before it. ``seen_segments``: the dedup
-    memory of a snapshot taken ``with_seen=False``, oldest segment first.
+    memory of a snapshot taken ``with_seen=False``, oldest segment first. ``split``
+    collects the seconds per phase.
     """
     if blob.startswith(_BEFORE_SESSIONS):
         raise SnapshotError(
@@ -270,7 +309,7 @@ def restore(
             "STREAMPROC_SNAPSHOT_TOPIC, which reprocesses the topics from their earliest offsets"
         )
     head = blob[: len(MAGIC)]
-    if head != MAGIC:
+    if head not in (MAGIC, _BOOK_BY_USER):
         if head.startswith(b"SPSNAP"):
             raise SnapshotError(
                 f"snapshot format {head[6:].strip().decode('ascii', 'replace')!r} is not one "
@@ -279,13 +318,56 @@ def restore(
                 "offsets (docs/runtime.md)"
             )
         raise SnapshotError("not a streamproc snapshot")
-    try:
-        state = msgspec.msgpack.decode(zlib.decompress(blob[len(MAGIC) :]))
-    except (zlib.error, msgspec.DecodeError) as exc:
-        raise SnapshotError(f"corrupt snapshot: {exc}") from None
+    # Restoring creates a few objects per viewer and frees none: a collection every
+    # ``THRESHOLDS[0]`` of them would only walk the growing state again and again.
+    lap = _no_lap if split is None else split.lap
+    with gcpolicy.paused():
+        try:
+            state = msgspec.msgpack.decode(zlib.decompress(blob[len(MAGIC) :]))
+        except (zlib.error, msgspec.DecodeError) as exc:
+            raise SnapshotError(f"corrupt snapshot: {exc}") from None
+        lap("decode")
+        try:
+            return _restore_state(
+                state, head == _BOOK_BY_USER, version_floor, clock, list(seen_segments), lap
+            )
+        except _CORRUPT as exc:
+            # the bytes decoded but do not hold what a snapshot holds (a topic is untrusted)
+            raise SnapshotError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from None
+
+
+_CORRUPT = (
+    TypeError,
+    ValueError,
+    IndexError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    zlib.error,
+    msgspec.DecodeError,
+)
+"""What interpreting decoded bytes of the wrong shape raises."""
+
+
+def _restore_state(
+    state: list[Any],
+    format5: bool,
+    version_floor: int,
+    clock: Callable[[], int],
+    seen_segments: list[bytes],
+    lap: Callable[[str], None],
+) -> PartitionEngine:
     cfg_d, scalars, next_offsets, maxts, last_arrival, seen, rooms, counters = state[:8]
     watch = state[8] if len(state) > 8 else None  # the anomaly detectors' own snapshot
     retired = state[9] if len(state) > 9 else None  # format 4: no room was evicted
+    if format5:
+        rooms = [_room_from_format5(rs) for rs in rooms]
+        if retired is not None:
+            retired = [
+                [[rid, last, _format5_record(blob)] for rid, last, blob in retired[0]],
+                *retired[1:],
+            ]
+        lap("format 5 layout")
     cfg_d["topics"] = tuple(cfg_d["topics"])
     eng = PartitionEngine(EngineConfig(**cfg_d), clock=clock)
     for a, v in zip(_ENGINE_SCALARS, scalars, strict=True):
@@ -294,12 +376,13 @@ def restore(
     eng.next_offsets = next_offsets
     eng.maxts = maxts
     eng.last_arrival = last_arrival
-    parts = [seen] if seen is not None else list(seen_segments)
+    parts = [seen] if seen is not None else seen_segments
     for part in parts:
         _load_seen(eng.seen, part)
     eng.seen.prune(eng.stream_time)  # ids forgotten since (S >= ts + D)
+    lap("dedup memory")
     for rs in rooms:
-        room = restore_room(rs)
+        room = restore_room(rs, lap)
         eng.rooms[room.room_id] = room
         eng._room_by_key[room.room_id.encode("utf-8")] = room
         for b in room.timers:
@@ -317,10 +400,17 @@ def restore(
         eng.retired = Retirement.from_state(
             retired, eng.cfg.room_rest_ms + eng.cfg.room_retention_ms
         )
+    lap("rooms, other")
     return eng
 
 
-def restore_room(rs: list[Any]) -> Room:
+def _format5_record(blob: bytes) -> bytes:
+    """An evicted room's kept record of format 5, in today's layout."""
+    room = _room_from_format5(msgspec.msgpack.decode(zlib.decompress(blob)))
+    return zlib.compress(msgspec.msgpack.encode(room), 1)
+
+
+def restore_room(rs: list[Any], lap: Callable[[str], None] = _no_lap) -> Room:
     (
         rid,
         ints,
@@ -338,7 +428,9 @@ def restore_room(rs: list[Any]) -> Room:
     room = Room(rid)
     for a, v in zip(_ROOM_INTS, ints, strict=True):
         setattr(room, a, v)
+    lap("rooms, other")
     room.users = _restore_users(users)
+    lap("users")
     for ws in windows:
         w_ints, changes, chatters, carters, buyers_w, emitted, final, exists = ws
         w = Window(w_ints[0])
@@ -353,6 +445,7 @@ def restore_room(rs: list[Any]) -> Room:
         w.final = final
         w.exists = exists
         room.windows[w.start] = w
+    lap("windows")
     room.timers = {b: uids for b, uids in timers}
     room.departed = set(departed)
     room.buyers_ever = set(buyers)
@@ -360,5 +453,7 @@ def restore_room(rs: list[Any]) -> Room:
     room.totals_dirty = totals_dirty
     room.totals_emitted = None if emitted_t is None else tuple(emitted_t)
     room.skus = None if skus is None else SkuBook.from_state(skus)
+    lap("rooms, other")
     room.sessions = SessionBook.from_state(sessions)
+    lap("viewer_sessions book")
     return room
