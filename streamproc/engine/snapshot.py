@@ -324,7 +324,7 @@ def restore(
     with gcpolicy.paused():
         try:
             state = msgspec.msgpack.decode(zlib.decompress(blob[len(MAGIC) :]))
-        except (zlib.error, msgspec.DecodeError) as exc:
+        except (zlib.error, msgspec.DecodeError, UnicodeDecodeError) as exc:  # a str's bytes
             raise SnapshotError(f"corrupt snapshot: {exc}") from None
         lap("decode")
         try:
