@@ -15,6 +15,7 @@ read too (:func:`_load_seen`).
 from __future__ import annotations
 
 import heapq
+import struct
 import time
 import zlib
 from array import array
@@ -44,9 +45,15 @@ as columns, not a list per user (``SessionBook.state``); format 5 is still read
 (:func:`_room_from_format5`)."""
 _BOOK_BY_USER = b"SPSNAP5\n"
 """Format 5: the ``viewer_sessions`` book as a list per user."""
-SEEN_MAGIC = b"SPSEEN2\n"
-"""Marks a dedup memory of fingerprints (``streamproc_core.DedupMemory.encode``: 24 bytes an
-id), zlib-compressed after it. Without it, a dedup blob is the earlier layout: MessagePack
+SEEN_MAGIC = b"SPSEEN3\n"
+"""Marks a dedup memory of fingerprints as columns (``streamproc_core.DedupMemory.encode``):
+after it the number of entries ``n`` (u64 LE), the ``n`` fingerprints (16 bytes each, as
+they are: random bytes do not compress), then the ``n`` times (i64 LE), zlib-compressed.
+Older dedup blobs load too (:func:`_load_seen`)."""
+_SEEN_INTERLEAVED = b"SPSEEN2\n"
+"""The layout before: 24-byte entries (fingerprint, ts), zlib-compressed as a whole (which
+spent most of a snapshot's time compressing fingerprints, and as much decompressing them).
+Without either marker, a dedup blob is the layout before fingerprints: MessagePack
 ``[ids, int64 ts buffer]``, zlib-compressed."""
 
 _BEFORE_SESSIONS = b"SPSNAP4\n"
@@ -200,15 +207,33 @@ def _room_from_format5(rs: list[Any]) -> list[Any]:
     return [*rest, [*columns, dirty, gone, stale]]
 
 
+def _seen_blob(fingerprints: bytes, times: bytes) -> bytes:
+    n = struct.pack("<Q", len(times) // 8)
+    return b"".join((SEEN_MAGIC, n, fingerprints, zlib.compress(times, 1)))
+
+
 def _seen_state(seen: DedupMemory) -> bytes:
-    return SEEN_MAGIC + zlib.compress(seen.encode(), 1)
+    return _seen_blob(*seen.encode())
 
 
 def _load_seen(seen: DedupMemory, part: bytes) -> None:
     """Add one saved dedup blob (whole memory or segment) to ``seen``."""
     try:
         if part.startswith(SEEN_MAGIC):
-            seen.load(zlib.decompress(part[len(SEEN_MAGIC) :]))
+            head = len(SEEN_MAGIC) + 8
+            (n,) = struct.unpack_from("<Q", part, len(SEEN_MAGIC))
+            fingerprints = part[head : head + 16 * n]
+            if len(fingerprints) != 16 * n:
+                raise ValueError(f"{n} fingerprints announced, {len(fingerprints) // 16} present")
+            # at most the announced times: a hostile blob cannot inflate to any size
+            inflate = zlib.decompressobj()
+            times = inflate.decompress(part[head + 16 * n :], 8 * n + 1)
+            if len(times) != 8 * n or not inflate.eof:
+                raise ValueError(f"{n} fingerprints but not as many times")
+            seen.load_columns(fingerprints, times)
+            return
+        if part.startswith(_SEEN_INTERLEAVED):
+            seen.load(zlib.decompress(part[len(_SEEN_INTERLEAVED) :]))
             return
         # the layout before fingerprints: the ids themselves, fingerprinted here exactly as
         # the engine fingerprints them, so such a snapshot restores to the same behaviour
@@ -216,7 +241,7 @@ def _load_seen(seen: DedupMemory, part: bytes) -> None:
         ts = array("q")
         ts.frombytes(ts_b)
         seen.load_ids(ids, ts.tolist())
-    except (zlib.error, msgspec.DecodeError, ValueError, TypeError) as exc:
+    except (zlib.error, msgspec.DecodeError, ValueError, TypeError, struct.error) as exc:
         raise SnapshotError(f"corrupt dedup memory: {exc}") from None
 
 
@@ -239,8 +264,8 @@ def take_seen_segment(eng: PartitionEngine) -> tuple[bytes, int] | None:
     segment = eng.seen.take_segment()
     if segment is None:
         return None
-    raw, max_ts = segment
-    return SEEN_MAGIC + zlib.compress(raw, 1), max_ts
+    fingerprints, times, max_ts = segment
+    return _seen_blob(fingerprints, times), max_ts
 
 
 def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
