@@ -192,7 +192,8 @@ impl DedupMemory {
         self.ids.reserve(raw.len() / ENTRY_BYTES);
         for e in raw.chunks_exact(ENTRY_BYTES) {
             let word = |i: usize| u64::from_le_bytes(e[i..i + 8].try_into().expect("8 bytes"));
-            self.ids.insert(Fingerprint(word(0), word(8)), word(16) as i64);
+            self.ids
+                .insert(Fingerprint(word(0), word(8)), word(16) as i64);
         }
         Ok(())
     }
@@ -214,7 +215,11 @@ impl DedupMemory {
             (cap * 8 / 7).next_power_of_two()
         };
         let slot = std::mem::size_of::<(Fingerprint, i64)>();
-        let table = if buckets == 0 { 0 } else { buckets * (slot + 1) + 16 };
+        let table = if buckets == 0 {
+            0
+        } else {
+            buckets * (slot + 1) + 16
+        };
         let journal = self.journal.as_ref().map_or(0, |j| j.capacity() * 16);
         table + journal
     }
@@ -282,7 +287,10 @@ mod tests {
         assert_eq!(m.len(), 1);
         m.expire(D + 20); // b is forgotten by the rule, but the next sweep is due at S + D / 8
         assert_eq!(m.len(), 1, "swept too early");
-        assert!(!m.admit(fp("b"), 10, D + 20, false), "an expired id still counted");
+        assert!(
+            !m.admit(fp("b"), 10, D + 20, false),
+            "an expired id still counted"
+        );
         m.expire(D + 5 + D / 8);
         assert_eq!(m.len(), 0);
     }

@@ -31,7 +31,9 @@ impl DedupMemory {
         if dedup_ms <= 0 || window_ms <= 0 {
             return Err(PyValueError::new_err("dedup_ms and window_ms must be > 0"));
         }
-        Ok(DedupMemory { inner: Memory::new(dedup_ms, window_ms) })
+        Ok(DedupMemory {
+            inner: Memory::new(dedup_ms, window_ms),
+        })
     }
 
     /// True when the event is a duplicate; otherwise, if ``remember``, remembers its id.
@@ -42,7 +44,9 @@ impl DedupMemory {
         stream_time: i64,
         remember: bool,
     ) -> PyResult<bool> {
-        Ok(self.inner.admit(fingerprint(event_id)?, ts, stream_time, remember))
+        Ok(self
+            .inner
+            .admit(fingerprint(event_id)?, ts, stream_time, remember))
     }
 
     fn expire(&mut self, stream_time: i64) {
@@ -98,7 +102,9 @@ impl DedupMemory {
     /// Add entries given as the columns of :meth:`encode` or :meth:`take_segment` (later
     /// ones replace earlier).
     fn load_columns(&mut self, fingerprints: &[u8], times: &[u8]) -> PyResult<()> {
-        self.inner.load_columns(fingerprints, times).map_err(PyValueError::new_err)
+        self.inner
+            .load_columns(fingerprints, times)
+            .map_err(PyValueError::new_err)
     }
 
     /// Add entries of the earlier, interleaved layout (24 bytes each: fingerprint, ts).
