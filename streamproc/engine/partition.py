@@ -48,9 +48,11 @@ from .presence import (
     User,
     intervals,
     is_gone,
+    new_plain,
     new_ts_array,
     overlaps,
     prune,
+    prune_plain,
 )
 from .retire import Retirement
 from .room import Room, TotalsValues
@@ -330,7 +332,7 @@ class PartitionEngine:
             u = room.users.get(uid)
             if u is not None and not leave:
                 if isinstance(u, array):
-                    # the plain state (see Room.users): only the event times
+                    # the plain state (presence.new_plain): its last element is the last event
                     last = u[-1]
                     if last <= ts < last + T:
                         # a newer event of a present user only extends the open interval
@@ -349,13 +351,14 @@ class PartitionEngine:
                     self._presence(room, uid, u, ts, leave)
             elif u is None and not leave and ts + T > self.stream_time:
                 # first event of a new user: one open interval [ts, ...)
-                room.users[uid] = new_ts_array(ts)
                 # METRICS §10 (engine.sessions): SessionBook.started, inlined (hot path)
                 sessions = room.sessions
                 if uid in sessions.recorded:
+                    # settled spans of a forgotten user are still in the book: not plain
                     sessions.started(uid, ts)
+                    room.users[uid] = User(new_ts_array(ts), None, VIEWER)
                 else:
-                    sessions.recorded[uid] = ts
+                    room.users[uid] = new_plain(ts)  # the book's start lives in it
                     sessions.dirty.add(uid)
                 if uid not in room.departed:
                     room.viewers += 1
@@ -592,8 +595,7 @@ class PartitionEngine:
         T = self.cfg.presence_timeout_ms
         H = self.horizon
         if isinstance(u, array):
-            u = User(u, None, VIEWER)
-            room.users[uid] = u
+            u = room.users[uid] = room.sessions.unplain(uid, u)
         if u is None:
             u = room.users[uid] = User(array("q"))
             if uid in room.departed:
@@ -624,7 +626,9 @@ class PartitionEngine:
             later = self.cfg.allowed_lateness_ms + self.cfg.window_ms
             self._schedule(room, uid, u.end(T) + later)
         elif u.flags == VIEWER and u.leaves is None:
-            room.users[uid] = u.evs  # back to the plain state
+            plain = room.sessions.plain(uid, u.evs)
+            if plain is not None:
+                room.users[uid] = plain  # back to the plain state
 
     def _apply(self, room: Room, ivs: list[Interval], sign: int) -> None:
         """Add (``sign=1``) or remove (``-1``) intervals' contributions to live windows."""
@@ -681,14 +685,13 @@ class PartitionEngine:
                 if u is None:
                     continue
                 if isinstance(u, array):
-                    plain = User(u, None, VIEWER)
                     if u[-1] + T > S:  # still present: stays plain
                         if H != NEG:
-                            prune(plain, H, T)
+                            prune_plain(u, H, T)
                         self._schedule(room, uid, u[-1] + T)
                         room.sessions.touch(uid)  # the open row's watch_ms grew
                         continue
-                    room.users[uid] = u = plain
+                    room.users[uid] = u = room.sessions.unplain(uid, u)
                 if u.is_open() and not u.flags & CLOSED:
                     end = u.evs[-1] + T
                     if end > S:

@@ -59,8 +59,9 @@ class Room:
         self.room_id = room_id
         self.users: dict[str, User | array[int]] = {}
         """Per user: a :class:`User`, or -- in the common plain state (present, no leave,
-        timeout not applied) -- just its event-time array, which saves a Python object
-        (about 90 bytes) per present viewer."""
+        timeout not applied, one unsettled session) -- one array of its session's start
+        and its event times (``presence.new_plain``), which saves a Python object, a
+        sessions book entry and an int (about 160 bytes) per present viewer."""
         self.windows: dict[int, Window] = {}
         """Live windows by start (all at or after ``live_from``)."""
         self.live_from = NEG

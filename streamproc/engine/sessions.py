@@ -39,7 +39,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from typing import Any, Final
 
-from .presence import CLOSED, User
+from .presence import CLOSED, VIEWER, User
 
 OPEN: Final = 0
 LEAVE: Final = 1
@@ -94,8 +94,9 @@ class SessionBook:
     def __init__(self) -> None:
         self.recorded: dict[str, int | list[Recorded]] = {}
         """Per user, the intervals not yet settled (or not yet written): an ``int`` is the
-        start of a single open interval (the common case, no list per viewer), else the
-        spans sorted by start."""
+        start of a single open interval, else the spans sorted by start. A user in the
+        plain state (``presence.new_plain``, the common case) has no entry here: the first
+        element of their plain array is that start."""
         self.dirty: set[str] = set()
         """Users whose rows the next flush writes."""
         self.gone: list[tuple[str, int]] = []
@@ -160,6 +161,26 @@ class SessionBook:
         """The engine forgot the user: every interval of theirs is settled."""
         self.stale.add(uid)
 
+    # ------------------------------------------------------------------ the plain state
+
+    def unplain(self, uid: str, plain: array[int]) -> User:
+        """The :class:`User` of a plain state; its start goes back into the book."""
+        assert uid not in self.recorded, "a plain user's start lives in its array"
+        self.recorded[uid] = plain[0]
+        del plain[0]
+        return User(plain, None, VIEWER)
+
+    def plain(self, uid: str, evs: array[int]) -> array[int] | None:
+        """The plain state of a user that qualifies but for the book (``evs`` become it),
+        or None when the user's recorded spans are more than one open interval."""
+        rec = self.recorded.get(uid)
+        if rec.__class__ is not int:
+            return None
+        assert isinstance(rec, int)
+        del self.recorded[uid]
+        evs.insert(0, rec)
+        return evs
+
     # ------------------------------------------------------------------ rows
 
     def pending(self) -> bool:
@@ -184,26 +205,34 @@ class SessionBook:
         """
         recorded = self.recorded
         append = rows.append
+        get_user = users.get
         for uid, start in self.gone:
             rec = recorded.get(uid)
             if rec is not None and any(r[0] == start for r in _as_list(rec)):
                 continue  # the start came back (a later change): its row is upserted below
+            if rec is None:
+                u = get_user(uid)
+                if isinstance(u, array) and u[0] == start:
+                    continue  # came back as a plain state's start
             version += 1
             append((room_id, uid, start, None, "open", 0, version, now, 1))
         self.gone.clear()
-        get_user = users.get
         for uid in self.dirty:
             rec = recorded.get(uid)
-            if rec is None:
-                continue
-            if rec.__class__ is int:  # one open interval (the common case, inlined)
+            if rec is None or rec.__class__ is int:  # one open interval (the common case)
                 u = get_user(uid)
-                evs = u if u.__class__ is array else getattr(u, "evs", None)
+                if rec is None:
+                    if not isinstance(u, array):
+                        continue  # settled and dropped
+                    rec = u[0]  # a plain state: the start, then the events
+                    evs: array[int] | None = u
+                else:
+                    evs = getattr(u, "evs", None)
                 if evs:
-                    last = evs[-1]
-                    upto = stream_time if stream_time > last else last + 1
-                    end = last + timeout
-                    watch = (upto if upto < end else end) - rec
+                    last_ts = evs[-1]
+                    upto = stream_time if stream_time > last_ts else last_ts + 1
+                    timeout_at = last_ts + timeout
+                    watch = (upto if upto < timeout_at else timeout_at) - rec
                 else:  # pragma: no cover - an open interval's user is kept
                     watch = 0
                 version += 1
@@ -243,7 +272,8 @@ class SessionBook:
         """Columns for ``engine.snapshot``: one int64 start per user, not a list per user
         (a room may hold a million). ``[uids, starts, spans, dirty, gone, stale]``; ``spans``
         are ``[position, [[start, end, reason], ...]]`` for the users whose record is not a
-        single open span (their ``starts`` entry is 0). A restored book writes every span
+        single open span (their ``starts`` entry is 0). Users in the plain state have no
+        entry: their start is saved with their events. A restored book writes every span
         again, so the ``written`` flags are not kept."""
         recorded = self.recorded
         return [
@@ -254,10 +284,13 @@ class SessionBook:
         ]
 
     @classmethod
-    def from_state(cls, state: list[Any]) -> SessionBook:
+    def from_state(cls, state: list[Any], plain: set[str]) -> SessionBook:
         """The book of a snapshot. Every recorded interval is written again at the next
         flush: the process that took the snapshot may have written newer values of them
-        after it and crashed (the higher versions of this process win)."""
+        after it and crashed (the higher versions of this process win).
+
+        ``plain``: the room's users in the plain state (their start is in their array, so
+        the book has no entry for them; their open rows are written again too)."""
         book = cls()
         uids, starts_b, spans, dirty, gone, stale = state
         starts = array("q")
@@ -270,9 +303,11 @@ class SessionBook:
                 raise ValueError(f"viewer_sessions: no user at position {i}")
             # assigning an existing key keeps its place: the book's order is the snapshot's
             recorded[uids[i]] = [(s, e, r, False) for s, e, r in rec]
+        if not plain.isdisjoint(recorded):
+            raise ValueError("viewer_sessions: a user in the plain state has a book entry")
         book.recorded = recorded
-        book.dirty = set(recorded)
-        book.dirty.update(dirty)
+        book.dirty = plain
+        book.dirty.update(recorded, dirty)
         book.gone = [(uid, start) for uid, start in gone]
         book.stale = set(stale)
         return book

@@ -31,7 +31,7 @@ from .. import gcpolicy
 from ..anomaly.detect import RoomWatch
 from .config import EngineConfig
 from .partition import TIMER_GRAIN, Counters, PartitionEngine, wall_ms
-from .presence import User
+from .presence import VIEWER, User
 from .retire import Retirement
 from .room import Room
 from .sessions import SessionBook, recorded_columns
@@ -145,6 +145,8 @@ def _users_state(users: dict[str, User | array[int]]) -> list[Any]:
     the plain state.
     """
     values = list(users.values())
+    # a plain state is saved whole: its first element is its session start (the book has
+    # no entry for it)
     evs = [u if isinstance(u, array) else u.evs for u in values]
     rich = [
         [i, None if u.leaves is None else u.leaves.tolist(), u.flags]
@@ -199,12 +201,49 @@ def room_state(r: Room) -> list[Any]:
 
 
 def _room_from_format5(rs: list[Any]) -> list[Any]:
-    """A room of format 5 (the ``viewer_sessions`` book as a list per user) in the layout of
-    :func:`room_state`, so one reader restores both."""
-    *rest, book = rs
+    """A room of format 5 in the layout of :func:`room_state`, so one reader restores both.
+
+    Format 5 kept the book as a list per user, every user's start in it, and a user in the
+    plain state as its events only. Its start goes back in front of its events when the
+    book holds a single open span for it; otherwise (spans, which an engine before the
+    plain state's start could save for a plain user) it becomes a rich user with the
+    ``VIEWER`` flag, as the engine makes it when its spans stop being one open interval.
+    """
+    rid, ints, users, windows, timers, departed, buyers, carters, t_dirty, emitted, skus, book = rs
+    uids, counts_b, times_b, rich = users
     recorded, dirty, gone, stale = book
-    columns = recorded_columns([u for u, _ in recorded], [r for _, r in recorded])
-    return [*rest, [*columns, dirty, gone, stale]]
+    book_of = dict(recorded)
+    counts = array("I")
+    counts.frombytes(counts_b)
+    times = array("q")
+    times.frombytes(times_b)
+    if sum(counts) != len(times) or len(counts) != len(uids):
+        raise ValueError("users: event counts do not match the event times")
+    is_rich = {i for i, _, _ in rich}
+    counts6 = array("I")
+    times6 = array("q")
+    rich6 = list(rich)
+    pos = 0
+    for i, (uid, n) in enumerate(zip(uids, counts, strict=True)):
+        evs = times[pos : pos + n]
+        pos += n
+        if i not in is_rich:
+            start = book_of.get(uid)
+            if isinstance(start, int):
+                del book_of[uid]
+                counts6.append(n + 1)
+                times6.append(start)
+                times6.extend(evs)
+                continue
+            rich6.append([i, None, VIEWER])
+        counts6.append(n)
+        times6.extend(evs)
+    users6 = [uids, counts6.tobytes(), times6.tobytes(), sorted(rich6)]
+    book6 = [*recorded_columns(list(book_of), list(book_of.values())), dirty, gone, stale]
+    return [
+        rid, ints, users6, windows, timers, departed, buyers, carters, t_dirty, emitted, skus,
+        book6,
+    ]  # fmt: skip
 
 
 def _seen_blob(fingerprints: bytes, times: bytes) -> bytes:
@@ -478,7 +517,9 @@ def restore_room(rs: list[Any], lap: Callable[[str], None] = _no_lap) -> Room:
     room.totals_dirty = totals_dirty
     room.totals_emitted = None if emitted_t is None else tuple(emitted_t)
     room.skus = None if skus is None else SkuBook.from_state(skus)
+    plain = set(users[0])
+    plain.difference_update([users[0][i] for i, _, _ in users[3]])
     lap("rooms, other")
-    room.sessions = SessionBook.from_state(sessions)
+    room.sessions = SessionBook.from_state(sessions, plain)
     lap("viewer_sessions book")
     return room

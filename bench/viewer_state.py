@@ -1,0 +1,211 @@
+"""Bytes of engine state per present viewer, by component, in one hot room.
+
+One room, ``--viewers`` users who join over ``--period`` seconds and then heartbeat
+every ``--period`` seconds for ``--duration`` seconds of event time (every one of
+them present at the end), fed in time order to one ``PartitionEngine`` with a flush
+per second of arrival, as the worker does. Then the engine's objects are walked
+(``sys.getsizeof``, each object counted once, in the order of the table: a user id
+shared by the users dict and the sessions book is a ``uid`` byte) and printed as
+bytes per present viewer. The dedup memory is the compiled core's (its own count of
+its heap) and is shown apart, as in ``bench/engine.py``. With ``--base REV`` the engine
+of that git revision runs first on the same input (as ``bench/ab.py`` loads it), so a
+before/after pair comes from one run.
+
+    python -m bench.viewer_state [--viewers 1000000] [--period 30] [--duration 150]
+                                 [--base main]   (from the repository root)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+import time
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from streamproc import gcpolicy
+
+ROOM = "hot-room"
+T0 = 1_760_000_000_000
+TARGET_BYTES = 100
+
+
+Rec = tuple[int, int, bytes, bytes, int]
+
+
+def records(viewers: int, period_s: int, duration_s: int) -> Iterator[Rec]:
+    """Heartbeats in time order: viewer ``i`` at ``T0 + i * period / viewers + k * period``."""
+    period = period_s * 1000
+    key = ROOM.encode()
+    fmt = b'{"event_id":"e%x.%x","room_id":"' + key + b'","user_id":"u%x","ts":%d,"action":"%s"}'
+    offset = 0
+    for k in range(duration_s // period_s + 1):
+        action = b"join" if k == 0 else b"heartbeat"
+        base = T0 + k * period
+        for i in range(viewers):
+            ts = base + i * period // viewers
+            value = fmt % (k, i, i, ts, action)
+            yield (0, offset, key, value, ts)
+            offset += 1
+
+
+def feed(eng: Any, recs: Iterator[Rec]) -> int:
+    """Process in batches of 10 000, flushing once per second of arrival; rows written."""
+    rows = 0
+    batch: list[Rec] = []
+    next_flush = T0 + 1000
+    for rec in recs:
+        batch.append(rec)
+        if len(batch) == 10_000:
+            eng.process(batch)
+            batch = []
+            if rec[4] >= next_flush:
+                rows += len(eng.flush())
+                next_flush = rec[4] + 1000
+    eng.process(batch)
+    rows += len(eng.flush())
+    return rows
+
+
+class Walk:
+    """``sys.getsizeof`` over objects, each counted once (by the first component that
+    reaches it)."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.parts: dict[str, int] = {}
+
+    def add(self, part: str, obj: Any) -> None:
+        if id(obj) in self.seen:
+            return
+        self.seen.add(id(obj))
+        self.parts[part] = self.parts.get(part, 0) + sys.getsizeof(obj)
+
+    def deep(self, part: str, obj: Any) -> None:
+        """``obj`` and every container and scalar inside it."""
+        stack = [obj]
+        while stack:
+            o = stack.pop()
+            if id(o) in self.seen:
+                continue
+            self.add(part, o)
+            if isinstance(o, dict):
+                stack.extend(o.keys())
+                stack.extend(o.values())
+            elif isinstance(o, (list, tuple, set, frozenset)):
+                stack.extend(o)
+            elif hasattr(o, "__slots__") and not isinstance(o, (str, bytes, int, array)):
+                for a in o.__slots__:
+                    v = getattr(o, a, None)
+                    if v is not None:
+                        stack.append(v)
+
+
+def breakdown(eng: Any) -> dict[str, int]:
+    w = Walk()
+    for room in eng.rooms.values():
+        users = room.users
+        w.add("users dict (slots)", users)
+        for uid in users:
+            w.add("uid str", uid)
+        for u in users.values():
+            if isinstance(u, array):
+                w.add("plain state (array)", u)
+            else:
+                w.add("User objects", u)
+                w.add("User arrays", u.evs)
+                if u.leaves is not None:
+                    w.add("User arrays", u.leaves)
+        book = room.sessions
+        w.add("sessions: recorded dict", book.recorded)
+        for uid, rec in book.recorded.items():
+            w.add("uid str", uid)
+            w.deep("sessions: recorded starts", rec)
+        w.deep("sessions: dirty/gone/stale", [book.dirty, book.gone, book.stale])
+        w.add("timers", room.timers)
+        for b, lst in room.timers.items():
+            w.add("timers", b)
+            w.add("timers", lst)
+            for uid in lst:
+                w.add("uid str", uid)
+        w.deep("windows", room.windows)
+        w.deep("departed/buyers/carters", [room.departed, room.buyers_ever, room.carters_ever])
+        w.deep("room, SKUs", room)
+    w.deep("engine timer heap, key index", [eng._timers, eng._room_by_key])
+    return w.parts
+
+
+def present(eng: Any) -> int:
+    S = eng.stream_time
+    T = eng.cfg.presence_timeout_ms
+    n = 0
+    for room in eng.rooms.values():
+        for u in room.users.values():
+            if isinstance(u, array):
+                n += u[-1] + T > S
+            elif u.is_open() and u.evs[-1] + T > S:
+                n += 1
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--viewers", type=int, default=1_000_000)
+    ap.add_argument("--period", type=int, default=30, help="heartbeat interval, s")
+    ap.add_argument("--duration", type=int, default=150, help="event time after the joins, s")
+    ap.add_argument("--base", help="also measure the engine of this git revision, first")
+    args = ap.parse_args()
+    gcpolicy.configure()
+    import streamproc.engine.partition as head
+
+    if args.base is None:
+        measure("this checkout", head, args)
+        return
+    from bench.ab import load_revision
+
+    with tempfile.TemporaryDirectory(prefix="streamproc-viewer-state-") as tmp:
+        base = load_revision(args.base, Path(tmp))
+        before = measure(args.base, base, args)
+        gc.collect()
+        after = measure("this checkout", head, args)
+    print(f"{args.base}: {before:.1f} B, this checkout: {after:.1f} B per present viewer")
+
+
+def measure(name: str, mod: Any, args: argparse.Namespace) -> float:
+    """Feed one engine of ``mod`` (a ``partition`` module), print its table, return B/viewer."""
+    print(f"== {name}")
+    eng = mod.PartitionEngine(mod.EngineConfig())
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    rows = feed(eng, records(args.viewers, args.period, args.duration))
+    cpu = time.process_time() - cpu0
+    n = sum(eng.counters.events)
+    gc.collect()
+    viewers = present(eng)
+    print(
+        f"input: {n:,} heartbeats of {args.viewers:,} viewers in one room "
+        f"({args.period} s apart, {args.duration} s); {rows:,} rows written; "
+        f"{time.perf_counter() - t0:.1f} s wall, {cpu / max(n, 1) * 1e6:.2f} µs CPU per event"
+    )
+    print(f"present viewers at the end: {viewers:,} (users held: {len(eng.rooms[ROOM].users):,})")
+    parts = breakdown(eng)
+    total = sum(parts.values())
+    width = max(map(len, parts))
+    for part, size in sorted(parts.items(), key=lambda kv: -kv[1]):
+        print(f"  {part:<{width}}  {size / max(viewers, 1):7.1f} B per viewer")
+    per = total / max(viewers, 1)
+    print(
+        f"state without the dedup memory: {total / 2**20:,.1f} MiB = {per:.1f} B per present "
+        f"viewer  target <= {TARGET_BYTES}: {'met' if per <= TARGET_BYTES else 'MISSED'}"
+    )
+    dd = eng.seen.heap_bytes()
+    print(f"dedup memory (apart): {dd / 2**20:,.1f} MiB for {len(eng.seen):,} remembered ids")
+    return per
+
+
+if __name__ == "__main__":
+    main()
