@@ -13,8 +13,6 @@ real cycles (asyncio, Faust) to be found a little later.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 THRESHOLDS = (10_000, 10, 10)
 
@@ -22,16 +20,3 @@ THRESHOLDS = (10_000, 10, 10)
 def configure() -> None:
     """Apply :data:`THRESHOLDS` (idempotent; the worker, replay and benchmarks call it)."""
     gc.set_threshold(*THRESHOLDS)
-
-
-@contextmanager
-def paused() -> Iterator[None]:
-    """No cyclic collection inside the block (it frees nothing while a large state is
-    being built); the collector's previous on/off state afterwards."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()

@@ -10,16 +10,23 @@ ids), compressed with zlib; derived indexes (the timer heap) are rebuilt on rest
 The dedup memory is a blob of its own (:data:`SEEN_MAGIC`), in the snapshot or in
 segments; one saved as event ids, as versions before the compiled core wrote it, is
 read too (:func:`_load_seen`).
+
+Size (over 400 lines, on purpose): the whole on-disk layout lives here, writer and its one
+reader side by side (engine, rooms, users, windows, the dedup blobs, the conversion of
+the previous format, and the checks that refuse bytes of the wrong shape), so that a
+layout change and its format marker are made in one place.
 """
 
 from __future__ import annotations
 
+import gc
 import heapq
 import struct
 import time
 import zlib
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from itertools import accumulate
 from typing import Any
@@ -27,7 +34,6 @@ from typing import Any
 import msgspec
 from streamproc_core import DedupMemory
 
-from .. import gcpolicy
 from ..anomaly.detect import RoomWatch
 from .config import EngineConfig
 from .partition import TIMER_GRAIN, Counters, PartitionEngine, wall_ms
@@ -114,6 +120,18 @@ _ENGINE_SCALARS = (
     "_next_close",
     "drained",
 )
+
+
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """No cyclic collection inside the block, the collector's on/off state after it."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class SnapshotError(Exception):
@@ -383,9 +401,9 @@ def restore(
             )
         raise SnapshotError("not a streamproc snapshot")
     # Restoring creates a few objects per viewer and frees none: a collection every
-    # ``THRESHOLDS[0]`` of them would only walk the growing state again and again.
+    # ``gcpolicy.THRESHOLDS[0]`` of them would only walk the growing state again and again.
     lap = _no_lap if split is None else split.lap
-    with gcpolicy.paused():
+    with _no_collection():
         try:
             state = msgspec.msgpack.decode(zlib.decompress(blob[len(MAGIC) :]))
         except (zlib.error, msgspec.DecodeError, UnicodeDecodeError) as exc:  # a str's bytes
