@@ -9,9 +9,12 @@ shared by the users dict and the sessions book is a ``uid`` byte) and printed as
 bytes per present viewer. The dedup memory is the compiled core's (its own count of
 its heap) and is shown apart, as in ``bench/engine.py``. With ``--base REV`` the engine
 of that git revision runs first on the same input (as ``bench/ab.py`` loads it), so a
-before/after pair comes from one run.
+before/after pair comes from one run. With ``--promotion EVENTS`` the input is
+``bench/engine.py``'s promotion instead (1 000 rooms, a hit room ramping up; 8
+partitions), whose state includes the live windows of the joins of the last ``L``.
 
     python -m bench.viewer_state [--viewers 1000000] [--period 30] [--duration 150]
+                                 [--promotion EVENTS [--hit-viewers N]]
                                  [--base main]   (from the repository root)
 """
 
@@ -98,11 +101,15 @@ class Walk:
                 stack.extend(o.values())
             elif isinstance(o, (list, tuple, set, frozenset)):
                 stack.extend(o)
-            elif hasattr(o, "__slots__") and not isinstance(o, (str, bytes, int, array)):
+            elif isinstance(o, (str, bytes, int, float, array)) or callable(o):
+                continue
+            elif hasattr(o, "__slots__"):
                 for a in o.__slots__:
                     v = getattr(o, a, None)
                     if v is not None:
                         stack.append(v)
+            elif hasattr(o, "__dict__"):
+                stack.append(vars(o))
 
 
 def breakdown(eng: Any) -> dict[str, int]:
@@ -132,10 +139,17 @@ def breakdown(eng: Any) -> dict[str, int]:
             w.add("timers", lst)
             for uid in lst:
                 w.add("uid str", uid)
-        w.deep("windows", room.windows)
+        w.add("windows: objects, index", room.windows)
+        for win in room.windows.values():
+            w.add("windows: objects, index", win)
+            w.deep("windows: presence change maps", win.changes)
+            w.deep("windows: sub-window sums", win.subs)
+            w.deep("windows: other", [win.stale, win.chatters, win.carters, win.buyers])
+            w.deep("windows: other", [win.emitted, win.cache])
         w.deep("departed/buyers/carters", [room.departed, room.buyers_ever, room.carters_ever])
         w.deep("room, SKUs", room)
     w.deep("engine timer heap, key index", [eng._timers, eng._room_by_key])
+    w.deep("engine: other (kept records, counters)", eng)
     return w.parts
 
 
@@ -158,41 +172,63 @@ def main() -> None:
     ap.add_argument("--period", type=int, default=30, help="heartbeat interval, s")
     ap.add_argument("--duration", type=int, default=150, help="event time after the joins, s")
     ap.add_argument("--base", help="also measure the engine of this git revision, first")
+    ap.add_argument("--promotion", type=int, help="bench/engine.py's input of this many events")
+    ap.add_argument("--hit-viewers", type=int, default=200_000, help="with --promotion")
     args = ap.parse_args()
     gcpolicy.configure()
     import streamproc.engine.partition as head
 
+    promo = None
+    if args.promotion:
+        from bench.engine import build_input
+
+        promo, _ = build_input(args.promotion, args.hit_viewers, 8)
     if args.base is None:
-        measure("this checkout", head, args)
+        measure("this checkout", head, args, promo)
         return
     from bench.ab import load_revision
 
     with tempfile.TemporaryDirectory(prefix="streamproc-viewer-state-") as tmp:
         base = load_revision(args.base, Path(tmp))
-        before = measure(args.base, base, args)
+        before = measure(args.base, base, args, promo)
         gc.collect()
-        after = measure("this checkout", head, args)
+        after = measure("this checkout", head, args, promo)
     print(f"{args.base}: {before:.1f} B, this checkout: {after:.1f} B per present viewer")
 
 
-def measure(name: str, mod: Any, args: argparse.Namespace) -> float:
-    """Feed one engine of ``mod`` (a ``partition`` module), print its table, return B/viewer."""
+def measure(name: str, mod: Any, args: argparse.Namespace, promo: list[list[Any]] | None) -> float:
+    """Feed the engines of ``mod`` (a ``partition`` module), print the table, return
+    B/viewer."""
     print(f"== {name}")
-    eng = mod.PartitionEngine(mod.EngineConfig())
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    rows = feed(eng, records(args.viewers, args.period, args.duration))
+    if promo is None:
+        engines = [mod.PartitionEngine(mod.EngineConfig())]
+        rows = feed(engines[0], records(args.viewers, args.period, args.duration))
+        what = (
+            f"heartbeats of {args.viewers:,} viewers in one room "
+            f"({args.period} s apart, {args.duration} s)"
+        )
+    else:
+        from bench.engine import feed as feed_promotion
+
+        engines = [mod.PartitionEngine(mod.EngineConfig(), p) for p in range(len(promo))]
+        rows = feed_promotion(engines, promo, 10_000)
+        what = f"events of bench/engine.py's promotion (hit room: {args.hit_viewers:,} viewers)"
     cpu = time.process_time() - cpu0
-    n = sum(eng.counters.events)
+    n = sum(sum(e.counters.events) for e in engines)
     gc.collect()
-    viewers = present(eng)
+    viewers = sum(present(e) for e in engines)
+    users = sum(len(r.users) for e in engines for r in e.rooms.values())
     print(
-        f"input: {n:,} heartbeats of {args.viewers:,} viewers in one room "
-        f"({args.period} s apart, {args.duration} s); {rows:,} rows written; "
+        f"input: {n:,} {what}; {rows:,} rows written; "
         f"{time.perf_counter() - t0:.1f} s wall, {cpu / max(n, 1) * 1e6:.2f} µs CPU per event"
     )
-    print(f"present viewers at the end: {viewers:,} (users held: {len(eng.rooms[ROOM].users):,})")
-    parts = breakdown(eng)
+    print(f"present viewers at the end: {viewers:,} (users held: {users:,})")
+    parts: dict[str, int] = {}
+    for e in engines:
+        for part, size in breakdown(e).items():
+            parts[part] = parts.get(part, 0) + size
     total = sum(parts.values())
     width = max(map(len, parts))
     for part, size in sorted(parts.items(), key=lambda kv: -kv[1]):
@@ -202,8 +238,9 @@ def measure(name: str, mod: Any, args: argparse.Namespace) -> float:
         f"state without the dedup memory: {total / 2**20:,.1f} MiB = {per:.1f} B per present "
         f"viewer  target <= {TARGET_BYTES}: {'met' if per <= TARGET_BYTES else 'MISSED'}"
     )
-    dd = eng.seen.heap_bytes()
-    print(f"dedup memory (apart): {dd / 2**20:,.1f} MiB for {len(eng.seen):,} remembered ids")
+    dd = sum(e.seen.heap_bytes() for e in engines)
+    ids = sum(len(e.seen) for e in engines)
+    print(f"dedup memory (apart): {dd / 2**20:,.1f} MiB for {ids:,} remembered ids")
     return per
 
 

@@ -185,6 +185,7 @@ def test_an_exception_while_handling_a_record_is_an_internal_error_dead_letter(
 
     monkeypatch.setattr(eng, "_presence", crash)
     monkeypatch.setattr(partition, "new_ts_array", crash)
+    monkeypatch.setattr(partition, "new_plain", crash)  # a new user's first event
     viewer = b'{"event_id":"v","room_id":"r1","user_id":"u9","ts":%d,"action":"join"}'
     eng.process([(0, 0, b"r1", viewer % ARRIVAL, ARRIVAL + 2)])
     assert eng.counters.invalid["internal_error"] == 2
