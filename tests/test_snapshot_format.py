@@ -176,9 +176,20 @@ def test_corrupt_snapshots_are_refused_with_snapshot_error() -> None:
 def test_users_that_do_not_match_their_times_are_refused() -> None:
     eng = _busy_engine()
     state = msgspec.msgpack.decode(zlib.decompress(snap.snapshot(eng)[len(snap.MAGIC) :]))
-    room = max(state[6], key=lambda r: len(r[2][0]))
+
+    def plain_users(room: list[Any]) -> list[int]:
+        rich_at = {r[0] for r in room[2][3]}
+        return [i for i in range(len(room[2][0]) - 1) if i not in rich_at]
+
+    room = max(state[6], key=lambda r: len(plain_users(r)))
     uids, counts, times, rich = room[2]
+    n = array("I")
+    n.frombytes(counts)
+    i = plain_users(room)[0]
+    n[i + 1] += n[i] - 1  # a plain state of one element (its start only), the rest moved on
+    n[i] = 1
     for users in (
+        [uids, n.tobytes(), times, rich],
         [uids, counts, times[:-8], rich],  # an event time missing
         [uids[:-1], counts, times, rich],  # a user id missing
         [uids, counts, times, [[len(uids), None, 0]]],  # no such user

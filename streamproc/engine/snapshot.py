@@ -186,6 +186,10 @@ def _restore_users(state: list[Any]) -> dict[str, User | array[int]]:
     ends = list(accumulate(counts))
     if (ends[-1] if ends else 0) != len(times):
         raise ValueError("users: event counts do not match the event times")
+    if n and min(counts) < 2:  # a plain state is its start and at least its last event
+        rich_at = {r[0] for r in rich}
+        if any(c < 2 and i not in rich_at for i, c in enumerate(counts)):
+            raise ValueError("users: a plain state without its start and an event")
     starts = [0, *ends[:-1]] if ends else []
     users: dict[str, User | array[int]] = dict(
         zip(names, map(times.__getitem__, map(slice, starts, ends)), strict=True)
