@@ -186,10 +186,10 @@ def _restore_users(state: list[Any]) -> dict[str, User | array[int]]:
     ends = list(accumulate(counts))
     if (ends[-1] if ends else 0) != len(times):
         raise ValueError("users: event counts do not match the event times")
-    if n and min(counts) < 2:  # a plain state is its start and at least its last event
-        rich_at = {r[0] for r in rich}
-        if any(c < 2 and i not in rich_at for i, c in enumerate(counts)):
-            raise ValueError("users: a plain state without its start and an event")
+    # a plain state is its start and at least its last event: every user with fewer
+    # times is a rich one (counted over the rich users, not by a loop over all)
+    if counts.count(0) + counts.count(1) != sum(counts[r[0]] < 2 for r in rich):
+        raise ValueError("users: a plain state without its start and an event")
     starts = [0, *ends[:-1]] if ends else []
     users: dict[str, User | array[int]] = dict(
         zip(names, map(times.__getitem__, map(slice, starts, ends)), strict=True)
