@@ -20,7 +20,7 @@ What it does, and why:
    popularity, one hit room ramping to 200 000 viewers, 30 s heartbeats, chat bursts,
    carts, a flash sale with orders and refunds, a little disorder and invalid input),
    ``--events`` records in total, generated once into memory (timed) and produced once
-   with ``streamproc.produce`` (timed separately, idempotent, so the topics hold exactly
+   with ``streamproc.tools.produce`` (timed separately, idempotent, so the topics hold exactly
    the generated records). The expected count is read back from the end offsets.
 4. **Contenders**, one after the other (never concurrently: this is a 2-core machine and
    the broker runs on it too), each as a separate process (fresh interpreter, new
@@ -88,8 +88,8 @@ from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
 from streamproc import broker  # noqa: E402
 from streamproc.engine.config import DEFAULT_TOPICS  # noqa: E402
-from streamproc.produce import produce  # noqa: E402
 from streamproc.simulate import SimConfig, SimRecord, generate  # noqa: E402
+from streamproc.tools.produce import produce  # noqa: E402
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 CONTENDERS: tuple[str, ...] = ("bare", "faust", "quix", "quix-separate", "streamproc")
@@ -428,6 +428,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="records naive Faust processes (it is slow); 0: all")
     ap.add_argument("--quix-events", type=int, default=0, help="records for Quix; 0: all")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--metrics-port", type=int, default=19464,
+                    help="the live run's worker Prometheus port (choose a free one)")
     ap.add_argument("--timeout", type=float, default=900.0, help="per contender, seconds")
     ap.add_argument("--idle-timeout", type=float, default=60.0,
                     help="a contender gives up after this long without a record")
@@ -546,7 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.extras:
         report["live"] = _run_script(
             "live", ["bench/live.py", "--rate", str(args.live_rate), "--seconds", "40",
-                     "--warmup", "40", "--outage", "20", "--port", str(args.port)])
+                     "--warmup", "40", "--outage", "20", "--port", str(args.port),
+                     "--metrics-port", str(args.metrics_port)])
         report["memory_1m_viewers"] = _run_script(
             "memory", ["bench/engine.py", "--events", "3000000", "--hit-viewers", "1000000"])
     report["results"] = results

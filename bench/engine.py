@@ -29,8 +29,9 @@ from streamproc.engine.partition import PartitionEngine
 from streamproc.kafka.partitioner import murmur2_partition
 from streamproc.simulate import SimConfig, generate
 
-TARGET_EPS = 250_000
-TARGET_BYTES = 150
+# issue 13's targets: the dedup memory has its own, per remembered id
+TARGET_EPS = 2_000_000
+TARGET_BYTES = 100
 TARGET_ID_BYTES = 40
 
 
@@ -109,11 +110,12 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def present_viewers(engines: list[PartitionEngine]) -> int:
+def present_viewers(engines: list[Any]) -> int:
+    """Users present at the newest stream time (engines of any revision: ``bench/ab``)."""
     S = max(e.stream_time for e in engines)
-    T = EngineConfig().presence_timeout_ms
     n = 0
     for eng in engines:
+        T = eng.cfg.presence_timeout_ms
         for room in eng.rooms.values():
             for u in room.users.values():
                 if isinstance(u, array):
@@ -196,15 +198,14 @@ def main() -> None:
         f" (hit room users in state: {len(hit_room.users) if hit_room else 0:,})"
     )
     per = state / viewers if viewers else float("nan")
-    print(
-        f"state: {state / 2**20:,.1f} MiB = {per:,.0f} B per present viewer"
-        f"  target <= {TARGET_BYTES}: {'met' if per <= TARGET_BYTES else 'MISSED'}"
-    )
+    per_viewer = (state - dd) / viewers if viewers else float("nan")
+    print(f"state: {state / 2**20:,.1f} MiB = {per:,.0f} B per present viewer")
     print(
         f"  of which dedup memory: {dd / 2**20:,.1f} MiB for {ids:,} remembered ids"
         f" ({dd / max(ids, 1):,.0f} B per id, target <= {TARGET_ID_BYTES}:"
         f" {'met' if dd <= TARGET_ID_BYTES * ids else 'MISSED'}); without it "
-        f"{(state - dd) / max(viewers, 1):,.0f} B per present viewer"
+        f"{per_viewer:,.0f} B per present viewer"
+        f" (target <= {TARGET_BYTES}: {'met' if per_viewer <= TARGET_BYTES else 'MISSED'})"
     )
 
 

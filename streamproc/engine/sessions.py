@@ -37,49 +37,9 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from typing import Any, Final
+from typing import Any
 
-from .presence import CLOSED, VIEWER, User
-
-OPEN: Final = 0
-LEAVE: Final = 1
-TIMEOUT: Final = 2
-REASONS: Final = ("open", "leave", "timeout")
-"""``end_reason`` by code."""
-
-Span = tuple[int, int | None, int]
-"""``(start, end or None while open, reason code)``."""
-
-
-def spans(u: User, timeout: int) -> list[Span]:
-    """``presence.intervals`` with the reason each interval ended (same walk, §5)."""
-    out: list[Span] = []
-    start: int | None = None
-    last = 0
-    leaves = u.leaves
-    if leaves:
-        merged = sorted([(t, 0) for t in u.evs] + [(t, 1) for t in leaves])
-    else:
-        merged = [(t, 0) for t in u.evs]
-    for t, is_leave in merged:
-        if start is not None and t >= last + timeout:
-            out.append((start, last + timeout, TIMEOUT))
-            start = None
-        if is_leave:
-            if start is not None:
-                out.append((start, t + 1 if last == t else t, LEAVE))
-                start = None
-        elif start is None:
-            start = last = t
-        else:
-            last = t
-    if start is not None:
-        if u.flags & CLOSED:
-            out.append((start, last + timeout, TIMEOUT))
-        else:
-            out.append((start, None, OPEN))
-    return out
-
+from .presence import OPEN, REASONS, TIMEOUT, VIEWER, Span, User
 
 Recorded = tuple[int, int | None, int, bool]
 """A recorded span: ``(start, end, reason, written)``; ``written``: its row holds these values
@@ -115,9 +75,9 @@ class SessionBook:
             self.recorded[uid] = [*_as_list(rec), (ts, None, OPEN, False)]
         self.dirty.add(uid)
 
-    def changed(self, uid: str, u: User, horizon: int, timeout: int) -> None:
-        """The user's intervals were recomputed (any event that is not a plain extension)."""
-        new = spans(u, timeout)
+    def changed(self, uid: str, new: list[Span], horizon: int) -> None:
+        """The user's intervals were recomputed (any event that is not a plain extension):
+        ``new`` is ``presence.spans`` of the user now."""
         if not new:
             return  # only leaves while not present: nothing exists, nothing changed
         old = _as_list(self.recorded.get(uid))
@@ -129,7 +89,7 @@ class SessionBook:
             i = bisect_right(old_starts, first) - 1
             if i >= 0:
                 first = old_starts[i]
-                new[0] = (first, new[0][1], new[0][2])
+                new = [(first, new[0][1], new[0][2]), *new[1:]]
         i = bisect_left(old_starts, first)
         kept, replaced = old[:i], old[i:]
         was = {r[:3]: r[3] for r in replaced}

@@ -25,7 +25,7 @@ from streamproc.engine.snapshot import (
     take_seen_segment,
 )
 
-DATA = Path(__file__).parent / "data" / "python_engine"
+DATA = Path(__file__).parent.parent / "data" / "python_engine"
 T0 = 1_700_000_000_000
 D = EngineConfig().dedup_ms
 
@@ -161,7 +161,7 @@ def test_an_order_refused_for_its_room_sum_is_not_remembered() -> None:
     same id, sent again as an order that fits, is applied, as the reference says."""
     from tests.engine_harness import comparable, engine_compute
     from tests.reference import compute
-    from tests.test_money_bounds import order
+    from tests.sink.test_money_bounds import order
 
     recs = [order(i, "paid") for i in range(10_001)]  # o10000 overflows: a dead letter
     again = order(10_000, "paid", "0.00")

@@ -23,11 +23,11 @@ import pytest
 from streamproc.engine import snapshot as snap
 from streamproc.engine.partition import PartitionEngine
 from streamproc.engine.presence import User
+from tests.engine.test_eviction import CFG
 from tests.engine_harness import Driver, engine_config
 from tests.reference import Record
-from tests.test_eviction import CFG
 
-DATA = Path(__file__).parent / "data" / "format5"
+DATA = Path(__file__).parent.parent / "data" / "format5"
 
 
 def _records() -> tuple[int, list[Record]]:
