@@ -228,43 +228,59 @@ class SessionBook:
 
     # ------------------------------------------------------------------ snapshot
 
-    def state(self, users: dict[str, User | array[int]]) -> list[Any]:
-        """Plain lists for ``engine.snapshot`` (a restored book writes every span again,
-        so the ``written`` flags are not kept); ``users``: the room's, whose plain states
-        hold their starts (saved here, as a recorded ``int``)."""
-        plain = [[uid, u[0]] for uid, u in users.items() if u.__class__ is array]
+    def state(self) -> list[Any]:
+        """Columns for ``engine.snapshot``: one int64 start per user, not a list per user
+        (a room may hold a million). ``[uids, starts, spans, dirty, gone, stale]``; ``spans``
+        are ``[position, [[start, end, reason], ...]]`` for the users whose record is not a
+        single open span (their ``starts`` entry is 0). Users in the plain state have no
+        entry: their start is saved with their events. A restored book writes every span
+        again, so the ``written`` flags are not kept."""
+        recorded = self.recorded
         return [
-            [[uid, rec if isinstance(rec, int) else [list(r[:3]) for r in rec]]
-             for uid, rec in self.recorded.items()] + plain,
+            *recorded_columns(list(recorded), list(recorded.values())),
             sorted(self.dirty),
             [list(g) for g in self.gone],
             sorted(self.stale),
-        ]  # fmt: skip
+        ]
 
     @classmethod
-    def from_state(cls, state: list[Any], users: dict[str, User | array[int]]) -> SessionBook:
+    def from_state(cls, state: list[Any], plain: set[str]) -> SessionBook:
         """The book of a snapshot. Every recorded interval is written again at the next
         flush: the process that took the snapshot may have written newer values of them
         after it and crashed (the higher versions of this process win).
 
-        ``users``: the room's, restored with each plain state as its events only; each
-        takes its start from the book (or becomes a :class:`User` when its spans are more
-        than one open interval)."""
+        ``plain``: the room's users in the plain state (their start is in their array, so
+        the book has no entry for them; their open rows are written again too)."""
         book = cls()
-        recorded, dirty, gone, stale = state
-        for uid, rec in recorded:
-            book.recorded[uid] = (
-                rec if isinstance(rec, int) else [(s, e, r, False) for s, e, r in rec]
-            )
-        book.dirty = set(dirty) | set(book.recorded)
+        uids, starts_b, spans, dirty, gone, stale = state
+        starts = array("q")
+        starts.frombytes(starts_b)
+        if len(uids) != len(starts):
+            raise ValueError("viewer_sessions: as many starts as users are needed")
+        recorded: dict[str, int | list[Recorded]] = dict(zip(uids, starts.tolist(), strict=True))
+        for i, rec in spans:
+            if not 0 <= i < len(uids):
+                raise ValueError(f"viewer_sessions: no user at position {i}")
+            # assigning an existing key keeps its place: the book's order is the snapshot's
+            recorded[uids[i]] = [(s, e, r, False) for s, e, r in rec]
+        if not plain.isdisjoint(recorded):
+            raise ValueError("viewer_sessions: a user in the plain state has a book entry")
+        book.recorded = recorded
+        book.dirty = plain
+        book.dirty.update(recorded, dirty)
         book.gone = [(uid, start) for uid, start in gone]
         book.stale = set(stale)
-        for uid, u in [(uid, u) for uid, u in users.items() if u.__class__ is array]:
-            assert isinstance(u, array)
-            plain = book.plain(uid, u)
-            if plain is None:
-                users[uid] = User(u, None, VIEWER)
         return book
+
+
+def recorded_columns(uids: list[str], recs: list[Any]) -> list[Any]:
+    """``[uids, starts, spans]`` of :meth:`SessionBook.state` for the users ``uids`` and their
+    records (a start, or spans of 3 or more items: the ``written`` flag is dropped)."""
+    starts = array("q", [r if isinstance(r, int) else 0 for r in recs])
+    spans = [
+        [i, [list(r[:3]) for r in rec]] for i, rec in enumerate(recs) if not isinstance(rec, int)
+    ]
+    return [uids, starts.tobytes(), spans]
 
 
 def _compact(lst: list[Recorded]) -> int | list[Recorded]:

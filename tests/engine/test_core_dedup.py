@@ -8,6 +8,7 @@ by the Python engine before them (ids, not fingerprints) restores to the same be
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,35 @@ def test_a_corrupt_dedup_memory_is_refused_with_a_reason() -> None:
     eng.flush()
     blob = snapshot(eng, with_seen=False)
     for bad in (b"SPSEEN2\nnot zlib", b"junk"):
+        with pytest.raises(SnapshotError, match="corrupt dedup memory"):
+            restore(blob, seen_segments=[bad])
+
+
+def test_a_corrupt_column_dedup_memory_is_refused_with_a_reason() -> None:
+    """The column layout (SPSEEN3): a count that the fingerprints or the times do not
+    match, a cut blob, or times that inflate beyond the count (a decompression bomb is
+    cut off at the announced size) are refused, not loaded in part."""
+    eng = uninterrupted()
+    eng.flush()
+    blob = snapshot(eng, with_seen=False)
+    good = snapshot_of_seen(eng)
+    assert good.startswith(b"SPSEEN3\n")
+    n = len(eng.seen)
+    head, fps = good[:16], good[16 : 16 + 16 * n]
+    assert len(restore(blob, seen_segments=[good]).seen) == n
+
+    def blob_of(count: int, fingerprints: bytes, times: bytes) -> bytes:
+        return b"SPSEEN3\n" + count.to_bytes(8, "little") + fingerprints + times
+
+    bomb = zlib.compress(bytes(8 * n + (1 << 24)), 9)
+    for bad in (
+        good[: len(good) - 3],  # cut
+        head[:12],  # no count
+        blob_of(n + 1, fps, good[16 + 16 * n :]),  # more fingerprints announced
+        blob_of(n, fps, zlib.compress(bytes(8 * (n - 1)))),  # fewer times
+        blob_of(n, fps, bomb),  # times beyond the count
+        blob_of((1 << 64) - 1, fps, b""),
+    ):
         with pytest.raises(SnapshotError, match="corrupt dedup memory"):
             restore(blob, seen_segments=[bad])
 
