@@ -82,7 +82,7 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         consumer_group_instance_id=group_instance_id,
-        broker_credentials=broker_credentials,  # TLS/SASL (streamproc.kafka_client)
+        broker_credentials=broker_credentials,  # TLS/SASL (streamproc.kafka.security)
     )
     app.runtime = runtime
     for topic in runtime.input_topics:

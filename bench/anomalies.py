@@ -1,6 +1,6 @@
 """How well do the anomaly detectors find injected anomalies, and how often do they cry wolf?
 
-Simulates a promotion (``streamproc.simulate_anomalies``): ``--rooms`` normal
+Simulates a promotion (``streamproc.simulate.anomalies``): ``--rooms`` normal
 broadcasts over ``--hours`` of event time (ramp-ups, Poisson noise, flash sales,
 "扣1" chat bursts, broadcast ends; Pareto sizes, most rooms small) plus normal
 rooms in every size band (``BAND_ROOMS``: 80 of 100-1k viewers, 8 of 1k-10k, 2 of
@@ -41,7 +41,7 @@ from streamproc.anomaly import KINDS, PAGING_KINDS, DetectorConfig, RoomWatch
 from streamproc.columns import ROOM_METRICS
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import PartitionEngine
-from streamproc.simulate_anomalies import (
+from streamproc.simulate.anomalies import (
     ANOMALY_KINDS,
     SIZE_BUCKETS,
     Scenario,

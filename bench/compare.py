@@ -20,7 +20,7 @@ What it does, and why:
    popularity, one hit room ramping to 200 000 viewers, 30 s heartbeats, chat bursts,
    carts, a flash sale with orders and refunds, a little disorder and invalid input),
    ``--events`` records in total, generated once into memory (timed) and produced once
-   with ``streamproc.produce`` (timed separately, idempotent, so the topics hold exactly
+   with ``streamproc.tools.produce`` (timed separately, idempotent, so the topics hold exactly
    the generated records). The expected count is read back from the end offsets.
 4. **Contenders**, one after the other (never concurrently: this is a 2-core machine and
    the broker runs on it too), each as a separate process (fresh interpreter, new
@@ -88,8 +88,8 @@ from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
 from streamproc import broker  # noqa: E402
 from streamproc.engine.config import DEFAULT_TOPICS  # noqa: E402
-from streamproc.produce import produce  # noqa: E402
 from streamproc.simulate import SimConfig, SimRecord, generate  # noqa: E402
+from streamproc.tools.produce import produce  # noqa: E402
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 CONTENDERS: tuple[str, ...] = ("bare", "faust", "quix", "quix-separate", "streamproc")

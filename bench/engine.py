@@ -110,11 +110,12 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def present_viewers(engines: list[PartitionEngine]) -> int:
+def present_viewers(engines: list[Any]) -> int:
+    """Users present at the newest stream time (engines of any revision: ``bench/ab``)."""
     S = max(e.stream_time for e in engines)
-    T = EngineConfig().presence_timeout_ms
     n = 0
     for eng in engines:
+        T = eng.cfg.presence_timeout_ms
         for room in eng.rooms.values():
             for u in room.users.values():
                 if isinstance(u, array):

@@ -1,6 +1,6 @@
 """The fuzz figures: hostile messages tried, their outcomes by reason, worker restarts.
 
-Two runs, the same checks as the fuzz tests (``tests/test_fuzz_engine.py``,
+Two runs, the same checks as the fuzz tests (``tests/engine/test_fuzz.py``,
 ``tests/test_fuzz_worker.py``); any failed check stops the run with its assertion:
 
 1. the engine: hypothesis batches (``tests/fuzz_messages.py``) through
@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streamproc import broker
 from tests import test_fuzz_worker
 from tests.e2e_support import Deployment
+from tests.engine.test_fuzz import run_engine_fuzz
 from tests.fuzz_messages import Tally
-from tests.test_fuzz_engine import run_engine_fuzz
 
 
 def engine_figures(target: int) -> None:

@@ -31,7 +31,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from streamproc import broker, produce, simulate  # noqa: E402
+from streamproc import broker, simulate  # noqa: E402
+from streamproc.tools import child, produce  # noqa: E402
 
 
 def _metrics(url: str) -> dict[str, float]:
@@ -151,48 +151,32 @@ def main() -> int:
     args = ap.parse_args()
 
     node_dir = REPO / "var" / "kafka" / f"node-bench-{args.port}"
-    env_b = {"STREAMPROC_KAFKA_NODE_DIR": str(node_dir)}
     started = not broker.status(args.port, node_dir=node_dir)
     bootstrap = broker.start(args.port, node_dir=node_dir) if started else f"127.0.0.1:{args.port}"
-    del env_b
     tag = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    topics = [f"live-{tag}.{k}" for k in ("viewer", "chat", "cart", "order")]
     home = Path(tempfile.mkdtemp(prefix="bench-live-"))
     metrics_port = args.metrics_port
-    env = dict(os.environ)
-    env.update(
-        STREAMPROC_KAFKA_BOOTSTRAP=bootstrap,
-        STREAMPROC_TOPICS=",".join(topics),
-        STREAMPROC_DEAD_LETTER_TOPIC=f"live-{tag}.dlq",
-        STREAMPROC_SNAPSHOT_TOPIC=f"live-{tag}.snapshots",
-        STREAMPROC_GROUP_ID=f"live-{tag}",
+    from streamproc import settings as st
+    from streamproc.worker import ensure_topics
+
+    s = child.isolated(st.load(), f"live-{tag}", bootstrap, home, args.partitions)
+    topics = s.topics
+    env = child.worker_env(
+        s,
         STREAMPROC_GROUP_INSTANCE_ID="bench-live",
         STREAMPROC_SESSION_TIMEOUT="10",
-        STREAMPROC_PARTITIONS=str(args.partitions),
-        STREAMPROC_HOME=str(home),
-        STREAMPROC_CHDB_PATH=str(home / "chdb"),
         STREAMPROC_METRICS_PORT=str(metrics_port),
         # /readyz turns ready within a second of traffic: the end of the catch-up
         STREAMPROC_READY_MAX_LAG=str(int(args.rate)),
         STREAMPROC_SQL_PORT="0",
         STREAMPROC_LOG_LEVEL=os.environ.get("STREAMPROC_LOG_LEVEL", "warning"),
     )
-    from streamproc import settings as st
-    from streamproc.worker import ensure_topics
-
-    ensure_topics(st.load(env))
+    ensure_topics(s)
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     ready_url = f"http://127.0.0.1:{metrics_port}/readyz"
-    log = open(home / "worker.log", "ab")  # noqa: SIM115
 
     def start_worker() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamproc.cli", "worker"],
-            env=env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = child.start_worker(env, home / "worker.log", cwd=REPO)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
@@ -294,8 +278,7 @@ def main() -> int:
         )
         # outage (and catch-up), unless --outage 0
         if args.outage > 0:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=120)
+            child.stop(worker, 120)
             sent_stop = sent[0]
             time.sleep(args.outage)
             backlog_sent = sent[0]
@@ -343,12 +326,7 @@ def main() -> int:
                 f"x{applying or 0:.1f} real time"
             )
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        child.stop(worker, 120)
         if started:
             broker.stop(args.port, node_dir=node_dir)
     result["elapsed_s"] = round(time.monotonic() - t0, 1)

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,9 +37,10 @@ sys.path.insert(0, str(REPO / "bench"))
 from live import _metrics, _series  # noqa: E402
 from soak import BASE_MS, Night, night_events  # noqa: E402
 
-from streamproc import broker, produce  # noqa: E402
+from streamproc import broker  # noqa: E402
 from streamproc.engine.config import EngineConfig  # noqa: E402
 from streamproc.simulate import SimRecord  # noqa: E402
+from streamproc.tools import child, produce  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -68,39 +68,27 @@ def main() -> int:
     started = not broker.status(args.port, node_dir=node_dir)
     bootstrap = broker.start(args.port, node_dir=node_dir) if started else f"127.0.0.1:{args.port}"
     tag = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    kinds = ("viewer", "chat", "cart", "order")
-    topics = [f"soak-{tag}.{k}" for k in kinds]
+    kinds = child.KINDS
     home = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    env = dict(os.environ)
-    env.update(
-        STREAMPROC_KAFKA_BOOTSTRAP=bootstrap,
-        STREAMPROC_TOPICS=",".join(topics),
-        STREAMPROC_DEAD_LETTER_TOPIC=f"soak-{tag}.dlq",
-        STREAMPROC_SNAPSHOT_TOPIC=f"soak-{tag}.snapshots",
-        STREAMPROC_ALERTS_TOPIC=f"soak-{tag}.alerts",
-        STREAMPROC_GROUP_ID=f"soak-{tag}",
+    from streamproc import settings as st
+    from streamproc.worker import ensure_topics
+
+    s = child.isolated(st.load(), f"soak-{tag}", bootstrap, home, args.partitions)
+    topics = s.topics
+    env = child.worker_env(
+        s,
         STREAMPROC_GROUP_INSTANCE_ID="bench-soak",
         STREAMPROC_SESSION_TIMEOUT="10",
-        STREAMPROC_PARTITIONS=str(args.partitions),
-        STREAMPROC_HOME=str(home),
-        STREAMPROC_CHDB_PATH=str(home / "chdb"),
         STREAMPROC_METRICS_PORT=str(args.metrics_port),
         STREAMPROC_SQL_PORT="0",
         STREAMPROC_LOG_LEVEL=os.environ.get("STREAMPROC_LOG_LEVEL", "warning"),
     )
-    from streamproc import settings as st
-    from streamproc.worker import ensure_topics
-
-    ensure_topics(st.load(env))
+    ensure_topics(s)
     url = f"http://127.0.0.1:{args.metrics_port}/metrics"
-    log = open(home / "worker.log", "ab")  # noqa: SIM115
 
     def start_worker() -> tuple[subprocess.Popen[bytes], float]:
         t0 = time.monotonic()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamproc.cli", "worker"],
-            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        proc = child.start_worker(env, home / "worker.log", cwd=REPO)
         while time.monotonic() - t0 < 120:
             try:
                 m = _metrics(url)
@@ -178,18 +166,12 @@ def main() -> int:
             if quiet_since is not None and time.monotonic() - quiet_since > silence:
                 break
         print(f"peak RSS {peak_rss:.0f} MB, RSS at the end {rss_mb(worker.pid):.0f} MB")
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=120)
+        child.stop(worker, 120)
         worker, up = start_worker()
         print(f"restart: the worker served its restored partitions after {up:.1f} s "
               "(process start, group join and restore)")  # fmt: skip
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        child.stop(worker, 120)
         if started:
             broker.stop(args.port, node_dir=node_dir)
     return 0

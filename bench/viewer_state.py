@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.engine import present_viewers
 from streamproc import gcpolicy
 
 ROOM = "hot-room"
@@ -153,19 +154,6 @@ def breakdown(eng: Any) -> dict[str, int]:
     return w.parts
 
 
-def present(eng: Any) -> int:
-    S = eng.stream_time
-    T = eng.cfg.presence_timeout_ms
-    n = 0
-    for room in eng.rooms.values():
-        for u in room.users.values():
-            if isinstance(u, array):
-                n += u[-1] + T > S
-            elif u.is_open() and u.evs[-1] + T > S:
-                n += 1
-    return n
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--viewers", type=int, default=1_000_000)
@@ -218,7 +206,7 @@ def measure(name: str, mod: Any, args: argparse.Namespace, promo: list[list[Any]
     cpu = time.process_time() - cpu0
     n = sum(sum(e.counters.events) for e in engines)
     gc.collect()
-    viewers = sum(present(e) for e in engines)
+    viewers = sum(present_viewers([e]) for e in engines)  # each at its own stream time
     users = sum(len(r.users) for e in engines for r in e.rooms.values())
     print(
         f"input: {n:,} {what}; {rows:,} rows written; "

@@ -29,6 +29,8 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streamproc import settings
+
 __all__ = [
     "KAFKA_SCRIPT",
     "REPO_ROOT",
@@ -50,7 +52,6 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
 HOST = "127.0.0.1"
-DEFAULT_PORT = 9092
 
 # Kafka protocol error codes handled by ensure_topics.
 _TOPIC_ALREADY_EXISTS = 36
@@ -67,17 +68,18 @@ class TopicMismatchError(RuntimeError):
 
 
 def kafka_port() -> int:
-    """Client port from ``STREAMPROC_KAFKA_PORT`` (default 9092)."""
-    return int(os.environ.get("STREAMPROC_KAFKA_PORT", DEFAULT_PORT))
+    """Client port: the ``kafka_port`` setting (``STREAMPROC_KAFKA_PORT``)."""
+    return settings.load().kafka_port
 
 
 def streamproc_home() -> Path:
-    """State/cache root from ``STREAMPROC_HOME`` (default ``<repo>/var``)."""
-    return Path(os.environ.get("STREAMPROC_HOME", REPO_ROOT / "var"))
+    """State/cache root: the ``home`` setting (``STREAMPROC_HOME``)."""
+    return Path(settings.load().home)
 
 
 def kafka_dir() -> Path:
-    """Jar cache and node dirs: ``STREAMPROC_KAFKA_DIR`` or ``$STREAMPROC_HOME/kafka``."""
+    """Jar cache and node dirs: ``STREAMPROC_KAFKA_DIR`` or ``$STREAMPROC_HOME/kafka``
+    (a variable of ``deploy/kafka/kafka.sh``, which runs without Python)."""
     return Path(os.environ.get("STREAMPROC_KAFKA_DIR", streamproc_home() / "kafka"))
 
 
@@ -223,7 +225,7 @@ async def ensure_topics_async(
     :class:`TopicMismatchError`, because keys would hash to different partitions than the
     pipeline expects. Returns once every partition of every topic has a leader, so a
     producer started right after does not race the metadata propagation.
-    ``client_config``: TLS/SASL keywords (:func:`streamproc.kafka_client.client_config`).
+    ``client_config``: TLS/SASL keywords (:func:`streamproc.kafka.security.client_config`).
     """
     if partitions <= 0:
         raise ValueError(f"partitions must be positive, got {partitions}")

@@ -8,7 +8,7 @@ Everything else is derived from here:
 
 * the insert schema and the Arrow conversion (``streamproc.sink``);
 * the column-name tuples of :mod:`streamproc.rows` and ``as_dict``;
-* the replay output (:func:`streamproc.replay.output_lines` formats by kind);
+* the replay output (:func:`streamproc.tools.replay.output_lines` formats by kind);
 * the exporter's field access (:meth:`Table.pos`, resolved once at import);
 * ``docs/tables.md`` (``python -m streamproc.columns > docs/tables.md``).
 

@@ -16,7 +16,8 @@ from .cli import _settings
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from . import gcpolicy, replay
+    from . import gcpolicy
+    from .tools import replay
 
     gcpolicy.configure()
 
@@ -149,9 +150,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import asyncio
     from dataclasses import replace
 
-    from . import produce, simulate
+    from . import simulate
     from .check import Problem, StartupError, kafka_errors
-    from .kafka_client import ConfigError, KafkaSecurity, client_config
+    from .kafka.security import ConfigError, KafkaSecurity, client_config
+    from .tools import produce
 
     try:
         s = _settings(args)
@@ -171,7 +173,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.jsonl and args.anomalies:
         from pathlib import Path
 
-        from . import simulate_anomalies as sa
+        from .simulate import anomalies as sa
 
         sc = sa.scenario(
             args.seed, normal_rooms=args.rooms, per_kind=args.anomalies,
@@ -249,7 +251,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from . import demo
+    from .tools import demo
 
     return demo.run(
         _settings(args), duration=args.duration, viewers=args.viewers, anomaly=args.anomaly

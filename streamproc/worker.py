@@ -152,7 +152,7 @@ def run(
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     from .check import Problem, StartupError
-    from .kafka_client import ConfigError, KafkaSecurity, client_config, faust_credentials
+    from .kafka.security import ConfigError, KafkaSecurity, client_config, faust_credentials
     from .sink.base import SinkError
 
     try:

@@ -27,10 +27,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamproc import settings
 from streamproc.derived import FIGURES, figures_of
-from streamproc.produce import produce
 from streamproc.rows import MONEY_COLUMNS, TIME_COLUMNS
 from streamproc.simulate import SimRecord
+from streamproc.tools import child
+from streamproc.tools.produce import produce
 from tests.reference import Record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,16 +57,12 @@ class Deployment:
         return self.home / "chdb"
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = dict(os.environ)
+        """A worker of this deployment: its own topics, group and data (``tools.child``)."""
+        own = child.isolated(
+            settings.load({}), f"e2e-{self.tag}", self.bootstrap, self.home, self.partitions
+        )
+        env = child.worker_env(own)
         env.update(
-            STREAMPROC_KAFKA_BOOTSTRAP=self.bootstrap,
-            STREAMPROC_HOME=str(self.home),
-            STREAMPROC_CHDB_PATH=str(self.chdb_path),
-            STREAMPROC_GROUP_ID=f"e2e-{self.tag}",
-            STREAMPROC_TOPICS=",".join(self.topics),
-            STREAMPROC_DEAD_LETTER_TOPIC=f"e2e-{self.tag}.dlq",
-            STREAMPROC_SNAPSHOT_TOPIC=f"e2e-{self.tag}.snapshots",
-            STREAMPROC_PARTITIONS=str(self.partitions),
             STREAMPROC_METRICS_PORT="0",
             STREAMPROC_SQL_PORT="0",
             STREAMPROC_FLUSH_INTERVAL="0.3",

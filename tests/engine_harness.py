@@ -289,6 +289,19 @@ def engine_compute(
     return drv.result()
 
 
+TABLES = (
+    "counters",
+    "dead_letters",
+    "late_events",
+    "room_metrics",
+    "room_totals",
+    "sku_metrics",
+    "sku_totals",
+    "viewer_sessions",
+)
+"""What the engine and the reference both compute, compared table by table."""
+
+
 def comparable(out: dict[str, Any]) -> dict[str, Any]:
     """Drop what legitimately differs between engine and reference (free-text ``detail``)."""
     res = dict(out)

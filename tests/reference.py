@@ -908,6 +908,17 @@ def compute(records: list[Record], cfg: RefConfig = RefConfig()) -> dict[str, An
 # --------------------------------------------------------------------------------------
 
 
+MURMUR2_VECTORS = {
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"a-little-bit-longer-string": -1486304829,
+    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    b"abc": 479470107,
+}
+"""Kafka's own test vectors (``UtilsTest.testMurmur2``, kafka-clients)."""
+
+
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``) as a signed
     32-bit int."""

@@ -45,6 +45,20 @@ class Msg:
     arrival: int
 
 
+def _records(cfg: RefConfig, partitions: int, msgs: list[Msg]) -> list[Record]:
+    """The messages as the broker stores them: in arrival order, each topic partition's
+    offsets counting from 0 (the key picks the partition, as the producer does)."""
+    msgs.sort(key=lambda m: m.arrival)
+    offsets: dict[tuple[int, int], int] = defaultdict(int)
+    records = []
+    for m in msgs:
+        p = default_partition(m.key, partitions)
+        off = offsets[(m.kind, p)]
+        offsets[(m.kind, p)] += 1
+        records.append(Record(cfg.topics[m.kind], p, off, m.key, m.value, m.arrival))
+    return records
+
+
 def _valid_event(draw: st.DrawFn, eid: str, room: str, user: str, ts: int) -> tuple[int, bytes]:
     kind = draw(st.sampled_from(["viewer", "viewer", "viewer", "chat", "cart", "order"]))
     obj: dict[str, Any] = {"event_id": eid, "room_id": room, "user_id": user, "ts": ts}
@@ -183,15 +197,7 @@ def streams(draw: st.DrawFn, max_events: int = 60) -> tuple[RefConfig, int, list
         m = Msg(kind, room.encode(), value, ts + delay)
         msgs.append(m)
         sent.append(m)
-    msgs.sort(key=lambda m: m.arrival)
-    offsets: dict[tuple[int, int], int] = defaultdict(int)
-    records = []
-    for m in msgs:
-        p = default_partition(m.key, partitions)
-        off = offsets[(m.kind, p)]
-        offsets[(m.kind, p)] += 1
-        records.append(Record(cfg.topics[m.kind], p, off, m.key, m.value, m.arrival))
-    return cfg, partitions, records
+    return cfg, partitions, _records(cfg, partitions, msgs)
 
 
 @st.composite
@@ -231,12 +237,4 @@ def room_lives(draw: st.DrawFn) -> tuple[RefConfig, int, list[Record]]:
                 m = Msg(kind, room.encode(), value, t + draw(st.sampled_from([0, 0, B])))
                 msgs.append(m)
                 sent.append(m)
-    msgs.sort(key=lambda m: m.arrival)
-    offsets: dict[tuple[int, int], int] = defaultdict(int)
-    records = []
-    for m in msgs:
-        p = default_partition(m.key, partitions)
-        off = offsets[(m.kind, p)]
-        offsets[(m.kind, p)] += 1
-        records.append(Record(cfg.topics[m.kind], p, off, m.key, m.value, m.arrival))
-    return cfg, partitions, records
+    return cfg, partitions, _records(cfg, partitions, msgs)

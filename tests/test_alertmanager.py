@@ -26,7 +26,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer
 
-from streamproc.simulate_anomalies import Rates, Scenario, Session, generate
+from streamproc.simulate.anomalies import Rates, Scenario, Session, generate
 from tests.e2e_support import Deployment, kill, tail
 from tests.prom_fixture import PROMETHEUS, PromServer, free_port
 

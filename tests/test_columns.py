@@ -2,7 +2,7 @@
 
 The DDL files stay hand-written SQL users apply, so they are *checked* here, column by
 column (name and type in order, the ``ALIAS`` columns against ``streamproc.derived``,
-``ORDER BY`` against the declared key), without a database; ``tests/test_ddl.py`` also
+``ORDER BY`` against the declared key), without a database; ``tests/sink/test_ddl.py`` also
 applies them to chDB and compares ``DESCRIBE``.
 """
 
@@ -26,10 +26,10 @@ from streamproc.engine.room import TotalsValues
 from streamproc.engine.sku import SkuRowValues, SkuTotalsValues
 from streamproc.engine.window import RowValues
 from streamproc.kafka.outputs import KafkaOutputs
-from streamproc.replay import row_json
 from streamproc.rows import TABLE_ORDER, TABLES, OutputBatch
 from streamproc.sink.arrow import SCHEMA
 from streamproc.sink.ddl import Token, load_statements, schema_files, tokenize
+from streamproc.tools.replay import row_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

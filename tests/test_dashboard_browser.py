@@ -36,7 +36,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from streamproc import simulate
-from streamproc.produce import live_config, produce
+from streamproc.tools.produce import live_config, produce
 from tests.e2e_support import REPO, Deployment, kill, tail, wait_for
 
 pytestmark = pytest.mark.kafka

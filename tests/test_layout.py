@@ -73,14 +73,27 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
         {
             "streamproc.check",
             "streamproc.settings",
-            "streamproc.kafka_client",
             "streamproc.kafka",
             "streamproc.sink",
             "streamproc.broker",
         },
         {"aiokafka"},
     ),
+    # Kafka adapters: the runtime's ports, the outputs' columns, the connection settings
+    "streamproc.kafka": (
+        PURE | {"streamproc.kafka", "streamproc.runtime", "streamproc.settings"},
+        {"aiokafka", "faust", "orjson"},
+    ),
+    # users' and tests' tools drive the product: any part of it, never agents/
+    "streamproc.tools": (
+        {"streamproc"},
+        {"aiokafka", "orjson", "rich"},
+    ),
 }
+
+TOOLS = "streamproc.tools"
+COMMAND_LINE = {"streamproc.cli", "streamproc.commands"}
+"""The only modules of the product that may import the tools (``streamproc demo``, …)."""
 
 
 def _modules(name: str) -> list[Path]:
@@ -132,6 +145,22 @@ def test_import_rules(name: str) -> None:
             elif top not in third_party:
                 wrong.append(f"{path.relative_to(ROOT)}: {mod}")
     assert not wrong, "imports the package's rule does not allow:\n" + "\n".join(wrong)
+
+
+def test_only_the_command_line_imports_the_tools() -> None:
+    """The product never depends on its tools (replay, produce, demo): they sit on top."""
+    wrong = []
+    for path in sorted([*PKG.rglob("*.py"), *(ROOT / "agents").rglob("*.py")]):
+        if "node_modules" in path.parts:
+            continue
+        rel = path.relative_to(ROOT).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        if module == TOOLS or module.startswith(TOOLS + ".") or module in COMMAND_LINE:
+            continue
+        for mod in _imports(path, _package_of(path)):
+            if mod == TOOLS or mod.startswith(TOOLS + "."):
+                wrong.append(f"{rel}: {mod}")
+    assert not wrong, "the tools are imported by the product:\n" + "\n".join(wrong)
 
 
 def test_every_package_says_what_it_owns() -> None:

@@ -20,6 +20,7 @@ import pytest
 from tests.reference import (
     ALL_REASONS,
     KINDS,
+    MURMUR2_VECTORS,
     Record,
     RefConfig,
     compute,
@@ -30,7 +31,7 @@ from tests.reference import (
 
 T0 = 1_700_000_000_000  # divisible by 10_000
 RUNNER: Callable[[list[Record], RefConfig], dict[str, Any]] = compute
-"""What ``Feed.run`` calls: the reference here; tests/test_engine_rules.py swaps in the
+"""What ``Feed.run`` calls: the reference here; tests/engine/test_rules.py swaps in the
 engine and runs every scenario of this file again."""
 CFG = RefConfig()
 TOPIC = dict(zip(KINDS, CFG.topics, strict=True))
@@ -896,16 +897,7 @@ def test_room_totals_peak_peak_at_avg_dwell() -> None:
 
 
 def test_murmur2_matches_kafka() -> None:
-    # Kafka's UtilsTest.testMurmur2 vectors.
-    cases = {
-        b"21": -973932308,
-        b"foobar": -790332482,
-        b"a-little-bit-long-string": -985981536,
-        b"a-little-bit-longer-string": -1486304829,
-        b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
-        b"abc": 479470107,
-    }
-    for data, h in cases.items():
+    for data, h in MURMUR2_VECTORS.items():
         assert murmur2(data) == h
     assert default_partition(b"foobar", 8) == (-790332482 & 0x7FFFFFFF) % 8
     assert default_partition(None, 8) == 0

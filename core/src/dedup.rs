@@ -50,8 +50,11 @@ impl Hasher for FirstWord {
     }
 }
 
-/// Bytes of one entry in the encoded form: fingerprint (2 x u64 LE), then `ts` (i64 LE).
+/// Bytes of one entry in the earlier, interleaved form: fingerprint (2 x u64 LE), then `ts`
+/// (i64 LE).
 pub const ENTRY_BYTES: usize = 24;
+/// Bytes of one fingerprint in the column form (`encode_columns`).
+pub const FINGERPRINT_BYTES: usize = 16;
 
 pub struct DedupMemory {
     dedup_ms: i64,
@@ -130,37 +133,55 @@ impl DedupMemory {
         self.journal = if on { Some(Vec::new()) } else { None };
     }
 
-    /// Entries remembered since the last call that are still remembered, encoded, with the
-    /// largest `ts` among them; None when there are none. Starts a new journal.
-    pub fn take_segment(&mut self) -> Option<(Vec<u8>, i64)> {
+    /// Entries remembered since the last call that are still remembered, as columns
+    /// (`encode_columns`), with the largest `ts` among them; None when there are none.
+    /// Starts a new journal.
+    pub fn take_segment(&mut self) -> Option<(Vec<u8>, Vec<u8>, i64)> {
         let journal = self.journal.replace(Vec::new()).unwrap_or_default();
-        let mut out = Vec::with_capacity(journal.len() * ENTRY_BYTES);
+        let mut entries = Vec::with_capacity(journal.len());
         let mut max_ts = i64::MIN;
         for fp in journal {
             if let Some(&ts) = self.ids.get(&fp) {
-                push_entry(&mut out, fp, ts);
+                entries.push((fp, ts));
                 max_ts = max_ts.max(ts);
             }
         }
-        if out.is_empty() {
+        if entries.is_empty() {
             None
         } else {
-            Some((out, max_ts))
+            let (fps, ts) = encode_columns(&entries);
+            Some((fps, ts, max_ts))
         }
     }
 
-    /// Every entry, encoded, in fingerprint order (equal memories encode to equal bytes).
-    pub fn encode(&self) -> Vec<u8> {
+    /// Every entry as columns (`encode_columns`), in fingerprint order (equal memories
+    /// encode to equal bytes).
+    pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
         let mut entries: Vec<(Fingerprint, i64)> = self.ids.iter().map(|(f, t)| (*f, *t)).collect();
         entries.sort_unstable_by_key(|(f, _)| (f.0, f.1));
-        let mut out = Vec::with_capacity(entries.len() * ENTRY_BYTES);
-        for (fp, ts) in entries {
-            push_entry(&mut out, fp, ts);
-        }
-        out
+        encode_columns(&entries)
     }
 
-    /// Add encoded entries (a later entry of an id replaces an earlier one).
+    /// Add entries given as columns (a later entry of an id replaces an earlier one).
+    pub fn load_columns(&mut self, fps: &[u8], ts: &[u8]) -> Result<(), String> {
+        if fps.len() % FINGERPRINT_BYTES != 0 || ts.len() % 8 != 0 {
+            return Err("the columns are not whole entries".to_string());
+        }
+        let n = fps.len() / FINGERPRINT_BYTES;
+        if ts.len() / 8 != n {
+            return Err(format!("{n} fingerprints but {} times", ts.len() / 8));
+        }
+        self.ids.reserve(n);
+        for (f, t) in fps.chunks_exact(FINGERPRINT_BYTES).zip(ts.chunks_exact(8)) {
+            let word = |i: usize| u64::from_le_bytes(f[i..i + 8].try_into().expect("8 bytes"));
+            let t = i64::from_le_bytes(t.try_into().expect("8 bytes"));
+            self.ids.insert(Fingerprint(word(0), word(8)), t);
+        }
+        Ok(())
+    }
+
+    /// Add entries of the earlier, interleaved layout (`ENTRY_BYTES` each: fingerprint,
+    /// then `ts`), as dedup blobs of format `SPSEEN2` hold them.
     pub fn load(&mut self, raw: &[u8]) -> Result<(), String> {
         if raw.len() % ENTRY_BYTES != 0 {
             return Err(format!(
@@ -171,7 +192,8 @@ impl DedupMemory {
         self.ids.reserve(raw.len() / ENTRY_BYTES);
         for e in raw.chunks_exact(ENTRY_BYTES) {
             let word = |i: usize| u64::from_le_bytes(e[i..i + 8].try_into().expect("8 bytes"));
-            self.ids.insert(Fingerprint(word(0), word(8)), word(16) as i64);
+            self.ids
+                .insert(Fingerprint(word(0), word(8)), word(16) as i64);
         }
         Ok(())
     }
@@ -193,16 +215,27 @@ impl DedupMemory {
             (cap * 8 / 7).next_power_of_two()
         };
         let slot = std::mem::size_of::<(Fingerprint, i64)>();
-        let table = if buckets == 0 { 0 } else { buckets * (slot + 1) + 16 };
+        let table = if buckets == 0 {
+            0
+        } else {
+            buckets * (slot + 1) + 16
+        };
         let journal = self.journal.as_ref().map_or(0, |j| j.capacity() * 16);
         table + journal
     }
 }
 
-fn push_entry(out: &mut Vec<u8>, fp: Fingerprint, ts: i64) {
-    out.extend_from_slice(&fp.0.to_le_bytes());
-    out.extend_from_slice(&fp.1.to_le_bytes());
-    out.extend_from_slice(&ts.to_le_bytes());
+/// Entries as two columns: every fingerprint (2 x u64 LE), then every `ts` (i64 LE), in
+/// the same order. A snapshot compresses only the `ts` column: fingerprints are random.
+pub fn encode_columns(entries: &[(Fingerprint, i64)]) -> (Vec<u8>, Vec<u8>) {
+    let mut fps = Vec::with_capacity(entries.len() * FINGERPRINT_BYTES);
+    let mut ts = Vec::with_capacity(entries.len() * 8);
+    for (fp, t) in entries {
+        fps.extend_from_slice(&fp.0.to_le_bytes());
+        fps.extend_from_slice(&fp.1.to_le_bytes());
+        ts.extend_from_slice(&t.to_le_bytes());
+    }
+    (fps, ts)
 }
 
 #[cfg(test)]
@@ -254,7 +287,10 @@ mod tests {
         assert_eq!(m.len(), 1);
         m.expire(D + 20); // b is forgotten by the rule, but the next sweep is due at S + D / 8
         assert_eq!(m.len(), 1, "swept too early");
-        assert!(!m.admit(fp("b"), 10, D + 20, false), "an expired id still counted");
+        assert!(
+            !m.admit(fp("b"), 10, D + 20, false),
+            "an expired id still counted"
+        );
         m.expire(D + 5 + D / 8);
         assert_eq!(m.len(), 0);
     }
@@ -265,10 +301,10 @@ mod tests {
         m.set_journal(true);
         m.admit(fp("a"), 10, 0, true);
         m.admit(fp("a"), 10 + D, 0, true);
-        let (seg, max_ts) = m.take_segment().expect("a segment");
+        let (fps, ts, max_ts) = m.take_segment().expect("a segment");
         assert_eq!(max_ts, 10 + D);
         let mut r = DedupMemory::new(D, W);
-        r.load(&seg).unwrap();
+        r.load_columns(&fps, &ts).unwrap();
         assert_eq!(r.get(&fp("a")), Some(10 + D));
         assert!(m.take_segment().is_none());
     }
@@ -279,10 +315,28 @@ mod tests {
         for i in 0..1000 {
             m.admit(fp(&format!("id-{i}")), i * 7, 0, true);
         }
-        let raw = m.encode();
+        let (fps, ts) = m.encode();
+        let mut r = DedupMemory::new(D, W);
+        r.load_columns(&fps, &ts).unwrap();
+        assert_eq!(r.encode(), (fps.clone(), ts.clone()));
+        assert!(r.load_columns(&fps[..fps.len() - 1], &ts).is_err());
+        assert!(r.load_columns(&fps, &ts[..ts.len() - 8]).is_err());
+    }
+
+    #[test]
+    fn the_interleaved_layout_still_loads() {
+        let mut m = DedupMemory::new(D, W);
+        m.admit(fp("a"), 7, 0, true);
+        m.admit(fp("b"), 9, 0, true);
+        let (fps, ts) = m.encode();
+        let mut raw = Vec::new();
+        for (f, t) in fps.chunks_exact(FINGERPRINT_BYTES).zip(ts.chunks_exact(8)) {
+            raw.extend_from_slice(f);
+            raw.extend_from_slice(t);
+        }
         let mut r = DedupMemory::new(D, W);
         r.load(&raw).unwrap();
-        assert_eq!(r.encode(), raw);
+        assert_eq!(r.encode(), (fps, ts));
         assert!(r.load(&raw[..raw.len() - 1]).is_err());
     }
 

@@ -31,7 +31,9 @@ impl DedupMemory {
         if dedup_ms <= 0 || window_ms <= 0 {
             return Err(PyValueError::new_err("dedup_ms and window_ms must be > 0"));
         }
-        Ok(DedupMemory { inner: Memory::new(dedup_ms, window_ms) })
+        Ok(DedupMemory {
+            inner: Memory::new(dedup_ms, window_ms),
+        })
     }
 
     /// True when the event is a duplicate; otherwise, if ``remember``, remembers its id.
@@ -42,7 +44,9 @@ impl DedupMemory {
         stream_time: i64,
         remember: bool,
     ) -> PyResult<bool> {
-        Ok(self.inner.admit(fingerprint(event_id)?, ts, stream_time, remember))
+        Ok(self
+            .inner
+            .admit(fingerprint(event_id)?, ts, stream_time, remember))
     }
 
     fn expire(&mut self, stream_time: i64) {
@@ -76,17 +80,34 @@ impl DedupMemory {
         self.inner.set_journal(on);
     }
 
-    /// ``(entries, max ts)`` of the ids remembered since the last call, or None.
-    fn take_segment<'py>(&mut self, py: Python<'py>) -> Option<(Bound<'py, PyBytes>, i64)> {
-        self.inner.take_segment().map(|(raw, ts)| (PyBytes::new(py, &raw), ts))
+    /// ``(fingerprints, times, max ts)`` of the ids remembered since the last call (the
+    /// columns of :meth:`encode`), or None.
+    #[allow(clippy::type_complexity)]
+    fn take_segment<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> Option<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, i64)> {
+        self.inner
+            .take_segment()
+            .map(|(fps, ts, max_ts)| (PyBytes::new(py, &fps), PyBytes::new(py, &ts), max_ts))
     }
 
-    /// Every entry: 24 bytes each (fingerprint, ts), in fingerprint order.
-    fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.encode())
+    /// Every entry as two columns, in fingerprint order: ``(fingerprints, times)``, 16
+    /// bytes and 8 bytes (i64 LE) an entry.
+    fn encode<'py>(&self, py: Python<'py>) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+        let (fps, ts) = self.inner.encode();
+        (PyBytes::new(py, &fps), PyBytes::new(py, &ts))
     }
 
-    /// Add entries of :meth:`encode` or :meth:`take_segment` (later ones replace earlier).
+    /// Add entries given as the columns of :meth:`encode` or :meth:`take_segment` (later
+    /// ones replace earlier).
+    fn load_columns(&mut self, fingerprints: &[u8], times: &[u8]) -> PyResult<()> {
+        self.inner
+            .load_columns(fingerprints, times)
+            .map_err(PyValueError::new_err)
+    }
+
+    /// Add entries of the earlier, interleaved layout (24 bytes each: fingerprint, ts).
     fn load(&mut self, raw: &[u8]) -> PyResult<()> {
         self.inner.load(raw).map_err(PyValueError::new_err)
     }

@@ -27,7 +27,7 @@
 #   STREAMPROC_KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL, default 30
 #   JAVA_HOME                         Java 17 (falls back to `java` on PATH, then the Debian JDK 17)
 #
-# An authenticated, encrypted listener besides the plaintext one (tests/test_kafka_auth.py;
+# An authenticated, encrypted listener besides the plaintext one (tests/kafka/test_security.py;
 # the PLAINTEXT port stays for the readiness probe and inter-broker traffic):
 #   STREAMPROC_KAFKA_BROKER_SASL_SSL_PORT      port of a SASL_SSL listener (unset: none)
 #   STREAMPROC_KAFKA_BROKER_KEYSTORE           PKCS12 keystore with the broker's key and certificate

@@ -50,7 +50,8 @@ KINDS: tuple[str, ...] = (
 PAGING_KINDS: frozenset[str] = frozenset(KINDS) - {"broadcast_end"}
 """``broadcast_end`` is informational: every broadcast ends, nobody is paged for it."""
 
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2
+"""2: the refund and concentration CUSUMs (a version-1 snapshot is upgraded: they start at 0)."""
 
 _COL = {c: i for i, c in enumerate(ROOM_METRICS_COLUMNS)}
 _FEATURES = (
@@ -100,8 +101,10 @@ class DetectorConfig:
     collapse_wait: int = 3
     # sales stall and conversion collapse (one-sided Poisson CUSUMs)
     stall_floor: float = 1.5
-    stall_rho: float = 0.1
-    stall_h: float = 10.0
+    stall_rho: float = 0.05
+    """A stall is (nearly) no paid order: a window with a few orders is evidence against it."""
+    stall_h: float = 12.2
+    """``0.95 ln(360 x 1000)``: at most 1 false alarm per 1 000 room-hours at any order rate."""
     conv_floor: float = 1.5
     conv_rho: float = 0.25
     conv_h: float = 14.0
@@ -109,15 +112,22 @@ class DetectorConfig:
     cart_min: float = 3.0
     chat_hold: float = 0.5
     """A conversion collapse keeps the audience talking (a broadcast's end or lull does not)."""
-    # refund surge
-    refund_floor: int = 6
-    refund_ratio: float = 4.0
-    refund_p: float = 1e-7
+    # refund surge and order concentration (one-sided Poisson CUSUMs for "R times the rate")
+    refund_floor: int = 5
+    """Refunds since the CUSUM left 0 (a small room's surge is a handful of refunds)."""
+    refund_ratio: float = 8.0
+    refund_h: float = 11.5
+    """``ln(100 x 1000)``: an excursion reaches ``h`` with chance ``e^-h`` (at most 100 an hour)."""
     refund_prior: float = 0.05
     refund_prior_orders: float = 20.0
-    # order concentration
-    conc_floor: int = 6
-    conc_p: float = 1e-7
+    refund_lag_windows: int = 30
+    """Orders count towards the refund ratio once this old (5 minutes: most refunds of a live
+    sale come within minutes), so a big sale early in a session does not dilute the ratio
+    before its refunds arrive."""
+    conc_floor: int = 5
+    """Excess orders (orders - buyers) since the CUSUM left 0."""
+    conc_ratio: float = 8.0
+    conc_h: float = 11.5
     conc_prior: float = 0.01
     # chat flood
     chat_floor: int = 30
@@ -196,6 +206,29 @@ def median_rate(hist: list[list[int]], col: int) -> float:
     return (rates[(n - 1) // 2] + rates[n // 2]) / 2
 
 
+_MU_MIN: Final = 0.02
+"""Least expected refunds or repeat orders a window: a CUSUM of a room that sells nothing
+still forgets (old evidence decays by ``(R - 1) x 0.02`` a window)."""
+
+
+def _surge(st: list[float], x: int, mu: float, ratio: float) -> None:
+    """One window of a one-sided Poisson CUSUM for "``ratio`` times the expected count".
+
+    ``st`` = ``[S, seen, expected, windows]`` since ``S`` left 0: ``S = max(0, S + x ln R -
+    mu (R - 1))``, the log-likelihood ratio of the counts, so evidence spread over several
+    windows adds up (a small room's surge is a few events a window) and an excursion of a
+    room in its normal state reaches ``h`` with chance at most ``e^-h``.
+    """
+    s = st[0] + x * math.log(ratio) - mu * (ratio - 1)
+    if s <= 0.0:
+        st[:] = [0.0] * 4
+    else:
+        st[0] = s
+        st[1] += x
+        st[2] += mu
+        st[3] += 1
+
+
 def _score(p: float) -> float:
     """``-log10 p``, capped (a score, not a probability)."""
     return 300.0 if p <= 0 else round(-math.log10(p), 2)
@@ -214,10 +247,12 @@ class _Room:
         "hist",
         "next_ws",
         "ord_n",
+        "ord_q",
         "pending",
-        "prev_refund",
         "quiet",
         "ref_n",
+        "refund",
+        "ring",
         "stall",
     )
 
@@ -231,8 +266,14 @@ class _Room:
         """``[watch seconds, carts, orders, buyers]`` of the last windows (oldest first)."""
         self.ref_n = 0
         self.ord_n = 0
-        self.prev_refund = (0, 0.0)
-        """Refunds and their expectation in the previous window (the test spans two)."""
+        """Refunds so far, and paid orders of the windows behind ``ord_q`` (old enough that
+        their refunds have had time to come)."""
+        self.ord_q: list[int] = []
+        """Paid orders of the last ``refund_lag_windows`` windows (oldest first)."""
+        self.refund = [0.0] * 4
+        """CUSUM of the refund surge; refunds seen, expected and windows since it left 0."""
+        self.ring = [0.0] * 4
+        """CUSUM of the order concentration; excess orders seen, expected and windows since."""
         self.stall = [0.0, 0.0, 0.0]
         """CUSUM of the sales stall, carts seen and carts expected since it left 0."""
         self.conv = [0.0] * 5
@@ -254,24 +295,30 @@ class _Room:
             self.hist,
             self.ref_n,
             self.ord_n,
-            list(self.prev_refund),
+            self.refund,
             self.stall,
             self.conv,
             self.drop,
             self.firing,
             sorted([ws, list(f)] for ws, f in self.pending.items()),
+            self.ring,
+            self.ord_q,
         ]
 
     @classmethod
-    def from_state(cls, s: list[Any]) -> _Room:
+    def from_state(cls, s: list[Any], version: int = SNAPSHOT_VERSION) -> _Room:
         r = cls(s[0])
-        (_, r.age, r.quiet, r.cvs, r.ewma, r.hist, r.ref_n, r.ord_n, prev, r.stall, r.conv) = s[
+        (_, r.age, r.quiet, r.cvs, r.ewma, r.hist, r.ref_n, r.ord_n, refund, r.stall, r.conv) = s[
             :11
         ]
         r.ewma = [float(x) for x in r.ewma]
         r.stall = [float(x) for x in r.stall]
         r.conv = [float(x) for x in r.conv]
-        r.prev_refund = (prev[0], float(prev[1]))
+        if version >= 2:
+            r.refund = [float(x) for x in refund]
+            r.ring = [float(x) for x in s[14]]
+            r.ord_q = s[15]
+        # version 1 held the previous window's refunds (a two-window test): the CUSUMs start at 0
         r.drop = s[11]
         r.firing = s[12]
         r.pending = {ws: tuple(f) for ws, f in s[13]}
@@ -374,15 +421,18 @@ class RoomWatch:
             version, saved_cfg, horizon, fired, rooms = msgspec.msgpack.decode(blob)
         except (msgspec.DecodeError, ValueError, TypeError) as exc:
             raise ValueError(f"not an anomaly snapshot: {exc}") from exc
-        if version != SNAPSHOT_VERSION:
+        if version not in (1, SNAPSHOT_VERSION):
             raise ValueError(f"anomaly snapshot version {version}, expected {SNAPSHOT_VERSION}")
-        if cfg is None:
+        if cfg is None and version == 1:
+            # its refund, concentration and stall thresholds belong to the old tests
+            cfg = DetectorConfig(window_ms=saved_cfg.get("window_ms", DetectorConfig.window_ms))
+        elif cfg is None:
             names = {f.name for f in fields(DetectorConfig)}
             cfg = DetectorConfig(**{k: v for k, v in saved_cfg.items() if k in names})
         w = cls(cfg)
         w.horizon = horizon
         w.fired.update(fired)
-        w.rooms = {rid: _Room.from_state(s) for rid, s in rooms}
+        w.rooms = {rid: _Room.from_state(s, version) for rid, s in rooms}
         w.active = {
             (rid, kind): ep[0] for rid, r in w.rooms.items() for kind, ep in r.firing.items()
         }
@@ -556,6 +606,8 @@ class RoomWatch:
                     cs[0] >= cfg.conv_h
                     and cs[1] < cfg.cart_hold * cs[2]
                     and cs[3] >= cfg.chat_hold * cs[4]
+                    # and still now: a silent window is a broadcast's end before its viewers go
+                    and chats >= cfg.chat_hold * exp_chats
                 ):
                     conv = buyers / uv if uv else 0.0
                     base = exp_buyers / uv if uv else 0.0
@@ -572,8 +624,8 @@ class RoomWatch:
             r.ord_n + cfg.refund_prior_orders
         )
         # refunds follow orders (by minutes, or at once when a sale is cancelled)
-        mu = rate * max(e[_ORDERS_SLOW], orders)
-        prev_n, prev_mu = r.prev_refund
+        mu = max(rate * max(e[_ORDERS_SLOW], orders), _MU_MIN)
+        rs = r.refund
         if "refund_surge" in firing:
             ep = firing["refund_surge"]
             if refunds <= max(1.0, 2 * mu):
@@ -583,24 +635,26 @@ class RoomWatch:
             else:
                 ep[5] = 0
         elif warm:
-            n2, mu2 = refunds + prev_n, max(mu + prev_mu, 0.05)
-            if n2 >= cfg.refund_floor and n2 >= cfg.refund_ratio * mu2:
-                p = poisson_sf(n2, mu2)
-                if p <= cfg.refund_p:
-                    self._fire(
-                        rid, r, "refund_surge", ws, n2, mu2, _score(p),
-                        f"{n2} refunds in 2 windows (expected {mu2:.1f})", out,
-                    )  # fmt: skip
-        r.prev_refund = (refunds, mu)
+            _surge(rs, refunds, mu, cfg.refund_ratio)
+            if rs[0] >= cfg.refund_h and rs[1] >= cfg.refund_floor:
+                self._fire(
+                    rid, r, "refund_surge", ws, rs[1], rs[2], round(rs[0], 2),
+                    f"{rs[1]:.0f} refunds in {rs[3]:.0f} windows (expected {rs[2]:.1f})", out,
+                )  # fmt: skip
+                rs[:] = [0.0] * 4
         if "refund_surge" not in firing:
             r.ref_n += refunds
-            r.ord_n += orders
+            r.ord_q.append(orders)
+            if len(r.ord_q) > cfg.refund_lag_windows:
+                r.ord_n += r.ord_q.pop(0)
 
         # ---- order concentration: few buyers, many orders (刷单)
         excess = orders - buyers
-        exp_excess = (
-            orders * (orders - 1) / (2 * max(uv, 1)) + max(e[_EXCESS], cfg.conc_prior) * orders
+        exp_excess = max(
+            orders * (orders - 1) / (2 * max(uv, 1)) + max(e[_EXCESS], cfg.conc_prior) * orders,
+            _MU_MIN,
         )
+        rg = r.ring
         if "order_concentration" in firing:
             ep = firing["order_concentration"]
             if excess <= max(2.0, 2 * exp_excess):
@@ -609,13 +663,15 @@ class RoomWatch:
                     self._resolve(rid, r, "order_concentration", ws, "orders spread again", out)
             else:
                 ep[5] = 0
-        elif warm and excess >= cfg.conc_floor:
-            p = poisson_sf(excess, exp_excess)
-            if p <= cfg.conc_p:
+        elif warm:
+            _surge(rg, excess, exp_excess, cfg.conc_ratio)
+            if rg[0] >= cfg.conc_h and rg[1] >= cfg.conc_floor:
                 self._fire(
-                    rid, r, "order_concentration", ws, excess, exp_excess, _score(p),
-                    f"{orders} paid orders from {buyers} buyers", out,
+                    rid, r, "order_concentration", ws, rg[1], rg[2], round(rg[0], 2),
+                    f"{orders} paid orders from {buyers} buyers ({rg[1]:.0f} repeat orders in "
+                    f"{rg[3]:.0f} windows, expected {rg[2]:.1f})", out,
                 )  # fmt: skip
+                rg[:] = [0.0] * 4
 
         # ---- chat flood: far more messages than the audience explains, from few senders
         mpc_base = e[_CHATS] / e[_CHATTERS] if e[_CHATTERS] > 0 else 1.0

@@ -39,7 +39,7 @@ from streamproc.check.tables import (
     clickhouse_sink,
 )
 from streamproc.check.topics import check_kafka, connect_problem, kafka_errors
-from streamproc.kafka_client import ConfigError, KafkaSecurity
+from streamproc.kafka.security import ConfigError, KafkaSecurity
 from streamproc.settings import Settings
 
 __all__ = [

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from streamproc.check.problems import Problem
-from streamproc.kafka_client import KafkaSecurity, client_config
+from streamproc.kafka.security import KafkaSecurity, client_config
 from streamproc.settings import Settings
 
 _UNKNOWN_TOPIC = 3

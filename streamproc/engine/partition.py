@@ -17,7 +17,7 @@ section numbers below refer to it.
 Why the numbers are exact in any arrival order: every metric is either
 order-independent (counts, sums, distinct sets of a window) or derived from
 presence intervals, and presence is a pure function of each user's events
-(``presence.intervals``). An event is an insertion into that user's event list;
+(``presence.spans``). An event is an insertion into that user's event list;
 the engine applies the difference between the intervals before and after to
 the window aggregates, so the aggregates always equal those of the ``ts``-sorted
 order, for out-of-order events within ``B`` and late events within ``L`` alike.
@@ -44,15 +44,15 @@ from .presence import (
     NEG,
     POS,
     VIEWER,
-    Interval,
+    Span,
     User,
-    intervals,
     is_gone,
     new_plain,
     new_ts_array,
     overlaps,
     prune,
     prune_plain,
+    spans,
 )
 from .retire import Retirement
 from .room import Room, TotalsValues
@@ -601,11 +601,11 @@ class PartitionEngine:
             if uid in room.departed:
                 room.departed.discard(uid)
                 u.flags = VIEWER
-            old: list[Interval] = []
+            old: list[Span] = []
         else:
             if H != NEG:
                 prune(u, H, T)
-            old = intervals(u, T)
+            old = spans(u, T)
         if not leave and not u.flags & VIEWER:
             room.viewers += 1
         u.add(ts, leave)
@@ -615,13 +615,13 @@ class PartitionEngine:
             else:
                 u.flags &= ~CLOSED
                 self._schedule(room, uid, u.evs[-1] + T)
-        new = intervals(u, T)
+        new = spans(u, T)
         if old != new:
             self._apply(room, old, -1)
             self._apply(room, new, 1)
         # METRICS §10 (engine.sessions); also when the intervals are equal: an event can
         # turn a timeout into a leave at the same instant
-        room.sessions.changed(uid, u, H, T)
+        room.sessions.changed(uid, new, H)
         if not u.is_open() or u.flags & CLOSED:
             later = self.cfg.allowed_lateness_ms + self.cfg.window_ms
             self._schedule(room, uid, u.end(T) + later)
@@ -630,13 +630,13 @@ class PartitionEngine:
             if plain is not None:
                 room.users[uid] = plain  # back to the plain state
 
-    def _apply(self, room: Room, ivs: list[Interval], sign: int) -> None:
+    def _apply(self, room: Room, ivs: list[Span], sign: int) -> None:
         """Add (``sign=1``) or remove (``-1``) intervals' contributions to live windows."""
         W = self.cfg.window_ms
         H = self.horizon
-        prev: Interval | None = None
+        prev: Span | None = None
         for iv in ivs:
-            a, b = iv
+            a, b, _ = iv
             if a >= H:
                 ws = a - a % W
                 w = room.window(ws)
@@ -700,11 +700,11 @@ class PartitionEngine:
                         self._schedule(room, uid, end)
                         room.sessions.touch(uid)  # the open row's watch_ms grew
                         continue
-                    old = intervals(u, T)
+                    old = spans(u, T)
                     u.flags |= CLOSED
                     room.sessions.closed(uid, end)  # METRICS §10: timed out
                     self._apply(room, old, -1)
-                    self._apply(room, intervals(u, T), 1)
+                    self._apply(room, spans(u, T), 1)
                     self._schedule(room, uid, u.end(T) + later)
                     continue
                 if H != NEG:

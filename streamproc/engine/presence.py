@@ -29,8 +29,15 @@ CLOSED: Final = 1
 VIEWER: Final = 2
 """Flag: the user has had a presence in this room (counted in distinct viewers)."""
 
-Interval = tuple[int, int | None]
-"""``(start, end)``; ``end`` is ``None`` while the interval is open (not yet timed out)."""
+OPEN: Final = 0
+LEAVE: Final = 1
+TIMEOUT: Final = 2
+REASONS: Final = ("open", "leave", "timeout")
+"""How an interval ended, by code (``viewer_sessions.end_reason``)."""
+
+Span = tuple[int, int | None, int]
+"""``(start, end, reason)``; ``end`` is ``None`` while the interval is open (not yet timed
+out). Two spans that differ only in ``reason`` cover the same instants."""
 
 
 _ONE: Final = array("q", [0])
@@ -125,9 +132,10 @@ def _insert(a: array[int], ts: int) -> None:
         a.insert(i, ts)
 
 
-def intervals(u: User, timeout: int) -> list[Interval]:
-    """The user's presence intervals from the prune point on, in order."""
-    out: list[Interval] = []
+def spans(u: User, timeout: int) -> list[Span]:
+    """The user's presence intervals from the prune point on, in order, each with the
+    reason it ended (``viewer_sessions.end_reason``, METRICS §10)."""
+    out: list[Span] = []
     start: int | None = None
     last = NEG
     leaves = u.leaves
@@ -137,7 +145,7 @@ def intervals(u: User, timeout: int) -> list[Interval]:
                 start = last = t
             else:
                 if t >= last + timeout:
-                    out.append((start, last + timeout))
+                    out.append((start, last + timeout, TIMEOUT))
                     start = t
                 last = t
     else:
@@ -145,19 +153,22 @@ def intervals(u: User, timeout: int) -> list[Interval]:
         merged = sorted([(t, 0) for t in u.evs] + [(t, 1) for t in leaves])
         for t, is_leave in merged:
             if start is not None and t >= last + timeout:
-                out.append((start, last + timeout))
+                out.append((start, last + timeout, TIMEOUT))
                 start = None
             if is_leave:
                 if start is not None:
                     # present at the instant of their own event at t (semantics §5)
-                    out.append((start, t + 1 if last == t else t))
+                    out.append((start, t + 1 if last == t else t, LEAVE))
                     start = None
             elif start is None:
                 start = last = t
             else:
                 last = t
     if start is not None:
-        out.append((start, last + timeout if u.flags & CLOSED else None))
+        if u.flags & CLOSED:
+            out.append((start, last + timeout, TIMEOUT))
+        else:
+            out.append((start, None, OPEN))
     return out
 
 
@@ -186,7 +197,7 @@ def prune(u: User, point: int, timeout: int) -> None:
     keep = False
     if i:
         head = User(evs[:i], leaves[:j] if leaves else None)
-        ivs = intervals(head, timeout)
+        ivs = spans(head, timeout)
         keep = pending_end or (ivs[-1][1] is None and evs[i - 1] + timeout > point)
     del evs[: i - 1 if keep else i]
     if leaves:
@@ -200,7 +211,7 @@ def is_gone(u: User) -> bool:
     return not u.evs and not u.leaves
 
 
-def overlaps(prev: Interval, window_start: int) -> bool:
+def overlaps(prev: Span, window_start: int) -> bool:
     """Whether an interval reaches into the window that starts at ``window_start``
     (every interval is at least 1 ms long)."""
     b = prev[1]

@@ -37,49 +37,9 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from typing import Any, Final
+from typing import Any
 
-from .presence import CLOSED, VIEWER, User
-
-OPEN: Final = 0
-LEAVE: Final = 1
-TIMEOUT: Final = 2
-REASONS: Final = ("open", "leave", "timeout")
-"""``end_reason`` by code."""
-
-Span = tuple[int, int | None, int]
-"""``(start, end or None while open, reason code)``."""
-
-
-def spans(u: User, timeout: int) -> list[Span]:
-    """``presence.intervals`` with the reason each interval ended (same walk, §5)."""
-    out: list[Span] = []
-    start: int | None = None
-    last = 0
-    leaves = u.leaves
-    if leaves:
-        merged = sorted([(t, 0) for t in u.evs] + [(t, 1) for t in leaves])
-    else:
-        merged = [(t, 0) for t in u.evs]
-    for t, is_leave in merged:
-        if start is not None and t >= last + timeout:
-            out.append((start, last + timeout, TIMEOUT))
-            start = None
-        if is_leave:
-            if start is not None:
-                out.append((start, t + 1 if last == t else t, LEAVE))
-                start = None
-        elif start is None:
-            start = last = t
-        else:
-            last = t
-    if start is not None:
-        if u.flags & CLOSED:
-            out.append((start, last + timeout, TIMEOUT))
-        else:
-            out.append((start, None, OPEN))
-    return out
-
+from .presence import OPEN, REASONS, TIMEOUT, VIEWER, Span, User
 
 Recorded = tuple[int, int | None, int, bool]
 """A recorded span: ``(start, end, reason, written)``; ``written``: its row holds these values
@@ -115,9 +75,9 @@ class SessionBook:
             self.recorded[uid] = [*_as_list(rec), (ts, None, OPEN, False)]
         self.dirty.add(uid)
 
-    def changed(self, uid: str, u: User, horizon: int, timeout: int) -> None:
-        """The user's intervals were recomputed (any event that is not a plain extension)."""
-        new = spans(u, timeout)
+    def changed(self, uid: str, new: list[Span], horizon: int) -> None:
+        """The user's intervals were recomputed (any event that is not a plain extension):
+        ``new`` is ``presence.spans`` of the user now."""
         if not new:
             return  # only leaves while not present: nothing exists, nothing changed
         old = _as_list(self.recorded.get(uid))
@@ -129,7 +89,7 @@ class SessionBook:
             i = bisect_right(old_starts, first) - 1
             if i >= 0:
                 first = old_starts[i]
-                new[0] = (first, new[0][1], new[0][2])
+                new = [(first, new[0][1], new[0][2]), *new[1:]]
         i = bisect_left(old_starts, first)
         kept, replaced = old[:i], old[i:]
         was = {r[:3]: r[3] for r in replaced}
@@ -268,43 +228,59 @@ class SessionBook:
 
     # ------------------------------------------------------------------ snapshot
 
-    def state(self, users: dict[str, User | array[int]]) -> list[Any]:
-        """Plain lists for ``engine.snapshot`` (a restored book writes every span again,
-        so the ``written`` flags are not kept); ``users``: the room's, whose plain states
-        hold their starts (saved here, as a recorded ``int``)."""
-        plain = [[uid, u[0]] for uid, u in users.items() if u.__class__ is array]
+    def state(self) -> list[Any]:
+        """Columns for ``engine.snapshot``: one int64 start per user, not a list per user
+        (a room may hold a million). ``[uids, starts, spans, dirty, gone, stale]``; ``spans``
+        are ``[position, [[start, end, reason], ...]]`` for the users whose record is not a
+        single open span (their ``starts`` entry is 0). Users in the plain state have no
+        entry: their start is saved with their events. A restored book writes every span
+        again, so the ``written`` flags are not kept."""
+        recorded = self.recorded
         return [
-            [[uid, rec if isinstance(rec, int) else [list(r[:3]) for r in rec]]
-             for uid, rec in self.recorded.items()] + plain,
+            *recorded_columns(list(recorded), list(recorded.values())),
             sorted(self.dirty),
             [list(g) for g in self.gone],
             sorted(self.stale),
-        ]  # fmt: skip
+        ]
 
     @classmethod
-    def from_state(cls, state: list[Any], users: dict[str, User | array[int]]) -> SessionBook:
+    def from_state(cls, state: list[Any], plain: set[str]) -> SessionBook:
         """The book of a snapshot. Every recorded interval is written again at the next
         flush: the process that took the snapshot may have written newer values of them
         after it and crashed (the higher versions of this process win).
 
-        ``users``: the room's, restored with each plain state as its events only; each
-        takes its start from the book (or becomes a :class:`User` when its spans are more
-        than one open interval)."""
+        ``plain``: the room's users in the plain state (their start is in their array, so
+        the book has no entry for them; their open rows are written again too)."""
         book = cls()
-        recorded, dirty, gone, stale = state
-        for uid, rec in recorded:
-            book.recorded[uid] = (
-                rec if isinstance(rec, int) else [(s, e, r, False) for s, e, r in rec]
-            )
-        book.dirty = set(dirty) | set(book.recorded)
+        uids, starts_b, spans, dirty, gone, stale = state
+        starts = array("q")
+        starts.frombytes(starts_b)
+        if len(uids) != len(starts):
+            raise ValueError("viewer_sessions: as many starts as users are needed")
+        recorded: dict[str, int | list[Recorded]] = dict(zip(uids, starts.tolist(), strict=True))
+        for i, rec in spans:
+            if not 0 <= i < len(uids):
+                raise ValueError(f"viewer_sessions: no user at position {i}")
+            # assigning an existing key keeps its place: the book's order is the snapshot's
+            recorded[uids[i]] = [(s, e, r, False) for s, e, r in rec]
+        if not plain.isdisjoint(recorded):
+            raise ValueError("viewer_sessions: a user in the plain state has a book entry")
+        book.recorded = recorded
+        book.dirty = plain
+        book.dirty.update(recorded, dirty)
         book.gone = [(uid, start) for uid, start in gone]
         book.stale = set(stale)
-        for uid, u in [(uid, u) for uid, u in users.items() if u.__class__ is array]:
-            assert isinstance(u, array)
-            plain = book.plain(uid, u)
-            if plain is None:
-                users[uid] = User(u, None, VIEWER)
         return book
+
+
+def recorded_columns(uids: list[str], recs: list[Any]) -> list[Any]:
+    """``[uids, starts, spans]`` of :meth:`SessionBook.state` for the users ``uids`` and their
+    records (a start, or spans of 3 or more items: the ``written`` flag is dropped)."""
+    starts = array("q", [r if isinstance(r, int) else 0 for r in recs])
+    spans = [
+        [i, [list(r[:3]) for r in rec]] for i, rec in enumerate(recs) if not isinstance(rec, int)
+    ]
+    return [uids, starts.tobytes(), spans]
 
 
 def _compact(lst: list[Recorded]) -> int | list[Recorded]:

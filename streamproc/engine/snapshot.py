@@ -10,15 +10,25 @@ ids), compressed with zlib; derived indexes (the timer heap) are rebuilt on rest
 The dedup memory is a blob of its own (:data:`SEEN_MAGIC`), in the snapshot or in
 segments; one saved as event ids, as versions before the compiled core wrote it, is
 read too (:func:`_load_seen`).
+
+Size (over 400 lines, on purpose): the whole on-disk layout lives here, writer and its one
+reader side by side (engine, rooms, users, windows, the dedup blobs, the conversion of
+the previous format, and the checks that refuse bytes of the wrong shape), so that a
+layout change and its format marker are made in one place.
 """
 
 from __future__ import annotations
 
+import gc
 import heapq
+import struct
+import time
 import zlib
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
+from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -27,19 +37,29 @@ from streamproc_core import DedupMemory
 from ..anomaly.detect import RoomWatch
 from .config import EngineConfig
 from .partition import TIMER_GRAIN, Counters, PartitionEngine, wall_ms
-from .presence import User
+from .presence import VIEWER, User
 from .retire import Retirement
 from .room import Room
-from .sessions import SessionBook
+from .sessions import SessionBook, recorded_columns
 from .sku import SkuBook
 from .window import Window
 
-MAGIC = b"SPSNAP5\n"
+MAGIC = b"SPSNAP6\n"
 """Format marker; bump it when the layout changes. 5: each room's ``SessionBook``
-(``viewer_sessions``) and the evicted rooms' kept records (``engine.retire``)."""
-SEEN_MAGIC = b"SPSEEN2\n"
-"""Marks a dedup memory of fingerprints (``streamproc_core.DedupMemory.encode``: 24 bytes an
-id), zlib-compressed after it. Without it, a dedup blob is the earlier layout: MessagePack
+(``viewer_sessions``) and the evicted rooms' kept records (``engine.retire``). 6: the book
+as columns, not a list per user (``SessionBook.state``); format 5 is still read
+(:func:`_room_from_format5`)."""
+_BOOK_BY_USER = b"SPSNAP5\n"
+"""Format 5: the ``viewer_sessions`` book as a list per user."""
+SEEN_MAGIC = b"SPSEEN3\n"
+"""Marks a dedup memory of fingerprints as columns (``streamproc_core.DedupMemory.encode``):
+after it the number of entries ``n`` (u64 LE), the ``n`` fingerprints (16 bytes each, as
+they are: random bytes do not compress), then the ``n`` times (i64 LE), zlib-compressed.
+Older dedup blobs load too (:func:`_load_seen`)."""
+_SEEN_INTERLEAVED = b"SPSEEN2\n"
+"""The layout before: 24-byte entries (fingerprint, ts), zlib-compressed as a whole (which
+spent most of a snapshot's time compressing fingerprints, and as much decompressing them).
+Without either marker, a dedup blob is the layout before fingerprints: MessagePack
 ``[ids, int64 ts buffer]``, zlib-compressed."""
 
 _BEFORE_SESSIONS = b"SPSNAP4\n"
@@ -102,6 +122,18 @@ _ENGINE_SCALARS = (
 )
 
 
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """No cyclic collection inside the block, the collector's on/off state after it."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 class SnapshotError(Exception):
     """The bytes are not a snapshot this version can read."""
 
@@ -127,40 +159,48 @@ def _users_state(users: dict[str, User | array[int]]) -> list[Any]:
     """Users as a few flat buffers, not a list per user: a room may hold millions.
 
     ``[uids, event counts (uint32 bytes), all event times (int64 bytes), rich users]``
-    where rich users are ``[index, leaves or None, flags]`` for the users that are not
-    in the plain state.
+    where rich users are ``[index, leaves or None, flags]`` for the users that are not in
+    the plain state.
     """
-    uids = list(users)
-    counts = array("I")
-    times = array("q")
-    rich: list[Any] = []
-    for i, u in enumerate(users.values()):
-        if isinstance(u, array):  # the plain state: its start is saved with the sessions book
-            counts.append(len(u) - 1)
-            times.extend(u)
-            del times[-len(u)]
-        else:
-            counts.append(len(u.evs))
-            times.extend(u.evs)
-            rich.append([i, None if u.leaves is None else u.leaves.tolist(), u.flags])
-    return [uids, counts.tobytes(), times.tobytes(), rich]
+    values = list(users.values())
+    # a plain state is saved whole: its first element is its session start (the book has
+    # no entry for it)
+    evs = [u if isinstance(u, array) else u.evs for u in values]
+    rich = [
+        [i, None if u.leaves is None else u.leaves.tolist(), u.flags]
+        for i, u in enumerate(values)
+        if not isinstance(u, array)
+    ]
+    return [list(users), array("I", map(len, evs)).tobytes(), b"".join(evs), rich]
 
 
 def _restore_users(state: list[Any]) -> dict[str, User | array[int]]:
-    uids, counts_b, times_b, rich = state
+    """Every user's array sliced out of one buffer by C-level iteration (no Python loop
+    per user: restoring a million viewers is bound by creating their objects)."""
+    names, counts_b, times_b, rich = state
     counts = array("I")
     counts.frombytes(counts_b)
     times = array("q")
     times.frombytes(times_b)
-    users: dict[str, User | array[int]] = {}
-    pos = 0
-    for uid, n in zip(uids, counts, strict=True):
-        users[uid] = times[pos : pos + n]
-        pos += n
+    n = len(counts)
+    ends = list(accumulate(counts))
+    if (ends[-1] if ends else 0) != len(times):
+        raise ValueError("users: event counts do not match the event times")
+    # a plain state is its start and at least its last event: every user with fewer
+    # times is a rich one (counted over the rich users, not by a loop over all)
+    if counts.count(0) + counts.count(1) != sum(counts[r[0]] < 2 for r in rich):
+        raise ValueError("users: a plain state without its start and an event")
+    starts = [0, *ends[:-1]] if ends else []
+    users: dict[str, User | array[int]] = dict(
+        zip(names, map(times.__getitem__, map(slice, starts, ends)), strict=True)
+    )
     for i, leaves, flags in rich:
-        uid = uids[i]
+        if not 0 <= i < n:
+            raise ValueError(f"users: no user at position {i}")
+        uid = names[i]
         evs = users[uid]
-        assert isinstance(evs, array)
+        if not isinstance(evs, array):
+            raise ValueError(f"users: user at position {i} given twice")
         users[uid] = User(evs, None if leaves is None else array("q", leaves), flags)
     return users
 
@@ -178,19 +218,83 @@ def room_state(r: Room) -> list[Any]:
         r.totals_dirty,
         r.totals_emitted,
         None if r.skus is None else r.skus.state(),
-        r.sessions.state(r.users),
+        r.sessions.state(),
     ]
 
 
+def _room_from_format5(rs: list[Any]) -> list[Any]:
+    """A room of format 5 in the layout of :func:`room_state`, so one reader restores both.
+
+    Format 5 kept the book as a list per user, every user's start in it, and a user in the
+    plain state as its events only. Its start goes back in front of its events when the
+    book holds a single open span for it; otherwise (spans, which an engine before the
+    plain state's start could save for a plain user) it becomes a rich user with the
+    ``VIEWER`` flag, as the engine makes it when its spans stop being one open interval.
+    """
+    rid, ints, users, windows, timers, departed, buyers, carters, t_dirty, emitted, skus, book = rs
+    uids, counts_b, times_b, rich = users
+    recorded, dirty, gone, stale = book
+    book_of = dict(recorded)
+    counts = array("I")
+    counts.frombytes(counts_b)
+    times = array("q")
+    times.frombytes(times_b)
+    if sum(counts) != len(times) or len(counts) != len(uids):
+        raise ValueError("users: event counts do not match the event times")
+    is_rich = {i for i, _, _ in rich}
+    counts6 = array("I")
+    times6 = array("q")
+    rich6 = list(rich)
+    pos = 0
+    for i, (uid, n) in enumerate(zip(uids, counts, strict=True)):
+        evs = times[pos : pos + n]
+        pos += n
+        if i not in is_rich:
+            start = book_of.get(uid)
+            if isinstance(start, int):
+                del book_of[uid]
+                counts6.append(n + 1)
+                times6.append(start)
+                times6.extend(evs)
+                continue
+            rich6.append([i, None, VIEWER])
+        counts6.append(n)
+        times6.extend(evs)
+    users6 = [uids, counts6.tobytes(), times6.tobytes(), sorted(rich6)]
+    book6 = [*recorded_columns(list(book_of), list(book_of.values())), dirty, gone, stale]
+    return [
+        rid, ints, users6, windows, timers, departed, buyers, carters, t_dirty, emitted, skus,
+        book6,
+    ]  # fmt: skip
+
+
+def _seen_blob(fingerprints: bytes, times: bytes) -> bytes:
+    n = struct.pack("<Q", len(times) // 8)
+    return b"".join((SEEN_MAGIC, n, fingerprints, zlib.compress(times, 1)))
+
+
 def _seen_state(seen: DedupMemory) -> bytes:
-    return SEEN_MAGIC + zlib.compress(seen.encode(), 1)
+    return _seen_blob(*seen.encode())
 
 
 def _load_seen(seen: DedupMemory, part: bytes) -> None:
     """Add one saved dedup blob (whole memory or segment) to ``seen``."""
     try:
         if part.startswith(SEEN_MAGIC):
-            seen.load(zlib.decompress(part[len(SEEN_MAGIC) :]))
+            head = len(SEEN_MAGIC) + 8
+            (n,) = struct.unpack_from("<Q", part, len(SEEN_MAGIC))
+            fingerprints = part[head : head + 16 * n]
+            if len(fingerprints) != 16 * n:
+                raise ValueError(f"{n} fingerprints announced, {len(fingerprints) // 16} present")
+            # at most the announced times: a hostile blob cannot inflate to any size
+            inflate = zlib.decompressobj()
+            times = inflate.decompress(part[head + 16 * n :], 8 * n + 1)
+            if len(times) != 8 * n or not inflate.eof:
+                raise ValueError(f"{n} fingerprints but not as many times")
+            seen.load_columns(fingerprints, times)
+            return
+        if part.startswith(_SEEN_INTERLEAVED):
+            seen.load(zlib.decompress(part[len(_SEEN_INTERLEAVED) :]))
             return
         # the layout before fingerprints: the ids themselves, fingerprinted here exactly as
         # the engine fingerprints them, so such a snapshot restores to the same behaviour
@@ -198,7 +302,7 @@ def _load_seen(seen: DedupMemory, part: bytes) -> None:
         ts = array("q")
         ts.frombytes(ts_b)
         seen.load_ids(ids, ts.tolist())
-    except (zlib.error, msgspec.DecodeError, ValueError, TypeError) as exc:
+    except (zlib.error, msgspec.DecodeError, ValueError, TypeError, struct.error) as exc:
         raise SnapshotError(f"corrupt dedup memory: {exc}") from None
 
 
@@ -221,8 +325,8 @@ def take_seen_segment(eng: PartitionEngine) -> tuple[bytes, int] | None:
     segment = eng.seen.take_segment()
     if segment is None:
         return None
-    raw, max_ts = segment
-    return SEEN_MAGIC + zlib.compress(raw, 1), max_ts
+    fingerprints, times, max_ts = segment
+    return _seen_blob(fingerprints, times), max_ts
 
 
 def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
@@ -251,18 +355,38 @@ def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
     return MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
 
 
+class Split:
+    """Seconds of each phase of :func:`restore` (``bench/restore.py`` prints them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        """The time since the previous lap goes to ``phase``."""
+        t = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + t - self._t
+        self._t = t
+
+
+def _no_lap(phase: str) -> None:
+    pass
+
+
 def restore(
     blob: bytes,
     *,
     version_floor: int = 0,
     clock: Callable[[], int] = wall_ms,
     seen_segments: Iterable[bytes] = (),
+    split: Split | None = None,
 ) -> PartitionEngine:
     """An engine that continues exactly where the snapshot was taken.
 
     ``version_floor``: row versions continue above both it and the snapshot's, so
     writes after a restart win over any written before it. ``seen_segments``: the dedup
-    memory of a snapshot taken ``with_seen=False``, oldest segment first.
+    memory of a snapshot taken ``with_seen=False``, oldest segment first. ``split``
+    collects the seconds per phase.
     """
     if blob.startswith(_BEFORE_SESSIONS):
         raise SnapshotError(
@@ -271,7 +395,7 @@ def restore(
             "STREAMPROC_SNAPSHOT_TOPIC, which reprocesses the topics from their earliest offsets"
         )
     head = blob[: len(MAGIC)]
-    if head != MAGIC:
+    if head not in (MAGIC, _BOOK_BY_USER):
         if head.startswith(b"SPSNAP"):
             raise SnapshotError(
                 f"snapshot format {head[6:].strip().decode('ascii', 'replace')!r} is not one "
@@ -280,13 +404,56 @@ def restore(
                 "offsets (docs/runtime.md)"
             )
         raise SnapshotError("not a streamproc snapshot")
-    try:
-        state = msgspec.msgpack.decode(zlib.decompress(blob[len(MAGIC) :]))
-    except (zlib.error, msgspec.DecodeError) as exc:
-        raise SnapshotError(f"corrupt snapshot: {exc}") from None
+    # Restoring creates a few objects per viewer and frees none: a collection every
+    # ``gcpolicy.THRESHOLDS[0]`` of them would only walk the growing state again and again.
+    lap = _no_lap if split is None else split.lap
+    with _no_collection():
+        try:
+            state = msgspec.msgpack.decode(zlib.decompress(blob[len(MAGIC) :]))
+        except (zlib.error, msgspec.DecodeError, UnicodeDecodeError) as exc:  # a str's bytes
+            raise SnapshotError(f"corrupt snapshot: {exc}") from None
+        lap("decode")
+        try:
+            return _restore_state(
+                state, head == _BOOK_BY_USER, version_floor, clock, list(seen_segments), lap
+            )
+        except _CORRUPT as exc:
+            # the bytes decoded but do not hold what a snapshot holds (a topic is untrusted)
+            raise SnapshotError(f"corrupt snapshot: {type(exc).__name__}: {exc}") from None
+
+
+_CORRUPT = (
+    TypeError,
+    ValueError,
+    IndexError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    zlib.error,
+    msgspec.DecodeError,
+)
+"""What interpreting decoded bytes of the wrong shape raises."""
+
+
+def _restore_state(
+    state: list[Any],
+    format5: bool,
+    version_floor: int,
+    clock: Callable[[], int],
+    seen_segments: list[bytes],
+    lap: Callable[[str], None],
+) -> PartitionEngine:
     cfg_d, scalars, next_offsets, maxts, last_arrival, seen, rooms, counters = state[:8]
     watch = state[8] if len(state) > 8 else None  # the anomaly detectors' own snapshot
     retired = state[9] if len(state) > 9 else None  # format 4: no room was evicted
+    if format5:
+        rooms = [_room_from_format5(rs) for rs in rooms]
+        if retired is not None:
+            retired = [
+                [[rid, last, _format5_record(blob)] for rid, last, blob in retired[0]],
+                *retired[1:],
+            ]
+        lap("format 5 layout")
     cfg_d["topics"] = tuple(cfg_d["topics"])
     eng = PartitionEngine(EngineConfig(**cfg_d), clock=clock)
     for a, v in zip(_ENGINE_SCALARS, scalars, strict=True):
@@ -295,12 +462,13 @@ def restore(
     eng.next_offsets = next_offsets
     eng.maxts = maxts
     eng.last_arrival = last_arrival
-    parts = [seen] if seen is not None else list(seen_segments)
+    parts = [seen] if seen is not None else seen_segments
     for part in parts:
         _load_seen(eng.seen, part)
     eng.seen.prune(eng.stream_time)  # ids forgotten since (S >= ts + D)
+    lap("dedup memory")
     for rs in rooms:
-        room = restore_room(rs)
+        room = restore_room(rs, lap)
         eng.rooms[room.room_id] = room
         eng._room_by_key[room.room_id.encode("utf-8")] = room
         for b in room.timers:
@@ -318,10 +486,17 @@ def restore(
         eng.retired = Retirement.from_state(
             retired, eng.cfg.room_rest_ms + eng.cfg.room_retention_ms
         )
+    lap("rooms, other")
     return eng
 
 
-def restore_room(rs: list[Any]) -> Room:
+def _format5_record(blob: bytes) -> bytes:
+    """An evicted room's kept record of format 5, in today's layout."""
+    room = _room_from_format5(msgspec.msgpack.decode(zlib.decompress(blob)))
+    return zlib.compress(msgspec.msgpack.encode(room), 1)
+
+
+def restore_room(rs: list[Any], lap: Callable[[str], None] = _no_lap) -> Room:
     (
         rid,
         ints,
@@ -339,7 +514,9 @@ def restore_room(rs: list[Any]) -> Room:
     room = Room(rid)
     for a, v in zip(_ROOM_INTS, ints, strict=True):
         setattr(room, a, v)
+    lap("rooms, other")
     room.users = _restore_users(users)
+    lap("users")
     for ws in windows:
         w_ints, changes, chatters, carters, buyers_w, emitted, final, exists = ws
         w = Window(w_ints[0])
@@ -354,6 +531,7 @@ def restore_room(rs: list[Any]) -> Room:
         w.final = final
         w.exists = exists
         room.windows[w.start] = w
+    lap("windows")
     room.timers = {b: uids for b, uids in timers}
     room.departed = set(departed)
     room.buyers_ever = set(buyers)
@@ -361,5 +539,9 @@ def restore_room(rs: list[Any]) -> Room:
     room.totals_dirty = totals_dirty
     room.totals_emitted = None if emitted_t is None else tuple(emitted_t)
     room.skus = None if skus is None else SkuBook.from_state(skus)
-    room.sessions = SessionBook.from_state(sessions, room.users)
+    plain = set(users[0])
+    plain.difference_update([users[0][i] for i, _, _ in users[3]])
+    lap("rooms, other")
+    room.sessions = SessionBook.from_state(sessions, plain)
+    lap("viewer_sessions book")
     return room

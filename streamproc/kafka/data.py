@@ -27,7 +27,7 @@ class KafkaDataSource:
     ) -> None:
         self.bootstrap = bootstrap
         self.kafka_config = dict(kafka_config or {})
-        """TLS/SASL keywords (``streamproc.kafka_client.client_config``)."""
+        """TLS/SASL keywords (``streamproc.kafka.security.client_config``)."""
         self.topics = tuple(topics)
         self.max_batch = max_batch
         self.consumer: AIOKafkaConsumer | None = None

@@ -5,7 +5,7 @@ upgrade changes it. Nothing else in the project touches a private name of either
 
 1. ``aiokafka.consumer.fetcher.PartitionRecords`` (patched): records as the engine's
    plain tuples, skipping aiokafka's per-record ``ConsumerRecord`` dataclass.
-   Guarded by ``tests/test_records.py`` (tuples equal what a plain consumer reads).
+   Guarded by ``tests/kafka/test_data.py`` (tuples equal what a plain consumer reads).
 2. ``faust ... Consumer._drain_messages`` (overridden): Faust's per-record dispatch
    is replaced by our batch fetch loop. Guarded by ``tests/test_e2e_kafka.py``
    (no rows at all without it).

@@ -65,7 +65,7 @@ class KafkaOutputs:
         self.dead_letter_topic = dead_letter_topic
         self.alerts_topic = alerts_topic
         self.kafka_config = dict(kafka_config or {})
-        """TLS/SASL keywords (``streamproc.kafka_client.client_config``)."""
+        """TLS/SASL keywords (``streamproc.kafka.security.client_config``)."""
         self.producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:

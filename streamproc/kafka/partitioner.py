@@ -5,8 +5,8 @@ state), and tools that write or replay data without a Kafka producer (generators
 path, tests) must predict the partition the Java client / aiokafka / Faust would choose. That
 is ``toPositive(murmur2(key)) % num_partitions`` with the Java client's murmur2, see
 ``org.apache.kafka.common.utils.Utils.murmur2`` and ``BuiltInPartitioner.partitionForKey`` in
-kafka-clients; aiokafka's ``murmur2`` is that hash (``tests/test_broker.py`` checks it against
-Kafka's own test vectors and against the Java client on random keys).
+kafka-clients; aiokafka's ``murmur2`` is that hash (``tests/kafka/test_partitioner.py``
+checks it against Kafka's own test vectors and against the Java client on random keys).
 
 Only keyed records are covered: records without a key use the sticky/random partitioner.
 """

@@ -66,7 +66,7 @@ class SnapshotStore:
         self.bootstrap = bootstrap
         self.topic = topic
         self.kafka_config = dict(kafka_config or {})
-        """TLS/SASL keywords for every client (``streamproc.kafka_client.client_config``)."""
+        """TLS/SASL keywords for every client (``streamproc.kafka.security.client_config``)."""
         self._producer: AIOKafkaProducer | None = None
         self._manifests: dict[int, Manifest] = {}
         self._slot_sizes: dict[tuple[int, str], int] = {}

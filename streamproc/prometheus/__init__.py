@@ -1,4 +1,4 @@
-"""The Prometheus exporter, one collector module per concern (METRICS §7, docs/metrics.md).
+"""The Prometheus exporter, one collector module per concern (METRICS §7, docs/prometheus.md).
 
 Owns: every ``streamproc_*`` series a worker exports and what it remembers to build
 them. Fed only by the engine's output (written rows, ``EngineStats``) and the

@@ -13,7 +13,7 @@ rows that reached ClickHouse, the engine's :class:`~streamproc.engine.stats.Engi
 (counters and state sizes), the sink's stats, snapshot timings and lag. It never
 reads the engine's state. Each concern is one collector module of this package; this
 class routes the worker's calls to them and serves them from one registry. Series
-by series documentation: ``docs/metrics.md``.
+by series documentation: ``docs/prometheus.md``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class PipelineMetrics(Collector):
     Every series carries ``worker=<worker_id>``: several workers share the
     partitions, each exports only the rooms of the partitions it owns, so
     ``sum`` over workers gives platform totals and ``max``/``topk`` the records
-    (PromQL in ``docs/metrics.md``).
+    (PromQL in ``docs/prometheus.md``).
 
     Call order (the worker's contract): :meth:`on_assign` when a partition's
     engine is created or restored (before its first flush), then after each

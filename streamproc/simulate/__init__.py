@@ -7,7 +7,7 @@ library, orjson and the engine's configuration and validation reasons only.
 
 ``config`` (SimConfig, SimRecord) → ``messages`` (names, texts, prices, dead letters)
 → ``traffic`` (the generator) → ``files`` (replay files), ``awkward`` (the edge-case
-scenario). The names below are its public API (``simulate_anomalies`` and the tests
+scenario). The names below are its public API (``anomalies`` and the tests
 use them).
 """
 

@@ -503,7 +503,7 @@ async def _round_trip(bootstrap: str) -> None:
 
     from streamproc.broker import ensure_topics_async
     from streamproc.kafka.partitioner import murmur2_partition
-    from streamproc.produce import produce
+    from streamproc.tools.produce import produce
 
     run = uuid.uuid4().hex[:8]
     tmap = {t: f"{t}-{run}" for t in TOPICS}
@@ -549,7 +549,7 @@ def test_produce_paces_by_rate_and_live_time(kafka_bootstrap: str) -> None:
 
 async def _pacing(bootstrap: str) -> None:
     from streamproc.broker import ensure_topics_async
-    from streamproc.produce import produce
+    from streamproc.tools.produce import produce
 
     run = uuid.uuid4().hex[:8]
     tmap = {t: f"{t}-{run}" for t in TOPICS}

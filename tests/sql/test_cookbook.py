@@ -1,7 +1,7 @@
 """The SQL cookbook (``deploy/clickhouse/queries/*.sql``, ``docs/sql.md``) on real rows.
 
 A small promotion (``AWKWARD_CONFIG``, moved to end a few minutes ago so the
-"last hour" queries see it) goes through ``streamproc.replay.run``; its rows are
+"last hour" queries see it) goes through ``streamproc.tools.replay.run``; its rows are
 inserted into chDB through ``ChdbSink`` **twice over**: first stale copies (a
 lower ``version``, wrong numbers; dead letters and late events redelivered),
 then the real rows. Only queries that read ``FINAL`` / the newest version give
@@ -24,7 +24,6 @@ from typing import Any
 import orjson
 import pytest
 
-from streamproc import replay
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import PartitionEngine
 from streamproc.rows import (
@@ -36,6 +35,7 @@ from streamproc.rows import (
 from streamproc.simulate import AWKWARD_CONFIG, generate, room_name, to_replay_line
 from streamproc.sink.base import OutputBatch, QueryResult
 from streamproc.sink.chdb_sink import ChdbSink
+from streamproc.tools import replay
 from tests.chdb_fixture import chdb_dir, fresh_database
 from tests.reference import RefConfig, compute, records_from_replay_lines
 

@@ -5,7 +5,7 @@ read ``/etc/passwd`` and ``/proc/self/environ``, ``INTO OUTFILE ... TRUNCATE``, 
 unchecked direct chDB path, requests without the owner's token or from a foreign
 ``Host``/``Origin``, negative ``Content-Length``, ``SELECT ²`` dropping the connection,
 connection exhaustion, idle connections, and one client's partial rows leaking into the
-next client's answer. The corpus of bypass attempts is in ``tests/test_sql_corpus.py``.
+next client's answer. The corpus of bypass attempts is in ``tests/sql/test_corpus.py``.
 """
 
 from __future__ import annotations

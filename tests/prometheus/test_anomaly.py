@@ -10,7 +10,7 @@ from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import PartitionEngine
 from streamproc.engine.stats import engine_stats, standing_rows
 from streamproc.prometheus import PipelineMetrics
-from tests.test_anomaly import T0, W, row, steady
+from tests.anomaly.test_detect import T0, W, row, steady
 
 
 def _sales_stalls(n: int) -> RoomWatch:

@@ -432,7 +432,7 @@ def test_retrying_chdb_sink_end_to_end(sink: ChdbSink) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Throughput: pytest -q -s tests/test_sink_chdb.py -k throughput
+# Throughput: pytest -q -s tests/sink/test_chdb.py -k throughput
 
 
 def test_insert_throughput_100k_room_metrics(sink: ChdbSink) -> None:

@@ -18,8 +18,8 @@ from typing import IO, Any
 
 import orjson
 
-from .anomaly import RoomWatch, alert_dict
-from .columns import (
+from streamproc.anomaly import RoomWatch, alert_dict
+from streamproc.columns import (
     DEAD_LETTERS,
     LATE_EVENTS,
     ROOM_ALERTS,
@@ -30,12 +30,12 @@ from .columns import (
     VIEWER_SESSIONS,
     Table,
 )
-from .derived import derive_text
-from .engine.config import KINDS, EngineConfig
-from .engine.partition import Output, PartitionEngine
-from .engine.validate import REASONS
-from .kafka.partitioner import murmur2_partition
-from .rows import fen_to_str
+from streamproc.derived import derive_text
+from streamproc.engine.config import KINDS, EngineConfig
+from streamproc.engine.partition import Output, PartitionEngine
+from streamproc.engine.validate import REASONS
+from streamproc.kafka.partitioner import murmur2_partition
+from streamproc.rows import fen_to_str
 
 _A_ROOM, _A_KIND, _A_WS = (ROOM_ALERTS.pos(c) for c in ("room_id", "kind", "window_start"))
 _S_DELETED = VIEWER_SESSIONS.pos("is_deleted")

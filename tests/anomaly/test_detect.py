@@ -180,12 +180,42 @@ def test_sales_stall_when_carts_continue_and_orders_stop() -> None:
     assert [a[3] for a in alerts if a[1] == "sales_stall"] == ["firing", "resolved"]
 
 
+def test_a_dip_of_orders_that_still_sell_is_not_a_stall() -> None:
+    # 600 viewers, 6 orders a window; four windows of 1, 1, 2, 1 orders while carts keep
+    # coming: rare (p ~ 1e-6) but not a payment failure, whose orders stop. With "orders
+    # fell to 10 %" and h = 10 it was paged; a stall is "orders fell to 5 %" at h = 12.2.
+    for seed in range(5):
+        ws = steady(seed, 60, 600)
+        for x in (1, 1, 2, 1):
+            w = normal(random.Random(seed), 600)
+            w["orders"] = w["unique_buyers"] = x
+            ws.append(w)
+        ws += steady(seed + 100, 20, 600)
+        assert fired(run(series("r", ws)), "sales_stall") == [], seed
+
+
 def test_conversion_collapse_when_carts_and_orders_fall_with_the_audience_there() -> None:
     ws = steady(1, 60, 1000) + steady(2, 15, 1000, cart=0.002, order=0.001) + steady(3, 20, 1000)
     alerts = run(series("r", ws))
     f = fired(alerts, "conversion_collapse")
     assert len(f) == 1 and 60 <= window_of(f[0]) <= 63
     assert fired(alerts, "sales_stall") == []
+
+
+def test_the_silent_last_window_of_a_broadcast_is_not_a_conversion_collapse() -> None:
+    # a 520-viewer room sells a little less for a few windows, then the broadcast ends: its
+    # last window has no chat, cart or order while most viewers are still there; the
+    # quiet windows before it had their chats, so the CUSUM's "still talking" held
+    rnd = random.Random(7)
+    ws = steady(1, 60, 520, chat=0.05, cart=0.02, order=0.005)
+    for _ in range(4):
+        w = normal(rnd, 520, chat=0.05, cart=0.008, order=0.002)
+        ws.append(w)
+    ws.append({"concurrent_viewers": 475, "unique_viewers": 524})
+    ws += [{"concurrent_viewers": v} for v in (380, 300, 150, 20)]
+    alerts = run(series("r", ws))
+    assert fired(alerts, "conversion_collapse") == []
+    assert len(fired(alerts, "broadcast_end")) == 1
 
 
 def test_conversion_collapse_is_paged_within_two_windows_in_a_room_selling_three_orders() -> None:
@@ -222,6 +252,49 @@ def test_refund_surge() -> None:
     f = fired(alerts, "refund_surge")
     assert len(f) == 1 and window_of(f[0]) == 62
     assert [a[3] for a in alerts if a[1] == "refund_surge"] == ["firing", "resolved"]
+
+
+def test_refund_surge_in_a_small_room_adds_up_over_windows() -> None:
+    # 150 viewers sell 0.6 orders a window (5 % refunded): 10 refunds within a minute are a
+    # third of the last 10 minutes' orders, but never 6 in two windows (the old floor)
+    ws = steady(1, 80, 150, order=1 / 240)
+    for i, n in zip(range(62, 68), (2, 1, 2, 2, 1, 2), strict=True):
+        ws[i]["refunds"] = n
+    f = fired(run(series("r", ws)), "refund_surge")
+    assert len(f) == 1 and 62 <= window_of(f[0]) <= 65
+    assert "refunds in" in f[0][8]
+
+
+def test_a_few_refunds_of_a_small_room_are_not_a_surge() -> None:
+    # the same room refunding its orders at the usual 5 %, now and then two in a window
+    for seed in range(20):
+        ws = steady(seed, 360, 150, order=1 / 240)
+        for i in range(20, 360, 37):
+            ws[i]["refunds"] = 2
+        assert fired(run(series("r", ws)), "refund_surge") == [], seed
+
+
+def test_refunds_of_a_big_sale_early_in_a_session_are_not_a_surge() -> None:
+    # the demo's room: a sale of 1 200 orders two minutes in, then its refunds (3 %
+    # of them) trickle in; counting the sale's orders in the refund ratio before their
+    # refunds could come made the ratio 0.07 % and those refunds a "surge"
+    ws = steady(1, 40, 1000)
+    for i in (16, 17):
+        ws[i]["orders"] = ws[i]["unique_buyers"] = 600
+    for i, n in zip(range(19, 30), (2, 3, 5, 4, 3, 4, 5, 3, 4, 3, 4), strict=True):
+        ws[i]["refunds"] = n
+    assert fired(run(series("r", ws)), "refund_surge") == []
+
+
+def test_a_small_ring_in_a_small_room_is_found() -> None:
+    # 150 viewers, 0.6 orders a window; two accounts place 6 orders a window between them:
+    # 4 repeat orders a window, under the old one-window floor of 6, for a minute
+    ws = steady(1, 80, 150, order=1 / 240)
+    for i in range(62, 68):
+        ws[i]["orders"] += 6
+        ws[i]["unique_buyers"] += 2
+    f = fired(run(series("r", ws)), "order_concentration")
+    assert len(f) == 1 and 62 <= window_of(f[0]) <= 64
 
 
 def test_order_concentration_few_buyers_many_orders() -> None:
@@ -333,6 +406,27 @@ def test_snapshot_is_versioned() -> None:
         RoomWatch.restore(bad)
     with pytest.raises(ValueError):
         RoomWatch.restore(b"\xc1garbage")
+
+
+def test_a_version_1_snapshot_is_upgraded() -> None:
+    # version 1 kept the previous window's refunds (slot 8) and no concentration CUSUM; a
+    # worker restarted on the new code carries on with its rooms and fresh CUSUMs
+    import msgspec
+
+    w = RoomWatch()
+    w.observe(series("r", steady(1, 30, 1000)))
+    w.advance(T0 + 25 * W)
+    blob = msgspec.msgpack.decode(w.snapshot())
+    blob[0] = 1
+    blob[1] = {"window_ms": W, "refund_floor": 6, "refund_p": 1e-7, "stall_h": 10.0}
+    for _, st in blob[4]:
+        st[8] = [0, 0.0]
+        del st[14]
+    old = RoomWatch.restore(msgspec.msgpack.encode(blob))
+    assert old.cfg == DetectorConfig(window_ms=W)
+    room = old.rooms["r"]
+    assert room.refund == [0.0] * 4 and room.ring == [0.0] * 4 and room.age == 25
+    assert old.advance(T0 + 30 * W) == w.advance(T0 + 30 * W)
 
 
 def test_poisson_tail_and_robust_rate() -> None:

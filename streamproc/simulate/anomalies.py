@@ -40,8 +40,8 @@ from typing import Any
 
 import orjson
 
-from .engine.config import DEFAULT_TOPICS
-from .simulate import DEFAULT_START_TS, SimRecord
+from streamproc.engine.config import DEFAULT_TOPICS
+from streamproc.simulate.config import DEFAULT_START_TS, SimRecord
 
 ANOMALY_KINDS: tuple[str, ...] = (
     "audience_collapse",
@@ -197,11 +197,17 @@ def scenario(
         for _ in range(int(length / 600 + rnd.random())):
             s.chat_bursts.append(s.start + s.ramp_s + int(rnd.random() * max(1, length - 300)))
 
-    for _ in range(normal_rooms):
+    def normal(band: tuple[int, int] | None) -> None:
+        """A normal session: Pareto-sized, or log-uniform in ``band`` (draws in this order)."""
+        nonlocal idx
         length = int(1200 + rnd.random() * 6000)
         start = int(rnd.random() * (duration_s - 1200))
         end = min(start + length, duration_s)
-        v = _pareto_size(rnd, *normal_sizes)
+        if band is None:
+            v = _pareto_size(rnd, *normal_sizes)
+        else:
+            lo, hi = band
+            v = int(lo * (hi / lo) ** rnd.random())
         s = Session(
             f"room-{idx:05d}", idx, v, start, end, 60 + int(rnd.random() * 240),
             ends_cleanly=start + length <= duration_s,
@@ -209,19 +215,12 @@ def scenario(
         extras(s)
         sessions.append(s)
         idx += 1
+
+    for _ in range(normal_rooms):
+        normal(None)
     for lo, hi, count in band_rooms:
         for _ in range(count * normal_rooms // 1000):
-            length = int(1200 + rnd.random() * 6000)
-            start = int(rnd.random() * (duration_s - 1200))
-            end = min(start + length, duration_s)
-            v = int(lo * (hi / lo) ** rnd.random())
-            s = Session(
-                f"room-{idx:05d}", idx, v, start, end, 60 + int(rnd.random() * 240),
-                ends_cleanly=start + length <= duration_s,
-            )  # fmt: skip
-            extras(s)
-            sessions.append(s)
-            idx += 1
+            normal((lo, hi))
     for k, kind in enumerate(ANOMALY_KINDS):
         for j in range(per_kind):
             base = anomaly_sizes[(j + k) % len(anomaly_sizes)]
@@ -533,7 +532,7 @@ def truth_path(events: Path) -> Path:
 
 def write_jsonl(sc: Scenario, path: Path) -> int:
     """A replay file of the scenario (``docs/replay.md``) and its ground truth next to it."""
-    from .simulate import write_jsonl as write_records
+    from streamproc.simulate.files import write_jsonl as write_records
 
     n = write_records(path, generate(sc))
     write_truth(sc, truth_path(path))

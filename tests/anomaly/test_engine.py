@@ -11,13 +11,13 @@ from typing import Any
 
 import orjson
 
-from streamproc import replay
 from streamproc.anomaly import RoomWatch
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import PartitionEngine
 from streamproc.engine.snapshot import restore, snapshot
 from streamproc.simulate import to_replay_line
-from streamproc.simulate_anomalies import Rates, Scenario, Session, generate
+from streamproc.simulate.anomalies import Rates, Scenario, Session, generate
+from streamproc.tools import replay
 
 CFG = EngineConfig()
 START = 1_762_790_400_000

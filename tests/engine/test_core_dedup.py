@@ -8,6 +8,7 @@ by the Python engine before them (ids, not fingerprints) restores to the same be
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from streamproc.engine.snapshot import (
     take_seen_segment,
 )
 
-DATA = Path(__file__).parent / "data" / "python_engine"
+DATA = Path(__file__).parent.parent / "data" / "python_engine"
 T0 = 1_700_000_000_000
 D = EngineConfig().dedup_ms
 
@@ -104,6 +105,35 @@ def test_a_corrupt_dedup_memory_is_refused_with_a_reason() -> None:
             restore(blob, seen_segments=[bad])
 
 
+def test_a_corrupt_column_dedup_memory_is_refused_with_a_reason() -> None:
+    """The column layout (SPSEEN3): a count that the fingerprints or the times do not
+    match, a cut blob, or times that inflate beyond the count (a decompression bomb is
+    cut off at the announced size) are refused, not loaded in part."""
+    eng = uninterrupted()
+    eng.flush()
+    blob = snapshot(eng, with_seen=False)
+    good = snapshot_of_seen(eng)
+    assert good.startswith(b"SPSEEN3\n")
+    n = len(eng.seen)
+    head, fps = good[:16], good[16 : 16 + 16 * n]
+    assert len(restore(blob, seen_segments=[good]).seen) == n
+
+    def blob_of(count: int, fingerprints: bytes, times: bytes) -> bytes:
+        return b"SPSEEN3\n" + count.to_bytes(8, "little") + fingerprints + times
+
+    bomb = zlib.compress(bytes(8 * n + (1 << 24)), 9)
+    for bad in (
+        good[: len(good) - 3],  # cut
+        head[:12],  # no count
+        blob_of(n + 1, fps, good[16 + 16 * n :]),  # more fingerprints announced
+        blob_of(n, fps, zlib.compress(bytes(8 * (n - 1)))),  # fewer times
+        blob_of(n, fps, bomb),  # times beyond the count
+        blob_of((1 << 64) - 1, fps, b""),
+    ):
+        with pytest.raises(SnapshotError, match="corrupt dedup memory"):
+            restore(blob, seen_segments=[bad])
+
+
 def test_ids_that_are_not_utf8_stay_distinct() -> None:
     """Lone surrogates (a str msgspec may hand over) are fingerprinted by their
     surrogatepass bytes: distinct ids, distinct fingerprints, and none equal to a valid id."""
@@ -131,7 +161,7 @@ def test_an_order_refused_for_its_room_sum_is_not_remembered() -> None:
     same id, sent again as an order that fits, is applied, as the reference says."""
     from tests.engine_harness import comparable, engine_compute
     from tests.reference import compute
-    from tests.test_money_bounds import order
+    from tests.sink.test_money_bounds import order
 
     recs = [order(i, "paid") for i in range(10_001)]  # o10000 overflows: a dead letter
     again = order(10_000, "paid", "0.00")

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from streamproc import broker
-from streamproc.kafka_client import ConfigError, KafkaSecurity, client_config
+from streamproc.kafka.security import ConfigError, KafkaSecurity, client_config
 from streamproc.settings import load
 from tests.e2e_support import Deployment, compare
 from tests.kafka_fixture import kafka_test_port
@@ -31,7 +31,7 @@ from tests.reference import RefConfig, compute
 
 pytestmark = pytest.mark.kafka
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 USER, PASSWORD = "streamproc-worker", "s3cret-for-tests"
 KEYSTORE_PASSWORD = "keystore-pw"
 

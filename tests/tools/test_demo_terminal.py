@@ -8,7 +8,7 @@ import json
 from rich.cells import cell_len
 from rich.console import Console
 
-from streamproc import demo
+from streamproc.tools import demo
 from streamproc.web import health
 
 ROWS = [

@@ -29,7 +29,7 @@ from streamproc.sink.cluster_ddl import (
 from streamproc.sink.ddl import load_statements
 from tests.chdb_fixture import chdb_dir, fresh_database
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 SPEC = ClusterSpec("streamproc")
 
 

@@ -223,7 +223,7 @@ def test_outage_too_long_raises(front: ChFront, sink: ClickHouseSink) -> None:
     assert sink.query("SELECT count() FROM room_metrics").scalar() == "1"
 
 
-# Throughput: pytest -q -s tests/test_sink_clickhouse.py -k throughput
+# Throughput: pytest -q -s tests/sink/test_clickhouse.py -k throughput
 def test_insert_throughput_100k_room_metrics(sink: ClickHouseSink) -> None:
     rows = [metrics_row(f"room-{i % 1000}", i // 1000, gmv=i) for i in range(100_000)]
     sink.write(OutputBatch(room_metrics=rows[:1000]))

@@ -19,7 +19,7 @@ import pytest
 from streamproc.engine.validate import diagnose
 from streamproc.simulate import scenario_awkward
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas" / "events"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
 KINDS = ("viewer", "chat", "cart", "order")
 EXPRESSIBLE = {
     "not_object",

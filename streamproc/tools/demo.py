@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -35,10 +33,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .settings import Settings
-from .simulate import SimConfig, SimRecord
-from .simulate_anomalies import Injection
-from .web import health
+from streamproc.settings import Settings
+from streamproc.simulate import SimConfig, SimRecord
+from streamproc.simulate.anomalies import Injection
+from streamproc.web import health
 
 DURATION_S = 160.0
 """Default seconds of traffic: room for the detectors' 2-minute learning and the anomaly."""
@@ -63,11 +61,12 @@ def traffic(
 
     With ``anomaly``, and traffic long enough for it, the payments of room
     ``ANOMALY_ROOM`` fail from ``ANOMALY_AT_S`` for ``ANOMALY_S`` seconds (a
-    ``sales_stall``, ``simulate_anomalies.inject``); the injection is returned
+    ``sales_stall``, ``simulate.anomalies.inject``); the injection is returned
     as the ground truth.
     """
-    from . import produce, simulate
-    from .simulate_anomalies import inject
+    from streamproc import simulate
+    from streamproc.simulate.anomalies import inject
+    from streamproc.tools import produce
 
     base = simulate.SimConfig()
     cfg = replace(
@@ -93,8 +92,8 @@ def traffic(
 
 
 def _sql(endpoint: str, home: Path, query: str) -> list[dict[str, Any]]:
-    from .auth import read_token, token_path
-    from .sql.client import query_endpoint
+    from streamproc.auth import read_token, token_path
+    from streamproc.sql.client import query_endpoint
 
     # The demo's worker keeps its token in the demo's own STREAMPROC_HOME, not ours.
     token = read_token(token_path(home)) or ""
@@ -178,8 +177,9 @@ def run(
     anomaly: bool = True,
 ) -> int:
     """Run the demo; returns the exit status."""
-    from . import broker, produce, simulate
-    from .worker import ensure_topics
+    from streamproc import broker, simulate
+    from streamproc.tools import child, produce
+    from streamproc.worker import ensure_topics
 
     tag = uuid.uuid4().hex[:6]
     home = Path(settings.home)
@@ -192,40 +192,15 @@ def run(
         broker.start(port)
         started_broker = True
     bootstrap = f"127.0.0.1:{port}"
-    topics = tuple(f"demo-{tag}.{k}" for k in ("viewer", "chat", "cart", "order"))
-    s = settings.replace(
-        kafka_bootstrap=bootstrap,
-        topics=topics,
-        dead_letter_topic=f"demo-{tag}.dead_letters",
-        snapshot_topic=f"demo-{tag}.snapshots",
-        group_id=f"demo-{tag}",
-        chdb_path=str(demo_dir / "chdb"),
-        home=str(demo_dir),
-    )
+    s = child.isolated(settings, f"demo-{tag}", bootstrap, demo_dir, settings.partitions)
+    topics = s.topics
     ensure_topics(s)
-    env = dict(os.environ)
-    env.update(
-        STREAMPROC_KAFKA_BOOTSTRAP=bootstrap,
-        STREAMPROC_TOPICS=",".join(topics),
-        STREAMPROC_DEAD_LETTER_TOPIC=s.dead_letter_topic,
-        STREAMPROC_SNAPSHOT_TOPIC=s.snapshot_topic,
-        STREAMPROC_GROUP_ID=s.group_id,
-        STREAMPROC_CHDB_PATH=s.chdb_path,
-        STREAMPROC_HOME=s.home,
-        STREAMPROC_PARTITIONS=str(s.partitions),
-        STREAMPROC_LOG_LEVEL="warning",
-    )
+    env = child.worker_env(s, STREAMPROC_LOG_LEVEL="warning")
     endpoint = f"http://{s.sql_host}:{s.sql_port}"
     metrics_url = f"http://{s.metrics_host}:{s.metrics_port}/metrics"
     log_path = demo_dir / "worker.log"
     print(f"demo: worker on embedded ClickHouse at {s.chdb_path} (log: {log_path})", flush=True)
-    with open(log_path, "wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streamproc.cli", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    worker = child.start_worker(env, log_path)
     rc = 0
     dashboard: tuple[subprocess.Popen[bytes], str] | None = None
     try:
@@ -325,16 +300,10 @@ def run(
     except KeyboardInterrupt:
         rc = 130
     finally:
-        if dashboard is not None and dashboard[0].poll() is None:
-            dashboard[0].terminate()
-            dashboard[0].wait(timeout=10)
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-        _delete_topics(bootstrap, [*topics, s.dead_letter_topic, s.snapshot_topic])
+        if dashboard is not None:
+            child.stop(dashboard[0], 10)
+        child.stop(worker, 60)
+        _delete_topics(bootstrap, child.topics_of(s))
         if started_broker:
             broker.stop(port)
         shutil.rmtree(demo_dir / "faust", ignore_errors=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.engine_harness import comparable, engine_compute
+from tests.engine_harness import TABLES, comparable, engine_compute
 from tests.reference import Record, RefConfig, compute
 from tests.streams import streams
 
@@ -20,16 +20,7 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 def _check(cfg: RefConfig, records: list[Record], **kw: object) -> None:
     expected = comparable(compute(records, cfg))
     got = comparable(engine_compute(records, cfg, **kw))  # type: ignore[arg-type]
-    for table in (
-        "counters",
-        "dead_letters",
-        "late_events",
-        "room_metrics",
-        "room_totals",
-        "sku_metrics",
-        "sku_totals",
-        "viewer_sessions",
-    ):
+    for table in TABLES:
         assert got[table] == expected[table], table
 
 

@@ -16,8 +16,8 @@ import orjson
 import pytest
 from rich.console import Console
 
-from streamproc import demo
-from streamproc.simulate_anomalies import Injection, inject
+from streamproc.simulate.anomalies import Injection, inject
+from streamproc.tools import demo
 from tests.e2e_support import REPO, Deployment
 
 W = 10_000

@@ -111,7 +111,7 @@ async def produce(
     ``unknown_topic`` dead letters of a replay scenario never create topics.
     ``live``: pace by each record's simulated send time against the wall clock
     (ignores ``rate``). Returns after every batch is acknowledged or failed.
-    ``kafka_config``: TLS/SASL keywords (``streamproc.kafka_client.client_config``).
+    ``kafka_config``: TLS/SASL keywords (``streamproc.kafka.security.client_config``).
     """
     if rate is not None and rate <= 0:
         raise ValueError("rate must be > 0")

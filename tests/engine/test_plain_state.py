@@ -62,9 +62,7 @@ def test_a_present_viewer_is_one_array_of_session_start_and_events() -> None:
     assert u[1] > T0 and len(u) <= 8
     eng.drain()
     rows = eng.flush().viewer_sessions
-    assert [(r[2], r[3], r[4], r[5]) for r in rows] == [
-        (T0, T0 + 660_000, "timeout", 660_000)
-    ]
+    assert [(r[2], r[3], r[4], r[5]) for r in rows] == [(T0, T0 + 660_000, "timeout", 660_000)]
 
 
 @given(
@@ -113,13 +111,13 @@ def test_a_snapshot_with_a_plain_user_whose_spans_are_a_list_restores_as_a_user(
     eng.process(recs)
     before = eng.take_output()  # not a flush: u1's settled span stays in the book
     blob = snap.snapshot(eng)
-    # rewrite u1 as the engine before this layout saved it: plain, no rich entry
-    state = msgspec.msgpack.decode(zlib.decompress(blob[len(snap.MAGIC) :]))
+    # rewrite u1 as the engine before this layout saved it (format 5): plain, no rich entry
+    state = _as_format5(msgspec.msgpack.decode(zlib.decompress(blob[len(snap.MAGIC) :])))
     users = state[6][0][2]
     i = users[0].index("u1")
     assert [r[0] for r in users[3]] == [i] and users[3][0][1:] == [None, VIEWER]
     users[3] = []
-    old = snap.MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
+    old = b"SPSNAP5\n" + zlib.compress(msgspec.msgpack.encode(state), 1)
     restored = snap.restore(old, version_floor=eng.version)
     assert isinstance(restored.rooms["r"].users["u1"], User)
     assert snap.snapshot(restored) == blob
@@ -147,3 +145,33 @@ def _final(rows: list[tuple[Any, ...]], key: int, version: int) -> dict[Any, Any
         if k not in best or best[k][version] < r[version]:
             best[k] = r
     return {k: r[key:version] + r[version + 2 :] for k, r in best.items()}
+
+
+def _as_format5(state: list[Any]) -> list[Any]:
+    """A snapshot's state in format 5's room layout: a plain user as its events only, its
+    start in the book, the book as a list per user."""
+    for room in state[6]:
+        uids, counts_b, times_b, rich = room[2]
+        counts = array("I")
+        counts.frombytes(counts_b)
+        times = array("q")
+        times.frombytes(times_b)
+        rich_at = {r[0] for r in rich}
+        b_uids, starts_b, spans, dirty, gone, stale = room[11]
+        starts = array("q")
+        starts.frombytes(starts_b)
+        book: list[Any] = [[u, t] for u, t in zip(b_uids, starts, strict=True)]
+        for j, sp in spans:
+            book[j][1] = sp
+        counts5, times5, pos = array("I"), array("q"), 0
+        for k, (uid, n) in enumerate(zip(uids, counts, strict=True)):
+            evs = times[pos : pos + n]
+            pos += n
+            if k not in rich_at:  # plain: its start moves to the book
+                book.append([uid, evs[0]])
+                evs = evs[1:]
+            counts5.append(len(evs))
+            times5.extend(evs)
+        room[2] = [uids, counts5.tobytes(), times5.tobytes(), rich]
+        room[11] = [book, dirty, gone, stale]
+    return state

@@ -14,7 +14,7 @@ import pytest
 from streamproc.simulate import scenario_awkward, to_replay_line
 from tests.reference import RefConfig, compute, records_from_replay_lines
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _replay(path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:

@@ -18,19 +18,10 @@ from hypothesis import strategies as st
 
 from streamproc.engine import snapshot as snap
 from streamproc.engine.partition import PartitionEngine
-from tests.engine_harness import Driver, comparable, engine_compute, engine_config
+from tests.engine_harness import TABLES, Driver, comparable, engine_compute, engine_config
 from tests.reference import Record, RefConfig, compute
 from tests.streams import BASE, room_lives
 
-TABLES = (
-    "counters",
-    "dead_letters",
-    "late_events",
-    "room_metrics",
-    "room_totals",
-    "sku_metrics",
-    "sku_totals",
-)
 CFG = RefConfig(
     window_ms=1000,
     out_of_order_ms=0,
@@ -253,7 +244,7 @@ def test_exporter_counts_an_evicted_rooms_gmv_once_and_shows_no_viewers() -> Non
     counted once; the kept records have their gauge."""
     from streamproc.engine.stats import engine_stats, standing_rows
     from streamproc.prometheus import PipelineMetrics
-    from tests.test_metrics import one
+    from tests.prometheus.test_metrics import one
 
     s = Stream()
     end = BASE
@@ -306,7 +297,7 @@ def test_the_exporter_forgets_rooms_with_the_engine_and_counts_every_session() -
     nothing until they passed the old session's."""
     from streamproc.engine.stats import engine_stats, standing_rows
     from streamproc.prometheus import PipelineMetrics
-    from tests.test_metrics import one
+    from tests.prometheus.test_metrics import one
 
     s = Stream()
     m = PipelineMetrics(worker_id="w", top_k=10)

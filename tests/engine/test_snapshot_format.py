@@ -1,0 +1,201 @@
+"""The snapshot layout (format 6) and the format before it (5), which is still read.
+
+Format 6 saves the ``viewer_sessions`` book as columns and restores a room's users by
+slicing one buffer (``docs/performance.md`` §8, restore). What must hold: a format-5
+snapshot written by the last release that wrote it continues exactly like the current
+format; a snapshot restores to the state it was taken from; and bytes that are not a
+snapshot (a snapshot topic is input like any other) are refused with ``SnapshotError``,
+never another exception.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import zlib
+from array import array
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from streamproc.engine import snapshot as snap
+from streamproc.engine.partition import PartitionEngine
+from streamproc.engine.presence import User
+from tests.engine.test_eviction import CFG
+from tests.engine_harness import Driver, engine_config
+from tests.reference import Record
+
+DATA = Path(__file__).parent.parent / "data" / "format5"
+
+
+def _records() -> tuple[int, list[Record]]:
+    doc = json.loads((DATA / "records.json").read_text())
+    recs = [
+        Record(topic, part, off, key.encode(), value.encode(), arrival)
+        for topic, part, off, key, value, arrival in doc["records"]
+    ]
+    return doc["cut"], recs
+
+
+def _run(records: list[Record], cut: int, blob: bytes | None, segments: list[bytes]) -> Driver:
+    """The records through one engine; with ``blob``, the engine is replaced after ``cut``
+    records by the one it restores (the rows written before stay, as in a crash)."""
+    drv = Driver(engine_config(CFG))
+    for rec in records[:cut]:
+        drv.feed(rec)
+    drv.flush()
+    if blob is not None:
+        floor = drv.engines[0].version
+        drv.engines[0] = snap.restore(
+            blob, version_floor=floor, clock=lambda: 0, seen_segments=segments
+        )
+    for rec in records[cut:]:
+        drv.feed(rec)
+    drv.finish()
+    return drv
+
+
+@pytest.mark.parametrize("with_seen", [True, False])
+def test_a_format5_snapshot_continues_exactly(with_seen: bool) -> None:
+    """Written by the release before format 6 (tests/data/format5/README.txt): it holds
+    evicted rooms' kept records (one revived after the cut), users with two recorded
+    spans and a dedup memory; every row after it is the uninterrupted run's."""
+    cut, records = _records()
+    if with_seen:
+        blob, segments = (DATA / "snapshot.bin").read_bytes(), []
+    else:
+        blob = (DATA / "snapshot_without_seen.bin").read_bytes()
+        segments = [(DATA / "seen_segment.bin").read_bytes()]
+    assert blob.startswith(b"SPSNAP5\n")
+    old = snap.restore(blob, clock=lambda: 0, seen_segments=segments)
+    assert old.retired.records and "gone-1" in old.retired.records
+    assert any(
+        not isinstance(v, int) for r in old.rooms.values() for v in r.sessions.recorded.values()
+    )
+    assert len(old.seen) > 0
+
+    plain = _run(records, len(records), None, [])
+    again = _run(records, cut, blob, segments)
+    assert again.engines[0].retired.revived == 1
+    assert again.result() == plain.result()
+    assert again.session_rows() == plain.session_rows()
+
+
+def _busy_engine() -> PartitionEngine:
+    """An engine holding every kind of user and book entry (format 5's records)."""
+    cut, records = _records()
+    drv = Driver(engine_config(CFG))
+    for rec in records[:cut]:
+        drv.feed(rec)
+    drv.flush()
+    return drv.engines[0]
+
+
+def test_a_snapshot_restores_to_the_state_it_was_taken_from() -> None:
+    eng = _busy_engine()
+    back = snap.restore(snap.snapshot(eng), clock=lambda: 0)
+    assert back.rooms.keys() == eng.rooms.keys()
+    rich = 0
+    for rid, room in eng.rooms.items():
+        got = back.rooms[rid]
+        assert list(got.users) == list(room.users)  # the order too
+        for uid, u in room.users.items():
+            g = got.users[uid]
+            if isinstance(u, array):
+                assert isinstance(g, array) and g == u
+            else:
+                rich += 1
+                assert isinstance(g, User)
+                assert (g.evs, g.leaves, g.flags) == (u.evs, u.leaves, u.flags)
+        assert list(got.sessions.recorded) == list(room.sessions.recorded)
+        for uid, rec in room.sessions.recorded.items():
+            want = rec if isinstance(rec, int) else [(s, e, r, False) for s, e, r, _ in rec]
+            assert got.sessions.recorded[uid] == want
+        # every open row is written again: the recorded users' and the plain ones'
+        plain = {uid for uid, u in room.users.items() if isinstance(u, array)}
+        assert got.sessions.dirty == set(room.sessions.recorded) | room.sessions.dirty | plain
+        assert got.timers == room.timers
+    assert rich > 0
+    # and a restored engine saves what it restored
+    again = snap.snapshot(back)
+    assert snap.snapshot(snap.restore(again, clock=lambda: 0)) == again
+
+
+_ODD: list[Any] = [None, -1, 0, (1 << 64) - 1, "x", b"\x00\x01", [], [1, 2], {"a": 1}, 1.5, True]
+
+
+def _mutate(node: Any, rng: random.Random) -> Any:
+    """``node`` with one element somewhere replaced, dropped or truncated."""
+    if isinstance(node, list) and node and rng.random() < 0.8:
+        i = rng.randrange(len(node))
+        out = list(node)
+        roll = rng.random()
+        if roll < 0.15:
+            del out[i]
+        elif roll < 0.3:
+            out[i] = rng.choice(_ODD)
+        else:
+            out[i] = _mutate(node[i], rng)
+        return out
+    if isinstance(node, bytes) and node:
+        cut = rng.randrange(len(node))
+        return node[:cut] if rng.random() < 0.5 else node[:cut] + b"\xff" * 8 + node[cut:]
+    if isinstance(node, int) and not isinstance(node, bool):
+        return rng.choice([-node // 2, node // 2 + 1, (1 << 64) - 1, -(1 << 63)])
+    return rng.choice(_ODD)
+
+
+def test_corrupt_snapshots_are_refused_with_snapshot_error() -> None:
+    """Hostile bytes: the decoded structure mutated anywhere (types, lengths, buffers),
+    the payload's bytes flipped, or cut: SnapshotError or a restore, nothing else."""
+    eng = _busy_engine()
+    blob = snap.snapshot(eng)
+    state = msgspec.msgpack.decode(zlib.decompress(blob[len(snap.MAGIC) :]))
+    raw = zlib.decompress(blob[len(snap.MAGIC) :])
+    rng = random.Random(13)
+    refused = 0
+    for i in range(400):
+        if i % 4 == 0:  # flip bytes of the MessagePack payload
+            b = bytearray(raw)
+            for _ in range(rng.randrange(1, 6)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            bad = snap.MAGIC + zlib.compress(bytes(b), 1)
+        elif i % 4 == 1:  # a cut blob
+            bad = blob[: rng.randrange(len(blob))]
+        else:
+            bad = snap.MAGIC + zlib.compress(msgspec.msgpack.encode(_mutate(state, rng)), 1)
+        try:
+            snap.restore(bad, clock=lambda: 0)
+        except snap.SnapshotError:
+            refused += 1
+    assert refused > 200  # most mutations are caught, not restored into nonsense
+
+
+def test_users_that_do_not_match_their_times_are_refused() -> None:
+    eng = _busy_engine()
+    state = msgspec.msgpack.decode(zlib.decompress(snap.snapshot(eng)[len(snap.MAGIC) :]))
+
+    def plain_users(room: list[Any]) -> list[int]:
+        rich_at = {r[0] for r in room[2][3]}
+        return [i for i in range(len(room[2][0]) - 1) if i not in rich_at]
+
+    room = max(state[6], key=lambda r: len(plain_users(r)))
+    uids, counts, times, rich = room[2]
+    n = array("I")
+    n.frombytes(counts)
+    i = plain_users(room)[0]
+    n[i + 1] += n[i] - 1  # a plain state of one element (its start only), the rest moved on
+    n[i] = 1
+    for users in (
+        [uids, n.tobytes(), times, rich],
+        [uids, counts, times[:-8], rich],  # an event time missing
+        [uids[:-1], counts, times, rich],  # a user id missing
+        [uids, counts, times, [[len(uids), None, 0]]],  # no such user
+        [uids, counts, times, [[-1, None, 0]]],
+    ):
+        room[2] = users
+        bad = snap.MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
+        with pytest.raises(snap.SnapshotError, match="corrupt snapshot"):
+            snap.restore(bad, clock=lambda: 0)

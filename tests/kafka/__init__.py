@@ -1,0 +1,1 @@
+"""Tests of streamproc.kafka: TLS/SASL of every client, the data consumer's tuples, murmur2."""

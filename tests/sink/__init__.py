@@ -1,0 +1,1 @@
+"""Tests of streamproc.sink: the chDB and clickhouse-connect sinks, the DDL files, money bounds."""

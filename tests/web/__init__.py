@@ -1,0 +1,1 @@
+"""Tests of streamproc.web: the dashboard's SQL, pages and server without a browser."""
