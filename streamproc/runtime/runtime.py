@@ -45,6 +45,11 @@ from streamproc.runtime.ports import (
 
 log = logging.getLogger("streamproc.worker")
 
+PROCESS_SLICE = 5_000
+"""Records applied between two yields to the event loop. A fetch while far behind can
+release hundreds of thousands of records at once; applied in one call they blocked the
+loop for seconds, so SIGTERM was not even seen until they were done."""
+
 
 class DataSource(Protocol):
     """The records of the owned partitions, as the engine's tuples (no consumer group)."""
@@ -112,6 +117,9 @@ class WorkerRuntime:
         self._started = False
         self.data_generation = 0
         self.stopping = False
+        self.stop_requested = False
+        """A graceful stop is waiting for the lock: fetched records not applied yet are
+        left for the next owner (the final snapshot records only what was applied)."""
         self.on_finished: Callable[[], Any] | None = None
         """Called once: ``exit_when_idle`` drained everything, or a write failed for good."""
         # what /readyz reports (streamproc/health.py), set on this event loop only
@@ -218,6 +226,7 @@ class WorkerRuntime:
 
     async def shutdown(self) -> None:
         """Graceful stop: write what is pending and snapshot every owned partition."""
+        self.stop_requested = True  # a fetch being applied stops at its next slice
         async with self.lock:
             try:
                 if not self.stopping and self.owned:
@@ -305,7 +314,8 @@ class WorkerRuntime:
             for owned in self.owned.values():
                 released = owned.merger.release()
                 if released:
-                    owned.engine.process(released)
+                    if not await self._apply(owned, released):
+                        return  # stopping: shutdown writes and snapshots what was applied
                 else:
                     t = owned.merger.idle_time()
                     if t is not None:
@@ -318,6 +328,23 @@ class WorkerRuntime:
                     await self._drain_all()
             except CheckpointFailed as exc:
                 self._fail(exc)
+
+    async def _apply(self, owned: Owned, records: list[Any]) -> bool:
+        """Apply released records a slice at a time; False if a stop came in between.
+
+        Slices give the same rows as one call (rule 1). A stop may leave the tail
+        unapplied: released records are in merge order, so per topic the applied ones
+        are an offset prefix, ``next_offsets`` ends exactly there, and the next owner
+        replays the rest from the snapshot (rule 3).
+        """
+        for i in range(0, len(records), PROCESS_SLICE):
+            # Let the signal handler and Faust's tasks run: a fetch of buffered records
+            # returns without suspending, so nothing else would yield while far behind.
+            await asyncio.sleep(0)
+            if self.stop_requested:
+                return False
+            owned.engine.process(records[i : i + PROCESS_SLICE])
+        return True
 
     def _mark_caught_up(self) -> None:
         """Tell each merger which topics have nothing left to read (and since when)."""

@@ -11,12 +11,15 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+import pytest
+
+import streamproc.runtime.runtime as runtime_module
 from streamproc.engine.config import EngineConfig
 from streamproc.runtime.runtime import WorkerRuntime
 from streamproc.sink.base import BatchError
 from streamproc.sink.retry import RetryingSink
 from tests.runtime.fakes import Crashes, FakeDeadLetters, FakeSink, FakeStore, Journal
-from tests.runtime.test_checkpoint import RECORDS
+from tests.runtime.test_checkpoint import RECORDS, REFERENCE, REFERENCE_LETTERS, World
 
 CFG = EngineConfig()
 
@@ -165,3 +168,77 @@ def test_a_fetch_that_spans_a_reassignment_is_fetched_again() -> None:
     assert data.assigns[-1] == {0: engine_offsets}, "no seek back after the dropped fetch"
     assert len(data.assigns) == 3  # the assignment, the rebalance, the seek back
     assert rt.progress.records_in == len(RECORDS)
+
+
+class SeekingData(FakeData):
+    """Hands out, once, every record from the assigned offsets on (a seek), all caught up."""
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> Mapping[Any, list[Any]]:
+        if not self.batches:
+            return {}
+        self.batches.pop()
+        start = self.assigned.get(0, [0] * len(CFG.topics))
+        out: dict[Any, list[Any]] = {}
+        for r in RECORDS:
+            if r[1] >= start[r[0]]:
+                out.setdefault(TP(CFG.topics[r[0]], 0), []).append(r)
+        return out
+
+
+def test_sigterm_while_a_large_fetch_is_applied_stops_at_the_next_slice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Far behind, one fetch releases a huge batch: a stop must not wait for all of it.
+
+    The stop leaves the rest of the fetch unapplied; the final snapshot covers only what
+    was applied, and the next owner's rows equal an uninterrupted run's (the reference).
+    """
+    monkeypatch.setattr(runtime_module, "PROCESS_SLICE", 100, raising=False)
+    world = World()
+
+    def worker() -> WorkerRuntime:
+        return WorkerRuntime(
+            CFG,
+            sink=world.sink,
+            store=world.store,
+            dead_letters=world.dead_letters,
+            alerts=world.dead_letters,
+            data=SeekingData(),
+            flush_interval=0.0,
+        )
+
+    first = worker()
+
+    async def stop_while_applying() -> None:
+        await first.on_assigned(ASSIGNMENT)
+        fetch = asyncio.create_task(first.fetch_once())
+        while not any(first.owned[0].engine.next_offsets):
+            await asyncio.sleep(0)  # until the fetch applied its first slice
+        await first.shutdown()  # SIGTERM (agents.app.BatchApp.on_stop)
+        await fetch
+
+    asyncio.run(stop_while_applying())
+    saved = world.store.current[0][1]
+    # the old code applied the whole fetch before the stop could take the lock
+    assert 0 < sum(saved) <= 100, saved
+    assert saved == first.owned[0].engine.next_offsets
+
+    second = worker()
+
+    async def restart_to_the_end() -> None:
+        await second.on_assigned(ASSIGNMENT)
+        assert second.data.assigned == {0: saved}  # type: ignore[attr-defined]
+        await second.fetch_once()
+        for owned in second.owned.values():
+            # end of input: the merge releases its tail, as --exit-when-idle would
+            for k in range(len(CFG.topics)):
+                owned.merger.caught_up(k, 2**62)
+            owned.engine.process(owned.merger.release())
+            owned.engine.drain()
+        await second.core.flush()
+        await second.core.wait_written()
+
+    asyncio.run(restart_to_the_end())
+    assert second.failure is None
+    assert world.tables.final() == REFERENCE
+    assert world.dead_letters.coordinates == REFERENCE_LETTERS
