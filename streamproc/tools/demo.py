@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -146,7 +147,15 @@ SELECT count() AS late_events, max(late_by_ms) AS max_late_by_ms FROM {db}.late_
 
 def _table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
     """Rows as a rich table: columns padded by display width, so 直播间/🔥 ids align."""
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    # a table is never narrower than its title: rich wraps the title to the table's width,
+    # which stood an empty table's title on end, a word per line
+    table = Table(
+        title=title,
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+        min_width=cell_len(title) if title else None,
+    )
     if not rows:
         table.add_column("(no rows)")
         return table

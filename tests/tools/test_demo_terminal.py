@@ -38,6 +38,14 @@ def test_columns_align_by_display_width() -> None:
     assert {cell_len(ln.rstrip()) for ln in body} == {cell_len(body[0].rstrip())}
 
 
+def test_an_empty_table_keeps_its_title_on_one_line() -> None:
+    title = next(iter(demo.REPORT))  # the longest title of the report (the alerts)
+    for rows in ([], ROWS[:1]):
+        lines = _render(demo._table(rows, title), width=120)
+        assert lines[0].strip() == title, lines
+    assert any("(no rows)" in ln for ln in _render(demo._table([], title), width=120))
+
+
 def test_status_line_shows_freshness_and_lag_and_turns_red() -> None:
     t = health.HealthTracker()
     fresh = health.Health(True, 0.4, 0, 0.0, 5000.0, 0.0)
