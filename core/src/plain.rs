@@ -603,20 +603,33 @@ impl PlainBook {
 
     /// Bytes held, the struct included.
     pub fn memory_bytes(&self) -> usize {
+        self.memory_parts().iter().map(|(_, b)| b).sum()
+    }
+
+    /// Bytes held, by part (their sum is [`PlainBook::memory_bytes`]).
+    pub fn memory_parts(&self) -> Vec<(&'static str, usize)> {
         let timers: usize = self
             .timers
             .values()
             .map(|v| v.capacity() * 4)
             .sum::<usize>()
             + self.timers.capacity() * (std::mem::size_of::<(i64, Vec<u32>)>() + 1);
-        std::mem::size_of::<Self>()
-            + self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.slots.iter().map(|s| s.evs.heap_bytes()).sum::<usize>()
-            + self.free.capacity() * 4
-            + self.arena.capacity()
-            + self.table.capacity() * 4
-            + self.dirty.capacity() * 4
-            + timers
+        vec![
+            (
+                "slots (start, id position, events inline)",
+                std::mem::size_of::<Self>()
+                    + self.slots.capacity() * std::mem::size_of::<Slot>()
+                    + self.free.capacity() * 4,
+            ),
+            (
+                "events past the inline ones",
+                self.slots.iter().map(|s| s.evs.heap_bytes()).sum::<usize>(),
+            ),
+            ("user id arena", self.arena.capacity()),
+            ("index (open addressing)", self.table.capacity() * 4),
+            ("timers", timers),
+            ("rows to write", self.dirty.capacity() * 4),
+        ]
     }
 
     // ------------------------------------------------------------------ snapshot

@@ -354,6 +354,11 @@ impl PlainBook {
         self.inner.memory_bytes()
     }
 
+    /// ``(part, bytes)`` of :meth:`memory_bytes`.
+    fn memory_parts(&self) -> Vec<(&'static str, usize)> {
+        self.inner.memory_parts()
+    }
+
     fn __sizeof__(&self) -> usize {
         self.inner.memory_bytes()
     }
