@@ -46,7 +46,10 @@ pub enum Extend {
 pub enum Check {
     Absent,
     /// Still present: pruned, checked again at `bucket` (`new`: no other check there yet).
-    Present { bucket: i64, new: bool },
+    Present {
+        bucket: i64,
+        new: bool,
+    },
     /// The open interval has timed out: the engine takes the user out.
     Expired,
 }
@@ -114,18 +117,68 @@ impl Evs {
     }
 }
 
+/// `Slot::meta`: pending checks of the slot in `timers` (saturating: a slot at the cap
+/// is never reused), whether its open row is to be written, and whether it is a departed
+/// user's slot kept for its pending checks.
+const PENDING: u16 = 0x3FFF;
+const DIRTY: u16 = 0x4000;
+const DEPARTED: u16 = 0x8000;
+
+/// A user, or (`DEPARTED`) the id of one who left the book while checks were pending on
+/// this slot: those checks are the user's wherever they are now (a Python `User`, or back
+/// in the book in another slot), as the engine's checks by user id are; the slot is reused
+/// once they ran. Free slots have `name_off == FREE`.
 #[derive(Clone, Debug)]
 struct Slot {
     start: i64,
     name_off: u32,
     name_len: u16,
-    dirty: bool,
+    meta: u16,
     evs: Evs,
 }
 
 impl Slot {
     fn is_free(&self) -> bool {
         self.name_off == FREE
+    }
+
+    fn is_departed(&self) -> bool {
+        self.meta & DEPARTED != 0
+    }
+
+    /// In the book (neither free nor departed).
+    fn is_live(&self) -> bool {
+        !self.is_free() && !self.is_departed()
+    }
+
+    fn dirty(&self) -> bool {
+        self.meta & DIRTY != 0
+    }
+
+    fn set_dirty(&mut self, on: bool) {
+        self.meta = if on {
+            self.meta | DIRTY
+        } else {
+            self.meta & !DIRTY
+        };
+    }
+
+    fn pending(&self) -> u16 {
+        self.meta & PENDING
+    }
+
+    fn add_pending(&mut self) {
+        if self.pending() < PENDING {
+            self.meta += 1;
+        }
+    }
+
+    /// One pending check ran (a slot at the cap stays there: never reused).
+    fn sub_pending(&mut self) {
+        let p = self.pending();
+        if p > 0 && p < PENDING {
+            self.meta -= 1;
+        }
     }
 
     fn last(&self) -> i64 {
@@ -148,6 +201,8 @@ pub struct PlainBook {
     hasher: RandomState,
     /// Slot indexes whose open row the next flush writes (stale ones skipped by the flag).
     dirty: Vec<u32>,
+    /// Slots of departed users with pending checks.
+    departed: usize,
     /// Pending checks: slot indexes per timer bucket (a stale index costs one extra check).
     timers: HashMap<i64, Vec<u32>>,
     /// Width of a timer bucket in ms.
@@ -170,6 +225,7 @@ impl PlainBook {
             len: 0,
             hasher: RandomState::new(),
             dirty: Vec::new(),
+            departed: 0,
             timers: HashMap::new(),
             grain: grain.max(1),
         }
@@ -216,7 +272,7 @@ impl PlainBook {
         let mut table = vec![EMPTY; cap];
         let mask = cap - 1;
         for (idx, s) in self.slots.iter().enumerate() {
-            if s.is_free() {
+            if !s.is_live() {
                 continue;
             }
             let mut i = self.hash(self.name(s)) & mask;
@@ -246,7 +302,7 @@ impl PlainBook {
             start,
             name_off,
             name_len: name.len() as u16,
-            dirty: false,
+            meta: 0,
             evs,
         };
         let idx = match self.free.pop() {
@@ -309,7 +365,8 @@ impl PlainBook {
         let Some(offs) = Self::offsets(start, evs) else {
             return false;
         };
-        self.insert_new(name, start, Evs::from_slice(&offs)).is_some()
+        self.insert_new(name, start, Evs::from_slice(&offs))
+            .is_some()
     }
 
     /// The hot path: an event at `ts` of a user (not a leave); `timeout`: `T`.
@@ -334,7 +391,7 @@ impl PlainBook {
     /// `(start, events, dirty)` of a user, if in the book.
     pub fn get(&self, name: &[u8]) -> Option<(i64, Vec<i64>, bool)> {
         let s = &self.slots[self.find(name)? as usize];
-        Some((s.start, Self::times(s), s.dirty))
+        Some((s.start, Self::times(s), s.dirty()))
     }
 
     fn times(s: &Slot) -> Vec<i64> {
@@ -349,7 +406,7 @@ impl PlainBook {
     pub fn take(&mut self, name: &[u8]) -> Option<(i64, Vec<i64>, bool)> {
         let idx = self.find(name)?;
         let s = &self.slots[idx as usize];
-        let got = (s.start, Self::times(s), s.dirty);
+        let got = (s.start, Self::times(s), s.dirty());
         self.remove(idx);
         Some(got)
     }
@@ -357,7 +414,6 @@ impl PlainBook {
     fn remove(&mut self, idx: u32) {
         // backward-shift deletion: no tombstones, probe chains stay short
         let mask = self.table.len() - 1;
-        let name_len = self.slots[idx as usize].name_len as usize;
         let mut i = self.hash(self.name(&self.slots[idx as usize])) & mask;
         while self.table[i] != idx {
             i = (i + 1) & mask;
@@ -383,18 +439,36 @@ impl PlainBook {
             j = (j + 1) & mask;
         }
         self.table[hole] = EMPTY;
+        self.len -= 1;
         let s = &mut self.slots[idx as usize];
+        s.set_dirty(false);
+        s.evs = Evs::Inline(0, [0; INLINE]);
+        if s.pending() > 0 {
+            // its checks are still to run: the slot keeps the id until they have
+            s.meta |= DEPARTED;
+            self.departed += 1;
+        } else {
+            self.release(idx);
+        }
+    }
+
+    /// A slot is free again (its id's bytes are garbage in the arena).
+    fn release(&mut self, idx: u32) {
+        let s = &mut self.slots[idx as usize];
+        if s.is_departed() {
+            self.departed -= 1;
+        }
+        let name_len = s.name_len as usize;
         s.name_off = FREE;
-        s.dirty = false;
+        s.meta = 0;
         s.evs = Evs::Inline(0, [0; INLINE]);
         self.free.push(idx);
-        self.len -= 1;
         self.garbage += name_len;
         if self.garbage > 4096 && self.garbage * 2 > self.arena.len() {
             self.compact_arena();
         }
-        if self.len == 0 {
-            // stale checks and marks find no slot (`check_slot`, `drain_dirty`)
+        if self.len == 0 && self.departed == 0 {
+            // no slot in use: stale marks find no slot (`drain_dirty`)
             self.slots.clear();
             self.free.clear();
             self.arena.clear();
@@ -421,8 +495,8 @@ impl PlainBook {
 
     fn mark(&mut self, idx: u32) {
         let s = &mut self.slots[idx as usize];
-        if !s.dirty && !s.is_free() {
-            s.dirty = true;
+        if !s.dirty() && s.is_live() {
+            s.set_dirty(true);
             self.dirty.push(idx);
         }
     }
@@ -441,9 +515,7 @@ impl PlainBook {
     /// Every user's open row is written at the next flush (after a restore).
     pub fn mark_all_dirty(&mut self) {
         for idx in 0..self.slots.len() {
-            if !self.slots[idx].is_free() {
-                self.mark(idx as u32);
-            }
+            self.mark(idx as u32);
         }
     }
 
@@ -464,16 +536,20 @@ impl PlainBook {
             let Some(s) = self.slots.get(idx as usize) else {
                 continue;
             };
-            if s.is_free() || !s.dirty {
+            if !s.is_live() || !s.dirty() {
                 continue;
             }
             let last = s.last();
-            let upto = if stream_time > last { stream_time } else { add(last, 1) };
+            let upto = if stream_time > last {
+                stream_time
+            } else {
+                add(last, 1)
+            };
             let timeout_at = add(last, timeout);
             let watch = upto.min(timeout_at).saturating_sub(s.start);
             let (start, off, len) = (s.start, s.name_off as usize, s.name_len as usize);
             f(&self.arena[off..off + len], start, watch);
-            self.slots[idx as usize].dirty = false;
+            self.slots[idx as usize].set_dirty(false);
         }
     }
 
@@ -483,7 +559,7 @@ impl PlainBook {
         let Some(s) = self.slots.get_mut(idx as usize) else {
             return Check::Absent;
         };
-        if s.is_free() {
+        if !s.is_live() {
             return Check::Absent;
         }
         let last = s.last();
@@ -513,38 +589,86 @@ impl PlainBook {
     /// Check again at `due` (ms); true when its bucket had no check yet.
     fn schedule(&mut self, idx: u32, due: i64) -> bool {
         let bucket = due.div_euclid(self.grain);
-        match self.timers.get_mut(&bucket) {
+        let new = match self.timers.get_mut(&bucket) {
             Some(lst) => {
-                if lst.last() != Some(&idx) {
-                    lst.push(idx);
+                if lst.last() == Some(&idx) {
+                    return false;
                 }
+                lst.push(idx);
                 false
             }
             None => {
                 self.timers.insert(bucket, vec![idx]);
                 true
             }
-        }
+        };
+        self.slots[idx as usize].add_pending();
+        new
     }
 
-    /// Run the checks of timer `bucket`: returns the buckets that got their first check
-    /// (the engine's heap needs an entry for each) and the ids of the users whose open
-    /// interval timed out (still in the book: the engine takes them out).
+    /// Run the checks of timer `bucket`, each user once, except those of the users named
+    /// in `skip` (the engine checks them itself: they have a check by id in this bucket).
+    /// Returns the buckets that got their first check (the engine's heap needs an entry
+    /// for each), the ids of the users whose open interval timed out (still in the book:
+    /// the engine takes them out), and the ids of departed users with a check here that
+    /// are not in the book now (the engine checks them).
+    #[allow(clippy::type_complexity)]
     pub fn fire(
         &mut self,
         bucket: i64,
         stream_time: i64,
         horizon: i64,
         timeout: i64,
-    ) -> (Vec<i64>, Vec<Vec<u8>>) {
+        skip: &[&[u8]],
+    ) -> (Vec<i64>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
         let mut new_buckets = Vec::new();
         let mut expired = Vec::new();
-        let Some(mut idxs) = self.timers.remove(&bucket) else {
-            return (new_buckets, expired);
+        let mut others = Vec::new();
+        let Some(raw) = self.timers.remove(&bucket) else {
+            return (new_buckets, expired, others);
         };
+        let skipped: std::collections::HashSet<&[u8]> = skip.iter().copied().collect();
+        let mut live = Vec::with_capacity(raw.len());
+        for &idx in &raw {
+            if let Some(s) = self.slots.get_mut(idx as usize) {
+                s.sub_pending();
+            }
+        }
+        let mut idxs = raw;
         idxs.sort_unstable();
         idxs.dedup();
+        let mut gone = Vec::new();
         for idx in idxs {
+            let Some(s) = self.slots.get(idx as usize) else {
+                continue;
+            };
+            if s.is_free() {
+                continue;
+            }
+            let name = self.name(s);
+            if skipped.contains(name) {
+                // checked by the engine
+            } else if s.is_live() {
+                live.push(idx);
+            } else {
+                match self.find(name) {
+                    Some(j) => live.push(j), // back in the book, in slot j
+                    None => others.push(name.to_vec()),
+                }
+            }
+            if s.is_departed() && s.pending() == 0 {
+                gone.push(idx);
+            }
+        }
+        for idx in gone {
+            self.release(idx);
+        }
+        live.sort_unstable();
+        live.dedup();
+        // departed ids repeat when a user left the book twice with checks pending
+        others.sort_unstable();
+        others.dedup();
+        for idx in live {
             match self.check_slot(idx, stream_time, horizon, timeout) {
                 Check::Absent => {}
                 Check::Present { bucket: b, new } => {
@@ -555,7 +679,7 @@ impl PlainBook {
                 Check::Expired => expired.push(self.name(&self.slots[idx as usize]).to_vec()),
             }
         }
-        (new_buckets, expired)
+        (new_buckets, expired, others)
     }
 
     /// Timer buckets with a pending check.
@@ -565,15 +689,28 @@ impl PlainBook {
         b
     }
 
+    /// Drop every pending check (the room is evicted: nothing of it is live).
     pub fn clear_timers(&mut self) {
         self.timers.clear();
+        for idx in 0..self.slots.len() {
+            let s = &mut self.slots[idx];
+            if s.is_departed() {
+                s.meta &= !PENDING;
+                self.release(idx as u32);
+                if self.slots.is_empty() {
+                    break;
+                }
+            } else {
+                s.meta &= !PENDING;
+            }
+        }
     }
 
     /// The latest last event of any user (`NEG` when empty).
     pub fn max_last(&self) -> i64 {
         self.slots
             .iter()
-            .filter(|s| !s.is_free())
+            .filter(|s| s.is_live())
             .map(Slot::last)
             .max()
             .unwrap_or(NEG)
@@ -596,7 +733,7 @@ impl PlainBook {
     pub fn users(&self) -> Vec<(&[u8], i64, Vec<i64>)> {
         self.slots
             .iter()
-            .filter(|s| !s.is_free())
+            .filter(|s| s.is_live())
             .map(|s| (self.name(s), s.start, Self::times(s)))
             .collect()
     }
@@ -635,27 +772,32 @@ impl PlainBook {
     // ------------------------------------------------------------------ snapshot
 
     /// The book as bytes (the dirty flags are not kept: a restored book writes every open
-    /// row again). Layout, little-endian: [`MAGIC`], `n` (u64), `n` id lengths (u16), the
-    /// ids, `n` starts (i64), `n` event counts (u32), the offsets (u32), `m` timer buckets
-    /// (u64), per bucket its number (i64), its count (u32) and the positions (u32) of its
-    /// users among the `n`. Users are in slot order; checks of users gone are dropped.
+    /// row again). Layout, little-endian: [`MAGIC`], `n` users (u64), `d` departed ids
+    /// (u64), `n + d` id lengths (u16), the ids, `n` starts (i64), `n` event counts (u32),
+    /// the offsets (u32), `m` timer buckets (u64), per bucket its number (i64), its count
+    /// (u32) and the positions (u32) of its checks' slots among the `n + d` (users in slot
+    /// order, then the departed ids with checks pending).
     pub fn encode(&self) -> Vec<u8> {
         let mut pos = vec![u32::MAX; self.slots.len()];
-        let live: Vec<&Slot> = self.slots.iter().filter(|s| !s.is_free()).collect();
+        let live: Vec<&Slot> = self.slots.iter().filter(|s| s.is_live()).collect();
+        let departed: Vec<&Slot> = self.slots.iter().filter(|s| s.is_departed()).collect();
         let mut k = 0u32;
-        for (i, s) in self.slots.iter().enumerate() {
-            if !s.is_free() {
-                pos[i] = k;
-                k += 1;
+        for pass in [false, true] {
+            for (i, s) in self.slots.iter().enumerate() {
+                if !s.is_free() && s.is_departed() == pass {
+                    pos[i] = k;
+                    k += 1;
+                }
             }
         }
-        let mut out = Vec::with_capacity(16 + live.len() * 40);
+        let mut out = Vec::with_capacity(24 + live.len() * 40);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(live.len() as u64).to_le_bytes());
-        for s in &live {
+        out.extend_from_slice(&(departed.len() as u64).to_le_bytes());
+        for s in live.iter().chain(departed.iter()) {
             out.extend_from_slice(&s.name_len.to_le_bytes());
         }
-        for s in &live {
+        for s in live.iter().chain(departed.iter()) {
             out.extend_from_slice(self.name(s));
         }
         for s in &live {
@@ -673,16 +815,13 @@ impl PlainBook {
             .timers
             .iter()
             .map(|(&b, idxs)| {
-                let mut seen: Vec<u32> = Vec::with_capacity(idxs.len());
-                for &i in idxs {
-                    let p = pos.get(i as usize).copied().unwrap_or(u32::MAX);
-                    if p != u32::MAX && seen.last() != Some(&p) {
-                        seen.push(p);
-                    }
-                }
-                (b, seen)
+                let v = idxs
+                    .iter()
+                    .filter_map(|&i| pos.get(i as usize).copied().filter(|&p| p != u32::MAX))
+                    .collect();
+                (b, v)
             })
-            .filter(|(_, v)| !v.is_empty())
+            .filter(|(_, v): &(i64, Vec<u32>)| !v.is_empty())
             .collect();
         buckets.sort_unstable_by_key(|(b, _)| *b);
         out.extend_from_slice(&(buckets.len() as u64).to_le_bytes());
@@ -698,14 +837,15 @@ impl PlainBook {
 
     /// The book of [`PlainBook::encode`]'s bytes, every user marked dirty; `Err` on bytes
     /// of any other shape (ids not UTF-8, repeated ids, unsorted events, positions out of
-    /// range, lengths that do not add up).
+    /// range, a departed id without a check, lengths that do not add up).
     pub fn decode(raw: &[u8], grain: i64) -> Result<Self, String> {
         let mut r = Reader { raw, at: 0 };
         if r.take(MAGIC.len())? != MAGIC {
             return Err("not a plain user book".into());
         }
         let n = r.count(2 + 8 + 4 + 4)?; // id length, start, count, an event
-        let lens: Vec<usize> = (0..n)
+        let d = r.count(2)?;
+        let lens: Vec<usize> = (0..n + d)
             .map(|_| r.u16().map(usize::from))
             .collect::<Result<_, _>>()?;
         let total: usize = lens.iter().sum();
@@ -717,11 +857,16 @@ impl PlainBook {
         let mut book = PlainBook::new(grain);
         let mut name_at = 0usize;
         let mut offs = Vec::new();
-        for i in 0..n {
-            let name = &names[name_at..name_at + lens[i]];
-            name_at += lens[i];
+        let mut slot_of = Vec::with_capacity(n + d);
+        for (i, &len) in lens.iter().enumerate() {
+            let name = &names[name_at..name_at + len];
+            name_at += len;
             if std::str::from_utf8(name).is_err() {
                 return Err(format!("user {i}: the id is not UTF-8"));
+            }
+            if i >= n {
+                slot_of.push(book.push_departed(name)?);
+                continue;
             }
             let c = counts[i];
             if c == 0 {
@@ -738,17 +883,18 @@ impl PlainBook {
                 }
                 offs.push(o);
             }
-            if i64::from(*offs.last().unwrap_or(&0)).checked_add(starts[i]).is_none() {
+            if i64::from(*offs.last().unwrap_or(&0))
+                .checked_add(starts[i])
+                .is_none()
+            {
                 return Err(format!("user {i}: events beyond the time range"));
             }
             if book.find(name).is_some() {
                 return Err(format!("user {i}: the id is given twice"));
             }
-            if book
-                .insert_new(name, starts[i], Evs::from_slice(&offs))
-                .is_none()
-            {
-                return Err(format!("user {i}: does not fit the book"));
+            match book.insert_new(name, starts[i], Evs::from_slice(&offs)) {
+                Some(idx) => slot_of.push(idx),
+                None => return Err(format!("user {i}: does not fit the book")),
             }
         }
         let m = r.count(8 + 4)?;
@@ -756,26 +902,54 @@ impl PlainBook {
             let b = r.i64()?;
             let c = r.u32()? as usize;
             if c > r.left() / 4 {
-                return Err(format!("timer bucket {b}: {c} checks announced, fewer present"));
+                return Err(format!(
+                    "timer bucket {b}: {c} checks announced, fewer present"
+                ));
             }
             if book.timers.contains_key(&b) {
                 return Err(format!("timer bucket {b} given twice"));
             }
             let mut v = Vec::with_capacity(c);
             for _ in 0..c {
-                let p = r.u32()?;
-                if p as usize >= n {
+                let p = r.u32()? as usize;
+                let Some(&idx) = slot_of.get(p) else {
                     return Err(format!("timer bucket {b}: no user at position {p}"));
-                }
-                v.push(p);
+                };
+                book.slots[idx as usize].add_pending();
+                v.push(idx);
             }
             book.timers.insert(b, v);
         }
         if r.left() != 0 {
             return Err(format!("{} bytes after the book", r.left()));
         }
+        if book
+            .slots
+            .iter()
+            .any(|s| s.is_departed() && s.pending() == 0)
+        {
+            return Err("a departed id without a pending check".into());
+        }
         book.mark_all_dirty();
         Ok(book)
+    }
+
+    /// A departed id's slot (decoding): not in the index, its checks counted after.
+    fn push_departed(&mut self, name: &[u8]) -> Result<u32, String> {
+        if self.arena.len() + name.len() > FREE as usize - 1 || self.slots.len() >= EMPTY as usize {
+            return Err("too many ids".into());
+        }
+        let name_off = self.arena.len() as u32;
+        self.arena.extend_from_slice(name);
+        self.slots.push(Slot {
+            start: 0,
+            name_off,
+            name_len: name.len() as u16,
+            meta: DEPARTED,
+            evs: Evs::Inline(0, [0; INLINE]),
+        });
+        self.departed += 1;
+        Ok((self.slots.len() - 1) as u32)
     }
 }
 
@@ -961,15 +1135,47 @@ mod tests {
         b.drain_dirty(T0, T, |_, _, _| {});
         assert_eq!(b.extend(b"u1", T0 + 50_000, T), Extend::Extended);
         let bucket = (T0 + T) / 1000;
-        let (new, expired) = b.fire(bucket, T0 + T + 999, NEG, T);
+        let (new, expired, others) = b.fire(bucket, T0 + T + 999, NEG, T, &[]);
         assert_eq!(new, vec![(T0 + 50_000 + T) / 1000]);
         assert_eq!(expired, vec![b"u2".to_vec()]);
+        assert!(others.is_empty());
         let mut rows = Vec::new();
         b.drain_dirty(T0 + T + 999, T, |n, s, w| rows.push((n.to_vec(), s, w)));
         // u1 is touched (its row's watch_ms grew); u2 is not: the engine takes it out
         assert_eq!(rows, vec![(b"u1".to_vec(), T0, T + 999)]);
         assert_eq!(b.timer_buckets(), vec![(T0 + 50_000 + T) / 1000]);
         assert_eq!(b.max_last(), T0 + 50_000);
+    }
+
+    #[test]
+    fn a_departed_users_checks_stay_theirs() {
+        // u1 leaves the book with a check pending: its slot is not reused by u2, and the
+        // check is reported as u1's; back in the book, u1 is checked in its new slot
+        let mut b = PlainBook::new(1000);
+        let due = T0 + T;
+        assert_eq!(b.start(b"u1", T0, due), Some(true));
+        assert!(b.take(b"u1").is_some());
+        assert_eq!(b.start(b"u2", T0, due + 5000), Some(true));
+        let (_, _, others) = b.fire(due / 1000, due + 999, NEG, T, &[]);
+        assert_eq!(others, vec![b"u1".to_vec()]);
+        // the slot is free now: reused
+        assert!(b.insert(b"u1", T0, &[T0 + 10]));
+        assert_eq!(b.slots.len(), 2);
+        // a check of a departed user back in the book runs there; a skipped id does not
+        assert_eq!(b.start(b"u3", T0, due + 9000), Some(true));
+        assert!(b.take(b"u3").is_some());
+        assert!(b.insert(b"u3", T0, &[T0 + 20_000]));
+        let raw = b.encode();
+        let mut back = PlainBook::decode(&raw, 1000).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.encode(), raw);
+        for book in [&mut b, &mut back] {
+            let (new, expired, others) = book.fire((due + 9000) / 1000, due + 9999, NEG, T, &[]);
+            assert_eq!((new.len(), expired.len(), others.len()), (1, 0, 0));
+            let (_, _, others) =
+                book.fire((due + 5000) / 1000, due + 5999, NEG, T, &[b"u2".as_slice()]);
+            assert!(others.is_empty());
+            assert_eq!(book.departed, 0);
+        }
     }
 
     #[test]

@@ -260,27 +260,28 @@ impl PlainBook {
         let open = pyo3::intern!(py, "open");
         let mut version = version;
         let mut err: Option<PyErr> = None;
-        self.inner.drain_dirty(stream_time, timeout, |name, start, watch| {
-            if err.is_some() {
-                return;
-            }
-            version = version.saturating_add(1);
-            let row = (
-                room_id,
-                id_str(py, name),
-                start,
-                py.None(),
-                open,
-                watch,
-                version,
-                now,
-                0,
-            );
-            let res = row.into_pyobject(py).and_then(|t| rows.append(t));
-            if let Err(e) = res {
-                err = Some(e);
-            }
-        });
+        self.inner
+            .drain_dirty(stream_time, timeout, |name, start, watch| {
+                if err.is_some() {
+                    return;
+                }
+                version = version.saturating_add(1);
+                let row = (
+                    room_id,
+                    id_str(py, name),
+                    start,
+                    py.None(),
+                    open,
+                    watch,
+                    version,
+                    now,
+                    0,
+                );
+                let res = row.into_pyobject(py).and_then(|t| rows.append(t));
+                if let Err(e) = res {
+                    err = Some(e);
+                }
+            });
         match err {
             Some(e) => Err(e),
             None => Ok(version),
@@ -307,8 +308,10 @@ impl PlainBook {
         }
     }
 
-    /// The checks of timer ``bucket``: ``(buckets that got their first check, ids of the
-    /// users whose interval timed out)``; those users are still in the book.
+    /// The checks of timer ``bucket``, each user once, but for the ids in ``skip`` (the
+    /// engine's own checks of this bucket): ``(buckets that got their first check, ids of
+    /// the users whose interval timed out, ids of departed users with a check here that are
+    /// not in the book)``; the timed-out users are still in the book.
     #[allow(clippy::type_complexity)]
     fn fire<'py>(
         &mut self,
@@ -317,9 +320,21 @@ impl PlainBook {
         stream_time: i64,
         horizon: i64,
         timeout: i64,
-    ) -> (Vec<i64>, Vec<Bound<'py, PyString>>) {
-        let (new, expired) = self.inner.fire(bucket, stream_time, horizon, timeout);
-        (new, expired.iter().map(|n| id_str(py, n)).collect())
+        skip: Vec<Bound<'py, PyString>>,
+    ) -> (
+        Vec<i64>,
+        Vec<Bound<'py, PyString>>,
+        Vec<Bound<'py, PyString>>,
+    ) {
+        let skip: Vec<&[u8]> = skip.iter().filter_map(id_bytes).collect();
+        let (new, expired, others) = self
+            .inner
+            .fire(bucket, stream_time, horizon, timeout, &skip);
+        (
+            new,
+            expired.iter().map(|n| id_str(py, n)).collect(),
+            others.iter().map(|n| id_str(py, n)).collect(),
+        )
     }
 
     fn timer_buckets(&self) -> Vec<i64> {

@@ -693,7 +693,18 @@ class PartitionEngine:
             bucket = due // TIMER_GRAIN
             plain = room.plain
             # dict.fromkeys: a user's duplicate checks collapse once they share a bucket
-            for uid in dict.fromkeys(room.timers.pop(bucket, ())):
+            uids = list(dict.fromkeys(room.timers.pop(bucket, ())))
+            # The plain users' checks of this bucket, in the book: those still present are
+            # pruned, checked again later and their open rows touched there; each user is
+            # checked once, the ones in ``uids`` here. ``departed``: users that left the
+            # book with this check pending (checks follow the user, as ``uids`` do).
+            new, expired, departed = plain.fire(bucket, S, H, T, uids)
+            for b in new:
+                heapq.heappush(heap, (b * TIMER_GRAIN + TIMER_GRAIN - 1, rid))
+            if departed:
+                known = set(uids)
+                uids += [d for d in departed if d not in known]
+            for uid in uids:
                 u = room.users.get(uid)
                 if u is None:
                     # a plain user (back in the book after this check was set), or gone
@@ -705,11 +716,6 @@ class PartitionEngine:
                     u = self._unplain(room, uid)  # timed out
                     assert u is not None
                 self._check(room, uid, u, later)
-            # the plain users' checks of this bucket, in the book: those still present are
-            # pruned, checked again later and their open rows touched there
-            new, expired = plain.fire(bucket, S, H, T)
-            for b in new:
-                heapq.heappush(heap, (b * TIMER_GRAIN + TIMER_GRAIN - 1, rid))
             for uid in expired:
                 u = self._unplain(room, uid)
                 assert u is not None

@@ -276,3 +276,39 @@ def test_the_book_refuses_bytes_that_are_not_its_encoding() -> None:
     assert refused > 2000
     with pytest.raises(ValueError):
         PlainBook.decode(raw, 0)
+
+
+def test_a_check_set_for_a_user_is_that_users_after_they_leave_the_book() -> None:
+    """A leaves the plain book (a leave) with a check pending in it; B joins next, in the
+    slot A had. A's check must stay A's: B's open row is written at B's own checks only (an
+    engine that reused the slot at once re-wrote B's row at A's check: a row the Python
+    engine never wrote), and A is checked as the ``User`` it now is."""
+    eng = PartitionEngine(CFG)
+    eng.process([_rec(0, T0, "a", "join"), _rec(1, T0, "c", "join")])
+    eng.flush()
+    eng.process([_rec(2, T0 + 1_000, "a", "leave")])
+    eng.process([_rec(3, T0 + 2_000, "b", "join")])
+    eng.flush()
+    room = eng.rooms["r"]
+    assert "b" in room.plain and "a" in room.users
+    # S = T0 + 61 s: A's and C's checks (bucket T0 + 60 s) are due, not B's (T0 + 62 s)
+    eng.process([_rec(4, T0 + 66_000, "c")])
+    assert eng.stream_time == T0 + 61_000
+    rows = eng.flush().viewer_sessions
+    assert "b" not in {r[1] for r in rows}
+    assert {r[1] for r in rows} == {"c"}  # c is present: its open row's watch_ms grew
+    eng.process([_rec(5, T0 + 68_000, "c")])  # S = T0 + 63 s: B's check
+    assert "b" in {r[1] for r in eng.flush().viewer_sessions}
+
+
+def test_the_book_keeps_a_departed_users_checks_as_theirs() -> None:
+    book = PlainBook(TIMER_GRAIN)
+    due = T0 + 60_000
+    assert book.start("u1", T0, due) == 2
+    assert book.take("u1") is not None
+    assert book.start("u2", T0, due + 5_000) == 2
+    rows: list[tuple[Any, ...]] = []
+    book.emit("r", T0, 60_000, 0, 0, rows)
+    new, expired, departed = book.fire(due // TIMER_GRAIN, due + 999, -(1 << 62), 60_000, [])
+    assert (new, expired, departed) == ([], [], ["u1"])
+    assert not book.has_dirty()  # u2 was not checked: not its check
