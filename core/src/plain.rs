@@ -22,6 +22,12 @@ use std::hash::BuildHasher;
 const INLINE: usize = 6;
 /// Table entry of an empty position.
 const EMPTY: u32 = u32::MAX;
+/// A table entry is a slot index (low bits) and a tag of its id's hash (high bits): a probe
+/// compares ids only where the tags agree (1 in 64 of the others), not at every entry.
+const IDX_BITS: u32 = 26;
+const IDX_MASK: u32 = (1 << IDX_BITS) - 1;
+/// Slots per book: a room's plain users beyond it stay Python objects.
+const MAX_SLOTS: usize = IDX_MASK as usize; // IDX_MASK itself is EMPTY's index
 /// `name_off` of a free slot.
 const FREE: u32 = u32::MAX;
 /// Longest user id kept in the book, in bytes (longer ones stay Python objects).
@@ -243,8 +249,13 @@ impl PlainBook {
         &self.arena[s.name_off as usize..s.name_off as usize + s.name_len as usize]
     }
 
-    fn hash(&self, name: &[u8]) -> usize {
-        self.hasher.hash_one(name) as usize
+    /// `(home position bits, tag)` of an id.
+    fn hash(&self, name: &[u8]) -> (usize, u32) {
+        let h = self.hasher.hash_one(name);
+        (
+            h as usize,
+            ((h >> (64 - (32 - IDX_BITS))) as u32) << IDX_BITS,
+        )
     }
 
     /// The slot index of `name`, if in the book.
@@ -253,48 +264,81 @@ impl PlainBook {
             return None;
         }
         let mask = self.table.len() - 1;
-        let mut i = self.hash(name) & mask;
+        let (h, tag) = self.hash(name);
+        let mut i = h & mask;
         loop {
             let e = self.table[i];
             if e == EMPTY {
                 return None;
             }
-            let s = &self.slots[e as usize];
-            if s.name_len as usize == name.len() && self.name(s) == name {
-                return Some(e);
+            if e & !IDX_MASK == tag {
+                let idx = e & IDX_MASK;
+                let s = &self.slots[idx as usize];
+                if s.name_len as usize == name.len() && self.name(s) == name {
+                    return Some(idx);
+                }
             }
             i = (i + 1) & mask;
         }
     }
 
-    fn grow_table(&mut self) {
-        let cap = (self.table.len() * 2).max(16);
+    /// An index of `cap` positions (a power of two) over the users.
+    fn rebuild_table(&mut self, cap: usize) {
         let mut table = vec![EMPTY; cap];
         let mask = cap - 1;
         for (idx, s) in self.slots.iter().enumerate() {
             if !s.is_live() {
                 continue;
             }
-            let mut i = self.hash(self.name(s)) & mask;
+            let (h, tag) = self.hash(self.name(s));
+            let mut i = h & mask;
             while table[i] != EMPTY {
                 i = (i + 1) & mask;
             }
-            table[i] = idx as u32;
+            table[i] = tag | idx as u32;
         }
         self.table = table;
     }
 
-    /// Insert a user known to be absent; None when the book cannot hold them (the engine
-    /// keeps them as a Python object instead).
+    /// Room for `n` users without growing (decoding).
+    fn reserve(&mut self, n: usize, name_bytes: usize) {
+        self.slots.reserve_exact(n);
+        self.arena.reserve_exact(name_bytes);
+        let cap = (n * 4 / 3 + 1).next_power_of_two().max(16);
+        if cap > self.table.len() {
+            self.rebuild_table(cap);
+        }
+    }
+
+    /// Insert a user; None when they are in the book already or the book cannot hold
+    /// them (the engine keeps them as a Python object instead).
     fn insert_new(&mut self, name: &[u8], start: i64, evs: Evs) -> Option<u32> {
         if name.len() > MAX_NAME || self.arena.len() + name.len() > FREE as usize - 1 {
             return None;
         }
-        if self.slots.len() - self.free.len() >= (u32::MAX - 1) as usize {
+        if self.free.is_empty() && self.slots.len() >= MAX_SLOTS {
             return None;
         }
         if (self.len + 1) * 4 > self.table.len() * 3 {
-            self.grow_table();
+            let cap = (self.table.len() * 2).max(16);
+            self.rebuild_table(cap);
+        }
+        // one probe: it finds the id if present, else the position for it
+        let mask = self.table.len() - 1;
+        let (h, tag) = self.hash(name);
+        let mut pos = h & mask;
+        loop {
+            let e = self.table[pos];
+            if e == EMPTY {
+                break;
+            }
+            if e & !IDX_MASK == tag {
+                let s = &self.slots[(e & IDX_MASK) as usize];
+                if s.name_len as usize == name.len() && self.name(s) == name {
+                    return None;
+                }
+            }
+            pos = (pos + 1) & mask;
         }
         let name_off = self.arena.len() as u32;
         self.arena.extend_from_slice(name);
@@ -315,12 +359,7 @@ impl PlainBook {
                 (self.slots.len() - 1) as u32
             }
         };
-        let mask = self.table.len() - 1;
-        let mut i = self.hash(name) & mask;
-        while self.table[i] != EMPTY {
-            i = (i + 1) & mask;
-        }
-        self.table[i] = idx;
+        self.table[pos] = tag | idx;
         self.len += 1;
         Some(idx)
     }
@@ -329,9 +368,6 @@ impl PlainBook {
     /// is at `due`. None when absent before is not true or the book cannot hold them;
     /// else whether `due`'s bucket had no check yet.
     pub fn start(&mut self, name: &[u8], ts: i64, due: i64) -> Option<bool> {
-        if self.find(name).is_some() {
-            return None;
-        }
         let idx = self.insert_new(name, ts, Evs::one(0))?;
         self.mark(idx);
         Some(self.schedule(idx, due))
@@ -359,9 +395,6 @@ impl PlainBook {
     /// event times. False (nothing changed) when they are in the book already or do not
     /// fit it.
     pub fn insert(&mut self, name: &[u8], start: i64, evs: &[i64]) -> bool {
-        if self.find(name).is_some() {
-            return false;
-        }
         let Some(offs) = Self::offsets(start, evs) else {
             return false;
         };
@@ -414,8 +447,8 @@ impl PlainBook {
     fn remove(&mut self, idx: u32) {
         // backward-shift deletion: no tombstones, probe chains stay short
         let mask = self.table.len() - 1;
-        let mut i = self.hash(self.name(&self.slots[idx as usize])) & mask;
-        while self.table[i] != idx {
+        let mut i = self.hash(self.name(&self.slots[idx as usize])).0 & mask;
+        while self.table[i] & IDX_MASK != idx {
             i = (i + 1) & mask;
         }
         let mut hole = i;
@@ -425,7 +458,7 @@ impl PlainBook {
             if e == EMPTY {
                 break;
             }
-            let home = self.hash(self.name(&self.slots[e as usize])) & mask;
+            let home = self.hash(self.name(&self.slots[(e & IDX_MASK) as usize])).0 & mask;
             // move e into the hole unless its home lies cyclically in (hole, j]
             let stays = if hole <= j {
                 hole < home && home <= j
@@ -855,6 +888,7 @@ impl PlainBook {
             .map(|_| r.u32().map(|c| c as usize))
             .collect::<Result<_, _>>()?;
         let mut book = PlainBook::new(grain);
+        book.reserve(n + d, total);
         let mut name_at = 0usize;
         let mut offs = Vec::new();
         let mut slot_of = Vec::with_capacity(n + d);
@@ -889,12 +923,9 @@ impl PlainBook {
             {
                 return Err(format!("user {i}: events beyond the time range"));
             }
-            if book.find(name).is_some() {
-                return Err(format!("user {i}: the id is given twice"));
-            }
             match book.insert_new(name, starts[i], Evs::from_slice(&offs)) {
                 Some(idx) => slot_of.push(idx),
-                None => return Err(format!("user {i}: does not fit the book")),
+                None => return Err(format!("user {i}: given twice, or beyond the book")),
             }
         }
         let m = r.count(8 + 4)?;
@@ -936,7 +967,7 @@ impl PlainBook {
 
     /// A departed id's slot (decoding): not in the index, its checks counted after.
     fn push_departed(&mut self, name: &[u8]) -> Result<u32, String> {
-        if self.arena.len() + name.len() > FREE as usize - 1 || self.slots.len() >= EMPTY as usize {
+        if self.arena.len() + name.len() > FREE as usize - 1 || self.slots.len() >= MAX_SLOTS {
             return Err("too many ids".into());
         }
         let name_off = self.arena.len() as u32;
