@@ -42,6 +42,7 @@ from streamproc.runtime.ports import (
     Sink,
     SnapshotStore,
 )
+from streamproc.runtime.startup import StartupClock
 
 log = logging.getLogger("streamproc.worker")
 
@@ -129,6 +130,8 @@ class WorkerRuntime:
         """Records behind on the owned partitions at the last fetch (None: not known yet)."""
         self.shutdown_timeout = 25.0
         """Seconds SIGTERM may spend writing and snapshotting (``agents.app``)."""
+        self.startup = StartupClock()
+        """The start-up's phases; the runtime ends the last three (``runtime.startup``)."""
 
     @property
     def owned(self) -> dict[int, Owned]:
@@ -223,6 +226,8 @@ class WorkerRuntime:
                 self._reassign()
             return
         await self.on_fetch(batch)
+        if not self.startup.finished and (batch or self.lag_total == 0):
+            self.startup.finish()  # the first records, or nothing to read
 
     async def shutdown(self) -> None:
         """Graceful stop: write what is pending and snapshot every owned partition."""
@@ -250,8 +255,10 @@ class WorkerRuntime:
                 by_partition.setdefault(tp.partition, set()).add(tp.topic)
         self.assigned = False
         self.lag_total = None
+        self.startup.end("group_join")
         async with self.lock:
             await self._ensure_started()
+            self.startup.begin("restore")
             for p, topics in sorted(by_partition.items()):
                 if len(topics) != len(self.input_topics):
                     log.error("partition %d assigned without all four topics: %s", p, topics)
@@ -264,8 +271,11 @@ class WorkerRuntime:
                             p, standing_rows(owned.engine), engine_stats(owned.engine)
                         )
             self._reassign()
+        self.startup.end("restore")
+        self.startup.begin("first_fetch")
         if not self.owned:
             self.lag_total = 0  # a standby worker is behind on nothing
+            self.startup.finish()
         self.assigned = True
 
     async def on_revoked(self, revoked: Iterable[Any]) -> None:
