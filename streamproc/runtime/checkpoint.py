@@ -188,7 +188,13 @@ class Checkpointer:
         elif engine.watch is None:  # a new partition, or a snapshot from before detection
             engine.watch = RoomWatch()
         topics = len(self.cfg.topics)
-        return Owned(engine, Merger(topics, self.merge_margin_ms), [0] * topics)
+        owned = Owned(engine, Merger(topics, self.merge_margin_ms), [0] * topics)
+        if loaded is not None:
+            # The snapshot just restored is current: saving it again at the first flush
+            # repeated every partition's encode and write while the worker was furthest
+            # behind (seconds of a restart). A fresh partition still saves at once.
+            owned.snapshot_due = self.clock() + self.snapshot_interval
+        return owned
 
     # ------------------------------------------------------------------ the cycle
 

@@ -177,7 +177,7 @@ def test_a_crash_between_any_two_steps_gives_the_same_rows(step: str, when: str,
 
 def test_repeated_crashes_after_snapshots_give_the_same_rows() -> None:
     world = World()
-    world.crashes = Crashes("store", (2, 4, 5, 7), "after")
+    world.crashes = Crashes("store", (1, 2, 3, 4), "after")  # after every one of them
     for fake in (world.sink, world.dead_letters, world.store, world.committer):
         fake.crashes = world.crashes
     asyncio.run(_run(world))
@@ -318,6 +318,30 @@ def test_snapshots_are_spaced_by_their_own_cost() -> None:
         world.clock.now = core.partitions[1].snapshot_due
         await core.flush()
         assert world.journal.kinds().count("store") == 4
+
+    asyncio.run(go())
+
+
+def test_a_restored_partition_is_not_saved_again_until_the_interval() -> None:
+    """Its snapshot is current: re-saving it at the first flush only delayed a restart."""
+    world = World()
+
+    async def go() -> None:
+        core = world.core()
+        await _own(core)
+        core.partitions[0].engine.process(RECORDS[:CHUNK])
+        await core.flush()  # a fresh partition is saved at once
+        assert world.journal.kinds().count("store") == 1
+        restarted = world.core()
+        await _own(restarted)
+        restarted.partitions[0].engine.process(_pending(restarted)[:CHUNK])
+        world.clock.now += FLUSH_EVERY
+        await restarted.flush()
+        await restarted.wait_written()
+        assert world.journal.kinds().count("store") == 1  # rows written, nothing re-saved
+        world.clock.now += SNAPSHOT_EVERY
+        await restarted.flush()
+        assert world.journal.kinds().count("store") == 2
 
     asyncio.run(go())
 
