@@ -39,8 +39,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from streamproc.anomaly import RoomWatch
 from streamproc.engine.config import EngineConfig
@@ -163,7 +164,33 @@ class Checkpointer:
 
     async def restore(self, p: int) -> Owned:
         """Partition ``p`` from its snapshot or empty (the caller adds it to ``partitions``)."""
-        loaded = await self.store.load(p)
+        return (await self.restore_many([p]))[p]
+
+    async def restore_many(self, ps: Sequence[int]) -> dict[int, Owned]:
+        """Partitions ``ps`` from their snapshots (or empty), for the caller to add.
+
+        The snapshots are read from the store all at once, and each is decoded as soon
+        as it has arrived, one at a time, in a thread: one after the other, the reads'
+        round trips added up over a restart, and a decode on the event loop stalled it
+        (seconds for a big partition) while Faust's timers and signals waited.
+        """
+        decoding = asyncio.Lock()  # one decode at a time: a blob is freed before the next
+
+        async def one(p: int) -> tuple[int, Owned]:
+            loaded = await self.store.load(p)
+            async with decoding:
+                return p, await asyncio.to_thread(self._owned, p, loaded)
+
+        tasks = [asyncio.create_task(one(p)) for p in ps]
+        try:
+            return dict(await asyncio.gather(*tasks))
+        except BaseException:  # the first failure as itself; the other reads stop
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    def _owned(self, p: int, loaded: tuple[bytes, Any, list[bytes]] | None) -> Owned:
         if loaded is None:
             engine = PartitionEngine(self.cfg, p, version_floor=self.floor())
             log.info("partition %d: no snapshot, starting from the earliest offsets", p)

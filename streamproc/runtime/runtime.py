@@ -262,14 +262,14 @@ class WorkerRuntime:
             for p, topics in sorted(by_partition.items()):
                 if len(topics) != len(self.input_topics):
                     log.error("partition %d assigned without all four topics: %s", p, topics)
-                if p not in self.owned:
-                    owned = await self.core.restore(p)
-                    self.owned[p] = owned
-                    if self.metrics is not None:
-                        # a restored engine's counters and totals are a baseline, not news
-                        self.metrics.on_assign(
-                            p, standing_rows(owned.engine), engine_stats(owned.engine)
-                        )
+            new = [p for p in sorted(by_partition) if p not in self.owned]
+            for p, owned in sorted((await self.core.restore_many(new)).items()):
+                self.owned[p] = owned
+                if self.metrics is not None:
+                    # a restored engine's counters and totals are a baseline, not news
+                    self.metrics.on_assign(
+                        p, standing_rows(owned.engine), engine_stats(owned.engine)
+                    )
             self._reassign()
         self.startup.end("restore")
         self.startup.begin("first_fetch")

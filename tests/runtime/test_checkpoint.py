@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import streamproc.runtime.checkpoint as checkpoint_module
 from streamproc.engine.config import EngineConfig
 from streamproc.runtime.checkpoint import SNAPSHOT_SHARE, Checkpointer, CheckpointFailed
 from streamproc.simulate import scenario_awkward
@@ -344,6 +345,54 @@ def test_a_restored_partition_is_not_saved_again_until_the_interval() -> None:
         assert world.journal.kinds().count("store") == 2
 
     asyncio.run(go())
+
+
+def test_a_restart_reads_its_partitions_together_and_decodes_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One after the other, the snapshot reads' round trips added up over a restart; a
+    decode on the event loop stalled it (seconds for a big partition)."""
+    world = World()
+
+    async def save_two() -> None:
+        core = world.core()
+        await _own(core)
+        await _own(core, 1)
+        core.partitions[0].engine.process(RECORDS[:CHUNK])
+        await core.flush(snapshot_all=True)
+        await core.wait_written()
+
+    asyncio.run(save_two())
+    store = world.store
+    started: set[int] = set()
+    both = asyncio.Event()
+    plain_load = store.load
+
+    async def load(partition: int) -> Any:
+        # each read waits for the other to have started: read one by one, this never ends
+        started.add(partition)
+        if len(started) == 2:
+            both.set()
+        await both.wait()
+        return await plain_load(partition)
+
+    monkeypatch.setattr(store, "load", load)
+    decoded_on: list[int] = []
+    plain_restore = checkpoint_module.restore
+
+    def restore(*args: Any, **kwargs: Any) -> Any:
+        decoded_on.append(threading.get_ident())
+        return plain_restore(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "restore", restore)
+
+    async def restart() -> dict[int, Any]:
+        return await asyncio.wait_for(world.core().restore_many([0, 1]), 10)
+
+    owned = asyncio.run(restart())
+    assert sorted(owned) == [0, 1]
+    assert owned[0].engine.next_offsets == list(world.store.current[0][1])
+    assert len(decoded_on) == 2 and threading.get_ident() not in decoded_on
 
 
 def test_a_failed_commit_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
