@@ -217,6 +217,8 @@ class WorkerRuntime:
             return
         generation = self.data_generation
         batch = await self.data.getmany(int(self.poll_timeout * 1000), self.max_batch)
+        if batch and not self.startup.finished:
+            self.startup.finish()  # the first records: applying them is catching up
         if generation != self.data_generation:
             # Reassigned while this fetch waited: its records may already come from the new
             # positions, and the consumer's position has moved past them. Dropping them
@@ -226,8 +228,8 @@ class WorkerRuntime:
                 self._reassign()
             return
         await self.on_fetch(batch)
-        if not self.startup.finished and (batch or self.lag_total == 0):
-            self.startup.finish()  # the first records, or nothing to read
+        if not self.startup.finished and self.lag_total == 0:
+            self.startup.finish()  # nothing to read
 
     async def shutdown(self) -> None:
         """Graceful stop: write what is pending and snapshot every owned partition."""

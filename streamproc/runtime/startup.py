@@ -16,7 +16,8 @@ speed (``docs/performance.md`` §3). The phases, as the worker passes them:
 ``restore``
     the assigned partitions' snapshots read and restored;
 ``first_fetch``
-    until the first fetch brought records (or found none to read);
+    until the first fetch brought records, before they are applied (or until a fetch
+    found none to read);
 ``total``
     the process's start to the end of ``first_fetch`` (or, for a worker assigned no
     partition, of ``restore``).
