@@ -88,9 +88,8 @@ def test_the_exporter_shows_each_phase() -> None:
     assert b"streamproc_startup_seconds" not in generate_latest(metrics.registry)
     metrics.on_startup("restore", 1.25)
     metrics.on_startup("total", 3.5)
-    families = {
-        f.name: f for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())
-    }
+    text = generate_latest(metrics.registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
     samples = {s.labels["phase"]: s.value for s in families["streamproc_startup_seconds"].samples}
     assert samples == {"restore": 1.25, "total": 3.5}
     assert {s.labels["worker"] for s in families["streamproc_startup_seconds"].samples} == {"w1"}
