@@ -92,6 +92,10 @@ class Owned:
     saved: bool = False
     """A snapshot of this ownership was saved (its first one is logged: from then on a
     crash of this worker replays only what came after it)."""
+    pristine: bool = False
+    """The engine is still exactly the snapshot it was restored from (no record applied,
+    no tick): that snapshot is current, so a periodic one has nothing to save. The runtime
+    clears it before the engine's first record or tick."""
 
 
 @dataclass
@@ -221,6 +225,7 @@ class Checkpointer:
             # repeated every partition's encode and write while the worker was furthest
             # behind (seconds of a restart). A fresh partition still saves at once.
             owned.snapshot_due = self.clock() + self.snapshot_interval
+            owned.pristine = True
         return owned
 
     # ------------------------------------------------------------------ the cycle
@@ -255,7 +260,7 @@ class Checkpointer:
         due = [
             p
             for p, owned in owned_map.items()
-            if (snapshot_all or now >= owned.snapshot_due)
+            if (snapshot_all or (now >= owned.snapshot_due and not owned.pristine))
             and not owned.engine.drained
             and not owned.engine.broken
         ]

@@ -70,6 +70,11 @@ class DataSource(Protocol):
         ...
 
 
+def _baseline(owned: Owned) -> tuple[Any, Any]:
+    """A restored engine's standing rows and counters (``Metrics.on_assign``)."""
+    return standing_rows(owned.engine), engine_stats(owned.engine)
+
+
 class WorkerRuntime:
     """Owned partitions' engines, fed from the data source, checkpointed by the core."""
 
@@ -268,10 +273,10 @@ class WorkerRuntime:
             for p, owned in sorted((await self.core.restore_many(new)).items()):
                 self.owned[p] = owned
                 if self.metrics is not None:
-                    # a restored engine's counters and totals are a baseline, not news
-                    self.metrics.on_assign(
-                        p, standing_rows(owned.engine), engine_stats(owned.engine)
-                    )
+                    # a restored engine's counters and totals are a baseline, not news;
+                    # taken in a thread, like the decode (a big partition's rows take long)
+                    standing, stats = await asyncio.to_thread(_baseline, owned)
+                    self.metrics.on_assign(p, standing, stats)
             self._reassign()
         self.startup.end("restore")
         self.startup.begin("first_fetch")
@@ -326,11 +331,13 @@ class WorkerRuntime:
             for owned in self.owned.values():
                 released = owned.merger.release()
                 if released:
+                    owned.pristine = False
                     if not await self._apply(owned, released):
                         return  # stopping: shutdown writes and snapshots what was applied
                 else:
                     t = owned.merger.idle_time()
                     if t is not None:
+                        owned.pristine = False
                         owned.engine.tick(t)
             try:
                 if now - self._last_flush >= self.flush_interval:
