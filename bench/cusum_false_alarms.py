@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = DetectorConfig()
     rng = np.random.default_rng(args.seed)
     rho = cfg.stall_rho
-    hs = sorted({10.0, 11.5, cfg.stall_h})
+    # h = 6 and 9: a stall paged after 2 or 3 silent windows of a room selling 3.3 orders
+    hs = sorted({6.0, 9.0, 10.0, 11.5, cfg.stall_h})
     print(f"sales_stall (rho {rho}): false alarms / 1 000 room-h, {args.room_hours} room-h each")
     print(f"{'orders/window':>14} " + " ".join(f"{'h=' + format(h, 'g'):>8}" for h in hs))
     for lam in (1.5, 2.0, 2.5, 3.0, 3.33, 4.0, 5.0, 6.0, 8.0):

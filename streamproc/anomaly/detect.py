@@ -50,8 +50,10 @@ KINDS: tuple[str, ...] = (
 PAGING_KINDS: frozenset[str] = frozenset(KINDS) - {"broadcast_end"}
 """``broadcast_end`` is informational: every broadcast ends, nobody is paged for it."""
 
-SNAPSHOT_VERSION: Final = 2
-"""2: the refund and concentration CUSUMs (a version-1 snapshot is upgraded: they start at 0)."""
+SNAPSHOT_VERSION: Final = 3
+"""2: the refund and concentration CUSUMs (a version-1 snapshot is upgraded: they start at 0);
+3: the refunds of the last minute held back from the refund ratio (a version-2 room has
+counted them already: its queue starts empty)."""
 
 _COL = {c: i for i, c in enumerate(ROOM_METRICS_COLUMNS)}
 _FEATURES = (
@@ -124,6 +126,10 @@ class DetectorConfig:
     """Orders count towards the refund ratio once this old (5 minutes: most refunds of a live
     sale come within minutes), so a big sale early in a session does not dilute the ratio
     before its refunds arrive."""
+    refund_learn_windows: int = 6
+    """Refunds count towards the refund ratio once this old (a minute, the span of a surge),
+    so a surge's own refunds do not raise the rate they are judged against while the CUSUM
+    adds them up (a small room early in its session has few old orders to dilute them)."""
     conc_floor: int = 5
     """Excess orders (orders - buyers) since the CUSUM left 0."""
     conc_ratio: float = 8.0
@@ -251,6 +257,7 @@ class _Room:
         "pending",
         "quiet",
         "ref_n",
+        "ref_q",
         "refund",
         "ring",
         "stall",
@@ -266,10 +273,12 @@ class _Room:
         """``[watch seconds, carts, orders, buyers]`` of the last windows (oldest first)."""
         self.ref_n = 0
         self.ord_n = 0
-        """Refunds so far, and paid orders of the windows behind ``ord_q`` (old enough that
-        their refunds have had time to come)."""
+        """Refunds of the windows behind ``ref_q`` (a minute old), and paid orders of the
+        windows behind ``ord_q`` (old enough that their refunds have had time to come)."""
         self.ord_q: list[int] = []
         """Paid orders of the last ``refund_lag_windows`` windows (oldest first)."""
+        self.ref_q: list[int] = []
+        """Refunds of the last ``refund_learn_windows`` windows (oldest first)."""
         self.refund = [0.0] * 4
         """CUSUM of the refund surge; refunds seen, expected and windows since it left 0."""
         self.ring = [0.0] * 4
@@ -303,6 +312,7 @@ class _Room:
             sorted([ws, list(f)] for ws, f in self.pending.items()),
             self.ring,
             self.ord_q,
+            self.ref_q,
         ]
 
     @classmethod
@@ -318,6 +328,8 @@ class _Room:
             r.refund = [float(x) for x in refund]
             r.ring = [float(x) for x in s[14]]
             r.ord_q = s[15]
+        if version >= 3:
+            r.ref_q = s[16]
         # version 1 held the previous window's refunds (a two-window test): the CUSUMs start at 0
         r.drop = s[11]
         r.firing = s[12]
@@ -421,7 +433,7 @@ class RoomWatch:
             version, saved_cfg, horizon, fired, rooms = msgspec.msgpack.decode(blob)
         except (msgspec.DecodeError, ValueError, TypeError) as exc:
             raise ValueError(f"not an anomaly snapshot: {exc}") from exc
-        if version not in (1, SNAPSHOT_VERSION):
+        if version not in (1, 2, SNAPSHOT_VERSION):
             raise ValueError(f"anomaly snapshot version {version}, expected {SNAPSHOT_VERSION}")
         if cfg is None and version == 1:
             # its refund, concentration and stall thresholds belong to the old tests
@@ -643,7 +655,9 @@ class RoomWatch:
                 )  # fmt: skip
                 rs[:] = [0.0] * 4
         if "refund_surge" not in firing:
-            r.ref_n += refunds
+            r.ref_q.append(refunds)
+            if len(r.ref_q) > cfg.refund_learn_windows:
+                r.ref_n += r.ref_q.pop(0)
             r.ord_q.append(orders)
             if len(r.ord_q) > cfg.refund_lag_windows:
                 r.ord_n += r.ord_q.pop(0)

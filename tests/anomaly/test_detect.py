@@ -265,6 +265,32 @@ def test_refund_surge_in_a_small_room_adds_up_over_windows() -> None:
     assert "refunds in" in f[0][8]
 
 
+def test_refund_surge_early_in_a_small_rooms_session() -> None:
+    # a room of 160 viewers 8 minutes into its session (seed 2's misses): few of its orders
+    # are 5 minutes old, so the ratio rests on its prior of 20 orders; when the surge's own
+    # refunds joined the ratio as they came, it rose to a quarter within a few windows and
+    # the CUSUM stopped at 6.9 of 11.5
+    ws = steady(3, 70, 160, order=1 / 240)
+    for i, w in enumerate(ws[:47]):
+        w["refunds"] = int(i == 30)  # the usual: a refund in the first 8 minutes
+    surge = ((0, 1), (1, 0), (0, 1), (3, 2), (0, 1), (1, 1), (3, 1), (2, 2))
+    for i, (orders, refunds) in enumerate(surge, start=47):
+        ws[i].update(orders=orders, unique_buyers=orders, refunds=refunds)
+    f = fired(run(series("r", ws)), "refund_surge")
+    assert len(f) == 1 and 47 <= window_of(f[0]) <= 54
+
+
+def test_a_high_refund_rate_is_learnt_a_minute_late() -> None:
+    # a room whose buyers return a fifth of their orders: the ratio learns it from refunds a
+    # minute old, so the steady stream of them is never a surge
+    for seed in range(10):
+        ws = steady(seed, 360, 2000)
+        rnd = random.Random(seed)
+        for w in ws:
+            w["refunds"] = _pois(rnd, w["orders"] * 0.2)
+        assert fired(run(series("r", ws)), "refund_surge") == [], seed
+
+
 def test_a_few_refunds_of_a_small_room_are_not_a_surge() -> None:
     # the same room refunding its orders at the usual 5 %, now and then two in a window
     for seed in range(20):
@@ -427,6 +453,29 @@ def test_a_version_1_snapshot_is_upgraded() -> None:
     room = old.rooms["r"]
     assert room.refund == [0.0] * 4 and room.ring == [0.0] * 4 and room.age == 25
     assert old.advance(T0 + 30 * W) == w.advance(T0 + 30 * W)
+
+
+def test_a_version_2_snapshot_is_upgraded() -> None:
+    # version 2 counted every refund in the ratio at once; its rooms carry on with an empty
+    # queue of refunds held back (those they saw are in the ratio already)
+    import msgspec
+
+    w = RoomWatch()
+    w.observe(series("r", steady(1, 40, 1000)))
+    w.advance(T0 + 35 * W)
+    blob = msgspec.msgpack.decode(w.snapshot())
+    assert blob[0] == 3
+    blob[0] = 2
+    del blob[1]["refund_learn_windows"]
+    for _, st in blob[4]:
+        st[6] += sum(st[16])
+        del st[16]
+    old = RoomWatch.restore(msgspec.msgpack.encode(blob))
+    assert old.cfg == w.cfg
+    room = old.rooms["r"]
+    assert room.ref_q == [] and room.ref_n == w.rooms["r"].ref_n + sum(w.rooms["r"].ref_q)
+    assert old.advance(T0 + 40 * W) == w.advance(T0 + 40 * W) == []
+    assert RoomWatch.restore(old.snapshot()).rooms["r"].ref_q == room.ref_q
 
 
 def test_poisson_tail_and_robust_rate() -> None:
