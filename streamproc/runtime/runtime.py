@@ -70,11 +70,6 @@ class DataSource(Protocol):
         ...
 
 
-def _baseline(owned: Owned) -> tuple[Any, Any]:
-    """A restored engine's standing rows and counters (``Metrics.on_assign``)."""
-    return standing_rows(owned.engine), engine_stats(owned.engine)
-
-
 class WorkerRuntime:
     """Owned partitions' engines, fed from the data source, checkpointed by the core."""
 
@@ -275,8 +270,8 @@ class WorkerRuntime:
                 if self.metrics is not None:
                     # a restored engine's counters and totals are a baseline, not news;
                     # taken in a thread, like the decode (a big partition's rows take long)
-                    standing, stats = await asyncio.to_thread(_baseline, owned)
-                    self.metrics.on_assign(p, standing, stats)
+                    rows = await asyncio.to_thread(standing_rows, owned.engine)
+                    self.metrics.on_assign(p, rows, engine_stats(owned.engine))
             self._reassign()
         self.startup.end("restore")
         self.startup.begin("first_fetch")
