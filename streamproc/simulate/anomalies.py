@@ -149,6 +149,8 @@ SALES_MIN_SIZE = 800
 their volume floor); in the <100 band they stay small, to show the floor in the report."""
 SMALL_ROOM = 50
 """The injected size of the <100 band, where most normal rooms are."""
+DEFAULT_ANOMALY_SIZES: tuple[int, ...] = (SMALL_ROOM, 150, 500, 2500, 11_500)
+"""Injected room sizes, in turn: every size band, two in the 100-1k band."""
 
 
 def _pareto_size(rnd: random.Random, lo: int, hi: int, alpha: float) -> int:
@@ -166,7 +168,7 @@ def scenario(
     duration_s: int = 7200,
     start_ts: int = DEFAULT_START_TS,
     rates: Rates | None = None,
-    anomaly_sizes: tuple[int, ...] = (SMALL_ROOM, 150, 500, 2500, 11_500),
+    anomaly_sizes: tuple[int, ...] = DEFAULT_ANOMALY_SIZES,
     anomaly_jitter: float = 0.1,
     anomaly_session_s: tuple[int, int] = (900, 300),
     onset_s: tuple[int, int] = (420, 180),
