@@ -108,6 +108,12 @@ class DetectorConfig:
     """The fall must also be ``z`` standard deviations of the audience's own churn (joins and
     leaves over ``collapse_churn_windows``): a room whose viewers swipe in and out swings."""
     collapse_churn_windows: int = 8
+    end_remnant: float = 0.1
+    """A broadcast's end leaves nobody once the silent viewers time out; a broken stream's
+    remnant stays (15-40 % of the audience), even when it says nothing."""
+    end_wait: int = 13
+    """Windows a silent fall waits for the audience to go (presence timeout 60 s after a
+    heartbeat up to 55 s old: 115 s) before its verdict when viewers stay present."""
     collapse_recover: float = 0.8
     collapse_wait: int = 3
     # sales stall and conversion collapse (one-sided Poisson CUSUMs)
@@ -531,11 +537,19 @@ class RoomWatch:
                     rid, r, "audience_collapse", ws, cv, ref, round(ref / max(cv, 1), 2),
                     f"viewers fell from {ref} to {cv} while the room stays open", out,
                 )  # fmt: skip
-            elif waited >= cfg.collapse_wait:
+            elif waited >= cfg.collapse_wait and cv <= cfg.end_remnant * ref:
                 r.drop = None
                 self._fire(
                     rid, r, "broadcast_end", ws, cv, ref, round(ref / max(cv, 1), 2),
                     f"viewers fell from {ref} to {cv} and the room went silent", out,
+                )  # fmt: skip
+            elif waited >= cfg.end_wait:
+                # silent, but viewers still heartbeat long after an end's would have timed
+                # out: the room is open, its stream is not (a small room's quiet remnant)
+                r.drop = None
+                self._fire(
+                    rid, r, "audience_collapse", ws, cv, ref, round(ref / max(cv, 1), 2),
+                    f"viewers fell from {ref} to {cv} and stay present without a word", out,
                 )  # fmt: skip
         elif "audience_collapse" in firing:
             ep = firing["audience_collapse"]

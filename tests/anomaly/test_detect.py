@@ -183,6 +183,26 @@ def test_a_50_viewer_room_whose_stream_breaks_is_paged() -> None:
     assert (f[0][5], f[0][6]) == (15, 50)
 
 
+def test_a_quiet_remnant_of_a_small_room_is_a_collapse_not_an_end() -> None:
+    # 50 viewers, 41 leave at once; the 9 who wait say nothing for four windows, then one
+    # chats: an end's viewers would have gone, these stay present
+    ws = steady(1, 60, 50)
+    for i in range(20):
+        ws.append({"concurrent_viewers": 9, "unique_viewers": 9, "chat_messages": int(i == 4)})
+    ws += steady(3, 30, 50)
+    alerts = run(series("r", ws))
+    f = fired(alerts, "audience_collapse")
+    assert len(f) == 1 and 60 <= window_of(f[0]) <= 65
+    assert all(window_of(a) >= len(ws) for a in fired(alerts, "broadcast_end"))
+
+
+def test_a_silent_remnant_that_stays_present_is_a_collapse() -> None:
+    ws = steady(1, 60, 50) + [{"concurrent_viewers": 8, "unique_viewers": 8}] * 20
+    ws += steady(3, 30, 50)
+    f = fired(run(series("r", ws)), "audience_collapse")
+    assert len(f) == 1 and window_of(f[0]) == 60 + 13
+
+
 def test_a_dip_within_a_swiping_audiences_churn_is_not_a_collapse() -> None:
     # viewers who swipe in and out: 150 present, 100 joins (and leaves) a window; a dip of
     # 35 % is the churn's noise, not a broken stream
