@@ -101,8 +101,8 @@ class DetectorConfig:
     evict_windows: int = 30
     """A room empty and silent this long is over: its state is dropped."""
     # audience collapse / broadcast end
-    collapse_floor: int = 30
-    """Reference viewers: below 30, 35 % of the audience is a handful of people."""
+    collapse_floor: int = 40
+    """Reference viewers: a room of 30 pages nobody (METRICS §11); 35 % of it is ten people."""
     collapse_drop: float = 0.65
     collapse_z: float = 5.0
     """The fall must also be ``z`` standard deviations of the audience's own churn (joins and
