@@ -23,7 +23,9 @@ RUN pip wheel --no-deps --wheel-dir /wheels ./core
 
 # An editable install on purpose: the ClickHouse DDL is read from
 # <checkout>/schemas/clickhouse (streamproc/sink/ddl.py), so the image keeps the
-# source tree layout under /app.
+# source tree layout under /app. Its bytecode is compiled at build time: with
+# PYTHONDONTWRITEBYTECODE every start compiled every module of ours again (a restarted
+# worker's start-up caps its catch-up, docs/performance.md §3).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -39,6 +41,7 @@ COPY agents ./agents
 COPY schemas ./schemas
 RUN pip install /wheels/*.whl && rm -rf /wheels \
  && pip install -e . \
+ && python -m compileall -q streamproc agents \
  && useradd --system --uid 10001 --create-home --home-dir /var/lib/streamproc streamproc
 
 USER streamproc

@@ -21,7 +21,12 @@ from typing import Any
 
 from faust.types import TP
 
-from streamproc.kafka.internals import BatchConsumer, BatchTransportApp, FaustCommitter
+from streamproc.kafka.internals import (
+    BatchConsumer,
+    BatchTransportApp,
+    FaustCommitter,
+    PromptTableManager,
+)
 from streamproc.runtime.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -83,6 +88,7 @@ def create_app(
         stream_wait_empty=False,
         consumer_group_instance_id=group_instance_id,
         broker_credentials=broker_credentials,  # TLS/SASL (streamproc.kafka.security)
+        TableManager=PromptTableManager,  # no fixed second before the subscription
     )
     app.runtime = runtime
     for topic in runtime.input_topics:

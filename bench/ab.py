@@ -3,7 +3,10 @@
 A change's effect on the hot path is a few per cent, less than what a shared
 machine's load moves between two separate runs. So both engines run here on the
 same generated input (``bench/engine.py``'s promotion), alternately, several
-rounds, and the best CPU time of each is compared. The revision's ``streamproc``
+rounds, and the best CPU time of each is compared. Then one more run of each checks
+that they write the same rows: per flush, every table's rows without their ``version``
+and ``updated_at`` (the order of versions within a flush is not part of the result) are
+digested, and the digests compared. The revision's ``streamproc``
 package is extracted with ``git archive`` into a temporary directory and
 imported under another name (the engine imports its siblings relatively).
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import importlib
 import subprocess
 import sys
@@ -52,6 +56,33 @@ def cpu_run(mod: Any, parts: list[list[Any]], batch: int) -> tuple[float, int]:
     return time.process_time() - t0, rows
 
 
+def rows_digest(mod: Any, parts: list[list[Any]], batch: int) -> tuple[str, int]:
+    """A digest of every flush's rows (each table's rows sorted, without ``version`` and
+    ``updated_at``; wall clock fixed) and the number of rows."""
+    from streamproc.rows import TABLE_ORDER, TABLES
+
+    keep = {
+        name: [i for i, c in enumerate(cols) if c not in ("version", "updated_at")]
+        for name, cols in TABLES.items()
+    }
+    h = hashlib.sha256()
+
+    def sink(out: Any) -> None:
+        for name in TABLE_ORDER:
+            cols = keep[name]
+            rows = sorted(repr(tuple(r[i] for i in cols)) for r in getattr(out, name))
+            h.update(f"{name}:{len(rows)}\n".encode())
+            for r in rows:
+                h.update(r.encode())
+        h.update(b"|")
+
+    engines = [
+        mod.PartitionEngine(mod.EngineConfig(), p, clock=lambda: 0) for p in range(len(parts))
+    ]
+    n = feed(engines, parts, batch, sink)
+    return h.hexdigest(), n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", default="main", help="git revision to compare with")
@@ -76,12 +107,18 @@ def main() -> None:
                 best[name] = min(best.get(name, cpu), cpu)
                 rows[name] = written
                 print(f"round {r + 1}: {name}: {cpu / n * 1e6:.2f} µs CPU per event")
+        digests = {name: rows_digest(mod, parts, args.batch) for name, mod in
+                   ((args.base, base), ("this checkout", head))}  # fmt: skip
     print(f"input: {n:,} records in {args.partitions} partitions, best of {args.rounds} rounds")
     for name, cpu in best.items():
         print(f"{name}: {cpu / n * 1e6:.2f} µs CPU per event ({n / cpu:,.0f} events/s), "
               f"{rows[name]:,} rows written")  # fmt: skip
     b, h = best[args.base], best["this checkout"]
     print(f"change: {(h - b) / b * 100:+.1f} % CPU per event")
+    for name, (digest, written) in digests.items():
+        print(f"rows of {name}: {written:,}, digest {digest[:16]}")
+    same = len({d for d, _ in digests.values()}) == 1
+    print(f"rows identical: {'yes' if same else 'NO'}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import os
 import time
 import tracemalloc
 from array import array
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -88,9 +89,15 @@ def run(
     return engines, time.perf_counter() - t0, rows
 
 
-def feed(engines: list[Any], parts: list[list[Any]], batch: int) -> int:
+def feed(
+    engines: list[Any],
+    parts: list[list[Any]],
+    batch: int,
+    sink: Callable[[Any], None] | None = None,
+) -> int:
     """Every partition's records through its engine in batches, flushing once per second of
-    arrival (as the worker does); the rows written. Shared with ``bench/ab.py``."""
+    arrival (as the worker does); the rows written. ``sink`` gets each flush's output.
+    Shared with ``bench/ab.py``."""
     rows = 0
     for eng, recs in zip(engines, parts, strict=True):
         next_flush = recs[0][4] + 1000 if recs else 0
@@ -98,9 +105,15 @@ def feed(engines: list[Any], parts: list[list[Any]], batch: int) -> int:
             chunk = recs[i : i + batch]
             eng.process(chunk)
             if chunk[-1][4] >= next_flush:
-                rows += len(eng.flush())
+                out = eng.flush()
+                rows += len(out)
+                if sink is not None:
+                    sink(out)
                 next_flush = chunk[-1][4] + 1000
-        rows += len(eng.flush())
+        out = eng.flush()
+        rows += len(out)
+        if sink is not None:
+            sink(out)
     return rows
 
 
@@ -118,11 +131,22 @@ def present_viewers(engines: list[Any]) -> int:
         T = eng.cfg.presence_timeout_ms
         for room in eng.rooms.values():
             for u in room.users.values():
-                if isinstance(u, array):
+                if isinstance(u, array):  # the plain state of revisions before the plain book
                     n += u[-1] + T > S
                 elif u.is_open() and u.evs[-1] + T > S:
                     n += 1
+            plain = getattr(room, "plain", None)  # the compiled plain book (streamproc_core)
+            if plain is not None:
+                n += sum(evs[-1] + T > S for _, _, evs in plain.users())
     return n
+
+
+def plain_book_bytes(engines: list[Any]) -> int:
+    """Bytes held by the rooms' plain books (allocated by the compiled core: tracemalloc
+    does not see them), 0 for revisions without one."""
+    return sum(
+        r.plain.memory_bytes() for e in engines for r in e.rooms.values() if hasattr(r, "plain")
+    )
 
 
 def dedup_bytes(engines: list[PartitionEngine]) -> tuple[int, int]:
@@ -192,10 +216,11 @@ def main() -> None:
     for eng in engines:
         hit_room = eng.rooms.get(hit) or hit_room
     dd, ids = dedup_bytes(engines)
-    state += dd  # tracemalloc sees Python's allocations only
+    state += dd + plain_book_bytes(engines)  # tracemalloc sees Python's allocations only
+    hit_users = len(hit_room.users) + len(hit_room.plain) if hit_room else 0
     print(
         f"present viewers at the end: {viewers:,}"
-        f" (hit room users in state: {len(hit_room.users) if hit_room else 0:,})"
+        f" (hit room users in state: {hit_users:,})"
     )
     per = state / viewers if viewers else float("nan")
     per_viewer = (state - dd) / viewers if viewers else float("nan")

@@ -101,6 +101,19 @@ def _events(m: dict[str, float]) -> float:
     return _series(m, "streamproc_events_total")
 
 
+def _startup(m: dict[str, float]) -> dict[str, float]:
+    """The worker's ``streamproc_startup_seconds`` by phase."""
+    out = {}
+    for name, v in m.items():
+        if name.startswith("streamproc_startup_seconds{") and 'phase="' in name:
+            out[name.split('phase="')[1].split('"')[0]] = v
+    return out
+
+
+def _phases(p: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f} s" for k, v in p.items()) or "not exported"
+
+
 def _le(buckets: list[tuple[float, float]], bound: float) -> float | None:
     """Share of observations at or below ``bound`` (a bucket boundary: exact)."""
     total = buckets[-1][1] if buckets else 0.0
@@ -266,6 +279,8 @@ def main() -> int:
             ),
         )
         share = result["freshness_share_within_1_5_s"]
+        result["startup_phases_s"] = _startup(m0)
+        print(f"first start-up: {_phases(result['startup_phases_s'])}")
         print(
             f"steady state: produced {produced_rate:,.0f}/s, worker applied "
             f"{processed_rate:,.0f}/s (worker CPU {result['worker_cpu_share']:.0%} of a core, "
@@ -318,6 +333,7 @@ def main() -> int:
                 catch_up_x_real_time=round(catch_up, 2),
                 startup_s=round(first[0] - t_restart, 2),
                 catch_up_applying_x_real_time=None if applying is None else round(applying, 2),
+                restart_phases_s=_startup(m),
             )
             print(
                 f"catch-up after a {args.outage:.0f} s outage: {t_caught:.1f} s "
@@ -325,6 +341,7 @@ def main() -> int:
                 f"{result['startup_s']} s); while applying the backlog the worker ran at "
                 f"x{applying or 0:.1f} real time"
             )
+            print(f"restart: {_phases(result['restart_phases_s'])}")
     finally:
         child.stop(worker, 120)
         if started:

@@ -97,7 +97,9 @@ def restore_all(mod: Any, saved: Saved, split: bool) -> tuple[list[Any], float, 
 
 def describe(label: str, saved: Saved, engines: list[Any]) -> int:
     ids = sum(len(e.seen) for e in engines)
-    users = sum(len(r.users) for e in engines for r in e.rooms.values())
+    users = sum(
+        len(r.users) + len(getattr(r, "plain", ())) for e in engines for r in e.rooms.values()
+    )
     present = present_viewers(engines)
     size = sum(len(b) + sum(map(len, s)) for b, s in saved)
     seen = sum(sum(map(len, s)) for _, s in saved)

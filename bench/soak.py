@@ -171,7 +171,7 @@ def state_line(eng: PartitionEngine) -> dict[str, float]:
     del copy
     return {
         "rooms_live": len(eng.rooms),
-        "users": sum(len(r.users) for r in eng.rooms.values()),
+        "users": sum(len(r.users) + len(r.plain) for r in eng.rooms.values()),
         "kept": len(eng.retired.records),
         "kept_mb": sum(len(b) for _, b in eng.retired.records.values()) / 1e6,
         "dedup": len(eng.seen),

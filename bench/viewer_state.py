@@ -6,10 +6,12 @@ them present at the end), fed in time order to one ``PartitionEngine`` with a fl
 per second of arrival, as the worker does. Then the engine's objects are walked
 (``sys.getsizeof``, each object counted once, in the order of the table: a user id
 shared by the users dict and the sessions book is a ``uid`` byte) and printed as
-bytes per present viewer. The dedup memory is the compiled core's (its own count of
-its heap) and is shown apart, as in ``bench/engine.py``. With ``--base REV`` the engine
-of that git revision runs first on the same input (as ``bench/ab.py`` loads it), so a
-before/after pair comes from one run. With ``--promotion EVENTS`` the input is
+bytes per present viewer; the rooms' plain books (compiled, ``streamproc_core.PlainBook``)
+count what they hold themselves (``__sizeof__``). The dedup memory is the compiled
+core's (its own count of its heap) and is shown apart, as in ``bench/engine.py``. With
+``--base REV`` the engine of that git revision runs first on the same input (as
+``bench/ab.py`` loads it), so a before/after pair comes from one run. With
+``--promotion EVENTS`` the input is
 ``bench/engine.py``'s promotion instead (1 000 rooms, a hit room ramping up; 8
 partitions), whose state includes the live windows of the joins of the last ``L``.
 
@@ -128,6 +130,14 @@ def breakdown(eng: Any) -> dict[str, int]:
                 w.add("User arrays", u.evs)
                 if u.leaves is not None:
                     w.add("User arrays", u.leaves)
+        plain = getattr(room, "plain", None)
+        if plain is not None and id(plain) not in w.seen:
+            # the compiled plain book (streamproc_core.PlainBook): its own count of what it
+            # holds, by part (its struct included)
+            w.seen.add(id(plain))
+            for part, size in plain.memory_parts():
+                key = f"plain book: {part}"
+                w.parts[key] = w.parts.get(key, 0) + size
         book = room.sessions
         w.add("sessions: recorded dict", book.recorded)
         for uid, rec in book.recorded.items():
@@ -207,7 +217,9 @@ def measure(name: str, mod: Any, args: argparse.Namespace, promo: list[list[Any]
     n = sum(sum(e.counters.events) for e in engines)
     gc.collect()
     viewers = sum(present_viewers([e]) for e in engines)  # each at its own stream time
-    users = sum(len(r.users) for e in engines for r in e.rooms.values())
+    users = sum(
+        len(r.users) + len(getattr(r, "plain", ())) for e in engines for r in e.rooms.values()
+    )
     print(
         f"input: {n:,} {what}; {rows:,} rows written; "
         f"{time.perf_counter() - t0:.1f} s wall, {cpu / max(n, 1) * 1e6:.2f} µs CPU per event"

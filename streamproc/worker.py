@@ -134,6 +134,11 @@ def run(
     on_runtime: Callable[[Any], None] | None = None,
 ) -> int:
     """Run the worker until SIGTERM/SIGINT (or, with ``exit_when_idle``, until drained)."""
+    from .runtime.startup import StartupClock
+
+    startup = StartupClock()
+    startup.end("interpreter")
+    startup.begin("imports")
     import faust
 
     from agents.app import attach, create_app
@@ -155,10 +160,15 @@ def run(
     from .kafka.security import ConfigError, KafkaSecurity, client_config, faust_credentials
     from .sink.base import SinkError
 
+    startup.end("imports")
     try:
         security = KafkaSecurity.from_settings(settings)
+        startup.begin("topics")
         ensure_topics(settings, security)
+        startup.end("topics")
+        startup.begin("sink")
         sink = build_sink(settings)
+        startup.end("sink")
     except (ConfigError, SinkError) as exc:
         raise StartupError([Problem("settings", str(exc))]) from None
     sql_server = start_sql_endpoint(settings, sink)
@@ -202,6 +212,9 @@ def run(
         anomaly_detection=settings.anomaly_detection,
     )
     runtime.shutdown_timeout = settings.shutdown_timeout
+    runtime.startup = startup
+    if metrics is not None:
+        startup.attach(metrics.on_startup)
     if probes is not None:
         probes.runtime = runtime
     # Faust wants a data directory even with no tables; one per process, removed at exit.
@@ -223,6 +236,7 @@ def run(
     worker = faust.Worker(app, loglevel=str(settings.log_level), quiet=True, redirect_stdouts=False)
     runtime.on_finished = lambda: asyncio.ensure_future(worker.stop())
     rc = 0
+    startup.begin("group_join")
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -204,6 +204,9 @@ def test_commands_name_streamproc_subcommands() -> None:
     assert "pip install /wheels/*.whl" in runtime and "cargo" not in runtime
     assert "pip wheel --no-deps --wheel-dir /wheels ./core" in dockerfile
     assert 'CMD ["streamproc", "worker"]' in dockerfile
+    # our modules' bytecode is in the image: nothing may write it at run time
+    assert "PYTHONDONTWRITEBYTECODE=1" in runtime
+    assert "python -m compileall -q streamproc agents" in runtime
 
 
 def test_commands_exist_in_the_cli() -> None:

@@ -2,6 +2,7 @@
 //! Python (`streamproc.engine` drives them through the `streamproc_core` module).
 
 pub mod dedup;
+pub mod plain;
 
 #[cfg(feature = "python")]
 mod python;

@@ -2,9 +2,10 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::dedup::{DedupMemory as Memory, Fingerprint};
+use crate::plain::{Check, PlainBook as Book};
 
 /// An id's fingerprint. A str that is not valid UTF-8 (a lone surrogate) is hashed as its
 /// "surrogatepass" encoding: those bytes are never valid UTF-8, so no other id shares them.
@@ -129,8 +130,281 @@ impl DedupMemory {
     }
 }
 
+/// A user id's UTF-8 bytes; None for a str that is not valid UTF-8 (a lone surrogate):
+/// such a user is never in the plain book (the engine keeps it as a Python object).
+fn id_bytes<'a>(uid: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
+    uid.to_str().ok().map(str::as_bytes)
+}
+
+fn id_str<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
+    // the book holds UTF-8 only (ids come from a str, or decoding checked them)
+    PyString::new(py, &String::from_utf8_lossy(name))
+}
+
+fn times_bytes<'py>(py: Python<'py>, times: &[i64]) -> Bound<'py, PyBytes> {
+    // native order: the engine reads them with array('q').frombytes
+    let raw: Vec<u8> = times.iter().flat_map(|t| t.to_ne_bytes()).collect();
+    PyBytes::new(py, &raw)
+}
+
+/// The plain users of one room (core/src/plain.rs; docs/performance.md §8).
+#[pyclass(module = "streamproc_core", name = "PlainBook")]
+struct PlainBook {
+    inner: Book,
+    grain: i64,
+}
+
+#[pymethods]
+impl PlainBook {
+    #[new]
+    fn new(grain: i64) -> PyResult<Self> {
+        if grain <= 0 {
+            return Err(PyValueError::new_err("grain must be > 0"));
+        }
+        Ok(PlainBook {
+            inner: Book::new(grain),
+            grain,
+        })
+    }
+
+    /// The hot path: 0 extended, 1 not in the book, 2 in the book but not an extension.
+    fn extend(&mut self, uid: &Bound<'_, PyString>, ts: i64, timeout: i64) -> u8 {
+        match id_bytes(uid) {
+            Some(name) => self.inner.extend(name, ts, timeout) as u8,
+            None => 1,
+        }
+    }
+
+    /// A new user's first event at ``ts`` with its first check at ``due``: 0 refused (in the
+    /// book already, or a shape the book does not hold), 1 added, 2 added and ``due``'s
+    /// bucket had no check yet.
+    fn start(&mut self, uid: &Bound<'_, PyString>, ts: i64, due: i64) -> u8 {
+        match id_bytes(uid).and_then(|name| self.inner.start(name, ts, due)) {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        }
+    }
+
+    /// Put a user in the plain state: ``evs`` are their event times (int64, native order).
+    fn insert(&mut self, uid: &Bound<'_, PyString>, start: i64, evs: &[u8]) -> bool {
+        let Some(name) = id_bytes(uid) else {
+            return false;
+        };
+        if !evs.len().is_multiple_of(8) {
+            return false;
+        }
+        let times: Vec<i64> = evs
+            .chunks_exact(8)
+            .map(|c| i64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        self.inner.insert(name, start, &times)
+    }
+
+    /// ``(start, event times as int64 bytes, dirty)`` of a user in the book, or None.
+    #[allow(clippy::type_complexity)]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        uid: &Bound<'_, PyString>,
+    ) -> Option<(i64, Bound<'py, PyBytes>, bool)> {
+        let (start, times, dirty) = self.inner.get(id_bytes(uid)?)?;
+        Some((start, times_bytes(py, &times), dirty))
+    }
+
+    /// :meth:`get`, and the user leaves the book.
+    #[allow(clippy::type_complexity)]
+    fn take<'py>(
+        &mut self,
+        py: Python<'py>,
+        uid: &Bound<'_, PyString>,
+    ) -> Option<(i64, Bound<'py, PyBytes>, bool)> {
+        let (start, times, dirty) = self.inner.take(id_bytes(uid)?)?;
+        Some((start, times_bytes(py, &times), dirty))
+    }
+
+    fn __contains__(&self, uid: &Bound<'_, PyString>) -> bool {
+        id_bytes(uid).is_some_and(|name| self.inner.find(name).is_some())
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn mark_dirty(&mut self, uid: &Bound<'_, PyString>) -> bool {
+        id_bytes(uid).is_some_and(|name| self.inner.mark_dirty(name))
+    }
+
+    /// Every user's open row is written at the next flush (a restore of format 6).
+    fn mark_all_dirty(&mut self) {
+        self.inner.mark_all_dirty();
+    }
+
+    fn has_dirty(&self) -> bool {
+        self.inner.has_dirty()
+    }
+
+    /// Append the open rows of the users marked since the last call to ``rows`` (the
+    /// ``viewer_sessions`` layout of ``SessionBook.emit``); returns the last version taken.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        py: Python<'_>,
+        room_id: &Bound<'_, PyAny>,
+        stream_time: i64,
+        timeout: i64,
+        version: i64,
+        now: &Bound<'_, PyAny>,
+        rows: &Bound<'_, PyList>,
+    ) -> PyResult<i64> {
+        let open = pyo3::intern!(py, "open");
+        let mut version = version;
+        let mut err: Option<PyErr> = None;
+        self.inner
+            .drain_dirty(stream_time, timeout, |name, start, watch| {
+                if err.is_some() {
+                    return;
+                }
+                version = version.saturating_add(1);
+                let row = (
+                    room_id,
+                    id_str(py, name),
+                    start,
+                    py.None(),
+                    open,
+                    watch,
+                    version,
+                    now,
+                    0,
+                );
+                let res = row.into_pyobject(py).and_then(|t| rows.append(t));
+                if let Err(e) = res {
+                    err = Some(e);
+                }
+            });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(version),
+        }
+    }
+
+    /// One user's timer check: ``(0, 0)`` not in the book, ``(1, bucket)`` still present
+    /// (pruned, checked again in ``bucket``), ``(2, bucket)`` the same and ``bucket`` had no
+    /// check yet, ``(3, 0)`` timed out (still in the book: take it out).
+    fn check(
+        &mut self,
+        uid: &Bound<'_, PyString>,
+        stream_time: i64,
+        horizon: i64,
+        timeout: i64,
+    ) -> (u8, i64) {
+        let Some(name) = id_bytes(uid) else {
+            return (0, 0);
+        };
+        match self.inner.check(name, stream_time, horizon, timeout) {
+            Check::Absent => (0, 0),
+            Check::Present { bucket, new } => (if new { 2 } else { 1 }, bucket),
+            Check::Expired => (3, 0),
+        }
+    }
+
+    /// The checks of timer ``bucket``, each user once, but for the ids in ``skip`` (the
+    /// engine's own checks of this bucket): ``(buckets that got their first check, ids of
+    /// the users whose interval timed out, ids of departed users with a check here that are
+    /// not in the book)``; the timed-out users are still in the book.
+    #[allow(clippy::type_complexity)]
+    fn fire<'py>(
+        &mut self,
+        py: Python<'py>,
+        bucket: i64,
+        stream_time: i64,
+        horizon: i64,
+        timeout: i64,
+        skip: Vec<Bound<'py, PyString>>,
+    ) -> (
+        Vec<i64>,
+        Vec<Bound<'py, PyString>>,
+        Vec<Bound<'py, PyString>>,
+    ) {
+        let skip: Vec<&[u8]> = skip.iter().filter_map(id_bytes).collect();
+        let (new, expired, others) = self
+            .inner
+            .fire(bucket, stream_time, horizon, timeout, &skip);
+        (
+            new,
+            expired.iter().map(|n| id_str(py, n)).collect(),
+            others.iter().map(|n| id_str(py, n)).collect(),
+        )
+    }
+
+    fn timer_buckets(&self) -> Vec<i64> {
+        self.inner.timer_buckets()
+    }
+
+    fn clear_timers(&mut self) {
+        self.inner.clear_timers();
+    }
+
+    /// The latest last event of any user (``presence.NEG`` when empty).
+    fn max_last(&self) -> i64 {
+        self.inner.max_last()
+    }
+
+    /// ``presence.prune`` of one user (the timers prune through :meth:`fire`).
+    fn prune(&mut self, uid: &Bound<'_, PyString>, point: i64, timeout: i64) -> bool {
+        id_bytes(uid).is_some_and(|name| self.inner.prune(name, point, timeout))
+    }
+
+    /// Every user as ``(id, start, event times)``.
+    fn users<'py>(&self, py: Python<'py>) -> Vec<(Bound<'py, PyString>, i64, Vec<i64>)> {
+        self.inner
+            .users()
+            .into_iter()
+            .map(|(n, s, t)| (id_str(py, n), s, t))
+            .collect()
+    }
+
+    /// Bytes held (allocated by Rust: tracemalloc does not see them).
+    fn memory_bytes(&self) -> usize {
+        self.inner.memory_bytes()
+    }
+
+    /// ``(part, bytes)`` of :meth:`memory_bytes`.
+    fn memory_parts(&self) -> Vec<(&'static str, usize)> {
+        self.inner.memory_parts()
+    }
+
+    fn __sizeof__(&self) -> usize {
+        self.inner.memory_bytes()
+    }
+
+    /// The book as bytes (see core/src/plain.rs ``encode``).
+    fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.encode())
+    }
+
+    /// The book of :meth:`encode`'s bytes (every open row is written again); ValueError
+    /// for bytes of any other shape.
+    #[staticmethod]
+    fn decode(raw: &[u8], grain: i64) -> PyResult<Self> {
+        if grain <= 0 {
+            return Err(PyValueError::new_err("grain must be > 0"));
+        }
+        Ok(PlainBook {
+            inner: Book::decode(raw, grain).map_err(PyValueError::new_err)?,
+            grain,
+        })
+    }
+
+    #[getter]
+    fn grain(&self) -> i64 {
+        self.grain
+    }
+}
+
 #[pymodule]
 fn streamproc_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DedupMemory>()?;
+    m.add_class::<PlainBook>()?;
     Ok(())
 }

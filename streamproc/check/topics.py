@@ -193,8 +193,9 @@ async def check_kafka_async(
         problems += _config_problems(settings, bootstrap, values, inputs, snapshot_topic)
         if snapshot_topic in counts and all(t in counts for t in inputs):
             problems += await _snapshot_problems(
-                bootstrap, sec, inputs, snapshot_topic, counts[snapshot_topic]
-            )
+                bootstrap, sec, {t: counts[t] for t in inputs}, snapshot_topic,
+                counts[snapshot_topic],
+            )  # fmt: skip
     except Exception as exc:  # a broker that fails mid-way: one paragraph too
         problems.append(connect_problem(bootstrap, sec, exc))
     finally:
@@ -288,14 +289,18 @@ def _config_problems(
 async def _snapshot_problems(
     bootstrap: str,
     sec: KafkaSecurity,
-    inputs: Sequence[str],
+    input_counts: Mapping[str, int],
     snapshot_topic: str,
     partitions: int,
 ) -> list[Problem]:
-    """Snapshots whose next records the inputs no longer hold (deleted by retention)."""
+    """Snapshots whose next records the inputs no longer hold (deleted by retention).
+
+    ``input_counts``: the input topics (engine kind order) and their partition counts.
+    """
+    inputs = list(input_counts)
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streamproc.kafka.snapstore import CHUNK, Manifest
+    from streamproc.kafka.snapstore import CHUNK, latest_manifests
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -305,33 +310,24 @@ async def _snapshot_problems(
         **client_config(sec),
     )
     await consumer.start()
-    manifests: dict[int, Manifest] = {}
     try:
+        # Before any assignment (then a fetch long-polls ahead of each request on the
+        # connection), a topic each at once (each unknown topic costs a metadata round).
+        firsts = await asyncio.gather(
+            *(consumer.beginning_offsets([TopicPartition(t, p) for p in range(n)])
+              for t, n in input_counts.items())
+        )  # fmt: skip
+        starts = {tp: offset for first in firsts for tp, offset in first.items()}
         snaps = [TopicPartition(snapshot_topic, p) for p in range(partitions)]
-        consumer.assign(snaps)
-        ends = await consumer.end_offsets(snaps)
-        await consumer.seek_to_beginning(*snaps)
-        pending = {tp for tp in snaps if ends[tp] > 0}
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, recs in batch.items():
-                for r in recs:
-                    if r.key is not None and r.key.endswith(b"/manifest"):
-                        if r.value is None:
-                            manifests.pop(tp.partition, None)
-                        else:
-                            manifests[tp.partition] = Manifest.decode(r.value)
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-        starts = await consumer.beginning_offsets(
-            [TopicPartition(t, p) for p in manifests for t in inputs]
-        )
+        # only the manifests: reading every chunk took seconds of each start-up
+        manifests, _ = await latest_manifests(consumer, snaps)
     finally:
         await consumer.stop()
     problems = []
     for p, m in sorted(manifests.items()):
         for k, topic in enumerate(inputs):
-            start = starts[TopicPartition(topic, p)]
-            if k < len(m.offsets) and m.offsets[k] < start:
+            start = starts.get(TopicPartition(topic, p))  # None: a partition count problem
+            if start is not None and k < len(m.offsets) and m.offsets[k] < start:
                 problems.append(
                     Problem(
                         f"{topic}[{p}]",

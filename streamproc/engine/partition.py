@@ -47,15 +47,13 @@ from .presence import (
     Span,
     User,
     is_gone,
-    new_plain,
     new_ts_array,
     overlaps,
     prune,
-    prune_plain,
     spans,
 )
 from .retire import Retirement
-from .room import Room, TotalsValues
+from .room import TIMER_GRAIN, Room, TotalsValues
 from .sku import SkuBook
 from .validate import (
     DECODERS,
@@ -83,9 +81,6 @@ _SUM_OUT_OF_RANGE = Invalid(
     "this order would carry the room's GMV or refund amount to 10^16 yuan or more "
     "(beyond Decimal(18, 2))",
 )
-
-TIMER_GRAIN = 1000
-"""Timer buckets are one second of stream time: a check runs when ``S`` passes the bucket."""
 
 
 @dataclass
@@ -329,51 +324,55 @@ class PartitionEngine:
             room.totals_dirty = True
             uid = ev.user_id
             leave = kind == 0 and ev.action == "leave"
-            u = room.users.get(uid)
-            if u is not None and not leave:
-                if isinstance(u, array):
-                    # the plain state (presence.new_plain): its last element is the last event
-                    last = u[-1]
-                    if last <= ts < last + T:
-                        # a newer event of a present user only extends the open interval
-                        if ts > last:
-                            u.append(ts)
-                        u = None
+            u = room.users.get(uid)  # a rare user (a User); plain ones are in room.plain
+            if u is None:
+                if leave:
+                    self._presence(room, uid, None, ts, True)
                 else:
-                    evs = u.evs
-                    if evs and not u.flags & CLOSED:
-                        last = evs[-1]
-                        if last <= ts < last + T and (u.leaves is None or u.leaves[-1] < last):
-                            if ts > last:
-                                evs.append(ts)
-                            u = None
-                if u is not None:
-                    self._presence(room, uid, u, ts, leave)
-            elif u is None and not leave and ts + T > self.stream_time:
-                # first event of a new user: one open interval [ts, ...)
-                # METRICS §10 (engine.sessions): SessionBook.started, inlined (hot path)
-                sessions = room.sessions
-                if uid in sessions.recorded:
-                    # settled spans of a forgotten user are still in the book: not plain
-                    sessions.started(uid, ts)
-                    room.users[uid] = User(new_ts_array(ts), None, VIEWER)
-                else:
-                    room.users[uid] = new_plain(ts)  # the book's start lives in it
-                    sessions.dirty.add(uid)
-                if uid not in room.departed:
-                    room.viewers += 1
-                else:
-                    room.departed.discard(uid)
-                w = room.windows.get(ws)
-                if w is None:
-                    w = room.windows[ws] = Window(ws)
-                if ws < room.dirty_from:
-                    room.dirty_from = ws
-                w.change(ts, 1)
-                w.joins += 1
-                self._schedule(room, uid, ts + T)
+                    # the plain book (streamproc_core.PlainBook): 0 the event only extended
+                    # a present viewer's open interval, 1 not in the book, 2 any other case
+                    st = room.plain.extend(uid, ts, T)
+                    if st == 1 and ts + T > self.stream_time:
+                        # first event of a new user: one open interval [ts, ...)
+                        # METRICS §10 (engine.sessions): SessionBook.started, inlined (hot
+                        # path); the book holds a plain user's start and marks its row
+                        sessions = room.sessions
+                        if uid in sessions.recorded or not (
+                            st := room.plain.start(uid, ts, ts + T)
+                        ):
+                            # settled spans of a forgotten user are still in the book (or
+                            # the plain book does not hold this id): not plain
+                            sessions.started(uid, ts)
+                            room.users[uid] = User(new_ts_array(ts), None, VIEWER)
+                            self._schedule(room, uid, ts + T)
+                        elif st == 2:  # the first check in its timer bucket
+                            due = (ts + T) // TIMER_GRAIN * TIMER_GRAIN + TIMER_GRAIN - 1
+                            heapq.heappush(self._timers, (due, room.room_id))
+                        if uid not in room.departed:
+                            room.viewers += 1
+                        else:
+                            room.departed.discard(uid)
+                        w = room.windows.get(ws)
+                        if w is None:
+                            w = room.windows[ws] = Window(ws)
+                        if ws < room.dirty_from:
+                            room.dirty_from = ws
+                        w.change(ts, 1)
+                        w.joins += 1
+                    elif st:
+                        self._presence(room, uid, None, ts, False)
+            elif leave:
+                self._presence(room, uid, u, ts, True)
             else:
-                self._presence(room, uid, u, ts, leave)
+                evs = u.evs
+                if evs and not u.flags & CLOSED:
+                    last = evs[-1]
+                    if last <= ts < last + T and (u.leaves is None or u.leaves[-1] < last):
+                        if ts > last:
+                            evs.append(ts)
+                        u = None
+                if u is not None:
+                    self._presence(room, uid, u, ts, False)
             if kind == 0:
                 if leave:
                     w = room.window(ws)
@@ -484,7 +483,7 @@ class PartitionEngine:
                 self._emit_totals(room)
             if room.skus is not None:
                 self._emit_skus(room)
-            if room.sessions.pending():
+            if room.sessions.pending(room.plain):
                 self._emit_sessions(room)
         return self.take_output()
 
@@ -588,14 +587,15 @@ class PartitionEngine:
 
     # ------------------------------------------------------------------ internals: presence
 
-    def _presence(
-        self, room: Room, uid: str, u: User | array[int] | None, ts: int, leave: bool
-    ) -> None:
-        """Insert one event of a user anywhere in time and apply the difference (§5)."""
+    def _presence(self, room: Room, uid: str, u: User | None, ts: int, leave: bool) -> None:
+        """Insert one event of a user anywhere in time and apply the difference (§5).
+
+        ``u``: the user's ``User``, or None when they have none (in the plain book, or new).
+        """
         T = self.cfg.presence_timeout_ms
         H = self.horizon
-        if isinstance(u, array):
-            u = room.users[uid] = room.sessions.unplain(uid, u)
+        if u is None:
+            u = self._unplain(room, uid)
         if u is None:
             u = room.users[uid] = User(array("q"))
             if uid in room.departed:
@@ -625,10 +625,21 @@ class PartitionEngine:
         if not u.is_open() or u.flags & CLOSED:
             later = self.cfg.allowed_lateness_ms + self.cfg.window_ms
             self._schedule(room, uid, u.end(T) + later)
-        elif u.flags == VIEWER and u.leaves is None:
-            plain = room.sessions.plain(uid, u.evs)
-            if plain is not None:
-                room.users[uid] = plain  # back to the plain state
+        elif u.flags == VIEWER and u.leaves is None and room.sessions.plain(uid, u.evs, room.plain):
+            del room.users[uid]  # back to the plain state, in the book
+
+    def _unplain(self, room: Room, uid: str) -> User | None:
+        """The user taken out of the plain book as a ``User`` (None: not in it); its
+        session start goes back into the sessions book."""
+        got = room.plain.take(uid)
+        if got is None:
+            return None
+        start, times, dirty = got
+        evs = array("q")
+        evs.frombytes(times)
+        u = room.users[uid] = User(evs, None, VIEWER)
+        room.sessions.unplain(uid, start, dirty)
+        return u
 
     def _apply(self, room: Room, ivs: list[Span], sign: int) -> None:
         """Add (``sign=1``) or remove (``-1``) intervals' contributions to live windows."""
@@ -679,43 +690,66 @@ class PartitionEngine:
             room = self.rooms.get(rid)
             if room is None:
                 continue  # evicted with its pending checks (engine.retire.settle)
+            bucket = due // TIMER_GRAIN
+            plain = room.plain
             # dict.fromkeys: a user's duplicate checks collapse once they share a bucket
-            for uid in dict.fromkeys(room.timers.pop(due // TIMER_GRAIN, ())):
+            uids = list(dict.fromkeys(room.timers.pop(bucket, ())))
+            # The plain users' checks of this bucket, in the book: those still present are
+            # pruned, checked again later and their open rows touched there; each user is
+            # checked once, the ones in ``uids`` here. ``departed``: users that left the
+            # book with this check pending (checks follow the user, as ``uids`` do).
+            new, expired, departed = plain.fire(bucket, S, H, T, uids)
+            for b in new:
+                heapq.heappush(heap, (b * TIMER_GRAIN + TIMER_GRAIN - 1, rid))
+            if departed:
+                known = set(uids)
+                uids += [d for d in departed if d not in known]
+            for uid in uids:
                 u = room.users.get(uid)
                 if u is None:
-                    continue
-                if isinstance(u, array):
-                    if u[-1] + T > S:  # still present: stays plain
-                        if H != NEG:
-                            prune_plain(u, H, T)
-                        self._schedule(room, uid, u[-1] + T)
-                        room.sessions.touch(uid)  # the open row's watch_ms grew
-                        continue
-                    room.users[uid] = u = room.sessions.unplain(uid, u)
-                if u.is_open() and not u.flags & CLOSED:
-                    end = u.evs[-1] + T
-                    if end > S:
-                        if H != NEG:
-                            prune(u, H, T)
-                        self._schedule(room, uid, end)
-                        room.sessions.touch(uid)  # the open row's watch_ms grew
-                        continue
-                    old = spans(u, T)
-                    u.flags |= CLOSED
-                    room.sessions.closed(uid, end)  # METRICS §10: timed out
-                    self._apply(room, old, -1)
-                    self._apply(room, spans(u, T), 1)
-                    self._schedule(room, uid, u.end(T) + later)
-                    continue
+                    # a plain user (back in the book after this check was set), or gone
+                    code, b = plain.check(uid, S, H, T)
+                    if code == 2:
+                        heapq.heappush(heap, (b * TIMER_GRAIN + TIMER_GRAIN - 1, rid))
+                    if code != 3:
+                        continue  # not in the book, or still present (pruned, row touched)
+                    u = self._unplain(room, uid)  # timed out
+                    assert u is not None
+                self._check(room, uid, u, later)
+            for uid in expired:
+                u = self._unplain(room, uid)
+                assert u is not None
+                self._check(room, uid, u, later)
+
+    def _check(self, room: Room, uid: str, u: User, later: int) -> None:
+        """A timer's check of one ``User``: apply a timeout end, or forget a departed user."""
+        S = self.stream_time
+        T = self.cfg.presence_timeout_ms
+        H = self.horizon
+        if u.is_open() and not u.flags & CLOSED:
+            end = u.evs[-1] + T
+            if end > S:
                 if H != NEG:
                     prune(u, H, T)
-                if is_gone(u):
-                    del room.users[uid]
-                    room.sessions.forgot(uid)
-                    if u.flags & VIEWER:
-                        room.departed.add(uid)
-                else:
-                    self._schedule(room, uid, max(u.end(T) + later, S + 1))
+                self._schedule(room, uid, end)
+                room.sessions.touch(uid)  # the open row's watch_ms grew
+                return
+            old = spans(u, T)
+            u.flags |= CLOSED
+            room.sessions.closed(uid, end)  # METRICS §10: timed out
+            self._apply(room, old, -1)
+            self._apply(room, spans(u, T), 1)
+            self._schedule(room, uid, u.end(T) + later)
+            return
+        if H != NEG:
+            prune(u, H, T)
+        if is_gone(u):
+            del room.users[uid]
+            room.sessions.forgot(uid)
+            if u.flags & VIEWER:
+                room.departed.add(uid)
+        else:
+            self._schedule(room, uid, max(u.end(T) + later, S + 1))
 
     def _next_version(self) -> int:
         self.version += 1
@@ -744,10 +778,9 @@ class PartitionEngine:
             # zero after the last end. Past that, a positive count is a bookkeeping error;
             # fail loudly instead of writing empty windows for ever.
             T = self.cfg.presence_timeout_ms
-            last_end = max(
-                (u[-1] + T if isinstance(u, array) else u.end(T) for u in room.users.values()),
-                default=NEG,
-            )
+            last_end = max((u.end(T) for u in room.users.values()), default=NEG)
+            if len(room.plain):
+                last_end = max(last_end, room.plain.max_last() + T)
             limit = max(last_end, keys[-1] if keys else NEG) + W
         else:
             limit = POS
@@ -823,6 +856,7 @@ class PartitionEngine:
         self.version = room.sessions.emit(
             room.room_id,
             room.users,
+            room.plain,
             self.stream_time,
             self.horizon,
             self.cfg.presence_timeout_ms,

@@ -9,8 +9,10 @@ interval that covers ``P`` (its true start lies in a frozen window, where
 nothing is applied any more). An event in any order is an insertion into these
 arrays; the engine compares the intervals before and after and applies the
 difference to the window aggregates. The common case, a heartbeat of a present
-user newer than everything else, only appends to an ``array('q')`` (8 bytes,
-no int object per timestamp).
+viewer newer than everything else, only appends an offset to that viewer's
+events in the room's plain book (``streamproc_core.PlainBook``, ``Room.plain``),
+which holds the users in the plain state without a Python object per viewer;
+the other users are :class:`User` objects.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ out). Two spans that differ only in ``reason`` cover the same instants."""
 
 
 _ONE: Final = array("q", [0])
-_TWO: Final = array("q", [0, 0])
 
 
 def new_ts_array(ts: int) -> array[int]:
@@ -49,39 +50,6 @@ def new_ts_array(ts: int) -> array[int]:
     a = _ONE.__copy__()
     a[0] = ts
     return a
-
-
-def new_plain(ts: int) -> array[int]:
-    """The plain state of a user whose first event, at ``ts``, starts an open interval.
-
-    The plain state (``Room.users``) is a user that is a viewer, has no leave, whose last
-    interval is open and not timed out, and whose only unsettled ``viewer_sessions`` span
-    is that interval: ``array('q', [start, *evs])``, the recorded true start of the open
-    interval (``engine.sessions``) followed by :attr:`User.evs`. One array instead of an
-    array, a ``User`` and an entry in the sessions book saves a dict slot and an int
-    object (about 70 bytes) per present viewer.
-    """
-    a = _TWO.__copy__()
-    a[0] = ts
-    a[1] = ts
-    return a
-
-
-def prune_plain(a: array[int], point: int, timeout: int) -> None:
-    """:func:`prune` of a plain state in place (its events are ``a[1:]``).
-
-    A plain user has no leave and an open last interval without ``CLOSED``, so what
-    :func:`prune` decides with ``intervals`` reduces to one comparison: the last event
-    before ``point`` is kept when it is the user's last event (its end is still to be
-    applied) or when it still covers ``point``.
-    """
-    i = bisect_left(a, point, 1) - 1  # events before point
-    if i <= 0:
-        return
-    keep = i == len(a) - 1 or a[i] + timeout > point
-    cut = i - 1 if keep else i
-    if cut:
-        del a[1 : 1 + cut]
 
 
 class User:

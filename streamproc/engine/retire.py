@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import heapq
 import zlib
-from array import array
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -48,19 +47,21 @@ def settle(room: Room, H: int, timeout: int) -> bool:
     """
     if room.windows or room.base or (room.skus is not None and room.skus.windows):
         return False
+    if len(room.plain):
+        return False  # a present viewer (plain: an open interval, its end not applied)
     users = room.users
     for u in users.values():
-        if isinstance(u, array) or (u.is_open() and not u.flags & CLOSED):
+        if u.is_open() and not u.flags & CLOSED:
             return False  # a presence whose end is not applied yet (not at rest)
         prune(u, H, timeout)
         if not is_gone(u):
             return False
     for uid, u in users.items():
-        assert not isinstance(u, array)
         if u.flags & VIEWER:
             room.departed.add(uid)
     users.clear()
     room.timers.clear()  # their heap entries find no room (or, revived, no such check)
+    room.plain.clear_timers()
     return True
 
 
@@ -98,7 +99,7 @@ class Retirement:
                 eng._emit_totals(room)
             if room.skus is not None:
                 eng._emit_skus(room)
-            if room.sessions.pending():
+            if room.sessions.pending(room.plain):
                 eng._emit_sessions(room)  # every interval ended before H: closed rows only
             # nothing can reach those intervals again (any event now has ts >= H, more than
             # T after them): a revived room starts with an empty book

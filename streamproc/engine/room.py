@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from array import array
+from streamproc_core import PlainBook
 
 from .presence import NEG, POS, User
 from .sessions import SessionBook
 from .sku import SkuBook
 from .window import Window
+
+TIMER_GRAIN = 1000
+"""Timer buckets are one second of stream time: a check runs when ``S`` passes the bucket."""
 
 TotalsValues = tuple[
     int, int, int, int, int, int, int, int, int, int, int, int, int, float, int, int, int, int
@@ -42,6 +45,7 @@ class Room:
         "last_ts",
         "live_from",
         "orders",
+        "plain",
         "refund_fen",
         "refunds",
         "room_id",
@@ -57,11 +61,14 @@ class Room:
 
     def __init__(self, room_id: str) -> None:
         self.room_id = room_id
-        self.users: dict[str, User | array[int]] = {}
-        """Per user: a :class:`User`, or -- in the common plain state (present, no leave,
-        timeout not applied, one unsettled session) -- one array of its session's start
-        and its event times (``presence.new_plain``), which saves a Python object, a
-        sessions book entry and an int (about 160 bytes) per present viewer."""
+        self.users: dict[str, User] = {}
+        """The users that are not in :attr:`plain`: a :class:`User` each."""
+        self.plain = PlainBook(TIMER_GRAIN)
+        """The users in the common plain state (a viewer, no leave, the last interval open
+        and its timeout not applied, one unsettled ``viewer_sessions`` span): their session
+        start, event times, pending checks and whether their open row is to be written, in
+        the compiled core (``streamproc_core.PlainBook``, docs/performance.md §8), without a
+        Python object per viewer. A user is in exactly one of ``users`` and ``plain``."""
         self.windows: dict[int, Window] = {}
         """Live windows by start (all at or after ``live_from``)."""
         self.live_from = NEG
@@ -75,7 +82,8 @@ class Room:
         self.final_upto = NEG
         """Window starts below this have been written as final."""
         self.timers: dict[int, list[str]] = {}
-        """Pending user checks by stream-time second."""
+        """Pending user checks by stream-time second (those of plain users are in
+        :attr:`plain`; a check here of a user now plain checks them there)."""
         self.viewers = 0
         """Distinct users that ever had a presence here (METRICS §6, exact)."""
         self.departed: set[str] = set()

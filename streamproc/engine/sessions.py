@@ -39,7 +39,9 @@ from array import array
 from bisect import bisect_left, bisect_right
 from typing import Any
 
-from .presence import OPEN, REASONS, TIMEOUT, VIEWER, Span, User
+from streamproc_core import PlainBook
+
+from .presence import OPEN, REASONS, TIMEOUT, Span, User
 
 Recorded = tuple[int, int | None, int, bool]
 """A recorded span: ``(start, end, reason, written)``; ``written``: its row holds these values
@@ -55,8 +57,8 @@ class SessionBook:
         self.recorded: dict[str, int | list[Recorded]] = {}
         """Per user, the intervals not yet settled (or not yet written): an ``int`` is the
         start of a single open interval, else the spans sorted by start. A user in the
-        plain state (``presence.new_plain``, the common case) has no entry here: the first
-        element of their plain array is that start."""
+        plain state (``Room.plain``, the common case) has no entry here: the plain book
+        holds that start, and whether their row is to be written."""
         self.dirty: set[str] = set()
         """Users whose rows the next flush writes."""
         self.gone: list[tuple[str, int]] = []
@@ -123,33 +125,41 @@ class SessionBook:
 
     # ------------------------------------------------------------------ the plain state
 
-    def unplain(self, uid: str, plain: array[int]) -> User:
-        """The :class:`User` of a plain state; its start goes back into the book."""
-        assert uid not in self.recorded, "a plain user's start lives in its array"
-        self.recorded[uid] = plain[0]
-        del plain[0]
-        return User(plain, None, VIEWER)
+    def unplain(self, uid: str, start: int, dirty: bool) -> None:
+        """A user left the plain book (``Room.plain``): its start (and whether its row is
+        to be written) comes back here."""
+        assert uid not in self.recorded, "a plain user's start lives in the plain book"
+        self.recorded[uid] = start
+        if dirty:
+            self.dirty.add(uid)
 
-    def plain(self, uid: str, evs: array[int]) -> array[int] | None:
-        """The plain state of a user that qualifies but for the book (``evs`` become it),
-        or None when the user's recorded spans are more than one open interval."""
+    def plain(self, uid: str, evs: array[int], book: PlainBook) -> bool:
+        """Move a user that qualifies for the plain state but for this book into the plain
+        ``book`` with its events ``evs``; False when the user's recorded spans are more
+        than one open interval, or the plain book does not hold them."""
         rec = self.recorded.get(uid)
         if rec.__class__ is not int:
-            return None
+            return False
         assert isinstance(rec, int)
+        if not book.insert(uid, rec, evs.tobytes()):
+            return False
         del self.recorded[uid]
-        evs.insert(0, rec)
-        return evs
+        if uid in self.dirty:
+            self.dirty.discard(uid)
+            book.mark_dirty(uid)
+        return True
 
     # ------------------------------------------------------------------ rows
 
-    def pending(self) -> bool:
-        return bool(self.dirty or self.gone or self.stale)
+    def pending(self, plain: PlainBook) -> bool:
+        """Whether the next flush writes rows (``plain``: the room's plain book)."""
+        return bool(self.dirty or self.gone or self.stale) or plain.has_dirty()
 
     def emit(
         self,
         room_id: str,
-        users: dict[str, User | array[int]],
+        users: dict[str, User],
+        plain: PlainBook,
         stream_time: int,
         horizon: int,
         timeout: int,
@@ -158,7 +168,8 @@ class SessionBook:
         rows: list[tuple[Any, ...]],
     ) -> int:
         """Write the rows that changed, then forget spans that can no longer change; each
-        row takes the next version after ``version``; returns the last one taken.
+        row takes the next version after ``version``; returns the last one taken. The open
+        rows of users in the plain book ``plain`` are written by it.
 
         A span is settled once it ended before the horizon: every event still accepted
         has ``ts >= H > end``, which can neither move nor extend it.
@@ -171,23 +182,18 @@ class SessionBook:
             if rec is not None and any(r[0] == start for r in _as_list(rec)):
                 continue  # the start came back (a later change): its row is upserted below
             if rec is None:
-                u = get_user(uid)
-                if isinstance(u, array) and u[0] == start:
-                    continue  # came back as a plain state's start
+                got = plain.get(uid)
+                if got is not None and got[0] == start:
+                    continue  # came back as a plain user's start
             version += 1
             append((room_id, uid, start, None, "open", 0, version, now, 1))
         self.gone.clear()
         for uid in self.dirty:
             rec = recorded.get(uid)
-            if rec is None or rec.__class__ is int:  # one open interval (the common case)
-                u = get_user(uid)
-                if rec is None:
-                    if not isinstance(u, array):
-                        continue  # settled and dropped
-                    rec = u[0]  # a plain state: the start, then the events
-                    evs: array[int] | None = u
-                else:
-                    evs = getattr(u, "evs", None)
+            if rec is None:
+                continue  # settled and dropped
+            if rec.__class__ is int:  # one open interval
+                evs = getattr(get_user(uid), "evs", None)
                 if evs:
                     last_ts = evs[-1]
                     upto = stream_time if stream_time > last_ts else last_ts + 1
@@ -213,6 +219,7 @@ class SessionBook:
                     keep.append((start, end, reason, True))
             self._keep(uid, keep)
         self.dirty.clear()
+        version = plain.emit(room_id, stream_time, timeout, version, now, rows)
         for uid in self.stale:
             rec = recorded.get(uid)
             if rec is not None and not isinstance(rec, int):
@@ -233,8 +240,8 @@ class SessionBook:
         (a room may hold a million). ``[uids, starts, spans, dirty, gone, stale]``; ``spans``
         are ``[position, [[start, end, reason], ...]]`` for the users whose record is not a
         single open span (their ``starts`` entry is 0). Users in the plain state have no
-        entry: their start is saved with their events. A restored book writes every span
-        again, so the ``written`` flags are not kept."""
+        entry: the plain book saves their start. A restored book writes every span again,
+        so the ``written`` flags are not kept."""
         recorded = self.recorded
         return [
             *recorded_columns(list(recorded), list(recorded.values())),
@@ -244,13 +251,13 @@ class SessionBook:
         ]
 
     @classmethod
-    def from_state(cls, state: list[Any], plain: set[str]) -> SessionBook:
+    def from_state(cls, state: list[Any], plain: PlainBook) -> SessionBook:
         """The book of a snapshot. Every recorded interval is written again at the next
         flush: the process that took the snapshot may have written newer values of them
         after it and crashed (the higher versions of this process win).
 
-        ``plain``: the room's users in the plain state (their start is in their array, so
-        the book has no entry for them; their open rows are written again too)."""
+        ``plain``: the room's plain book, restored (it holds its users' starts, so this
+        book has no entry for them; it writes their open rows again itself)."""
         book = cls()
         uids, starts_b, spans, dirty, gone, stale = state
         starts = array("q")
@@ -263,11 +270,11 @@ class SessionBook:
                 raise ValueError(f"viewer_sessions: no user at position {i}")
             # assigning an existing key keeps its place: the book's order is the snapshot's
             recorded[uids[i]] = [(s, e, r, False) for s, e, r in rec]
-        if not plain.isdisjoint(recorded):
+        if len(plain) and any(uid in plain for uid in recorded):
             raise ValueError("viewer_sessions: a user in the plain state has a book entry")
         book.recorded = recorded
-        book.dirty = plain
-        book.dirty.update(recorded, dirty)
+        book.dirty = set(recorded)
+        book.dirty.update(uid for uid in dirty if uid not in plain)
         book.gone = [(uid, start) for uid, start in gone]
         book.stale = set(stale)
         return book
@@ -298,10 +305,10 @@ def _as_list(rec: int | list[Recorded] | None) -> list[Recorded]:
     return list(rec)
 
 
-def _last_event(u: User | array[int] | None) -> int | None:
+def _last_event(u: User | None) -> int | None:
     if u is None:
         return None
-    evs = u if isinstance(u, array) else u.evs
+    evs = u.evs
     return evs[-1] if evs else None
 
 

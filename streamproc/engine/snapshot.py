@@ -32,23 +32,27 @@ from itertools import accumulate
 from typing import Any
 
 import msgspec
-from streamproc_core import DedupMemory
+from streamproc_core import DedupMemory, PlainBook
 
 from ..anomaly.detect import RoomWatch
 from .config import EngineConfig
-from .partition import TIMER_GRAIN, Counters, PartitionEngine, wall_ms
+from .partition import Counters, PartitionEngine, wall_ms
 from .presence import VIEWER, User
 from .retire import Retirement
-from .room import Room
+from .room import TIMER_GRAIN, Room
 from .sessions import SessionBook, recorded_columns
 from .sku import SkuBook
 from .window import Window
 
-MAGIC = b"SPSNAP6\n"
+MAGIC = b"SPSNAP7\n"
 """Format marker; bump it when the layout changes. 5: each room's ``SessionBook``
 (``viewer_sessions``) and the evicted rooms' kept records (``engine.retire``). 6: the book
-as columns, not a list per user (``SessionBook.state``); format 5 is still read
-(:func:`_room_from_format5`)."""
+as columns, not a list per user (``SessionBook.state``). 7: the plain users in the room's
+plain book (``Room.plain``, its own ``encode``) after the room's other state, not among
+its users. Formats 6 and 5 are still read (:func:`_plain_from_format6`,
+:func:`_room_from_format5`)."""
+_PLAIN_AMONG_USERS = b"SPSNAP6\n"
+"""Format 6: a plain user among the room's users, as one array of its start and events."""
 _BOOK_BY_USER = b"SPSNAP5\n"
 """Format 5: the ``viewer_sessions`` book as a list per user."""
 SEEN_MAGIC = b"SPSEEN3\n"
@@ -155,28 +159,24 @@ def _window_state(w: Window) -> list[Any]:
     ]
 
 
-def _users_state(users: dict[str, User | array[int]]) -> list[Any]:
-    """Users as a few flat buffers, not a list per user: a room may hold millions.
+def _users_state(users: dict[str, User]) -> list[Any]:
+    """Users as a few flat buffers, not a list per user.
 
     ``[uids, event counts (uint32 bytes), all event times (int64 bytes), rich users]``
-    where rich users are ``[index, leaves or None, flags]`` for the users that are not in
-    the plain state.
+    where rich users are ``[index, leaves or None, flags]``. Format 6 also had users that
+    are not rich: plain ones, their array whole (its first element the session start).
     """
     values = list(users.values())
-    # a plain state is saved whole: its first element is its session start (the book has
-    # no entry for it)
-    evs = [u if isinstance(u, array) else u.evs for u in values]
     rich = [
-        [i, None if u.leaves is None else u.leaves.tolist(), u.flags]
-        for i, u in enumerate(values)
-        if not isinstance(u, array)
+        [i, None if u.leaves is None else u.leaves.tolist(), u.flags] for i, u in enumerate(values)
     ]
+    evs = [u.evs for u in values]
     return [list(users), array("I", map(len, evs)).tobytes(), b"".join(evs), rich]
 
 
 def _restore_users(state: list[Any]) -> dict[str, User | array[int]]:
     """Every user's array sliced out of one buffer by C-level iteration (no Python loop
-    per user: restoring a million viewers is bound by creating their objects)."""
+    per user); the plain users of format 6 stay arrays (:func:`_plain_from_format6`)."""
     names, counts_b, times_b, rich = state
     counts = array("I")
     counts.frombytes(counts_b)
@@ -205,6 +205,23 @@ def _restore_users(state: list[Any]) -> dict[str, User | array[int]]:
     return users
 
 
+def _plain_from_format6(
+    users: dict[str, User | array[int]], book: PlainBook
+) -> tuple[dict[str, User], list[tuple[str, int]]]:
+    """Format 6's plain users (arrays of start and events) moved into the plain ``book``;
+    returns the users left and ``(uid, start)`` of those the book does not hold: they
+    become ``User`` objects whose start goes back into the sessions book."""
+    rich: dict[str, User] = {}
+    refused: list[tuple[str, int]] = []
+    for uid, u in users.items():
+        if isinstance(u, User):
+            rich[uid] = u
+        elif not book.insert(uid, u[0], u[1:].tobytes()):
+            rich[uid] = User(u[1:], None, VIEWER)
+            refused.append((uid, u[0]))
+    return rich, refused
+
+
 def room_state(r: Room) -> list[Any]:
     return [
         r.room_id,
@@ -219,6 +236,7 @@ def room_state(r: Room) -> list[Any]:
         r.totals_emitted,
         None if r.skus is None else r.skus.state(),
         r.sessions.state(),
+        r.plain.encode(),
     ]
 
 
@@ -395,7 +413,7 @@ def restore(
             "STREAMPROC_SNAPSHOT_TOPIC, which reprocesses the topics from their earliest offsets"
         )
     head = blob[: len(MAGIC)]
-    if head not in (MAGIC, _BOOK_BY_USER):
+    if head not in (MAGIC, _PLAIN_AMONG_USERS, _BOOK_BY_USER):
         if head.startswith(b"SPSNAP"):
             raise SnapshotError(
                 f"snapshot format {head[6:].strip().decode('ascii', 'replace')!r} is not one "
@@ -471,7 +489,7 @@ def _restore_state(
         room = restore_room(rs, lap)
         eng.rooms[room.room_id] = room
         eng._room_by_key[room.room_id.encode("utf-8")] = room
-        for b in room.timers:
+        for b in (*room.timers, *room.plain.timer_buckets()):
             heapq.heappush(eng._timers, (b * TIMER_GRAIN + TIMER_GRAIN - 1, room.room_id))
     events, invalid, dup, late = counters
     # a snapshot taken before a reason was added lacks its counter: it starts at zero
@@ -497,6 +515,8 @@ def _format5_record(blob: bytes) -> bytes:
 
 
 def restore_room(rs: list[Any], lap: Callable[[str], None] = _no_lap) -> Room:
+    """A room of :func:`room_state`, or of format 6's layout (12 items: no plain book, the
+    plain users among the users; a kept record of a format 6 snapshot is one)."""
     (
         rid,
         ints,
@@ -510,12 +530,27 @@ def restore_room(rs: list[Any], lap: Callable[[str], None] = _no_lap) -> Room:
         emitted_t,
         skus,
         sessions,
+        *book,
     ) = rs
     room = Room(rid)
     for a, v in zip(_ROOM_INTS, ints, strict=True):
         setattr(room, a, v)
     lap("rooms, other")
-    room.users = _restore_users(users)
+    restored = _restore_users(users)
+    refused: list[tuple[str, int]] = []
+    if not book:  # format 6
+        room.users, refused = _plain_from_format6(restored, room.plain)
+        room.plain.mark_all_dirty()  # every open row is written again
+    elif len(book) == 1:
+        if len(users[3]) != len(users[0]):
+            raise ValueError("users: a plain user outside the plain book")
+        room.users = restored  # type: ignore[assignment]  # every one a User (checked)
+        lap("users")
+        room.plain = PlainBook.decode(book[0], TIMER_GRAIN)
+        if any(uid in room.plain for uid in room.users):
+            raise ValueError("users: a user both in the plain book and not")
+    else:
+        raise ValueError(f"room: {len(rs)} items")
     lap("users")
     for ws in windows:
         w_ints, changes, chatters, carters, buyers_w, emitted, final, exists = ws
@@ -539,9 +574,11 @@ def restore_room(rs: list[Any], lap: Callable[[str], None] = _no_lap) -> Room:
     room.totals_dirty = totals_dirty
     room.totals_emitted = None if emitted_t is None else tuple(emitted_t)
     room.skus = None if skus is None else SkuBook.from_state(skus)
-    plain = set(users[0])
-    plain.difference_update([users[0][i] for i, _, _ in users[3]])
     lap("rooms, other")
-    room.sessions = SessionBook.from_state(sessions, plain)
+    room.sessions = SessionBook.from_state(sessions, room.plain)
+    for uid, start in refused:
+        if uid in room.sessions.recorded:
+            raise ValueError("viewer_sessions: a user in the plain state has a book entry")
+        room.sessions.unplain(uid, start, True)
     lap("viewer_sessions book")
     return room

@@ -58,7 +58,7 @@ def engine_stats(engine: PartitionEngine) -> EngineStats:
         alerts_fired={} if watch is None else dict(watch.fired),
         alerts_firing=() if watch is None else tuple(watch.firing()),
         rooms=len(engine.rooms),
-        users=sum(len(r.users) for r in engine.rooms.values()),
+        users=sum(len(r.users) + len(r.plain) for r in engine.rooms.values()),
         dedup_ids=len(engine.seen),
         retired_rooms=len(engine.retired.records),
         head_ts=engine.head,

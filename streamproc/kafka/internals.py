@@ -19,6 +19,12 @@ upgrade changes it. Nothing else in the project touches a private name of either
    acks bookkeeping (our input topics are declared ``acks=False``). Informational
    (lag tools), so a failure is only logged; guarded by
    ``tests/test_e2e_kafka.py::test_worker_matches_reference`` (committed offsets).
+6. ``TableManager._update_channels`` (called, :class:`PromptTableManager`): Faust's
+   table manager sleeps a fixed second before registering the tables (for tables
+   declared after the app started; we declare none), and the consumer subscribes only
+   after it: a second of every start-up. Guarded by
+   ``tests/kafka/test_internals.py`` (no sleep; the tables registered) and
+   ``tests/test_e2e_kafka.py`` (no assignment at all if the subscription never came).
 
 Tuple records, in detail: aiokafka turns every fetched record into a
 ``ConsumerRecord`` dataclass (eleven fields, the headers copied into a tuple), and
@@ -47,6 +53,7 @@ import aiokafka.consumer.fetcher as _fetcher
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CorruptRecordException
+from faust.tables import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -162,6 +169,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
 class BatchTransport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
+
+
+class PromptTableManager(TableManager):
+    """Faust's table manager without the fixed second before the subscription: item 6."""
+
+    async def on_start(self) -> None:
+        # Faust's own on_start, less its ``await self.sleep(1.0)``
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
 
 class BatchTransportApp(faust.App):

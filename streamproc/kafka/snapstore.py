@@ -57,6 +57,52 @@ class Manifest:
         return cls(**d)
 
 
+async def latest_manifests(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> tuple[dict[int, Manifest], int]:
+    """The current manifest of each snapshot partition, read from the partitions' tails.
+
+    A save writes its manifest last, so the newest record with a manifest key is near a
+    partition's end (the very last record unless a later save died before its manifest):
+    the window read grows backwards from the end until it holds one, instead of reading
+    every chunk and dedup segment of the partition. Returns the manifests by partition
+    (none for a partition without one, or whose newest is a tombstone) and the records
+    read. ``consumer`` is started and not assigned anything else; it stays assigned.
+    """
+    # offsets first: once assigned, the consumer's long-polling fetches delay every
+    # request behind them on the broker connection
+    begins = await consumer.beginning_offsets(tps)
+    ends = await consumer.end_offsets(tps)
+    consumer.assign(tps)
+    found: dict[int, Manifest | None] = {}
+    window = 1
+    pending = [tp for tp in tps if ends[tp] > begins[tp]]
+    read = 0
+    while pending:
+        newest: dict[TopicPartition, tuple[int, bytes | None]] = {}
+        for tp in pending:
+            consumer.seek(tp, max(begins[tp], ends[tp] - window))
+        todo = set(pending)
+        while todo:
+            batch = await consumer.getmany(*todo, timeout_ms=1000)
+            for tp, recs in batch.items():
+                for r in recs:
+                    read += 1
+                    if r.key is not None and r.key.endswith(b"/manifest"):
+                        newest[tp] = (r.offset, r.value)
+            todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
+        nxt = []
+        for tp in pending:
+            if tp in newest:
+                raw = newest[tp][1]
+                found[tp.partition] = None if raw is None else Manifest.decode(raw)
+            elif ends[tp] - window > begins[tp]:
+                nxt.append(tp)  # not in this window: look further back
+        pending = nxt
+        window *= 8
+    return {p: m for p, m in found.items() if m is not None}, read
+
+
 class SnapshotStore:
     """Save and load engine snapshots (``streamproc.engine.snapshot``) per partition."""
 

@@ -40,6 +40,7 @@ from .freshness import FreshnessCollector
 from .rooms import TopRoomsCollector
 from .sink import SinkCollector
 from .skus import TopSkusCollector
+from .startup import StartupCollector
 from .state import StateCollector
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class PipelineMetrics(Collector):
         self.freshness = FreshnessCollector(w, self._partitions, clock)
         self.state = StateCollector(w, self._partitions, self.book, clock)
         self.sink = SinkCollector(w, clock)
+        self.startup = StartupCollector(w, clock)
         self.parts: tuple[Part, ...] = (
             self.platform,
             self.rooms,
@@ -104,6 +106,7 @@ class PipelineMetrics(Collector):
             self.freshness,
             self.state,
             self.sink,
+            self.startup,
         )
         self._warned: set[int] = set()
         self._server: Any = None
@@ -181,6 +184,11 @@ class PipelineMetrics(Collector):
         ``seconds``."""
         with self._lock:
             self.sink.snapshot(seconds, size)
+
+    def on_startup(self, phase: str, seconds: float) -> None:
+        """One phase of the worker's start-up took ``seconds`` (``streamproc.runtime.startup``)."""
+        with self._lock:
+            self.startup.set(phase, seconds)
 
     def on_lag(self, partition: int, topic: str, lag: int) -> None:
         """Messages of ``topic``/``partition`` not yet applied (high watermark - next offset)."""

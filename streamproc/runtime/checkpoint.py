@@ -39,8 +39,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from streamproc.anomaly import RoomWatch
 from streamproc.engine.config import EngineConfig
@@ -91,6 +92,10 @@ class Owned:
     saved: bool = False
     """A snapshot of this ownership was saved (its first one is logged: from then on a
     crash of this worker replays only what came after it)."""
+    pristine: bool = False
+    """The engine is still exactly the snapshot it was restored from (no record applied,
+    no tick): that snapshot is current, so a periodic one has nothing to save. The runtime
+    clears it before the engine's first record or tick."""
 
 
 @dataclass
@@ -163,7 +168,33 @@ class Checkpointer:
 
     async def restore(self, p: int) -> Owned:
         """Partition ``p`` from its snapshot or empty (the caller adds it to ``partitions``)."""
-        loaded = await self.store.load(p)
+        return (await self.restore_many([p]))[p]
+
+    async def restore_many(self, ps: Sequence[int]) -> dict[int, Owned]:
+        """Partitions ``ps`` from their snapshots (or empty), for the caller to add.
+
+        The snapshots are read from the store all at once, and each is decoded as soon
+        as it has arrived, one at a time, in a thread: one after the other, the reads'
+        round trips added up over a restart, and a decode on the event loop stalled it
+        (seconds for a big partition) while Faust's timers and signals waited.
+        """
+        decoding = asyncio.Lock()  # one decode at a time: a blob is freed before the next
+
+        async def one(p: int) -> tuple[int, Owned]:
+            loaded = await self.store.load(p)
+            async with decoding:
+                return p, await asyncio.to_thread(self._owned, p, loaded)
+
+        tasks = [asyncio.create_task(one(p)) for p in ps]
+        try:
+            return dict(await asyncio.gather(*tasks))
+        except BaseException:  # the first failure as itself; the other reads stop
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    def _owned(self, p: int, loaded: tuple[bytes, Any, list[bytes]] | None) -> Owned:
         if loaded is None:
             engine = PartitionEngine(self.cfg, p, version_floor=self.floor())
             log.info("partition %d: no snapshot, starting from the earliest offsets", p)
@@ -188,7 +219,14 @@ class Checkpointer:
         elif engine.watch is None:  # a new partition, or a snapshot from before detection
             engine.watch = RoomWatch()
         topics = len(self.cfg.topics)
-        return Owned(engine, Merger(topics, self.merge_margin_ms), [0] * topics)
+        owned = Owned(engine, Merger(topics, self.merge_margin_ms), [0] * topics)
+        if loaded is not None:
+            # The snapshot just restored is current: saving it again at the first flush
+            # repeated every partition's encode and write while the worker was furthest
+            # behind (seconds of a restart). A fresh partition still saves at once.
+            owned.snapshot_due = self.clock() + self.snapshot_interval
+            owned.pristine = True
+        return owned
 
     # ------------------------------------------------------------------ the cycle
 
@@ -222,7 +260,7 @@ class Checkpointer:
         due = [
             p
             for p, owned in owned_map.items()
-            if (snapshot_all or now >= owned.snapshot_due)
+            if (snapshot_all or (now >= owned.snapshot_due and not owned.pristine))
             and not owned.engine.drained
             and not owned.engine.broken
         ]

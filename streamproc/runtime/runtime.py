@@ -42,6 +42,7 @@ from streamproc.runtime.ports import (
     Sink,
     SnapshotStore,
 )
+from streamproc.runtime.startup import StartupClock
 
 log = logging.getLogger("streamproc.worker")
 
@@ -129,6 +130,8 @@ class WorkerRuntime:
         """Records behind on the owned partitions at the last fetch (None: not known yet)."""
         self.shutdown_timeout = 25.0
         """Seconds SIGTERM may spend writing and snapshotting (``agents.app``)."""
+        self.startup = StartupClock()
+        """The start-up's phases; the runtime ends the last three (``runtime.startup``)."""
 
     @property
     def owned(self) -> dict[int, Owned]:
@@ -214,6 +217,8 @@ class WorkerRuntime:
             return
         generation = self.data_generation
         batch = await self.data.getmany(int(self.poll_timeout * 1000), self.max_batch)
+        if batch and not self.startup.finished:
+            self.startup.finish()  # the first records: applying them is catching up
         if generation != self.data_generation:
             # Reassigned while this fetch waited: its records may already come from the new
             # positions, and the consumer's position has moved past them. Dropping them
@@ -223,6 +228,8 @@ class WorkerRuntime:
                 self._reassign()
             return
         await self.on_fetch(batch)
+        if not self.startup.finished and self.lag_total == 0:
+            self.startup.finish()  # nothing to read
 
     async def shutdown(self) -> None:
         """Graceful stop: write what is pending and snapshot every owned partition."""
@@ -250,22 +257,27 @@ class WorkerRuntime:
                 by_partition.setdefault(tp.partition, set()).add(tp.topic)
         self.assigned = False
         self.lag_total = None
+        self.startup.end("group_join")
         async with self.lock:
             await self._ensure_started()
+            self.startup.begin("restore")
             for p, topics in sorted(by_partition.items()):
                 if len(topics) != len(self.input_topics):
                     log.error("partition %d assigned without all four topics: %s", p, topics)
-                if p not in self.owned:
-                    owned = await self.core.restore(p)
-                    self.owned[p] = owned
-                    if self.metrics is not None:
-                        # a restored engine's counters and totals are a baseline, not news
-                        self.metrics.on_assign(
-                            p, standing_rows(owned.engine), engine_stats(owned.engine)
-                        )
+            new = [p for p in sorted(by_partition) if p not in self.owned]
+            for p, owned in sorted((await self.core.restore_many(new)).items()):
+                self.owned[p] = owned
+                if self.metrics is not None:
+                    # a restored engine's counters and totals are a baseline, not news;
+                    # taken in a thread, like the decode (a big partition's rows take long)
+                    rows = await asyncio.to_thread(standing_rows, owned.engine)
+                    self.metrics.on_assign(p, rows, engine_stats(owned.engine))
             self._reassign()
+        self.startup.end("restore")
+        self.startup.begin("first_fetch")
         if not self.owned:
             self.lag_total = 0  # a standby worker is behind on nothing
+            self.startup.finish()
         self.assigned = True
 
     async def on_revoked(self, revoked: Iterable[Any]) -> None:
@@ -314,11 +326,13 @@ class WorkerRuntime:
             for owned in self.owned.values():
                 released = owned.merger.release()
                 if released:
+                    owned.pristine = False
                     if not await self._apply(owned, released):
                         return  # stopping: shutdown writes and snapshots what was applied
                 else:
                     t = owned.merger.idle_time()
                     if t is not None:
+                        owned.pristine = False
                         owned.engine.tick(t)
             try:
                 if now - self._last_flush >= self.flush_interval:

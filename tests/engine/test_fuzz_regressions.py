@@ -183,11 +183,21 @@ def test_an_exception_while_handling_a_record_is_an_internal_error_dead_letter(
     def crash(*_: Any) -> None:
         raise RuntimeError("in the apply part")
 
+    class CrashingBook:
+        """A plain book that has no user and raises when one is added."""
+
+        def extend(self, *_: Any) -> int:
+            return 1  # not in the book: a new user's first event
+
+        start = crash
+
     monkeypatch.setattr(eng, "_presence", crash)
     monkeypatch.setattr(partition, "new_ts_array", crash)
-    monkeypatch.setattr(partition, "new_plain", crash)  # a new user's first event
+    room = eng.rooms["r1"]
+    book, room.plain = room.plain, CrashingBook()  # type: ignore[assignment]
     viewer = b'{"event_id":"v","room_id":"r1","user_id":"u9","ts":%d,"action":"join"}'
     eng.process([(0, 0, b"r1", viewer % ARRIVAL, ARRIVAL + 2)])
+    room.plain = book
     assert eng.counters.invalid["internal_error"] == 2
     assert eng.next_offsets == [1, 1, 1, 0]
     assert "raised while being handled" in caplog.text and "in the apply part" in caplog.text

@@ -42,6 +42,7 @@ DERIVED_ROOM = {
     "carters_ever": "saved",
     "skus": "saved (SkuBook.state)",
     "sessions": "saved (SessionBook.state)",
+    "plain": "saved (PlainBook.encode)",
     "totals_dirty": "saved",
     "totals_emitted": "saved",
 }

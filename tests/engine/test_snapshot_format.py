@@ -1,11 +1,11 @@
-"""The snapshot layout (format 6) and the format before it (5), which is still read.
+"""The snapshot layout (format 7) and the formats before it (6, 5), which are still read.
 
 Format 6 saves the ``viewer_sessions`` book as columns and restores a room's users by
-slicing one buffer (``docs/performance.md`` §8, restore). What must hold: a format-5
-snapshot written by the last release that wrote it continues exactly like the current
-format; a snapshot restores to the state it was taken from; and bytes that are not a
-snapshot (a snapshot topic is input like any other) are refused with ``SnapshotError``,
-never another exception.
+slicing one buffer; format 7 saves the plain users in the room's plain book, in its own
+encoding (``docs/performance.md`` §8). What must hold: snapshots of formats 6 and 5 written
+by the last release that wrote each continue exactly like the current format; a snapshot
+restores to the state it was taken from; and bytes that are not a snapshot (a snapshot
+topic is input like any other) are refused with ``SnapshotError``, never another exception.
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ from streamproc.engine import snapshot as snap
 from streamproc.engine.partition import PartitionEngine
 from streamproc.engine.presence import User
 from tests.engine.test_eviction import CFG
+from tests.engine.test_plain_state import as_format6
 from tests.engine_harness import Driver, engine_config
 from tests.reference import Record
 
 DATA = Path(__file__).parent.parent / "data" / "format5"
+DATA6 = Path(__file__).parent.parent / "data" / "format6"
+"""The same records, snapshotted at the same cut by the last release that wrote format 6."""
 
 
 def _records() -> tuple[int, list[Record]]:
@@ -83,6 +86,34 @@ def test_a_format5_snapshot_continues_exactly(with_seen: bool) -> None:
     assert again.session_rows() == plain.session_rows()
 
 
+@pytest.mark.parametrize("with_seen", [True, False])
+def test_a_format6_snapshot_continues_exactly(with_seen: bool) -> None:
+    """Written by the release before format 7 (tests/data/format6/README.txt): its plain
+    users (arrays among the users) move into the plain book, their checks by user id stay
+    in the room's timers; every row after it is the uninterrupted run's."""
+    cut, records = _records()
+    if with_seen:
+        blob, segments = (DATA6 / "snapshot.bin").read_bytes(), []
+    else:
+        blob = (DATA6 / "snapshot_without_seen.bin").read_bytes()
+        segments = [(DATA6 / "seen_segment.bin").read_bytes()]
+    assert blob.startswith(b"SPSNAP6\n")
+    old = snap.restore(blob, clock=lambda: 0, seen_segments=segments)
+    assert old.retired.records and "gone-1" in old.retired.records
+    assert sum(len(r.plain) for r in old.rooms.values()) > 20
+    assert all(isinstance(u, User) for r in old.rooms.values() for u in r.users.values())
+    # the state is the one an engine that never stopped holds at the cut
+    ref = _busy_engine()
+    for rid, room in ref.rooms.items():
+        assert sorted(old.rooms[rid].plain.users()) == sorted(room.plain.users())
+        assert old.rooms[rid].users.keys() == room.users.keys()
+    plain = _run(records, len(records), None, [])
+    again = _run(records, cut, blob, segments)
+    assert again.engines[0].retired.revived == 1
+    assert again.result() == plain.result()
+    assert again.session_rows() == plain.session_rows()
+
+
 def _busy_engine() -> PartitionEngine:
     """An engine holding every kind of user and book entry (format 5's records)."""
     cut, records = _records()
@@ -103,19 +134,17 @@ def test_a_snapshot_restores_to_the_state_it_was_taken_from() -> None:
         assert list(got.users) == list(room.users)  # the order too
         for uid, u in room.users.items():
             g = got.users[uid]
-            if isinstance(u, array):
-                assert isinstance(g, array) and g == u
-            else:
-                rich += 1
-                assert isinstance(g, User)
-                assert (g.evs, g.leaves, g.flags) == (u.evs, u.leaves, u.flags)
+            rich += 1
+            assert (g.evs, g.leaves, g.flags) == (u.evs, u.leaves, u.flags)
+        assert got.plain.users() == room.plain.users()
+        assert got.plain.timer_buckets() == room.plain.timer_buckets()
         assert list(got.sessions.recorded) == list(room.sessions.recorded)
         for uid, rec in room.sessions.recorded.items():
             want = rec if isinstance(rec, int) else [(s, e, r, False) for s, e, r, _ in rec]
             assert got.sessions.recorded[uid] == want
         # every open row is written again: the recorded users' and the plain ones'
-        plain = {uid for uid, u in room.users.items() if isinstance(u, array)}
-        assert got.sessions.dirty == set(room.sessions.recorded) | room.sessions.dirty | plain
+        assert got.sessions.dirty == set(room.sessions.recorded) | room.sessions.dirty
+        assert got.plain.has_dirty() == bool(len(room.plain))
         assert got.timers == room.timers
     assert rich > 0
     # and a restored engine saves what it restored
@@ -174,8 +203,37 @@ def test_corrupt_snapshots_are_refused_with_snapshot_error() -> None:
 
 
 def test_users_that_do_not_match_their_times_are_refused() -> None:
+    """Format 6's users (plain ones among them) and format 7's (only ``User`` objects, the
+    plain ones in the plain book)."""
     eng = _busy_engine()
     state = msgspec.msgpack.decode(zlib.decompress(snap.snapshot(eng)[len(snap.MAGIC) :]))
+    six = as_format6(msgspec.msgpack.decode(zlib.decompress(snap.snapshot(eng)[8:])))
+    good6 = b"SPSNAP6\n" + zlib.compress(msgspec.msgpack.encode(six), 1)
+    snap.restore(good6, clock=lambda: 0)  # the conversion itself is a valid format 6
+    # a room with rich users and plain ones
+    room7 = next(r for r in state[6] if r[2][3] and len(snap.PlainBook.decode(r[12], 1000)))
+    uids7, counts7, times7, rich7 = room7[2]
+    for users7 in (
+        [uids7, counts7, times7, rich7[1:]],  # a user that is neither rich nor in the book
+        [uids7, counts7, times7, [*rich7, [0, None, 0]]],  # a rich user given twice
+    ):
+        room7[2] = users7
+        bad = snap.MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
+        with pytest.raises(snap.SnapshotError, match="corrupt snapshot"):
+            snap.restore(bad, clock=lambda: 0)
+    room7[2] = [uids7, counts7, times7, rich7]
+    plain_uid = snap.PlainBook.decode(room7[12], 1000).users()[0][0]
+    room7[2] = [[*uids7, plain_uid], counts7 + b"\x01\x00\x00\x00", times7 + bytes(8), rich7]
+    room7[2][3] = [*rich7, [len(uids7), None, 2]]
+    bad = snap.MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
+    with pytest.raises(snap.SnapshotError, match="both in the plain book"):
+        snap.restore(bad, clock=lambda: 0)
+    room7[2] = [uids7, counts7, times7, rich7]
+    room7[12] = room7[12][:-3]  # a cut plain book
+    bad = snap.MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
+    with pytest.raises(snap.SnapshotError, match="corrupt snapshot"):
+        snap.restore(bad, clock=lambda: 0)
+    state = six
 
     def plain_users(room: list[Any]) -> list[int]:
         rich_at = {r[0] for r in room[2][3]}
@@ -196,6 +254,6 @@ def test_users_that_do_not_match_their_times_are_refused() -> None:
         [uids, counts, times, [[-1, None, 0]]],
     ):
         room[2] = users
-        bad = snap.MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
+        bad = b"SPSNAP6\n" + zlib.compress(msgspec.msgpack.encode(state), 1)
         with pytest.raises(snap.SnapshotError, match="corrupt snapshot"):
             snap.restore(bad, clock=lambda: 0)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import streamproc.runtime.checkpoint as checkpoint_module
 from streamproc.engine.config import EngineConfig
 from streamproc.runtime.checkpoint import SNAPSHOT_SHARE, Checkpointer, CheckpointFailed
 from streamproc.simulate import scenario_awkward
@@ -103,6 +104,7 @@ async def _run(world: World, sink: Any = None) -> Checkpointer:
             await _own(core)
             todo = _pending(core)
             for i in range(0, len(todo), CHUNK):
+                core.partitions[0].pristine = False  # as the runtime does before a record
                 core.partitions[0].engine.process(todo[i : i + CHUNK])
                 world.clock.now += FLUSH_EVERY
                 await core.flush()
@@ -177,7 +179,7 @@ def test_a_crash_between_any_two_steps_gives_the_same_rows(step: str, when: str,
 
 def test_repeated_crashes_after_snapshots_give_the_same_rows() -> None:
     world = World()
-    world.crashes = Crashes("store", (2, 4, 5, 7), "after")
+    world.crashes = Crashes("store", (1, 2, 3, 4), "after")  # after every one of them
     for fake in (world.sink, world.dead_letters, world.store, world.committer):
         fake.crashes = world.crashes
     asyncio.run(_run(world))
@@ -320,6 +322,92 @@ def test_snapshots_are_spaced_by_their_own_cost() -> None:
         assert world.journal.kinds().count("store") == 4
 
     asyncio.run(go())
+
+
+def test_a_restored_partition_is_not_saved_again_until_the_interval() -> None:
+    """Its snapshot is current: re-saving it at the first flush only delayed a restart,
+    and so did saving it unchanged when the first records came after the interval."""
+    world = World()
+
+    async def go() -> None:
+        core = world.core()
+        await _own(core)
+        core.partitions[0].engine.process(RECORDS[:CHUNK])
+        await core.flush()  # a fresh partition is saved at once
+        assert world.journal.kinds().count("store") == 1
+        restarted = world.core()
+        await _own(restarted)
+        # the first records come late (a big first fetch): the engine is still its snapshot
+        world.clock.now += 2 * SNAPSHOT_EVERY
+        await restarted.flush()
+        assert world.journal.kinds().count("store") == 1
+        restarted.partitions[0].pristine = False  # the runtime, before the first record
+        restarted.partitions[0].engine.process(_pending(restarted)[:CHUNK])
+        await restarted.flush()
+        await restarted.wait_written()
+        assert world.journal.kinds().count("store") == 2  # now there is something to save
+
+        again = world.core()
+        await _own(again)
+        again.partitions[0].pristine = False
+        again.partitions[0].engine.process(_pending(again)[:CHUNK])
+        world.clock.now += FLUSH_EVERY
+        await again.flush()
+        await again.wait_written()
+        assert world.journal.kinds().count("store") == 2  # rows written, nothing re-saved
+        world.clock.now += SNAPSHOT_EVERY
+        await again.flush()
+        assert world.journal.kinds().count("store") == 3
+
+    asyncio.run(go())
+
+
+def test_a_restart_reads_its_partitions_together_and_decodes_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One after the other, the snapshot reads' round trips added up over a restart; a
+    decode on the event loop stalled it (seconds for a big partition)."""
+    world = World()
+
+    async def save_two() -> None:
+        core = world.core()
+        await _own(core)
+        await _own(core, 1)
+        core.partitions[0].engine.process(RECORDS[:CHUNK])
+        await core.flush(snapshot_all=True)
+        await core.wait_written()
+
+    asyncio.run(save_two())
+    store = world.store
+    started: set[int] = set()
+    both = asyncio.Event()
+    plain_load = store.load
+
+    async def load(partition: int) -> Any:
+        # each read waits for the other to have started: read one by one, this never ends
+        started.add(partition)
+        if len(started) == 2:
+            both.set()
+        await both.wait()
+        return await plain_load(partition)
+
+    monkeypatch.setattr(store, "load", load)
+    decoded_on: list[int] = []
+    plain_restore = checkpoint_module.restore
+
+    def restore(*args: Any, **kwargs: Any) -> Any:
+        decoded_on.append(threading.get_ident())
+        return plain_restore(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "restore", restore)
+
+    async def restart() -> dict[int, Any]:
+        return await asyncio.wait_for(world.core().restore_many([0, 1]), 10)
+
+    owned = asyncio.run(restart())
+    assert sorted(owned) == [0, 1]
+    assert owned[0].engine.next_offsets == list(world.store.current[0][1])
+    assert len(decoded_on) == 2 and threading.get_ident() not in decoded_on
 
 
 def test_a_failed_commit_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
