@@ -129,7 +129,8 @@ def floor_viewers(kind: str, cfg: DetectorConfig, rates: Rates) -> int:
     The detectors' floors are counts per window (expected paid orders or buyers, refunds,
     reference viewers); at the simulator's rates a room of ``v`` viewers sells
     ``v x order x W`` paid orders a window. Ring orders and bot messages bring their own
-    volume: those kinds have no room-size floor.
+    volume, so their floor is the room's usual audience alone (``page_audience``: a room of
+    30 viewers pages nobody, METRICS §11).
     """
     w = cfg.window_ms / 1000
     if kind == "audience_collapse":
@@ -143,8 +144,10 @@ def floor_viewers(kind: str, cfg: DetectorConfig, rates: Rates) -> int:
         # subtracts over the surge's minute and a small room's spread; a surge refunds at
         # most about half of the room's last 10 minutes of orders
         least = math.ceil(cfg.refund_h / math.log(cfg.refund_ratio)) + 2
-        return math.ceil(2 * least / (rates.order * 600))
-    return 0
+        return max(
+            math.ceil(2 * least / (rates.order * 600)), math.ceil(cfg.page_audience)
+        )
+    return math.ceil(cfg.page_audience)
 
 
 def evaluate(sc: Scenario, alerts: list[tuple[Any, ...]], W: int) -> dict[str, Any]:

@@ -159,6 +159,11 @@ class DetectorConfig:
     chat_per_chatter: float = 2.0
     calm_windows: int = 3
     """Normal windows in a row that resolve a surge kind."""
+    page_audience: float = 31.0
+    """The least usual audience (mean concurrent viewers, learnt) of a room that the surge
+    kinds (refund surge, order concentration, chat flood) page for: their floors are counts,
+    which a ring or a bot brings along whatever the room's size, and a room of 30 viewers
+    pages nobody (METRICS §11)."""
 
 
 def alert_dict(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -665,6 +670,8 @@ class RoomWatch:
         else:
             cs[:] = [0.0] * 5
 
+        # the surge kinds page for a room of more than 30 usual viewers only (METRICS §11)
+        pages = warm and e[_WATCH] >= cfg.page_audience * cfg.window_ms / 1000
         # ---- refund surge: refunds far above what the room's recent orders explain
         rate = (r.ref_n + cfg.refund_prior * cfg.refund_prior_orders) / (
             r.ord_n + cfg.refund_prior_orders
@@ -680,7 +687,7 @@ class RoomWatch:
                     self._resolve(rid, r, "refund_surge", ws, "refunds back to normal", out)
             else:
                 ep[5] = 0
-        elif warm:
+        elif pages:
             _surge(rs, refunds, mu, cfg.refund_ratio)
             if rs[0] >= cfg.refund_h and rs[1] >= cfg.refund_floor:
                 self._fire(
@@ -711,7 +718,7 @@ class RoomWatch:
                     self._resolve(rid, r, "order_concentration", ws, "orders spread again", out)
             else:
                 ep[5] = 0
-        elif warm:
+        elif pages:
             _surge(rg, excess, exp_excess, cfg.conc_ratio)
             if rg[0] >= cfg.conc_h and rg[1] >= cfg.conc_floor:
                 self._fire(
@@ -732,7 +739,7 @@ class RoomWatch:
             else:
                 ep[5] = 0
         elif (
-            warm
+            pages
             and chats >= cfg.chat_floor
             and chats >= cfg.chat_ratio * exp_chats
             and chats >= cfg.chat_per_chatter * mpc_base * max(chatters, 1)

@@ -386,6 +386,27 @@ def test_a_ring_in_a_50_viewer_room_is_found() -> None:
     assert len(f) == 1 and 60 <= window_of(f[0]) <= 62
 
 
+@pytest.mark.parametrize("viewers, pages", [(30, False), (50, True)])
+def test_a_room_of_30_viewers_pages_nobody(viewers: int, pages: bool) -> None:
+    # METRICS §11: bots flooding the chat, a ring ordering and a wave of refunds in a room
+    # of 30 viewers page nobody (the surge kinds' floors are counts, which they bring along);
+    # the same in a room of 50 does
+    ws = steady(1, 60, viewers)
+    rnd = random.Random(4)
+    for i in range(15):
+        w = normal(rnd, viewers)
+        w["orders"] = 26 + (i * 7) % 9
+        w["unique_buyers"] = 6
+        w["chat_messages"] += 240
+        w["unique_chatters"] += 20
+        w["refunds"] += 8
+        ws.append(w)
+    ws += steady(3, 30, viewers)
+    kinds = {a[1] for a in run(series("r", ws)) if a[3] == "firing"}
+    surge_kinds = {"order_concentration", "chat_flood", "refund_surge"}
+    assert (kinds & surge_kinds == surge_kinds) if pages else not kinds & surge_kinds
+
+
 def test_order_concentration_few_buyers_many_orders() -> None:
     ws = steady(1, 80, 1000)
     for i in range(62, 70):
