@@ -50,10 +50,11 @@ KINDS: tuple[str, ...] = (
 PAGING_KINDS: frozenset[str] = frozenset(KINDS) - {"broadcast_end"}
 """``broadcast_end`` is informational: every broadcast ends, nobody is paged for it."""
 
-SNAPSHOT_VERSION: Final = 3
+SNAPSHOT_VERSION: Final = 4
 """2: the refund and concentration CUSUMs (a version-1 snapshot is upgraded: they start at 0);
 3: the refunds of the last minute held back from the refund ratio (a version-2 room has
-counted them already: its queue starts empty)."""
+counted them already: its queue starts empty); 4: the room's joins per window, its audience's
+churn (an older room starts at the churn of viewers who stay a minute: see ``from_state``)."""
 
 _COL = {c: i for i, c in enumerate(ROOM_METRICS_COLUMNS)}
 _FEATURES = (
@@ -75,8 +76,11 @@ Features = tuple[int, ...]
 """The columns of ``_FEATURES`` of one window."""
 
 # EWMA slots of a room (counts per window; rates are count / watch seconds)
-_WATCH, _CHATS, _CHATTERS, _ORDERS_SLOW, _EXCESS = range(5)
-_N_EWMA = 5
+_WATCH, _CHATS, _CHATTERS, _ORDERS_SLOW, _EXCESS, _JOINS = range(6)
+_N_EWMA = 6
+_UPGRADE_WATCH_S: Final = 60.0
+"""A version-3 room's churn is unknown: assume its viewers stay a minute (joins per window =
+watch seconds / 60), more churn than any room of the benchmark, until its own joins teach it."""
 _AUDIENCE_KINDS = frozenset({"audience_collapse", "broadcast_end"})
 _SALES_KINDS = frozenset({"sales_stall", "conversion_collapse", "order_concentration"})
 
@@ -97,8 +101,19 @@ class DetectorConfig:
     evict_windows: int = 30
     """A room empty and silent this long is over: its state is dropped."""
     # audience collapse / broadcast end
-    collapse_floor: int = 100
+    collapse_floor: int = 40
+    """Reference viewers: a room of 30 pages nobody (METRICS §11); 35 % of it is ten people."""
     collapse_drop: float = 0.65
+    collapse_z: float = 5.0
+    """The fall must also be ``z`` standard deviations of the audience's own churn (joins and
+    leaves over ``collapse_churn_windows``): a room whose viewers swipe in and out swings."""
+    collapse_churn_windows: int = 8
+    end_remnant: float = 0.1
+    """A broadcast's end leaves nobody once the silent viewers time out; a broken stream's
+    remnant stays (15-40 % of the audience), even when it says nothing."""
+    end_wait: int = 13
+    """Windows a silent fall waits for the audience to go (presence timeout 60 s after a
+    heartbeat up to 55 s old: 115 s) before its verdict when viewers stay present."""
     collapse_recover: float = 0.8
     collapse_wait: int = 3
     # sales stall and conversion collapse (one-sided Poisson CUSUMs)
@@ -132,7 +147,9 @@ class DetectorConfig:
     adds them up (a small room early in its session has few old orders to dilute them)."""
     conc_floor: int = 5
     """Excess orders (orders - buyers) since the CUSUM left 0."""
-    conc_ratio: float = 8.0
+    conc_ratio: float = 4.0
+    """A ring in a small room is dense: 30 orders among 50 viewers repeat 9 buyers by chance
+    (the birthday term), so its 26 repeat orders are 3 times, not 8 times, the expectation."""
     conc_h: float = 11.5
     conc_prior: float = 0.01
     # chat flood
@@ -142,6 +159,11 @@ class DetectorConfig:
     chat_per_chatter: float = 2.0
     calm_windows: int = 3
     """Normal windows in a row that resolve a surge kind."""
+    page_audience: float = 31.0
+    """The least usual audience (mean concurrent viewers, learnt) of a room that the surge
+    kinds (refund surge, order concentration, chat flood) page for: their floors are counts,
+    which a ring or a bot brings along whatever the room's size, and a room of 30 viewers
+    pages nobody (METRICS §11)."""
 
 
 def alert_dict(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -322,6 +344,8 @@ class _Room:
             :11
         ]
         r.ewma = [float(x) for x in r.ewma]
+        if version < 4:
+            r.ewma.append(r.ewma[_WATCH] / _UPGRADE_WATCH_S)
         r.stall = [float(x) for x in r.stall]
         r.conv = [float(x) for x in r.conv]
         if version >= 2:
@@ -433,7 +457,7 @@ class RoomWatch:
             version, saved_cfg, horizon, fired, rooms = msgspec.msgpack.decode(blob)
         except (msgspec.DecodeError, ValueError, TypeError) as exc:
             raise ValueError(f"not an anomaly snapshot: {exc}") from exc
-        if version not in (1, 2, SNAPSHOT_VERSION):
+        if version not in (1, 2, 3, SNAPSHOT_VERSION):
             raise ValueError(f"anomaly snapshot version {version}, expected {SNAPSHOT_VERSION}")
         if cfg is None and version == 1:
             # its refund, concentration and stall thresholds belong to the old tests
@@ -518,11 +542,19 @@ class RoomWatch:
                     rid, r, "audience_collapse", ws, cv, ref, round(ref / max(cv, 1), 2),
                     f"viewers fell from {ref} to {cv} while the room stays open", out,
                 )  # fmt: skip
-            elif waited >= cfg.collapse_wait:
+            elif waited >= cfg.collapse_wait and cv <= cfg.end_remnant * ref:
                 r.drop = None
                 self._fire(
                     rid, r, "broadcast_end", ws, cv, ref, round(ref / max(cv, 1), 2),
                     f"viewers fell from {ref} to {cv} and the room went silent", out,
+                )  # fmt: skip
+            elif waited >= cfg.end_wait:
+                # silent, but viewers still heartbeat long after an end's would have timed
+                # out: the room is open, its stream is not (a small room's quiet remnant)
+                r.drop = None
+                self._fire(
+                    rid, r, "audience_collapse", ws, cv, ref, round(ref / max(cv, 1), 2),
+                    f"viewers fell from {ref} to {cv} and stay present without a word", out,
                 )  # fmt: skip
         elif "audience_collapse" in firing:
             ep = firing["audience_collapse"]
@@ -536,7 +568,14 @@ class RoomWatch:
                 self._resolve(rid, r, "broadcast_end", ws, "room empty", out)
         elif warm and len(cvs) >= 8:
             ref = sorted(cvs[:6])[3]
-            if ref >= cfg.collapse_floor and cv <= cfg.collapse_drop * ref:
+            # churn: the net change of an audience with j joins (and as many leaves) a window
+            # over n windows has variance about 2 n j
+            churn = math.sqrt(2 * cfg.collapse_churn_windows * e[_JOINS])
+            if (
+                ref >= cfg.collapse_floor
+                and cv <= cfg.collapse_drop * ref
+                and ref - cv >= cfg.collapse_z * churn
+            ):
                 r.drop = [ws, ref]
         if r.drop is not None or firing.keys() & _AUDIENCE_KINDS:
             cvs.clear()  # the next reference is built after the episode
@@ -631,6 +670,8 @@ class RoomWatch:
         else:
             cs[:] = [0.0] * 5
 
+        # the surge kinds page for a room of more than 30 usual viewers only (METRICS §11)
+        pages = warm and e[_WATCH] >= cfg.page_audience * cfg.window_ms / 1000
         # ---- refund surge: refunds far above what the room's recent orders explain
         rate = (r.ref_n + cfg.refund_prior * cfg.refund_prior_orders) / (
             r.ord_n + cfg.refund_prior_orders
@@ -646,7 +687,7 @@ class RoomWatch:
                     self._resolve(rid, r, "refund_surge", ws, "refunds back to normal", out)
             else:
                 ep[5] = 0
-        elif warm:
+        elif pages:
             _surge(rs, refunds, mu, cfg.refund_ratio)
             if rs[0] >= cfg.refund_h and rs[1] >= cfg.refund_floor:
                 self._fire(
@@ -677,7 +718,7 @@ class RoomWatch:
                     self._resolve(rid, r, "order_concentration", ws, "orders spread again", out)
             else:
                 ep[5] = 0
-        elif warm:
+        elif pages:
             _surge(rg, excess, exp_excess, cfg.conc_ratio)
             if rg[0] >= cfg.conc_h and rg[1] >= cfg.conc_floor:
                 self._fire(
@@ -698,7 +739,7 @@ class RoomWatch:
             else:
                 ep[5] = 0
         elif (
-            warm
+            pages
             and chats >= cfg.chat_floor
             and chats >= cfg.chat_ratio * exp_chats
             and chats >= cfg.chat_per_chatter * mpc_base * max(chatters, 1)
@@ -716,6 +757,7 @@ class RoomWatch:
             a = max(cfg.alpha, 1.0 / r.age)
             a_slow = max(cfg.alpha_slow, 1.0 / r.age)
             e[_WATCH] += a * (watch - e[_WATCH])
+            e[_JOINS] += a * (joins - e[_JOINS])
             if "chat_flood" not in firing:
                 e[_CHATS] += a * (chats - e[_CHATS])
                 e[_CHATTERS] += a * (chatters - e[_CHATTERS])

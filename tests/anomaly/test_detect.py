@@ -163,7 +163,55 @@ def test_refunds_after_a_broadcast_end_do_not_make_it_a_collapse() -> None:
 
 
 def test_small_room_collapse_is_below_the_floor() -> None:
-    ws = steady(1, 60, 60) + steady(2, 20, 10) + steady(3, 20, 60)
+    ws = steady(1, 60, 25) + steady(2, 20, 4) + steady(3, 20, 25)
+    assert fired(run(series("r", ws)), "audience_collapse") == []
+
+
+def test_a_50_viewer_room_whose_stream_breaks_is_paged() -> None:
+    # most rooms are small: 50 viewers, 35 leave at once, the rest wait and chat (the
+    # benchmark's <100 band; the floor was 100 viewers)
+    ws = steady(1, 60, 50)
+    rnd = random.Random(2)
+    for _ in range(20):
+        w = normal(rnd, 15, chat=0.1)
+        w["joins"] = 1
+        ws.append(w)
+    ws += steady(3, 30, 50)
+    alerts = run(series("r", ws))
+    f = fired(alerts, "audience_collapse")
+    assert len(f) == 1 and 60 <= window_of(f[0]) <= 62
+    assert (f[0][5], f[0][6]) == (15, 50)
+
+
+def test_a_quiet_remnant_of_a_small_room_is_a_collapse_not_an_end() -> None:
+    # 50 viewers, 41 leave at once; the 9 who wait say nothing for four windows, then one
+    # chats: an end's viewers would have gone, these stay present
+    ws = steady(1, 60, 50)
+    for i in range(20):
+        ws.append({"concurrent_viewers": 9, "unique_viewers": 9, "chat_messages": int(i == 4)})
+    ws += steady(3, 30, 50)
+    alerts = run(series("r", ws))
+    f = fired(alerts, "audience_collapse")
+    assert len(f) == 1 and 60 <= window_of(f[0]) <= 65
+    assert all(window_of(a) >= len(ws) for a in fired(alerts, "broadcast_end"))
+
+
+def test_a_silent_remnant_that_stays_present_is_a_collapse() -> None:
+    ws = steady(1, 60, 50) + [{"concurrent_viewers": 8, "unique_viewers": 8}] * 20
+    ws += steady(3, 30, 50)
+    f = fired(run(series("r", ws)), "audience_collapse")
+    assert len(f) == 1 and window_of(f[0]) == 60 + 13
+
+
+def test_a_dip_within_a_swiping_audiences_churn_is_not_a_collapse() -> None:
+    # viewers who swipe in and out: 150 present, 100 joins (and leaves) a window; a dip of
+    # 35 % is the churn's noise, not a broken stream
+    rnd = random.Random(5)
+    ws = []
+    for i in range(120):
+        w = normal(rnd, 90 if i in (70, 71) else 150)
+        w["joins"] = 100
+        ws.append(w)
     assert fired(run(series("r", ws)), "audience_collapse") == []
 
 
@@ -323,6 +371,42 @@ def test_a_small_ring_in_a_small_room_is_found() -> None:
     assert len(f) == 1 and 62 <= window_of(f[0]) <= 64
 
 
+def test_a_ring_in_a_50_viewer_room_is_found() -> None:
+    # six accounts place 20-30 orders a window among 51 viewers: by chance alone (the birthday
+    # term) 30 orders would repeat about 9 buyers, so 20-25 repeat orders are 3 times that
+    ws = steady(1, 60, 50)
+    rnd = random.Random(4)
+    for i in range(15):
+        w = normal(rnd, 51)
+        w["orders"] = 26 + (i * 7) % 9
+        w["unique_buyers"] = 6
+        ws.append(w)
+    ws += steady(3, 30, 50)
+    f = fired(run(series("r", ws)), "order_concentration")
+    assert len(f) == 1 and 60 <= window_of(f[0]) <= 62
+
+
+@pytest.mark.parametrize("viewers, pages", [(30, False), (50, True)])
+def test_a_room_of_30_viewers_pages_nobody(viewers: int, pages: bool) -> None:
+    # METRICS §11: bots flooding the chat, a ring ordering and a wave of refunds in a room
+    # of 30 viewers page nobody (the surge kinds' floors are counts, which they bring along);
+    # the same in a room of 50 does
+    ws = steady(1, 60, viewers)
+    rnd = random.Random(4)
+    for i in range(15):
+        w = normal(rnd, viewers)
+        w["orders"] = 26 + (i * 7) % 9
+        w["unique_buyers"] = 6
+        w["chat_messages"] += 240
+        w["unique_chatters"] += 20
+        w["refunds"] += 8
+        ws.append(w)
+    ws += steady(3, 30, viewers)
+    kinds = {a[1] for a in run(series("r", ws)) if a[3] == "firing"}
+    surge_kinds = {"order_concentration", "chat_flood", "refund_surge"}
+    assert (kinds & surge_kinds == surge_kinds) if pages else not kinds & surge_kinds
+
+
 def test_order_concentration_few_buyers_many_orders() -> None:
     ws = steady(1, 80, 1000)
     for i in range(62, 70):
@@ -448,6 +532,7 @@ def test_a_version_1_snapshot_is_upgraded() -> None:
     for _, st in blob[4]:
         st[8] = [0, 0.0]
         del st[14]
+        del st[4][5]  # the joins slot came with version 4
     old = RoomWatch.restore(msgspec.msgpack.encode(blob))
     assert old.cfg == DetectorConfig(window_ms=W)
     room = old.rooms["r"]
@@ -464,18 +549,40 @@ def test_a_version_2_snapshot_is_upgraded() -> None:
     w.observe(series("r", steady(1, 40, 1000)))
     w.advance(T0 + 35 * W)
     blob = msgspec.msgpack.decode(w.snapshot())
-    assert blob[0] == 3
+    assert blob[0] == 4
     blob[0] = 2
     del blob[1]["refund_learn_windows"]
     for _, st in blob[4]:
         st[6] += sum(st[16])
         del st[16]
+        del st[4][5]  # the joins slot came with version 4
     old = RoomWatch.restore(msgspec.msgpack.encode(blob))
     assert old.cfg == w.cfg
     room = old.rooms["r"]
     assert room.ref_q == [] and room.ref_n == w.rooms["r"].ref_n + sum(w.rooms["r"].ref_q)
     assert old.advance(T0 + 40 * W) == w.advance(T0 + 40 * W) == []
     assert RoomWatch.restore(old.snapshot()).rooms["r"].ref_q == room.ref_q
+
+
+def test_a_version_3_snapshot_is_upgraded() -> None:
+    # version 3 had no joins rate: a room carries on as if its viewers stayed a minute, then
+    # learns its own churn
+    import msgspec
+
+    w = RoomWatch()
+    w.observe(series("r", steady(1, 40, 1000)))
+    w.advance(T0 + 35 * W)
+    blob = msgspec.msgpack.decode(w.snapshot())
+    blob[0] = 3
+    for _, st in blob[4]:
+        del st[4][5]
+    old = RoomWatch.restore(msgspec.msgpack.encode(blob))
+    assert old.cfg == w.cfg
+    room = old.rooms["r"]
+    assert room.ewma[:5] == w.rooms["r"].ewma[:5]
+    assert room.ewma[5] == pytest.approx(room.ewma[0] / 60)  # 10 000 watch-s: 167 joins
+    assert old.advance(T0 + 40 * W) == w.advance(T0 + 40 * W) == []
+    assert RoomWatch.restore(old.snapshot()).rooms["r"].ewma == room.ewma
 
 
 def test_poisson_tail_and_robust_rate() -> None:
