@@ -102,9 +102,11 @@ impl DedupMemory {
 
     /// Add entries given as the columns of :meth:`encode` or :meth:`take_segment` (later
     /// ones replace earlier).
-    fn load_columns(&mut self, fingerprints: &[u8], times: &[u8]) -> PyResult<()> {
-        self.inner
-            .load_columns(fingerprints, times)
+    /// Without the GIL: a restore runs in a thread of its own while the worker's event
+    /// loop (Kafka reads of the next snapshot) goes on.
+    fn load_columns(&mut self, py: Python<'_>, fingerprints: &[u8], times: &[u8]) -> PyResult<()> {
+        let inner = &mut self.inner;
+        py.detach(|| inner.load_columns(fingerprints, times))
             .map_err(PyValueError::new_err)
     }
 
@@ -386,12 +388,15 @@ impl PlainBook {
     /// The book of :meth:`encode`'s bytes (every open row is written again); ValueError
     /// for bytes of any other shape.
     #[staticmethod]
-    fn decode(raw: &[u8], grain: i64) -> PyResult<Self> {
+    fn decode(py: Python<'_>, raw: &[u8], grain: i64) -> PyResult<Self> {
         if grain <= 0 {
             return Err(PyValueError::new_err("grain must be > 0"));
         }
         Ok(PlainBook {
-            inner: Book::decode(raw, grain).map_err(PyValueError::new_err)?,
+            // without the GIL, as `DedupMemory.load_columns`
+            inner: py
+                .detach(|| Book::decode(raw, grain))
+                .map_err(PyValueError::new_err)?,
             grain,
         })
     }
