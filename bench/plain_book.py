@@ -45,8 +45,7 @@ def main() -> None:
             book.extend(uid, t + k * 5_000, TIMEOUT)
     raw = book.encode()
     print(
-        f"core {streamproc_core.__file__}: {len(book):,} users, "
-        f"{len(raw) / 2**20:.1f} MiB encoded"
+        f"core {streamproc_core.__file__}: {len(book):,} users, {len(raw) / 2**20:.1f} MiB encoded"
     )
     times = []
     for _ in range(args.repeat):
