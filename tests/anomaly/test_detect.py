@@ -292,7 +292,7 @@ def test_back_to_back_flash_sales_do_not_end_in_a_conversion_collapse() -> None:
 
 def test_three_flash_sales_in_ten_minutes_do_not_end_in_a_conversion_collapse() -> None:
     # seed 2's room-00183 (655 viewers, 3 buyers and 10 carts a window), 15 minutes of it:
-    # two overlapping sales, then a third 6 minutes later, put 18 of the last 60 windows of
+    # two overlapping sales, then a third 5 minutes later, put 18 of the last 60 windows of
     # buyers at ten times the rate; the interquartile mean kept 3 of them and expected 5.9
     # buyers, and the room's usual 2-3 after the sales added up to a "collapse"
     viewers = [653, 650, 653, 656, 650, 652, 648, 647, 648, 653, 652, 652, 660, 663, 658, 655, 660,
@@ -650,9 +650,9 @@ def test_refunds_of_a_young_room_are_judged_against_orders_whose_refunds_could_c
     # seed 2's room-00321, 10 minutes into its session (ramp-up, then 680 viewers selling
     # 3 orders a window, 5 % refunded 20-300 s later): no refund for 9 minutes, then 8 in
     # 100 s. Orders 5 minutes old counted while their refunds of the last minute were held
-    # back, so the ratio had 57 orders and no refund (1/77 with the prior, a third of the
-    # room's 5 %) and the 8 refunds reached h; counted once their refunds could count,
-    # it expects 1.3 and the CUSUM stays under h
+    # back: when the CUSUM left 0 the ratio had 31 orders and no refund (2 % with the
+    # prior), the 10 windows expected 0.67 refunds and the CUSUM reached 11.9 of 11.5;
+    # counting an order once its refunds could count, 19 orders (2.6 %), 0.87 and 10.5
     orders = [0, 0, 1, 0, 0, 1, 0, 0, 1, 3, 1, 2, 1, 2, 1, 4, 2, 2, 1, 3, 3, 1, 2, 2, 3, 3,
               1, 2, 3, 4, 4, 2, 6, 3, 5, 2, 3, 6, 4, 0, 3, 3, 4, 6, 2, 0, 2, 7, 4, 2, 3, 4,
               2, 3, 1, 4, 4, 2, 2, 3, 2, 3, 3, 2, 1, 1, 4, 1, 4, 8, 9, 3]  # fmt: skip
