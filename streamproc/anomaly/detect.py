@@ -298,7 +298,7 @@ class _Room:
         """Refunds of the windows behind ``ref_q`` (a minute old), and paid orders of the
         windows behind ``ord_q`` (old enough that their refunds have had time to come)."""
         self.ord_q: list[int] = []
-        """Paid orders of the last ``refund_lag_windows`` windows (oldest first)."""
+        """Paid orders of the last ``refund_lag_windows + refund_learn_windows`` windows."""
         self.ref_q: list[int] = []
         """Refunds of the last ``refund_learn_windows`` windows (oldest first)."""
         self.refund = [0.0] * 4
@@ -642,7 +642,10 @@ class RoomWatch:
             # buyers and carts both fall in a collapse: their evidence adds up (carts are
             # several times as many as buyers, so most of it is theirs); a stall's carts
             # keep coming and pull this CUSUM down
-            llr = (exp_buyers + exp_carts) * (1 - cfg.conv_rho) + (buyers + carts) * math.log(
+            # flash sales close together are a third of the history or more, past what the
+            # interquartile mean trims; the median of buyers holds until half of it
+            exp_b = min(exp_buyers, median_rate(hist, 3) * watch)
+            llr = (exp_b + exp_carts) * (1 - cfg.conv_rho) + (buyers + carts) * math.log(
                 cfg.conv_rho
             )
             cs[0] = max(0.0, cs[0] + llr)
@@ -700,7 +703,9 @@ class RoomWatch:
             if len(r.ref_q) > cfg.refund_learn_windows:
                 r.ref_n += r.ref_q.pop(0)
             r.ord_q.append(orders)
-            if len(r.ord_q) > cfg.refund_lag_windows:
+            # an order counts once every refund it brings would count: its refunds come
+            # within refund_lag_windows and are held back refund_learn_windows more
+            if len(r.ord_q) > cfg.refund_lag_windows + cfg.refund_learn_windows:
                 r.ord_n += r.ord_q.pop(0)
 
         # ---- order concentration: few buyers, many orders (刷单)

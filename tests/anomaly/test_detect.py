@@ -290,6 +290,58 @@ def test_back_to_back_flash_sales_do_not_end_in_a_conversion_collapse() -> None:
         assert fired(run(series("r", ws)), "conversion_collapse") == [], seed
 
 
+def test_three_flash_sales_in_ten_minutes_do_not_end_in_a_conversion_collapse() -> None:
+    # seed 2's room-00183 (655 viewers, 3 buyers and 10 carts a window), 15 minutes of it:
+    # two overlapping sales, then a third 5 minutes later, put 18 of the last 60 windows of
+    # buyers at ten times the rate; the interquartile mean kept 3 of them and expected 5.9
+    # buyers, and the room's usual 2-3 after the sales added up to a "collapse"
+    viewers = [653, 650, 653, 656, 650, 652, 648, 647, 648, 653, 652, 652, 660, 663, 658, 655, 660,
+        661, 658, 655, 655, 655, 654, 654, 654, 653, 653, 657, 657, 655, 660, 656, 659, 657, 656,
+        659, 661, 663, 660, 662, 657, 659, 658, 653, 657, 657, 655, 655, 657, 654, 651, 652, 651,
+        657, 657, 661, 657, 655, 657, 654, 660, 660, 660, 656, 652, 658, 656, 649, 651, 652, 658,
+        654, 647, 647, 652, 656, 655, 658, 658, 658, 658, 663, 663, 658, 655, 655, 655, 650, 649,
+        647, 648, 648, 656, 655, 655, 653, 658, 658, 655, 651, 648]  # fmt: skip
+    joins = [10, 6, 8, 7, 5, 5, 4, 10, 10, 11, 6, 6, 16, 7, 2, 6, 10, 5, 5, 5, 5, 7, 8, 7, 8, 4,
+        12, 10, 6, 3, 7, 3, 8, 10, 7, 8, 8, 5, 4, 5, 6, 12, 7, 4, 11, 9, 12, 7, 9, 6, 5, 9, 6, 9,
+        7, 5, 3, 3, 7, 7, 7, 6, 5, 3, 8, 12, 7, 11, 8, 10, 10, 5, 7, 8, 13, 10, 5, 9, 9, 8, 8, 11,
+        8, 3, 8, 7, 9, 7, 5, 4, 10, 10, 13, 8, 7, 6, 11, 7, 8, 5, 5]  # fmt: skip
+    chats = [24, 30, 32, 36, 37, 33, 29, 24, 29, 34, 28, 25, 25, 26, 33, 30, 26, 31, 34, 27, 37,
+        22, 33, 31, 45, 34, 23, 30, 44, 29, 37, 32, 36, 29, 30, 46, 68, 84, 63, 62, 67, 81, 73, 73,
+        63, 62, 68, 48, 59, 79, 81, 50, 36, 38, 30, 38, 25, 85, 163, 34, 38, 28, 30, 55, 28, 27,
+        26, 37, 32, 28, 26, 44, 46, 62, 64, 168, 72, 58, 71, 79, 61, 38, 27, 29, 37, 32, 22, 26,
+        41, 15, 36, 26, 30, 24, 28, 38, 27, 26, 39, 36, 25]  # fmt: skip
+    chatters = [23, 30, 31, 33, 36, 33, 29, 24, 29, 33, 26, 25, 24, 26, 33, 29, 26, 31, 34, 26, 37,
+        22, 31, 31, 44, 33, 22, 30, 43, 28, 37, 29, 36, 28, 30, 43, 63, 79, 59, 62, 65, 76, 70, 69,
+        60, 61, 65, 47, 53, 75, 72, 49, 36, 38, 30, 36, 25, 76, 147, 32, 38, 28, 29, 54, 28, 27,
+        26, 36, 31, 28, 26, 43, 44, 57, 62, 150, 69, 55, 67, 75, 57, 34, 27, 29, 36, 30, 22, 26,
+        38, 15, 36, 26, 29, 23, 28, 38, 25, 23, 39, 35, 20]  # fmt: skip
+    carts = [14, 12, 13, 11, 10, 7, 11, 7, 5, 8, 9, 12, 10, 14, 8, 6, 8, 14, 10, 16, 10, 11, 12,
+        14, 10, 10, 7, 9, 11, 11, 11, 14, 10, 13, 13, 30, 38, 43, 48, 38, 36, 44, 43, 48, 36, 60,
+        52, 47, 49, 40, 36, 32, 14, 14, 7, 18, 11, 17, 17, 9, 12, 15, 13, 13, 14, 12, 13, 10, 15,
+        15, 13, 8, 34, 42, 38, 54, 33, 40, 41, 33, 49, 20, 9, 8, 11, 10, 7, 6, 7, 8, 10, 9, 19, 5,
+        10, 15, 9, 10, 9, 14, 21]  # fmt: skip
+    orders = [2, 1, 4, 2, 4, 3, 4, 2, 2, 2, 2, 2, 1, 4, 2, 3, 2, 3, 6, 4, 1, 2, 5, 4, 3, 1, 7, 2,
+        3, 1, 7, 5, 1, 1, 0, 5, 0, 0, 27, 27, 31, 33, 26, 26, 10, 8, 19, 24, 27, 31, 34, 25, 1, 4,
+        5, 3, 4, 1, 3, 1, 4, 3, 2, 2, 3, 5, 5, 3, 2, 3, 5, 3, 2, 3, 3, 19, 30, 24, 39, 20, 25, 9,
+        3, 0, 5, 3, 4, 0, 3, 2, 1, 1, 3, 2, 2, 2, 3, 4, 2, 2, 0]  # fmt: skip
+    buyers = [2, 1, 4, 2, 4, 3, 4, 2, 2, 2, 2, 2, 1, 4, 2, 3, 2, 3, 6, 4, 1, 2, 5, 4, 3, 1, 7, 2,
+        3, 1, 7, 5, 1, 1, 0, 5, 0, 0, 26, 26, 31, 33, 25, 26, 10, 8, 19, 24, 27, 30, 33, 25, 1, 4,
+        5, 3, 4, 1, 3, 1, 4, 3, 2, 2, 3, 5, 5, 3, 2, 3, 5, 3, 2, 3, 3, 19, 29, 24, 39, 19, 24, 9,
+        3, 0, 5, 3, 4, 0, 3, 2, 1, 1, 3, 2, 2, 2, 3, 4, 2, 2, 0]  # fmt: skip
+    refunds = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+        0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 0, 0, 1, 2, 1, 1, 2, 0, 0, 1, 0, 1, 0, 1, 1, 1,
+        2, 3, 4, 2, 0, 1, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0,
+        0, 0, 0, 0, 2, 0, 2, 1, 0, 1, 0, 1, 0]  # fmt: skip
+    ws = [
+        {"concurrent_viewers": v, "unique_viewers": v + 2, "joins": j, "chat_messages": c,
+         "unique_chatters": u, "cart_adds": k, "orders": o, "unique_buyers": b, "refunds": r}
+        for v, j, c, u, k, o, b, r in zip(
+            viewers, joins, chats, chatters, carts, orders, buyers, refunds, strict=True
+        )
+    ]  # fmt: skip
+    assert fired(run(series("r", ws)), "conversion_collapse") == []
+
+
 def test_refund_surge() -> None:
     ws = steady(1, 60, 1000)
     ws[60 - 1]["refunds"] = 0
@@ -592,3 +644,24 @@ def test_poisson_tail_and_robust_rate() -> None:
     # four windows of a flash sale barely move the robust rate; they would triple a mean
     hist = [[1000, 0, 2, 2]] * 26 + [[1000, 0, 40, 40]] * 4
     assert robust_rate(hist, 2) == pytest.approx(0.002)
+
+
+def test_refunds_of_a_young_room_are_judged_against_orders_whose_refunds_could_count() -> None:
+    # seed 2's room-00321, 10 minutes into its session (ramp-up, then 680 viewers selling
+    # 3 orders a window, 5 % refunded 20-300 s later): no refund for 9 minutes, then 8 in
+    # 100 s. Orders 5 minutes old counted while their refunds of the last minute were held
+    # back: when the CUSUM left 0 the ratio had 31 orders and no refund (2 % with the
+    # prior), the 10 windows expected 0.67 refunds and the CUSUM reached 11.9 of 11.5;
+    # counting an order once its refunds could count, 19 orders (2.6 %), 0.87 and 10.5
+    orders = [0, 0, 1, 0, 0, 1, 0, 0, 1, 3, 1, 2, 1, 2, 1, 4, 2, 2, 1, 3, 3, 1, 2, 2, 3, 3,
+              1, 2, 3, 4, 4, 2, 6, 3, 5, 2, 3, 6, 4, 0, 3, 3, 4, 6, 2, 0, 2, 7, 4, 2, 3, 4,
+              2, 3, 1, 4, 4, 2, 2, 3, 2, 3, 3, 2, 1, 1, 4, 1, 4, 8, 9, 3]  # fmt: skip
+    refunds = [0] * 52 + [1, 0, 1, 0, 2, 0, 1, 1, 1, 1] + [0] * 10
+    viewers = [min(15 + 28 * i, 680) for i in range(len(orders))]
+    rnd = random.Random(1)
+    ws = []
+    for v, o, r in zip(viewers, orders, refunds, strict=True):
+        w = normal(rnd, v, cart=0.016)
+        w.update(orders=o, unique_buyers=o, refunds=r)
+        ws.append(w)
+    assert fired(run(series("r", ws)), "refund_surge") == []
