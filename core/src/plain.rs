@@ -300,16 +300,6 @@ impl PlainBook {
         self.table = table;
     }
 
-    /// Room for `n` users without growing (decoding).
-    fn reserve(&mut self, n: usize, name_bytes: usize) {
-        self.slots.reserve_exact(n);
-        self.arena.reserve_exact(name_bytes);
-        let cap = (n * 4 / 3 + 1).next_power_of_two().max(16);
-        if cap > self.table.len() {
-            self.rebuild_table(cap);
-        }
-    }
-
     /// Insert a user; None when they are in the book already or the book cannot hold
     /// them (the engine keeps them as a Python object instead).
     fn insert_new(&mut self, name: &[u8], start: i64, evs: Evs) -> Option<u32> {
@@ -888,10 +878,10 @@ impl PlainBook {
             .map(|_| r.u32().map(|c| c as usize))
             .collect::<Result<_, _>>()?;
         let mut book = PlainBook::new(grain);
-        book.reserve(n + d, total);
+        book.slots.reserve_exact(n + d);
+        book.arena.reserve_exact(total);
         let mut name_at = 0usize;
         let mut offs = Vec::new();
-        let mut slot_of = Vec::with_capacity(n + d);
         for (i, &len) in lens.iter().enumerate() {
             let name = &names[name_at..name_at + len];
             name_at += len;
@@ -899,7 +889,7 @@ impl PlainBook {
                 return Err(format!("user {i}: the id is not UTF-8"));
             }
             if i >= n {
-                slot_of.push(book.push_departed(name)?);
+                book.push_departed(name)?;
                 continue;
             }
             let c = counts[i];
@@ -923,11 +913,23 @@ impl PlainBook {
             {
                 return Err(format!("user {i}: events beyond the time range"));
             }
-            match book.insert_new(name, starts[i], Evs::from_slice(&offs)) {
-                Some(idx) => slot_of.push(idx),
-                None => return Err(format!("user {i}: given twice, or beyond the book")),
+            if book.arena.len() + name.len() > FREE as usize - 1 || book.slots.len() >= MAX_SLOTS {
+                return Err(format!("user {i}: beyond the book"));
             }
+            // into the index after the last (`index_live`)
+            let name_off = book.arena.len() as u32;
+            book.arena.extend_from_slice(name);
+            book.slots.push(Slot {
+                start: starts[i],
+                name_off,
+                name_len: len as u16,
+                meta: 0,
+                evs: Evs::from_slice(&offs),
+            });
         }
+        book.index_live(n, n + d)?;
+        // the users' positions are their slots: the live in order, then the departed
+        let mut pending = vec![0u16; book.slots.len()];
         let m = r.count(8 + 4)?;
         for _ in 0..m {
             let b = r.i64()?;
@@ -943,13 +945,18 @@ impl PlainBook {
             let mut v = Vec::with_capacity(c);
             for _ in 0..c {
                 let p = r.u32()? as usize;
-                let Some(&idx) = slot_of.get(p) else {
+                let Some(k) = pending.get_mut(p) else {
                     return Err(format!("timer bucket {b}: no user at position {p}"));
                 };
-                book.slots[idx as usize].add_pending();
-                v.push(idx);
+                *k = (*k + 1).min(PENDING); // as `Slot::add_pending`
+                v.push(p as u32);
             }
             book.timers.insert(b, v);
+        }
+        // counted apart, then set in one pass: a million checks in a timer bucket's order
+        // would each be a cache miss in the slots
+        for (s, &k) in book.slots.iter_mut().zip(&pending) {
+            s.meta |= k;
         }
         if r.left() != 0 {
             return Err(format!("{} bytes after the book", r.left()));
@@ -961,8 +968,52 @@ impl PlainBook {
         {
             return Err("a departed id without a pending check".into());
         }
+        book.dirty.reserve_exact(n);
         book.mark_all_dirty();
         Ok(book)
+    }
+
+    /// The index over the first `n` slots, all live (decoding), sized as for `room` users
+    /// (as [`PlainBook::insert`] one by one would leave it); `Err` on an id given twice.
+    /// A book of millions of users is indexed region by region of the table (as the dedup
+    /// memory is loaded, `dedup::by_table_region`): in slot order, every user's position is
+    /// a cache miss in a table of megabytes. Linear probing fills the same positions in any
+    /// order, and every id stays reachable from its home: only which id sits where differs.
+    fn index_live(&mut self, n: usize, room: usize) -> Result<(), String> {
+        let cap = (room * 4 / 3 + 1).next_power_of_two().max(16);
+        let mask = cap - 1;
+        let mut table = vec![EMPTY; cap];
+        // (home position, table entry) per user, in slot order: one pass over the arena
+        let homes: Vec<(u32, u32)> = (0..n)
+            .map(|idx| {
+                let (h, tag) = self.hash(self.name(&self.slots[idx]));
+                ((h & mask) as u32, tag | idx as u32)
+            })
+            .collect();
+        for (home, e) in by_table_region(homes, cap) {
+            let mut i = home as usize;
+            loop {
+                let t = table[i];
+                if t == EMPTY {
+                    break;
+                }
+                if t & !IDX_MASK == e & !IDX_MASK {
+                    let (a, b) = (
+                        &self.slots[(t & IDX_MASK) as usize],
+                        &self.slots[(e & IDX_MASK) as usize],
+                    );
+                    if self.name(a) == self.name(b) {
+                        // regions keep slot order: `e` is the later of the two
+                        return Err(format!("user {}: given twice", e & IDX_MASK));
+                    }
+                }
+                i = (i + 1) & mask;
+            }
+            table[i] = e;
+        }
+        self.table = table;
+        self.len = n;
+        Ok(())
     }
 
     /// A departed id's slot (decoding): not in the index, its checks counted after.
@@ -982,6 +1033,40 @@ impl PlainBook {
         self.departed += 1;
         Ok((self.slots.len() - 1) as u32)
     }
+}
+
+/// Regions a table is cut into by `by_table_region` (4 096 regions of a 1 M-user book's
+/// 8 MB index are 2 KB each).
+const REGION_BITS: u32 = 12;
+/// Users from which the index is built region by region (below, it fits in the cache).
+const REGION_MIN_USERS: usize = 1 << 16;
+
+/// `(home, entry)` pairs reordered so that the homes come region after region of a table
+/// of `cap` positions (a power of two). A counting sort, stable: entries of one region
+/// keep their order, so an id given twice is found at its later position.
+fn by_table_region(homes: Vec<(u32, u32)>, cap: usize) -> Vec<(u32, u32)> {
+    let bits = cap.trailing_zeros();
+    if homes.len() < REGION_MIN_USERS || bits <= REGION_BITS {
+        return homes;
+    }
+    let shift = bits - REGION_BITS;
+    let mut next = vec![0usize; 1 << REGION_BITS];
+    for &(home, _) in &homes {
+        next[(home >> shift) as usize] += 1;
+    }
+    let mut at = 0;
+    for c in next.iter_mut() {
+        let count = *c;
+        *c = at;
+        at += count;
+    }
+    let mut out = vec![(0u32, 0u32); homes.len()];
+    for h in homes {
+        let r = (h.0 >> shift) as usize;
+        out[next[r]] = h;
+        next[r] += 1;
+    }
+    out
 }
 
 /// Minus infinity for epoch-ms arithmetic (`presence.NEG`).
@@ -1228,6 +1313,61 @@ mod tests {
         assert_eq!(back.timer_buckets(), b.timer_buckets());
         assert_eq!(back.encode(), raw);
         assert!(back.has_dirty());
+    }
+
+    /// A book large enough for the index to be built region by region
+    /// (`REGION_MIN_USERS`): every user is found with the same data, slots and checks.
+    fn large_book(users: u64) -> PlainBook {
+        let mut b = PlainBook::new(1000);
+        let mut rng = Lcg(11);
+        for i in 0..users {
+            let t = T0 + rng.below(T as u64) as i64;
+            assert!(b.start(&name(i), t, t + T).is_some());
+            for k in 1..rng.below(10) {
+                assert_eq!(b.extend(&name(i), t + k as i64 * 100, T), Extend::Extended);
+            }
+        }
+        for i in (0..users).step_by(5) {
+            assert!(b.take(&name(i)).is_some()); // departed, checks pending
+        }
+        b
+    }
+
+    #[test]
+    fn a_large_book_decodes_region_by_region_to_the_same_book() {
+        let users = REGION_MIN_USERS as u64 + 40_000;
+        let b = large_book(users);
+        let raw = b.encode();
+        let back = PlainBook::decode(&raw, 1000).unwrap_or_else(|e| panic!("{e}"));
+        assert!(back.len() >= REGION_MIN_USERS && back.table.len() > 1 << REGION_BITS);
+        assert_eq!(back.len(), b.len());
+        for i in 0..users {
+            let want = b.get(&name(i)).map(|(s, evs, _)| (s, evs, true));
+            assert_eq!(back.get(&name(i)), want, "user {i}");
+        }
+        assert_eq!(back.users(), b.users()); // slot order
+        assert_eq!(back.departed, b.departed);
+        assert_eq!(back.timer_buckets(), b.timer_buckets());
+        assert_eq!(back.encode(), raw);
+        // a user absent from both is absent
+        assert!(back.get(b"not-a-user").is_none());
+    }
+
+    #[test]
+    fn an_id_given_twice_is_refused_in_a_small_and_a_large_book() {
+        for users in [300, REGION_MIN_USERS as u64 + 40_000] {
+            let raw = large_book(users).encode();
+            // u101 is live (not a multiple of 5): its id becomes u102's (live too)
+            let at = |needle: &[u8]| raw.windows(needle.len()).position(|w| w == needle);
+            let p = at(b"u101u").unwrap_or_else(|| panic!("u101 not in the names"));
+            assert!(at(b"u102u").is_some());
+            let mut bad = raw.clone();
+            bad[p..p + 4].copy_from_slice(b"u102");
+            match PlainBook::decode(&bad, 1000) {
+                Err(e) => assert!(e.contains("given twice"), "{users}: {e}"),
+                Ok(_) => panic!("{users}: an id given twice was accepted"),
+            }
+        }
     }
 
     #[test]
