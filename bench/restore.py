@@ -56,7 +56,8 @@ Saved = list[tuple[bytes, list[bytes]]]
 
 def format2_seen(seen: Any) -> bytes:
     """The dedup memory in the layout a revision before SPSEEN3 wrote (it shares this
-    checkout's compiled core, whose ``encode`` now returns columns): entries interleaved."""
+    checkout's compiled core, whose ``encode`` now returns columns): entries interleaved.
+    A revision that writes columns writes its own (:func:`writes_columns`)."""
     fps, times = seen.encode()
     n = len(times) // 8
     raw = bytearray(24 * n)
@@ -66,6 +67,12 @@ def format2_seen(seen: Any) -> bytes:
     out[1::3] = f[1::2]
     out[2::3] = memoryview(times).cast("Q")
     return b"SPSEEN2\n" + zlib.compress(bytes(raw), 1)
+
+
+def writes_columns(mod: Any) -> bool:
+    """The revision's own dedup blob can be written with this checkout's core: the column
+    layouts (SPSEEN3 on) take ``encode``'s columns."""
+    return bool(getattr(mod, "SEEN_MAGIC", b"") >= b"SPSEEN3\n")
 
 
 def save(mod: Any, engines: list[Any]) -> tuple[Saved, float, float, float]:
@@ -81,7 +88,7 @@ def save(mod: Any, engines: list[Any]) -> tuple[Saved, float, float, float]:
         c1 = time.process_time()
         snap_cpu += c1 - c0
         # everything is new: the whole dedup memory is one segment
-        seen = mod._seen_state(eng.seen) if mod is snap else format2_seen(eng.seen)
+        seen = mod._seen_state(eng.seen) if writes_columns(mod) else format2_seen(eng.seen)
         seen_cpu += time.process_time() - c1
         saved.append((blob, [seen]))
     return saved, snap_wall, snap_cpu, seen_cpu
@@ -213,7 +220,7 @@ def main() -> None:
             f"{mods[0][0]}: snapshot without the dedup memory {sw:.2f} s wall, {sc:.2f} s CPU",
             end="",
         )
-        print(f"; dedup memory {dc:.2f} s CPU" if first_mod is snap else "")
+        print(f"; dedup memory {dc:.2f} s CPU" if writes_columns(first_mod) else "")
         del engines
         saved = {mods[0][0]: saved_first}
         if args.base:
