@@ -88,8 +88,9 @@ _ZSTD_WRITE: Mapping[int, int] = {
 _ZSTD_READ: Mapping[int, int] = {zstd.DecompressionParameter.window_log_max: _WINDOW_LOG}
 INFLATION_LIMIT = 64
 """At most this many bytes of state per compressed byte (states compress 3-4 times): more
-is a decompression bomb, refused before anything is allocated for it. The writer stores a
-state that compresses better than this as it is (:func:`_pack`)."""
+is a decompression bomb. A zstd header that announces more is refused before anything is
+inflated; a zlib stream of the formats before, once it has inflated this far. The writer
+stores a state that compresses better than this as it is (:func:`_pack`)."""
 _STORED, _ZSTD = 0, 1
 """The codecs of :func:`_pack`'s header."""
 _PACK_HEAD = struct.Struct("<BQ")
