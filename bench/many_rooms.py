@@ -12,7 +12,8 @@ and per call that closed a window. Both engines run alternately ``--rounds`` tim
 (the best of each is printed); then one more run of each checks that they write
 the same rows, versions included, and take the same snapshot at the end.
 
-    python -m bench.many_rooms [--base main] [--rooms 10000] [--seconds 240] [--rounds 3]
+    python -m bench.many_rooms [--base main] [--rooms 10000] [--seconds 240] [--zipf 1.1]
+        [--viewers 30000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from streamproc.simulate import SimConfig, generate
 Rec = tuple[int, int, bytes, bytes, int]
 
 
-def build_input(rooms: int, seconds: int, viewers: int, hit: int) -> list[Rec]:
+def build_input(rooms: int, seconds: int, viewers: int, hit: int, zipf: float = 1.1) -> list[Rec]:
     """The records of one partition holding every room, in arrival order."""
     cfg = replace(
         SimConfig(),
         rooms=rooms,
+        zipf_exponent=zipf,
         duration_s=seconds,
         hit_room_viewers=hit,
         hit_ramp_s=30,
@@ -138,6 +140,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=240, help="simulated seconds")
     ap.add_argument("--viewers", type=int, default=30_000, help="concurrent, all rooms but 0")
     ap.add_argument("--hit-viewers", type=int, default=2_000)
+    ap.add_argument(
+        "--zipf", type=float, default=1.1, help="room popularity exponent (lower: flatter)"
+    )
     ap.add_argument("--fetch-ms", type=int, default=100, help="arrival time per fetch and tick")
     ap.add_argument("--flush-ms", type=int, default=1_000)
     ap.add_argument("--rounds", type=int, default=3)
@@ -149,7 +154,7 @@ def main() -> None:
     import streamproc.engine.snapshot as head_snap
 
     t0 = time.perf_counter()
-    recs = build_input(args.rooms, args.seconds, args.viewers, args.hit_viewers)
+    recs = build_input(args.rooms, args.seconds, args.viewers, args.hit_viewers, args.zipf)
     print(
         f"input: {len(recs):,} records of {args.rooms:,} rooms in one partition over "
         f"{args.seconds} s ({len(recs) / args.seconds:,.0f} events/s), generated in "
