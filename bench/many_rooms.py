@@ -101,10 +101,15 @@ def drive(
         split.add("tick, closing a window" if eng._next_close != nc else "tick", c1 - c0)
         if t >= next_flush:
             next_flush += flush_ms
+            walk_all = getattr(eng, "_walk_all", None)  # None: a revision without the list
+            flushed_end = getattr(eng, "_flushed_end", None)
             c0 = clock()
             out = eng.flush()
             c1 = clock()
             split.add("flush", c1 - c0)
+            if walk_all is not None:
+                every = walk_all or eng._flushed_end != flushed_end
+                split.add(f"  flush of {'every' if every else 'touched'} room", c1 - c0)
             rows += len(out)
             if sink is not None:
                 sink(out)
@@ -184,7 +189,7 @@ def main() -> None:
             for (name, mod), snap in zip(engines, (base_snap, head_snap), strict=True)
         }
     print(f"best of {args.rounds} rounds; rooms in memory at the end: {rooms}")
-    kinds = sorted({k for s in best.values() for k in s.cpu})
+    kinds = sorted({k for s in best.values() for k in s.cpu}, key=lambda k: (k.strip(), k))
     print(f"{'call':<28}" + "".join(f"{name:>28}" for name in best))
     for k in kinds:
         cells = []
