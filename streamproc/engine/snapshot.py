@@ -91,6 +91,10 @@ INFLATION_LIMIT = 64
 is a decompression bomb. A zstd header that announces more is refused before anything is
 inflated; a zlib stream of the formats before, once it has inflated this far. The writer
 stores a state that compresses better than this as it is (:func:`_pack`)."""
+ZLIB_MAX_RATIO = 1100
+"""Above zlib's own greatest ratio (1032:1): the bound of an evicted room's kept record of a
+format before 8, which has no size, so that no record it could hold is refused. Such a
+record is converted to the sized form at restore."""
 _STORED, _ZSTD = 0, 1
 """The codecs of :func:`_pack`'s header."""
 _PACK_HEAD = struct.Struct("<BQ")
@@ -353,10 +357,12 @@ def _inflate(frame: memoryview | bytes, size: int) -> bytes:
     return out
 
 
-def _inflate_zlib(data: memoryview | bytes, size: int | None = None) -> bytes:
+def _inflate_zlib(
+    data: memoryview | bytes, size: int | None = None, limit: int = INFLATION_LIMIT
+) -> bytes:
     """What the formats before 8 compressed with zlib: exactly ``size`` bytes, or without a
-    size at most :data:`INFLATION_LIMIT` times ``data``'s own (refused beyond it)."""
-    limit = INFLATION_LIMIT * len(data) if size is None else size
+    size at most ``limit`` times ``data``'s own (refused beyond it)."""
+    limit = limit * len(data) if size is None else size
     d = zlib.decompressobj()
     out = d.decompress(data, limit + 1)
     if len(out) > limit:
@@ -543,7 +549,13 @@ def restore(
         lap("decode")
         try:
             return _restore_state(
-                state, head == _BOOK_BY_USER, version_floor, clock, list(seen_segments), lap
+                state,
+                head == _BOOK_BY_USER,
+                head != MAGIC,
+                version_floor,
+                clock,
+                list(seen_segments),
+                lap,
             )
         except _CORRUPT as exc:
             # the bytes decoded but do not hold what a snapshot holds (a topic is untrusted)
@@ -558,14 +570,17 @@ _CORRUPT = (
     AttributeError,
     OverflowError,
     zlib.error,
+    zstd.ZstdError,
     msgspec.DecodeError,
 )
-"""What interpreting decoded bytes of the wrong shape raises."""
+"""What interpreting decoded bytes of the wrong shape raises (an evicted room's record is
+inflated and read at restore too)."""
 
 
 def _restore_state(
     state: list[Any],
     format5: bool,
+    zlib_records: bool,
     version_floor: int,
     clock: Callable[[], int],
     seen_segments: list[bytes],
@@ -582,6 +597,11 @@ def _restore_state(
                 *retired[1:],
             ]
         lap("format 5 layout")
+    elif zlib_records and retired is not None:
+        retired = [
+            [[rid, last, _record_from_zlib(blob)] for rid, last, blob in retired[0]],
+            *retired[1:],
+        ]
     cfg_d["topics"] = tuple(cfg_d["topics"])
     eng = PartitionEngine(EngineConfig(**cfg_d), clock=clock)
     for a, v in zip(_ENGINE_SCALARS, scalars, strict=True):
@@ -614,14 +634,34 @@ def _restore_state(
         eng.retired = Retirement.from_state(
             retired, eng.cfg.room_rest_ms + eng.cfg.room_retention_ms
         )
+        # each kept record is read now, so that a corrupt one is refused here and not
+        # when its room comes back in the middle of a batch
+        for _ in eng.retired.kept_rooms():
+            pass
+        lap("kept records")
     lap("rooms, other")
     return eng
 
 
 def _format5_record(blob: bytes) -> bytes:
     """An evicted room's kept record of format 5, in today's layout."""
-    room = _room_from_format5(msgspec.msgpack.decode(_inflate_zlib(blob)))
-    return zlib.compress(msgspec.msgpack.encode(room), 1)
+    room = _room_from_format5(msgspec.msgpack.decode(_inflate_zlib(blob, limit=ZLIB_MAX_RATIO)))
+    return pack_bytes(msgspec.msgpack.encode(room))
+
+
+def _record_from_zlib(blob: bytes) -> bytes:
+    """A kept record of formats 6 and 7 (zlib, no size) in today's layout (sized, bounded)."""
+    return pack_bytes(_inflate_zlib(blob, limit=ZLIB_MAX_RATIO))
+
+
+def pack_bytes(raw: bytes) -> bytes:
+    """Bytes behind their codec and size, as a snapshot's state (an evicted room's record)."""
+    return _pack(raw)
+
+
+def unpack_bytes(blob: bytes) -> bytes | memoryview:
+    """What :func:`pack_bytes` packed; ValueError (or zstd.ZstdError) if it is not that."""
+    return _unpack(memoryview(blob))
 
 
 def restore_room(rs: list[Any], lap: Callable[[str], None] = _no_lap) -> Room:

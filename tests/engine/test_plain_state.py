@@ -196,6 +196,10 @@ def as_format6(state: list[Any]) -> list[Any]:
             timers.setdefault((evs[-1] + timeout) // TIMER_GRAIN, []).append(uid)
         room[2] = [uids, counts.tobytes(), times.tobytes(), rich]
         room[4] = sorted([b, u] for b, u in timers.items())
+    if len(state) > 9:  # evicted rooms' records: zlib without a size before format 8
+        state[9][0] = [
+            [rid, t, zlib.compress(snap.unpack_bytes(r), 1)] for rid, t, r in state[9][0]
+        ]
     return state
 
 

@@ -148,7 +148,10 @@ def test_a_format7_snapshot_continues_exactly(with_seen: bool) -> None:
             assert (got[uid].evs, got[uid].leaves, got[uid].flags) == (u.evs, u.leaves, u.flags)
     assert old.seen.encode() == ref.seen.encode()
     # and what it restores to is what the same state as format 8 restores to
-    as8 = snap.pack_state(snap.unpack_state(blob))
+    state = snap.unpack_state(blob)
+    # format 8 holds an evicted room's record sized and bounded like the state
+    state[9][0] = [[rid, t, snap.pack_bytes(zlib.decompress(r))] for rid, t, r in state[9][0]]
+    as8 = snap.pack_state(state)
     assert snap.snapshot(snap.restore(as8, clock=lambda: 0, seen_segments=segments)) == (
         snap.snapshot(old)
     )
@@ -341,9 +344,10 @@ def test_a_state_that_compresses_beyond_the_limit_is_stored_as_it_is(
 ) -> None:
     """The writer never makes a blob its reader refuses as a bomb: a state that compresses
     more than INFLATION_LIMIT times (here: any, with the limit at 1) is saved uncompressed,
-    and restores."""
-    eng = _busy_engine()
+    and restores (so are the evicted rooms' records, packed when their rooms leave)."""
     monkeypatch.setattr(snap, "INFLATION_LIMIT", 1)
+    eng = _busy_engine()
+    assert eng.retired.records and all(r[0] == 0 for _, r in eng.retired.records.values())
     blob = snap.snapshot(eng)
     raw = msgspec.msgpack.encode(snap.unpack_state(blob))
     assert blob[len(snap.MAGIC)] == 0 and blob.endswith(raw)  # stored
@@ -410,3 +414,37 @@ def test_users_that_do_not_match_their_times_are_refused() -> None:
         bad = b"SPSNAP6\n" + zlib.compress(msgspec.msgpack.encode(state), 1)
         with pytest.raises(snap.SnapshotError, match="corrupt snapshot"):
             snap.restore(bad, clock=lambda: 0)
+
+
+def test_an_evicted_rooms_record_that_is_not_one_is_refused_at_restore() -> None:
+    """An evicted room's kept record is read when its room comes back, in the middle of a
+    batch: a corrupt one used to restore without complaint and raise ``zlib.error`` there
+    (and a zlib bomb inflated without bound). Now a record is sized and bounded like the
+    state, every record is read at restore, and a bad one refuses the snapshot."""
+    gib = 1 << 30
+    bomb = _frame(bytes(1 << 24), gib >> 24)
+    head = struct.Struct("<BQ")
+    eng = _busy_engine()
+    state = snap.unpack_state(snap.snapshot(eng))
+    rid, t, good = state[9][0][0]
+    snap.restore(snap.pack_state(state), clock=lambda: 0)  # as it is: restores
+    for bad, reason in (
+        (b"not a record", "announced|unknown codec"),
+        (head.pack(1, gib) + bomb, "decompression bomb"),
+        (snap.pack_bytes(msgspec.msgpack.encode([1, 2, 3])), "corrupt snapshot"),
+        (good[:-5], "not what the zstd frame|announced"),
+    ):
+        state[9][0][0] = [rid, t, bad]
+        tracemalloc.start()
+        try:
+            with pytest.raises(snap.SnapshotError, match=reason):
+                snap.restore(snap.pack_state(state), clock=lambda: 0)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 64 << 20, (bad[:16], peak)
+    # a format 7 record: zlib without a size, converted at restore, and bounded
+    state7 = snap.unpack_state(snap.snapshot(eng))
+    state7[9][0][0] = [rid, t, zlib.compress(bytes(64 << 20), 9)]  # ~1 000:1, no room
+    with pytest.raises(snap.SnapshotError, match="corrupt snapshot"):
+        snap.restore(b"SPSNAP7\n" + zlib.compress(msgspec.msgpack.encode(state7), 1))
