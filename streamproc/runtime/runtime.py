@@ -89,6 +89,7 @@ class WorkerRuntime:
         metrics: Metrics | None = None,
         exit_when_idle: float | None = None,
         anomaly_detection: bool = True,
+        restore_threads: int = 2,
     ) -> None:
         self.cfg = cfg
         self.core = Checkpointer(
@@ -101,6 +102,7 @@ class WorkerRuntime:
             snapshot_interval=snapshot_interval,
             merge_margin_ms=merge_margin_ms,
             anomaly_detection=anomaly_detection,
+            restore_threads=restore_threads,
         )
         self.store = store
         self.dead_letters = dead_letters
