@@ -172,7 +172,7 @@ class Settings:
     max_batch: int = _s("20000", _int, "records per fetch batch handed to the engine", "worker")
     fetch_max_bytes: int = _s(str(64 * 2**20), _int, "bytes one fetch of the input topics may bring (all partitions together)", "worker")
     partition_fetch_max_bytes: int = _s(str(8 * 2**20), _int, "bytes one fetch may bring per input topic partition", "worker")
-    first_fetch_max_bytes: int = _s("0", _int, "after each (re)assignment, the first fetch's limit in bytes (all and per partition), doubled at every fetch that brought records up to the two above: a backlog's records start flowing sooner (0: off)", "worker")
+    first_fetch_max_bytes: int = _s(str(2**20), _int, "after each (re)assignment, the first fetch's limit in bytes (shared by the partitions), doubled at every batch of records handed over, up to the two above: a backlog's first records arrive sooner (0: full size at once)", "worker")
     restore_threads: int = _s("2", _int, "snapshots of an assignment decoded at once, each in a thread (the compiled decoders release the GIL)", "worker")
     metrics_port: int = _s("9464", _int, "Prometheus /metrics port of the worker (0: off)", "worker")
     metrics_host: str = _s("127.0.0.1", _str, "address the /metrics endpoint binds", "worker")

@@ -37,7 +37,7 @@ class KafkaDataSource:
         *,
         fetch_max_bytes: int = 64 * 2**20,
         partition_fetch_max_bytes: int = 8 * 2**20,
-        first_fetch_max_bytes: int = 0,
+        first_fetch_max_bytes: int = 2**20,
     ) -> None:
         self.bootstrap = bootstrap
         self.kafka_config = dict(kafka_config or {})

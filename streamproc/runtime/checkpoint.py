@@ -278,6 +278,12 @@ class Checkpointer:
                 await self._snapshot(p, owned, now)
                 await self.commit({p: owned})
 
+    @property
+    def writing(self) -> bool:
+        """A write is in flight: a flush now would first wait for its acknowledgement."""
+        task = self._write_task
+        return task is not None and not task.done()
+
     async def wait_written(self) -> None:
         """Until the write in flight (if any) is acknowledged; raises :class:`CheckpointFailed`."""
         task = self._write_task
