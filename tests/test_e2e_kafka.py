@@ -149,14 +149,32 @@ def test_silence_finalises_every_row_without_exit_when_idle(
     records = scenario_awkward(21, unknown_topic=False)
     half = len(records) // 2
     log = tmp_path / "worker.log"
+
+    def count(what: str) -> int:
+        return log.read_text(errors="replace").count(what) if log.exists() else 0
+
+    def run_then_kill(i: int, settle: float) -> None:
+        """Start a worker, wait until it owns and has saved every partition, let it run
+        ``settle`` seconds more (fixed sleeps alone killed a slow start before it owned
+        anything, and the kills tested nothing), then SIGKILL it."""
+        owned = count("restored snapshot") + count("no snapshot") + dep.partitions
+        saved = count("first snapshot saved") + dep.partitions
+        proc = dep.start_worker(log, **env)
+        wait_for(
+            lambda: count("restored snapshot") + count("no snapshot") >= owned,
+            90,
+            f"worker {i} to own every partition",
+        )
+        wait_for(lambda: count("first snapshot saved") >= saved, 90, f"worker {i} to snapshot")
+        time.sleep(settle)
+        assert proc.poll() is None, f"worker {i} died on its own:\n{tail(log)}"
+        kill(proc)
+
     dep.produce(records[:half], rate=5000)
-    proc = dep.start_worker(log, **env)
-    time.sleep(4)  # catches up, then ticks through a silence
-    kill(proc)
+    # catches up, then ticks through a silence, snapshotting the ticked state (1 s apart)
+    run_then_kill(1, 4)
     dep.produce(records[half:], rate=5000)
-    proc = dep.start_worker(log, **env)
-    time.sleep(3)
-    kill(proc)
+    run_then_kill(2, 1)
     port, sql_port = _free_port(), _free_port()
     proc = dep.start_worker(
         log, **env, STREAMPROC_METRICS_PORT=str(port), STREAMPROC_SQL_PORT=str(sql_port)
@@ -171,8 +189,7 @@ def test_silence_finalises_every_row_without_exit_when_idle(
                 "-m",
                 "streamproc.cli",
                 "sql",
-                "SELECT count() AS n, countIf(is_final = 0) AS open "
-                "FROM live.room_metrics FINAL",
+                "SELECT count() AS n, countIf(is_final = 0) AS open FROM live.room_metrics FINAL",
                 "--format",
                 "json",
             ],
@@ -191,7 +208,12 @@ def test_silence_finalises_every_row_without_exit_when_idle(
         expected = compute(dep.read_back(), cfg)
         assert expected["counters"]["late"] > 0
         # I + B + T + W = 26 s of silence finalise everything; allow for a slow machine
-        wait_for(lambda: open_rows() == 0, 150, "every row to become final")
+        try:
+            wait_for(lambda: open_rows() == 0, 150, "every row to become final")
+        except AssertionError as e:
+            raise AssertionError(
+                f"{e}; open rows: {open_rows()}; worker log:\n{tail(log, 150)}"
+            ) from e
         assert proc.poll() is None, f"worker died:\n{tail(log)}"
         samples = _scrape(port)
 

@@ -117,6 +117,9 @@ class SnapshotStore:
         self._manifests: dict[int, Manifest] = {}
         self._slot_sizes: dict[tuple[int, str], int] = {}
         """Chunks present per (partition, slot): the ones beyond a new snapshot get tombstones."""
+        self._orphans: dict[int, list[tuple[int, int]]] = {}
+        """Dedup segments (number, chunks) found at load that no manifest names: a save
+        died after its manifest, before its tombstones. The next save removes them."""
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
@@ -195,10 +198,10 @@ class SnapshotStore:
             )
             segments.append([next_segment, k, seg_max])
             next_segment += 1
-        keep = []
+        keep, forget = [], []
         for no, k, max_ts in segments:
             if forget_before is not None and max_ts < forget_before:
-                await self._tombstones(partition, f"{partition}/s/{no}", 0, k, futures)
+                forget.append((no, k))
             else:
                 keep.append([no, k, max_ts])
         for f in futures:
@@ -223,6 +226,15 @@ class SnapshotStore:
         )
         self._slot_sizes[(partition, slot)] = n
         self._manifests[partition] = manifest
+        # Forgotten segments get their tombstones only now: the manifest before this one
+        # still named them, and a crash before the new manifest must leave it loadable.
+        # A crash from here on leaves chunks no manifest names; the next load finds them.
+        forget += self._orphans.pop(partition, [])
+        futures = []
+        for no, k in forget:
+            await self._tombstones(partition, f"{partition}/s/{no}", 0, k, futures)
+        for f in futures:
+            await f
 
     def _slot_size(self, partition: int, slot: str) -> int:
         return self._slot_sizes.get((partition, slot), 0)
@@ -275,4 +287,16 @@ class SnapshotStore:
                 raise RuntimeError(f"dedup segment {no} of partition {partition} is incomplete")
             segments.append(b"".join(c for c in chunks if c is not None))
         self._manifests[partition] = manifest
+        named = {no for no, _, _ in manifest.segments}
+        nxt = manifest.next_segment
+        present: dict[int, int] = {}
+        prefix = f"{partition}/s/".encode()
+        for key, value in latest.items():
+            if value is not None and key.startswith(prefix):
+                num, _, idx = key[len(prefix) :].partition(b"/")
+                # numbers from next_segment on belong to a save that died before its
+                # manifest: the next save writes those keys again
+                if num.isdigit() and idx.isdigit() and int(num) not in named and int(num) < nxt:
+                    present[int(num)] = max(present.get(int(num), 0), int(idx) + 1)
+        self._orphans[partition] = sorted(present.items())
         return blob, manifest, segments

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamproc.broker import ensure_topics_async
@@ -61,5 +63,85 @@ def test_the_manifests_come_from_the_tails_as_a_full_read_finds_them(
         assert manifests[0].offsets == [2, 12, 22, 32]
         # partition 0 holds 12 records and partition 1 eight: the tails were enough
         assert read < 12
+
+    asyncio.run(go())
+
+
+def test_a_save_that_dies_before_its_manifest_leaves_the_dedup_segments_loadable(
+    kafka_bootstrap: str,
+) -> None:
+    """A save forgets old dedup segments. Their tombstones went out before the new
+    manifest, so a worker killed between the two left a manifest naming deleted segments,
+    and every restart failed ("dedup segment 0 ... is incomplete"). Then: a save that
+    completes afterwards removes the segments no manifest names."""
+    topic = unique_topic("snapshots")
+
+    async def go() -> None:
+        await ensure_topics_async(kafka_bootstrap, [topic], 1, TOPIC_CONFIG)
+        store = SnapshotStore(kafka_bootstrap, topic)
+        await store.start()
+        try:
+            await store.save(0, b"state-1", [1, 1, 1, 1], 0, segment=(b"ids-0", 100))
+            producer = store._producer
+            assert producer is not None
+            real_send = producer.send
+
+            async def dies_at_the_manifest(topic: str, value: Any, **kw: Any) -> Any:
+                if kw["key"].endswith(b"/manifest"):
+                    raise RuntimeError("killed")
+                return await real_send(topic, value, **kw)
+
+            producer.send = dies_at_the_manifest  # type: ignore[method-assign]
+            with pytest.raises(RuntimeError, match="killed"):
+                await store.save(
+                    0, b"state-2", [2, 2, 2, 2], 0, segment=(b"ids-1", 200), forget_before=150
+                )
+        finally:
+            await store.stop()
+
+        again = SnapshotStore(kafka_bootstrap, topic)
+        loaded = await again.load(0)
+        assert loaded is not None
+        blob, manifest, segments = loaded
+        assert (blob, manifest.offsets, segments) == (b"state-1", [1, 1, 1, 1], [b"ids-0"])
+
+        # a crash after the manifest, before the tombstones: segment 0 is named by nothing
+        await again.start()
+        try:
+            producer = again._producer
+            assert producer is not None
+            real_send = producer.send
+            forgotten = []
+
+            async def dies_after_the_manifest(topic: str, value: Any, **kw: Any) -> Any:
+                if value is None and kw["key"].startswith(b"0/s/0/"):
+                    forgotten.append(kw["key"])
+                    raise RuntimeError("killed")
+                return await real_send(topic, value, **kw)
+
+            producer.send = dies_after_the_manifest  # type: ignore[method-assign]
+            with pytest.raises(RuntimeError, match="killed"):
+                await again.save(
+                    0, b"state-2", [2, 2, 2, 2], 0, segment=(b"ids-1", 200), forget_before=150
+                )
+            assert forgotten == [b"0/s/0/0"]
+        finally:
+            await again.stop()
+
+        third = SnapshotStore(kafka_bootstrap, topic)
+        loaded = await third.load(0)
+        assert loaded is not None
+        assert (loaded[0], loaded[2]) == (b"state-2", [b"ids-1"])
+        assert third._orphans[0] == [(0, 1)]
+        await third.start()
+        try:
+            await third.save(0, b"state-3", [3, 3, 3, 3], 0, segment=(b"ids-2", 300))
+        finally:
+            await third.stop()
+        last = SnapshotStore(kafka_bootstrap, topic)
+        loaded = await last.load(0)
+        assert loaded is not None
+        assert (loaded[0], loaded[2]) == (b"state-3", [b"ids-1", b"ids-2"])
+        assert last._orphans[0] == []  # segment 0's chunk has its tombstone now
 
     asyncio.run(go())
