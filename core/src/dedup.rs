@@ -1,16 +1,24 @@
 //! The dedup memory (docs/semantics.md §4): the event ids remembered over the last `D` of
 //! event time, each with the `ts` of its latest remembered event.
 //!
-//! Ids are kept as 128-bit BLAKE3 fingerprints (16 bytes, whatever the id's length), so a
-//! remembered id costs one 24-byte slot of a hash table. The hash is cryptographic: hostile
-//! input cannot produce two ids with one fingerprint, and the chance that two of the ids
-//! live at once collide is stated in docs/semantics.md §4.
+//! Ids are kept as 128-bit BLAKE3 fingerprints (16 bytes, whatever the id's length). The
+//! hash is cryptographic: hostile input cannot produce two ids with one fingerprint, and the
+//! chance that two of the ids live at once collide is stated in docs/semantics.md §4.
+//!
+//! The table is our own, sized for memory (docs/performance.md §8): a remembered id is one
+//! 20-byte slot (fingerprint, and `ts` as a `u32` offset from the memory's `base`), in an
+//! open-addressing table of any number of slots (a slot's home is `order * cap >> 64`, so
+//! the table grows by 1.25x instead of doubling) kept at most 85 % and, after a sweep, at
+//! least 68 % full: at most 20 x 1.25 / 0.85 = 29.4 B an id plus a short tail of spare
+//! slots, at every size. Entries lie sorted by `order` (a keyed mix of the fingerprint),
+//! linear probing: growth, sweeps and bulk loads are single sequential passes, and sweeps
+//! work in place.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::BuildHasher;
 
 /// An event id's fingerprint: the first 128 bits of BLAKE3 of its UTF-8 bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Fingerprint(pub u64, pub u64);
 
 impl Fingerprint {
@@ -24,42 +32,306 @@ impl Fingerprint {
     }
 }
 
-impl Hash for Fingerprint {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // already uniform: its first word is the table's hash (see `FirstWord`)
-        state.write_u64(self.0);
-    }
-}
-
-/// A hasher that passes a fingerprint's first word through: hashing it again would only
-/// cost time.
-#[derive(Default)]
-pub struct FirstWord(u64);
-
-impl Hasher for FirstWord {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
-    }
-}
-
 /// Bytes of one entry in the earlier, interleaved form: fingerprint (2 x u64 LE), then `ts`
 /// (i64 LE).
 pub const ENTRY_BYTES: usize = 24;
 /// Bytes of one fingerprint in the column form (`encode_columns`).
 pub const FINGERPRINT_BYTES: usize = 16;
 
+/// One slot: the fingerprint's two words (as four u32, so a slot is 20 bytes with no
+/// padding and an all-zero slot is free memory from the allocator), then `t`: 0 when the
+/// slot is empty, else the entry's `ts` is `base + t - 1`.
+type Slot = [u32; 5];
+const EMPTY: Slot = [0; 5];
+/// Bytes of one slot.
+pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+/// The largest `ts - base` a slot holds (`t` = that + 1; `u32::MAX` is the largest `t`).
+const MAX_OFFSET: i128 = u32::MAX as i128 - 1;
+
+/// The table is at most this full (entries per home slot) ...
+const MAX_FILL: f64 = 0.85;
+/// ... then grows by this factor (an id costs at most `SLOT_BYTES * GROWTH / MAX_FILL`) ...
+const GROWTH: f64 = 1.25;
+/// ... and a sweep that leaves it less full than right after a growth shrinks it back to
+/// that fill (so no size between sweeps costs more than right after a growth).
+const MIN_FILL: f64 = MAX_FILL / GROWTH;
+/// Home slots of the smallest table.
+const MIN_CAP: usize = 4;
+
+fn lo(s: &Slot) -> u64 {
+    u64::from(s[0]) | u64::from(s[1]) << 32
+}
+
+fn hi(s: &Slot) -> u64 {
+    u64::from(s[2]) | u64::from(s[3]) << 32
+}
+
+fn slot(fp: Fingerprint, t: u32) -> Slot {
+    [
+        fp.0 as u32,
+        (fp.0 >> 32) as u32,
+        fp.1 as u32,
+        (fp.1 >> 32) as u32,
+        t,
+    ]
+}
+
+fn fingerprint_of(s: &Slot) -> Fingerprint {
+    Fingerprint(lo(s), hi(s))
+}
+
+/// The home slot of `order` in a table of `cap` home slots: monotone in `order` for every
+/// `cap`, so a table sorted by `order` is sorted by home at any size.
+#[inline]
+fn home(order: u64, cap: usize) -> usize {
+    ((u128::from(order) * cap as u128) >> 64) as usize
+}
+
+/// Spare slots after the last home slot, where the last run of entries may spill.
+fn tail(cap: usize) -> usize {
+    (cap / 256).clamp(2, 64)
+}
+
+/// Home slots for `n` entries right after a growth or a sweep (`MIN_FILL` full).
+fn cap_for(n: usize) -> usize {
+    ((n as f64 / MIN_FILL).ceil() as usize).max(MIN_CAP)
+}
+
+/// The most entries `cap` home slots hold before the table grows.
+fn limit(cap: usize) -> usize {
+    (cap as f64 * MAX_FILL) as usize
+}
+
+enum Probe {
+    Found(usize),
+    /// Not there; this is where it goes (may be the table's length: past the tail).
+    Vacant(usize),
+}
+
+/// Open addressing with linear probing, entries sorted by `order`: an entry sits at or after
+/// its home, with no empty slot between. Lookups stop at the first larger `order`.
+struct Table {
+    slots: Vec<Slot>,
+    /// Home slots (the table's length is `cap` plus a tail).
+    cap: usize,
+    len: usize,
+    /// `limit(cap)`: the table grows before holding more.
+    max_len: usize,
+    /// The key of `order`, drawn per memory: a hostile snapshot cannot pick fingerprints
+    /// that all land on one slot.
+    k0: u64,
+    k1: u64,
+}
+
+impl Table {
+    fn new(k0: u64, k1: u64) -> Self {
+        Table {
+            slots: Vec::new(),
+            cap: 0,
+            len: 0,
+            max_len: 0,
+            k0,
+            k1,
+        }
+    }
+
+    /// Where an entry sorts: both words of the fingerprint, mixed by a keyed multiply.
+    #[inline]
+    fn order(&self, lo: u64, hi: u64) -> u64 {
+        let p = u128::from(lo ^ self.k0) * u128::from(hi ^ self.k1);
+        (p as u64) ^ ((p >> 64) as u64)
+    }
+
+    #[inline]
+    fn order_of(&self, s: &Slot) -> u64 {
+        self.order(lo(s), hi(s))
+    }
+
+    #[inline]
+    fn probe(&self, fp: Fingerprint, order: u64) -> Probe {
+        let slots = &self.slots[..];
+        let mut i = home(order, self.cap);
+        while let Some(s) = slots.get(i) {
+            if s[4] == 0 {
+                return Probe::Vacant(i);
+            }
+            let o = self.order_of(s);
+            if o > order {
+                return Probe::Vacant(i);
+            }
+            if o == order && lo(s) == fp.0 && hi(s) == fp.1 {
+                return Probe::Found(i);
+            }
+            i += 1;
+        }
+        Probe::Vacant(slots.len())
+    }
+
+    /// Put `s` at `i` (from `probe`), moving the entries from `i` to the next empty slot one
+    /// slot on. The caller has made room (`len < limit(cap)` or a bulk reserve).
+    fn insert_at(&mut self, i: usize, s: Slot) {
+        let end = self.slots[i.min(self.slots.len())..]
+            .iter()
+            .position(|e| e[4] == 0)
+            .map(|k| i + k);
+        let end = match end {
+            Some(e) => e,
+            None => {
+                // the last run spills past the tail: a few more slots
+                self.slots.reserve_exact(tail(self.cap));
+                self.slots.push(EMPTY);
+                self.slots.len() - 1
+            }
+        };
+        self.slots.copy_within(i..end, i + 1);
+        self.slots[i] = s;
+        self.len += 1;
+    }
+
+    /// Remove the entry at `i`, moving the entries after it that are not at home one slot
+    /// back (no tombstones: the table stays sorted and gap-free).
+    fn remove_at(&mut self, i: usize) {
+        let mut j = i;
+        while let Some(next) = self.slots.get(j + 1) {
+            if next[4] == 0 || home(self.order_of(next), self.cap) > j {
+                break;
+            }
+            self.slots[j] = *next;
+            j += 1;
+        }
+        self.slots[j] = EMPTY;
+        self.len -= 1;
+    }
+
+    /// Lay `entries` (sorted by `order`) out in a new table of `cap` home slots, one
+    /// sequential pass: each goes to its home or right after the previous one.
+    fn build(&mut self, cap: usize, entries: impl Iterator<Item = Slot>) {
+        let mut slots: Vec<Slot> = vec![EMPTY; cap + tail(cap)]; // zeroed by the allocator
+        let mut next = 0;
+        let mut len = 0;
+        for s in entries {
+            let i = home(self.order_of(&s), cap).max(next);
+            if i >= slots.len() {
+                slots.reserve_exact(tail(cap));
+                slots.resize(i + 1, EMPTY);
+            }
+            slots[i] = s;
+            next = i + 1;
+            len += 1;
+        }
+        self.slots = slots;
+        self.set_cap(cap);
+        self.len = len;
+    }
+
+    /// Room for `n` entries in all without growing; grows to `cap_for(n)` when needed.
+    fn reserve(&mut self, n: usize) {
+        if n > self.max_len {
+            let cap = cap_for(n).max((self.cap as f64 * GROWTH).ceil() as usize);
+            let old = std::mem::take(&mut self.slots);
+            self.build(cap, old.into_iter().filter(|s| s[4] != 0));
+        }
+    }
+
+    /// Keep the entries for which `keep` gives a new `t` (0 drops the entry), in place, and
+    /// shrink the table when it is left less than `MIN_FILL` full.
+    fn sweep(&mut self, mut keep: impl FnMut(&Slot) -> u32) {
+        let mut kept = 0;
+        for s in &self.slots {
+            if s[4] != 0 && keep(s) != 0 {
+                kept += 1;
+            }
+        }
+        let cap = if kept < (self.cap as f64 * MIN_FILL) as usize {
+            if kept == 0 {
+                0
+            } else {
+                cap_for(kept)
+            }
+        } else {
+            self.cap
+        };
+        // new places are never after old ones (homes only move down when `cap` does), so one
+        // forward pass moves every kept entry without overwriting an unread one
+        let mut next = 0;
+        for i in 0..self.slots.len() {
+            let mut s = self.slots[i];
+            if s[4] == 0 {
+                continue;
+            }
+            self.slots[i] = EMPTY;
+            let t = keep(&s);
+            if t == 0 {
+                continue;
+            }
+            s[4] = t;
+            let j = home(self.order_of(&s), cap).max(next);
+            self.slots[j] = s;
+            next = j + 1;
+        }
+        if cap < self.cap {
+            let len = (cap + tail(cap)).max(next);
+            self.slots.truncate(if cap == 0 { 0 } else { len });
+            self.slots.shrink_to_fit();
+        }
+        self.set_cap(cap);
+        self.len = kept;
+    }
+
+    fn set_cap(&mut self, cap: usize) {
+        self.cap = cap;
+        self.max_len = limit(cap);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().filter(|s| s[4] != 0)
+    }
+}
+
+/// Entries with their `order`, sorted by it and, among equal ones, in their given order.
+fn sorted_by_order(table: &Table, entries: &[(Fingerprint, i64)]) -> Vec<(u64, Fingerprint, i64)> {
+    const BITS: u32 = 16;
+    let keyed = entries.iter().map(|&(f, t)| (table.order(f.0, f.1), f, t));
+    if entries.len() < 1 << BITS {
+        let mut v: Vec<_> = keyed.collect();
+        v.sort_by_key(|e| e.0); // stable
+        return v;
+    }
+    // a counting sort by the top bits (stable), then each bucket (a few dozen) by the rest
+    let mut next = vec![0usize; 1 << BITS];
+    for e in keyed.clone() {
+        next[(e.0 >> (64 - BITS)) as usize] += 1;
+    }
+    let mut at = 0;
+    for c in next.iter_mut() {
+        let n = *c;
+        *c = at;
+        at += n;
+    }
+    let starts = next.clone();
+    let mut out = vec![(0u64, Fingerprint(0, 0), 0i64); entries.len()];
+    for e in keyed {
+        let b = (e.0 >> (64 - BITS)) as usize;
+        out[next[b]] = e;
+        next[b] += 1;
+    }
+    for (&a, &b) in starts.iter().zip(&next) {
+        out[a..b].sort_by_key(|e| e.0);
+    }
+    out
+}
+
 pub struct DedupMemory {
     dedup_ms: i64,
     sweep_every_ms: i64,
-    ids: HashMap<Fingerprint, i64, BuildHasherDefault<FirstWord>>,
+    table: Table,
+    /// `ts` of a slot is `base + t - 1`; raised to `S - D + 1` at each sweep (no kept entry
+    /// is older), so a slot reaches ~49 days past it.
+    base: i64,
+    /// The entries whose `ts` a slot cannot hold (none in a normal stream: an event older
+    /// than the base is already forgotten; one 49 days ahead of the stream cannot be
+    /// applied). An id is in the table or here, never in both.
+    far: HashMap<Fingerprint, i64>,
     next_sweep: i64,
     /// When on: the fingerprints remembered since the last `take_segment`.
     journal: Option<Vec<Fingerprint>>,
@@ -69,25 +341,56 @@ impl DedupMemory {
     /// `window_ms` sets how often forgotten ids are swept out: every `max(W, D / 8)` of stream
     /// time, so memory overshoots the live ids by at most an eighth of `D`'s worth.
     pub fn new(dedup_ms: i64, window_ms: i64) -> Self {
+        let keys = std::collections::hash_map::RandomState::new();
+        Self::with_key(
+            dedup_ms,
+            window_ms,
+            keys.hash_one(0u64),
+            keys.hash_one(1u64),
+        )
+    }
+
+    fn with_key(dedup_ms: i64, window_ms: i64, k0: u64, k1: u64) -> Self {
         DedupMemory {
             dedup_ms,
             sweep_every_ms: window_ms.max(dedup_ms / 8).max(1),
-            ids: HashMap::default(),
+            table: Table::new(k0, k1),
+            base: 0,
+            far: HashMap::new(),
             next_sweep: i64::MIN,
             journal: None,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.table.len + self.far.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.len() == 0
+    }
+
+    /// `t` for `ts` (0 when a slot cannot hold it).
+    #[inline]
+    fn offset(&self, ts: i64) -> u32 {
+        let d = i128::from(ts) - i128::from(self.base);
+        if (0..=MAX_OFFSET).contains(&d) {
+            d as u32 + 1
+        } else {
+            0
+        }
+    }
+
+    #[inline]
+    fn ts_of(&self, t: u32) -> i64 {
+        self.base + i64::from(t - 1)
     }
 
     pub fn get(&self, fp: &Fingerprint) -> Option<i64> {
-        self.ids.get(fp).copied()
+        match self.table.probe(*fp, self.table.order(fp.0, fp.1)) {
+            Probe::Found(i) => Some(self.ts_of(self.table.slots[i][4])),
+            Probe::Vacant(_) => self.far.get(fp).copied(),
+        }
     }
 
     /// The dedup rule for an event `(fp, ts)` at stream time `stream_time`: true when it is
@@ -95,19 +398,74 @@ impl DedupMemory {
     /// Otherwise, if `remember`, the id is remembered with `ts` (replacing an older entry).
     pub fn admit(&mut self, fp: Fingerprint, ts: i64, stream_time: i64, remember: bool) -> bool {
         let d = self.dedup_ms;
-        if let Some(&t0) = self.ids.get(&fp) {
+        let order = self.table.order(fp.0, fp.1);
+        let probe = self.table.probe(fp, order);
+        let t0 = match probe {
+            Probe::Found(i) => Some(self.ts_of(self.table.slots[i][4])),
+            Probe::Vacant(_) if self.far.is_empty() => None,
+            Probe::Vacant(_) => self.far.get(&fp).copied(),
+        };
+        if let Some(t0) = t0 {
             let gap = ts.saturating_sub(t0);
             if t0.saturating_add(d) > stream_time && -d < gap && gap < d {
                 return true;
             }
         }
         if remember {
-            self.ids.insert(fp, ts);
+            let t = self.offset(ts);
+            match probe {
+                Probe::Found(i) if t != 0 => self.table.slots[i][4] = t,
+                // the common case: a new id, in the slots' reach, room in the table
+                Probe::Vacant(i)
+                    if t != 0 && self.far.is_empty() && self.table.len < self.table.max_len =>
+                {
+                    self.table.insert_at(i, slot(fp, t))
+                }
+                _ => self.put_known(fp, order, ts, t),
+            }
             if let Some(j) = self.journal.as_mut() {
                 j.push(fp);
             }
         }
         false
+    }
+
+    /// Remember `(fp, ts)`, replacing an entry of `fp` (`t` = `offset(ts)`).
+    fn put_known(&mut self, fp: Fingerprint, order: u64, ts: i64, t: u32) {
+        if t == 0 && self.table.len == 0 && self.far.is_empty() {
+            // an empty memory can move its base anywhere: put it `D` below this entry
+            self.base = ts.saturating_sub(self.dedup_ms.min(1 << 31));
+            return self.put_known(fp, order, ts, self.offset(ts));
+        }
+        if t == 0 {
+            if let Probe::Found(i) = self.table.probe(fp, order) {
+                self.table.remove_at(i);
+            }
+            self.far.insert(fp, ts);
+            return;
+        }
+        if !self.far.is_empty() {
+            self.far.remove(&fp);
+        }
+        match self.table.probe(fp, order) {
+            Probe::Found(i) => self.table.slots[i][4] = t,
+            Probe::Vacant(i) => {
+                if self.table.len < self.table.max_len {
+                    self.table.insert_at(i, slot(fp, t));
+                } else {
+                    self.table.reserve(self.table.len + 1);
+                    match self.table.probe(fp, order) {
+                        Probe::Vacant(i) => self.table.insert_at(i, slot(fp, t)),
+                        Probe::Found(_) => unreachable!("probed absent just before"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn put(&mut self, fp: Fingerprint, ts: i64) {
+        let order = self.table.order(fp.0, fp.1);
+        self.put_known(fp, order, ts, self.offset(ts));
     }
 
     /// Let stream time reach `stream_time`: ids with `ts + D <= S` can no longer make an
@@ -118,10 +476,44 @@ impl DedupMemory {
         }
     }
 
-    /// Drop every id with `ts + D <= stream_time` now.
+    /// Drop every id with `ts + D <= stream_time` now, and move the base up to the oldest
+    /// `ts` kept (`S - D + 1`), in one pass over the table.
     pub fn prune(&mut self, stream_time: i64) {
         let d = self.dedup_ms;
-        self.ids.retain(|_, t| t.saturating_add(d) > stream_time);
+        let alive = |t: i64| t.saturating_add(d) > stream_time;
+        let new_base = stream_time.saturating_sub(d).saturating_add(1);
+        let (old_base, mut moved) = (self.base, Vec::new());
+        self.table.sweep(|s| {
+            let ts = old_base + i64::from(s[4] - 1);
+            if !alive(ts) {
+                return 0;
+            }
+            let off = i128::from(ts) - i128::from(new_base);
+            if (0..=MAX_OFFSET).contains(&off) {
+                off as u32 + 1
+            } else {
+                moved.push((fingerprint_of(s), ts)); // only if the stream time went back
+                0
+            }
+        });
+        // the sweep called `keep` twice per entry: keep the second pass's list only
+        moved.sort_unstable_by_key(|(f, _)| (f.0, f.1));
+        moved.dedup();
+        self.base = new_base;
+        self.far.retain(|_, t| alive(*t));
+        self.far.extend(moved);
+        if !self.far.is_empty() {
+            let fit: Vec<(Fingerprint, i64)> = self
+                .far
+                .iter()
+                .filter(|(_, &t)| self.offset(t) != 0)
+                .map(|(f, t)| (*f, *t))
+                .collect();
+            for (f, t) in fit {
+                self.far.remove(&f);
+                self.put(f, t);
+            }
+        }
         self.next_sweep = stream_time.saturating_add(self.sweep_every_ms);
     }
 
@@ -141,7 +533,7 @@ impl DedupMemory {
         let mut entries = Vec::with_capacity(journal.len());
         let mut max_ts = i64::MIN;
         for fp in journal {
-            if let Some(&ts) = self.ids.get(&fp) {
+            if let Some(ts) = self.get(&fp) {
                 entries.push((fp, ts));
                 max_ts = max_ts.max(ts);
             }
@@ -154,10 +546,22 @@ impl DedupMemory {
         }
     }
 
+    /// Every entry, in no particular order.
+    fn entries(&self) -> Vec<(Fingerprint, i64)> {
+        let mut v: Vec<(Fingerprint, i64)> = Vec::with_capacity(self.len());
+        v.extend(
+            self.table
+                .iter()
+                .map(|s| (fingerprint_of(s), self.ts_of(s[4]))),
+        );
+        v.extend(self.far.iter().map(|(f, t)| (*f, *t)));
+        v
+    }
+
     /// Every entry as columns (`encode_columns`), in fingerprint order (equal memories
     /// encode to equal bytes).
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
-        let mut entries: Vec<(Fingerprint, i64)> = self.ids.iter().map(|(f, t)| (*f, *t)).collect();
+        let mut entries = self.entries();
         entries.sort_unstable_by_key(|(f, _)| (f.0, f.1));
         encode_columns(&entries)
     }
@@ -171,8 +575,7 @@ impl DedupMemory {
         if ts.len() / 8 != n {
             return Err(format!("{n} fingerprints but {} times", ts.len() / 8));
         }
-        self.ids.reserve(n);
-        let entries = fps
+        let entries: Vec<(Fingerprint, i64)> = fps
             .chunks_exact(FINGERPRINT_BYTES)
             .zip(ts.chunks_exact(8))
             .map(|(f, t)| {
@@ -181,24 +584,67 @@ impl DedupMemory {
                     Fingerprint(word(0), word(8)),
                     i64::from_le_bytes(t.try_into().expect("8 bytes")),
                 )
-            });
-        for (fp, t) in by_table_region(entries, n, self.table_buckets()) {
-            self.ids.insert(fp, t);
-        }
+            })
+            .collect();
+        self.load_entries(&entries);
         Ok(())
     }
 
-    /// Buckets of the table at its capacity now (as the standard library's SwissTable sizes
-    /// it: a power of two, at most 7/8 full).
-    fn table_buckets(&self) -> usize {
-        let cap = self.ids.capacity();
-        if cap == 0 {
-            0
-        } else if cap < 8 {
-            (cap + 1).next_power_of_two()
-        } else {
-            (cap * 8 / 7).next_power_of_two()
+    /// Add entries (a later entry of an id replaces an earlier one). Sorted by the table's
+    /// order first, so the table is filled front to back: in one sequential pass when the
+    /// memory is empty (a restore's first blob), else by inserts that walk the table once.
+    fn load_entries(&mut self, entries: &[(Fingerprint, i64)]) {
+        let sorted = sorted_by_order(&self.table, entries);
+        if !self.is_empty() {
+            self.table.reserve(self.table.len + sorted.len());
+            for (order, fp, ts) in sorted {
+                self.put_known(fp, order, ts, self.offset(ts));
+            }
+            return;
         }
+        // the base: the oldest ts, unless the times span more than a slot holds (a hostile
+        // blob): then as many of the newest as fit (restore's prune moves it to `S - D + 1`)
+        let (lo_ts, hi_ts) = sorted
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(a, b), e| (a.min(e.2), b.max(e.2)));
+        if !sorted.is_empty() {
+            self.base = if i128::from(hi_ts) - i128::from(lo_ts) <= MAX_OFFSET {
+                lo_ts
+            } else {
+                (i128::from(hi_ts) - MAX_OFFSET) as i64
+            };
+        }
+        // one entry per id, the latest; equal fingerprints are neighbours in `order`
+        let mut unique: Vec<Slot> = Vec::with_capacity(sorted.len());
+        let mut run_start = 0; // first entry in `unique` with the current order
+        let mut run_order = None;
+        for (order, fp, ts) in sorted {
+            if run_order != Some(order) {
+                run_start = unique.len();
+                run_order = Some(order);
+            }
+            let t = self.offset(ts);
+            if let Some(k) = unique[run_start..]
+                .iter()
+                .position(|s| fingerprint_of(s) == fp)
+            {
+                unique.remove(run_start + k); // rare: a repeated id (or one order for two)
+            }
+            if !self.far.is_empty() {
+                self.far.remove(&fp);
+            }
+            if t == 0 {
+                self.far.insert(fp, ts);
+            } else {
+                unique.push(slot(fp, t));
+            }
+        }
+        let cap = if unique.is_empty() {
+            0
+        } else {
+            cap_for(unique.len())
+        };
+        self.table.build(cap, unique.into_iter());
     }
 
     /// Add entries of the earlier, interleaved layout (`ENTRY_BYTES` each: fingerprint,
@@ -210,74 +656,40 @@ impl DedupMemory {
                 raw.len()
             ));
         }
-        self.ids.reserve(raw.len() / ENTRY_BYTES);
-        for e in raw.chunks_exact(ENTRY_BYTES) {
-            let word = |i: usize| u64::from_le_bytes(e[i..i + 8].try_into().expect("8 bytes"));
-            self.ids
-                .insert(Fingerprint(word(0), word(8)), word(16) as i64);
-        }
+        let entries: Vec<(Fingerprint, i64)> = raw
+            .chunks_exact(ENTRY_BYTES)
+            .map(|e| {
+                let word = |i: usize| u64::from_le_bytes(e[i..i + 8].try_into().expect("8 bytes"));
+                (Fingerprint(word(0), word(8)), word(16) as i64)
+            })
+            .collect();
+        self.load_entries(&entries);
         Ok(())
     }
 
     /// Insert one entry (restoring a memory saved as ids by an earlier version).
     pub fn insert(&mut self, fp: Fingerprint, ts: i64) {
-        self.ids.insert(fp, ts);
+        self.put(fp, ts);
     }
 
-    /// Bytes this memory holds on the heap: the table's slots and control bytes (as the
+    /// Bytes this memory holds on the heap: the table's slots, the far entries (as the
     /// standard library's SwissTable lays them out) and the journal.
     pub fn heap_bytes(&self) -> usize {
-        let buckets = self.table_buckets();
-        let slot = std::mem::size_of::<(Fingerprint, i64)>();
-        let table = if buckets == 0 {
-            0
-        } else {
-            buckets * (slot + 1) + 16
+        let table = self.table.slots.capacity() * SLOT_BYTES;
+        let far = match self.far.capacity() {
+            0 => 0,
+            cap => {
+                let buckets = if cap < 8 {
+                    (cap + 1).next_power_of_two()
+                } else {
+                    (cap * 8 / 7).next_power_of_two()
+                };
+                buckets * (std::mem::size_of::<(Fingerprint, i64)>() + 1) + 16
+            }
         };
         let journal = self.journal.as_ref().map_or(0, |j| j.capacity() * 16);
-        table + journal
+        table + far + journal
     }
-}
-
-/// Regions a table is cut into by `by_table_region`: 4 096 regions of a 3 M-entry table
-/// (~100 MB) are ~25 KB each, which stay in the cache while their entries go in.
-const REGION_BITS: u32 = 12;
-
-/// `entries` (`n` of them) reordered so that the slots they probe first come region after
-/// region of a table of `buckets` buckets: inserting millions of entries in the order they
-/// were saved (random in the table) spends most of its time waiting for memory, one miss
-/// per entry. The table probes from `hash & (buckets - 1)`, and the hash is the
-/// fingerprint's first word (`FirstWord`). A counting sort, stable: entries of one
-/// fingerprint keep their order (a later one replaces an earlier one).
-fn by_table_region(
-    entries: impl Iterator<Item = (Fingerprint, i64)> + Clone,
-    n: usize,
-    buckets: usize,
-) -> Vec<(Fingerprint, i64)> {
-    let bits = buckets.trailing_zeros();
-    if n < 1 << 16 || bits <= REGION_BITS {
-        return entries.collect(); // the table fits in the cache anyway
-    }
-    let shift = bits - REGION_BITS;
-    let mask = (buckets - 1) as u64;
-    let region = |fp: &Fingerprint| ((fp.0 & mask) >> shift) as usize;
-    let mut next = vec![0usize; 1 << REGION_BITS];
-    for (fp, _) in entries.clone() {
-        next[region(&fp)] += 1;
-    }
-    let mut at = 0;
-    for c in next.iter_mut() {
-        let count = *c;
-        *c = at;
-        at += count;
-    }
-    let mut out = vec![(Fingerprint(0, 0), 0i64); n];
-    for e in entries {
-        let r = region(&e.0);
-        out[next[r]] = e;
-        next[r] += 1;
-    }
-    out
 }
 
 /// Entries as two columns: every fingerprint (2 x u64 LE), then every `ts` (i64 LE), in
@@ -418,7 +830,240 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_is_24_bytes() {
-        assert_eq!(std::mem::size_of::<(Fingerprint, i64)>(), 24);
+    fn a_slot_is_20_bytes() {
+        assert_eq!(SLOT_BYTES, 20);
+    }
+
+    /// A small deterministic generator (xorshift*), for the model tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// The rule of docs/semantics.md §4 on a plain map: what the table must behave as.
+    struct Model {
+        d: i64,
+        ids: HashMap<Fingerprint, i64>,
+    }
+
+    impl Model {
+        fn admit(&mut self, fp: Fingerprint, ts: i64, s: i64, remember: bool) -> bool {
+            if let Some(&t0) = self.ids.get(&fp) {
+                let gap = ts.saturating_sub(t0);
+                if t0.saturating_add(self.d) > s && -self.d < gap && gap < self.d {
+                    return true;
+                }
+            }
+            if remember {
+                self.ids.insert(fp, ts);
+            }
+            false
+        }
+        fn prune(&mut self, s: i64) {
+            let d = self.d;
+            self.ids.retain(|_, t| t.saturating_add(d) > s);
+        }
+    }
+
+    fn same_entries(m: &DedupMemory, model: &Model) {
+        assert_eq!(m.len(), model.ids.len());
+        let mut a = m.entries();
+        a.sort_unstable_by_key(|(f, _)| (f.0, f.1));
+        let mut b: Vec<(Fingerprint, i64)> = model.ids.iter().map(|(f, t)| (*f, *t)).collect();
+        b.sort_unstable_by_key(|(f, _)| (f.0, f.1));
+        assert_eq!(a, b);
+        table_is_sound(&m.table);
+    }
+
+    /// The table's invariants: sorted by order, every entry at or after its home with no
+    /// empty slot between, `len` right, and every entry found by a probe.
+    fn table_is_sound(t: &Table) {
+        let mut prev = None;
+        let mut n = 0;
+        for (i, s) in t.slots.iter().enumerate() {
+            if s[4] == 0 {
+                continue;
+            }
+            n += 1;
+            let o = t.order_of(s);
+            assert!(prev.is_none_or(|p| p <= o), "not sorted at {i}");
+            prev = Some(o);
+            let h = home(o, t.cap);
+            assert!(h <= i, "before its home at {i}");
+            assert!(t.slots[h..i].iter().all(|e| e[4] != 0), "a hole before {i}");
+            assert!(matches!(t.probe(fingerprint_of(s), o), Probe::Found(j) if j == i));
+        }
+        assert_eq!(n, t.len);
+        assert!(t.len <= t.max_len || t.cap == 0 && t.len == 0);
+    }
+
+    /// Random traffic (new ids, repeats, late checks, sweeps, stream time that sometimes
+    /// goes back, far `ts`), checked against the model after every step of a few kinds.
+    fn run_against_model(mut m: DedupMemory, ids: impl Fn(u64) -> Fingerprint, seed: u64) {
+        let d = m.dedup_ms;
+        let mut model = Model {
+            d,
+            ids: HashMap::new(),
+        };
+        let mut rng = Rng(seed);
+        let mut s: i64 = 1_000_000_000;
+        for step in 0..60_000u64 {
+            let fp = ids(rng.below(3_000 + step / 4));
+            let ts = match rng.below(50) {
+                0 => s + (rng.below(1 << 40) as i64), // far ahead: beyond a slot's reach
+                1 => s - (rng.below(1 << 40) as i64), // far behind
+                2 => i64::MAX - rng.below(3) as i64,
+                3 => i64::MIN + rng.below(3) as i64,
+                _ => s - d + rng.below(2 * d as u64) as i64,
+            };
+            let remember = rng.below(10) != 0;
+            assert_eq!(
+                m.admit(fp, ts, s, remember),
+                model.admit(fp, ts, s, remember),
+                "step {step}"
+            );
+            s += rng.below(40) as i64;
+            match rng.below(400) {
+                0 => s -= rng.below(d as u64) as i64,
+                1..=3 => {
+                    m.prune(s);
+                    model.prune(s);
+                    same_entries(&m, &model);
+                }
+                4 => {
+                    let (fps, ts) = m.encode();
+                    let mut r = DedupMemory::with_key(d, W, rng.next(), rng.next());
+                    r.load_columns(&fps, &ts).unwrap();
+                    assert_eq!(r.encode(), (fps, ts));
+                    same_entries(&r, &model);
+                    m = r;
+                }
+                _ => {}
+            }
+        }
+        same_entries(&m, &model);
+    }
+
+    #[test]
+    fn the_table_behaves_as_the_rule_on_a_plain_map() {
+        run_against_model(
+            DedupMemory::new(20_000, 1_000),
+            |i| fp(&format!("id{i}")),
+            7,
+        );
+    }
+
+    #[test]
+    fn ids_on_one_home_slot_and_one_order_are_still_told_apart() {
+        // with the key (0, 0) the order of (1, i) is i: every id has home 0, a single run;
+        // (i, 1) has the same order as (1, i): two ids per order
+        let m = DedupMemory::with_key(20_000, 1_000, 0, 0);
+        run_against_model(
+            m,
+            |i| {
+                if i % 2 == 0 {
+                    Fingerprint(1, i)
+                } else {
+                    Fingerprint(i, 1)
+                }
+            },
+            11,
+        );
+    }
+
+    #[test]
+    fn fingerprints_that_share_a_word_do_not_pile_up() {
+        // a hostile snapshot: 200 000 ids that differ only in their second word. The keyed
+        // order spreads them; a table keyed by the first word alone would put them in one run
+        // (quadratic: this test would not end)
+        let n = 200_000u64;
+        let entries: Vec<(Fingerprint, i64)> = (0..n).map(|i| (Fingerprint(0, i), 5)).collect();
+        let (fps, ts) = encode_columns(&entries);
+        let mut m = DedupMemory::new(D, W);
+        m.load_columns(&fps, &ts).unwrap();
+        let mut longest = 0;
+        let mut run = 0;
+        for s in &m.table.slots {
+            run = if s[4] == 0 { 0 } else { run + 1 };
+            longest = longest.max(run);
+        }
+        assert!(longest < 1_000, "a run of {longest} slots");
+        for i in (0..n).step_by(997) {
+            assert_eq!(m.get(&Fingerprint(0, i)), Some(5));
+        }
+        assert!(!m.admit(Fingerprint(0, n), 5, 0, true));
+        assert!(m.admit(Fingerprint(0, 3), 5, 0, true));
+    }
+
+    #[test]
+    fn an_id_costs_at_most_30_bytes_at_every_size() {
+        // 20 B x 1.25 / 0.85 = 29.4 B right after a growth, plus the tail
+        let mut m = DedupMemory::new(D, W);
+        let mut worst: f64 = 0.0;
+        let mut caps = 0;
+        let mut cap = 0;
+        for i in 0..300_000u64 {
+            m.admit(fp(&format!("e{i}")), 1_000 + i as i64, 0, true);
+            if m.table.cap != cap {
+                cap = m.table.cap;
+                caps += 1;
+            }
+            if i >= 1_000 {
+                worst = worst.max(m.heap_bytes() as f64 / m.len() as f64);
+            }
+        }
+        assert!(caps > 30, "grew only {caps} times");
+        assert!(worst <= 30.0, "{worst} B an id");
+        // sweeps that forget most ids shrink the table to the same bound
+        let total = m.len() as i64;
+        for k in 1..=10 {
+            let s = 1_000 + total * k / 10 + D;
+            m.prune(s);
+            if m.len() >= 1_000 {
+                let per = m.heap_bytes() as f64 / m.len() as f64;
+                assert!(
+                    per <= 30.0,
+                    "{per} B an id after a sweep to {} ids",
+                    m.len()
+                );
+            }
+            table_is_sound(&m.table);
+        }
+        assert_eq!(m.len(), 0);
+        assert_eq!(m.heap_bytes(), 0);
+    }
+
+    #[test]
+    fn the_base_follows_the_sweeps_and_far_times_stay_exact() {
+        let mut m = DedupMemory::new(D, W);
+        let far = 100 * 86_400_000; // 100 days ahead: past a slot's reach
+        m.admit(fp("now"), 1_000, 0, true);
+        m.admit(fp("far"), 1_000 + far, 0, true);
+        m.admit(fp("old"), i64::MIN, 0, true);
+        assert_eq!((m.table.len, m.far.len()), (1, 2));
+        assert_eq!(m.get(&fp("far")), Some(1_000 + far));
+        assert_eq!(m.get(&fp("old")), Some(i64::MIN));
+        // the stream moves 99 days on: the base follows, "far" fits in a slot again
+        let s = 1_000 + far - 86_400_000;
+        m.prune(s);
+        assert_eq!(m.base, s - D + 1);
+        assert_eq!((m.table.len, m.far.len()), (1, 0));
+        assert_eq!(m.get(&fp("far")), Some(1_000 + far));
+        assert!(m.admit(fp("far"), 1_000 + far + D - 1, s, true));
+        // an id moves between table and far map when its ts does, never in both
+        assert!(!m.admit(fp("far"), i64::MAX, s, true));
+        assert_eq!((m.table.len, m.far.len()), (0, 1));
+        assert!(!m.admit(fp("far"), s, s, true));
+        assert_eq!((m.table.len, m.far.len()), (1, 0));
+        assert_eq!(m.get(&fp("far")), Some(s));
     }
 }
