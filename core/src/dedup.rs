@@ -55,6 +55,8 @@ const GROWTH: f64 = 1.25;
 /// ... and a sweep that leaves it less full than right after a growth shrinks it back to
 /// that fill (so no size between sweeps costs more than right after a growth).
 const MIN_FILL: f64 = MAX_FILL / GROWTH;
+/// Entries a bulk load fetches ahead.
+const PREFETCH_AHEAD: usize = 12;
 /// Home slots of the smallest table.
 const MIN_CAP: usize = 4;
 
@@ -203,79 +205,182 @@ impl Table {
         self.len -= 1;
     }
 
-    /// Lay `entries` (sorted by `order`) out in a new table of `cap` home slots, one
-    /// sequential pass: each goes to its home or right after the previous one.
-    fn build(&mut self, cap: usize, entries: impl Iterator<Item = Slot>) {
-        let mut slots: Vec<Slot> = vec![EMPTY; cap + tail(cap)]; // zeroed by the allocator
-        let mut next = 0;
-        let mut len = 0;
-        for s in entries {
-            let i = home(self.order_of(&s), cap).max(next);
-            if i >= slots.len() {
-                slots.reserve_exact(tail(cap));
-                slots.resize(i + 1, EMPTY);
-            }
-            slots[i] = s;
-            next = i + 1;
-            len += 1;
+    /// Merge `new` (entries sorted by `order`, none of them in the table) into the table,
+    /// laid out for `cap` home slots (at least the current `cap`), in place: the slots are
+    /// extended (a `realloc`, which moves a large block's pages without copying them), the
+    /// places computed front to back (each entry at its home or right after the previous
+    /// one), then the entries moved back to front, where no entry lands on one not yet
+    /// moved (with more entries and as many or more home slots, no place moves down).
+    /// Growth is a merge of nothing. Extra memory: 4 bytes an entry for the places.
+    fn merge(&mut self, cap: usize, new: &[Slot]) {
+        debug_assert!(cap >= self.cap);
+        let total = self.len + new.len();
+        if total == 0 {
+            self.slots = vec![EMPTY; if cap == 0 { 0 } else { cap + tail(cap) }];
+            self.set_cap(cap);
+            return;
         }
-        self.slots = slots;
+        let old_len = self.slots.len();
+        let mut places: Vec<u32> = Vec::with_capacity(total);
+        let (mut a, mut b, mut next) = (0, 0, 0usize);
+        let mut a_order = self.next_order(&mut a);
+        while a_order.is_some() || b < new.len() {
+            // ties: the table's entry first (as the backward pass below)
+            let b_order = new.get(b).map(|s| self.order_of(s));
+            let order = match (a_order, b_order) {
+                (Some(x), Some(y)) if x <= y => {
+                    a += 1;
+                    a_order = self.next_order(&mut a);
+                    x
+                }
+                (Some(x), None) => {
+                    a += 1;
+                    a_order = self.next_order(&mut a);
+                    x
+                }
+                (_, Some(y)) => {
+                    b += 1;
+                    y
+                }
+                (None, None) => unreachable!("loop condition"),
+            };
+            let place = home(order, cap).max(next);
+            places.push(u32::try_from(place).expect("a table of less than 2^32 slots"));
+            next = place + 1;
+        }
+        let len = (cap + tail(cap)).max(next);
+        if len > old_len {
+            self.slots.reserve_exact(len - old_len);
+            self.slots.resize(len, EMPTY);
+        }
+        let mut i = old_len; // the table's entries not yet moved are before `i`
+        let mut b = new.len();
+        for &place in places.iter().rev() {
+            while i > 0 && self.slots[i - 1][4] == 0 {
+                i -= 1;
+            }
+            let take_new = match (i > 0, b > 0) {
+                (true, true) => self.order_of(&new[b - 1]) >= self.order_of(&self.slots[i - 1]),
+                (false, _) => true,
+                (true, false) => false,
+            };
+            let place = place as usize;
+            if take_new {
+                b -= 1;
+                self.slots[place] = new[b];
+            } else {
+                i -= 1;
+                if place != i {
+                    self.slots[place] = self.slots[i];
+                    self.slots[i] = EMPTY;
+                }
+            }
+        }
         self.set_cap(cap);
-        self.len = len;
+        self.len = total;
     }
 
-    /// Room for `n` entries in all without growing; grows to `cap_for(n)` when needed.
+    /// The order of the first entry at or after slot `i` (moved there), None past the end.
+    fn next_order(&self, i: &mut usize) -> Option<u64> {
+        while let Some(s) = self.slots.get(*i) {
+            if s[4] != 0 {
+                return Some(self.order_of(s));
+            }
+            *i += 1;
+        }
+        None
+    }
+
+    /// Room for `n` entries in all without growing: grows by `GROWTH` at least.
     fn reserve(&mut self, n: usize) {
         if n > self.max_len {
             let cap = cap_for(n).max((self.cap as f64 * GROWTH).ceil() as usize);
-            let old = std::mem::take(&mut self.slots);
-            self.build(cap, old.into_iter().filter(|s| s[4] != 0));
+            self.merge(cap, &[]);
         }
     }
 
-    /// Keep the entries for which `keep` gives a new `t` (0 drops the entry), in place, and
-    /// shrink the table when it is left less than `MIN_FILL` full.
+    /// Keep the entries for which `keep` gives a `t` (0 drops the entry), in place, then
+    /// shrink the table when it is left less than `MIN_FILL` full. One forward pass: an entry
+    /// after a dropped one moves back to its home or right after the previous entry (never
+    /// onto one not yet read), the others stay (no write unless `t` changed).
     fn sweep(&mut self, mut keep: impl FnMut(&Slot) -> u32) {
-        let mut kept = 0;
-        for s in &self.slots {
-            if s[4] != 0 && keep(s) != 0 {
-                kept += 1;
-            }
-        }
-        let cap = if kept < (self.cap as f64 * MIN_FILL) as usize {
-            if kept == 0 {
-                0
-            } else {
-                cap_for(kept)
-            }
-        } else {
-            self.cap
-        };
-        // new places are never after old ones (homes only move down when `cap` does), so one
-        // forward pass moves every kept entry without overwriting an unread one
         let mut next = 0;
+        let mut kept = 0;
         for i in 0..self.slots.len() {
-            let mut s = self.slots[i];
+            let s = self.slots[i];
             if s[4] == 0 {
                 continue;
             }
-            self.slots[i] = EMPTY;
             let t = keep(&s);
             if t == 0 {
+                self.slots[i] = EMPTY;
                 continue;
             }
-            s[4] = t;
-            let j = home(self.order_of(&s), cap).max(next);
-            self.slots[j] = s;
+            kept += 1;
+            // with no gap before it, an entry stays (its home is not after it)
+            let j = if next == i {
+                i
+            } else {
+                home(self.order_of(&s), self.cap).max(next)
+            };
+            if j != i {
+                self.slots[j] = s;
+                self.slots[j][4] = t;
+                self.slots[i] = EMPTY;
+            } else if t != s[4] {
+                self.slots[i][4] = t;
+            }
             next = j + 1;
         }
-        if cap < self.cap {
-            let len = (cap + tail(cap)).max(next);
-            self.slots.truncate(if cap == 0 { 0 } else { len });
-            self.slots.shrink_to_fit();
-        }
-        self.set_cap(cap);
         self.len = kept;
+        if kept < (self.cap as f64 * MIN_FILL) as usize {
+            self.shrink(if kept == 0 { 0 } else { cap_for(kept) });
+        }
+    }
+
+    /// Lay the table out for fewer home slots, in place: homes only move down, so one
+    /// forward pass moves every entry without overwriting one not yet read.
+    fn shrink(&mut self, cap: usize) {
+        debug_assert!(cap <= self.cap);
+        if cap == 0 {
+            self.slots = Vec::new();
+            self.set_cap(0);
+            return;
+        }
+        let mut next = 0;
+        for i in 0..self.slots.len() {
+            let s = self.slots[i];
+            if s[4] == 0 {
+                continue;
+            }
+            let j = home(self.order_of(&s), cap).max(next);
+            if j != i {
+                self.slots[j] = s;
+                self.slots[i] = EMPTY;
+            }
+            next = j + 1;
+        }
+        self.slots.truncate((cap + tail(cap)).max(next));
+        self.slots.shrink_to_fit();
+        self.set_cap(cap);
+    }
+
+    /// Ask the memory for the home slot of `order` ahead of its use (bulk loads: a random
+    /// slot is a cache miss; several in flight at once overlap).
+    #[inline]
+    fn prefetch(&self, order: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let at = self.slots.as_ptr().wrapping_add(home(order, self.cap));
+            // SAFETY: a prefetch is a hint; it reads nothing and never faults
+            #[allow(unused_unsafe)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(at.cast());
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = order;
     }
 
     fn set_cap(&mut self, cap: usize) {
@@ -288,37 +393,41 @@ impl Table {
     }
 }
 
-/// Entries with their `order`, sorted by it and, among equal ones, in their given order.
-fn sorted_by_order(table: &Table, entries: &[(Fingerprint, i64)]) -> Vec<(u64, Fingerprint, i64)> {
-    const BITS: u32 = 16;
-    let keyed = entries.iter().map(|&(f, t)| (table.order(f.0, f.1), f, t));
-    if entries.len() < 1 << BITS {
-        let mut v: Vec<_> = keyed.collect();
-        v.sort_by_key(|e| e.0); // stable
-        return v;
+/// `entries` (`n` of them) reordered so that their home slots come region after region of
+/// the table (`REGION_SLOTS` slots a region, which stay in the cache while their entries
+/// go in): inserted in the order they were saved (random in the table), millions of
+/// entries would spend most of their time waiting for memory, one miss each. A counting
+/// sort, stable: entries of one id keep their order (a later one replaces an earlier one).
+/// None when the table is small enough to stay in the cache anyway.
+fn by_table_region(
+    table: &Table,
+    entries: impl Iterator<Item = (Fingerprint, i64)> + Clone,
+    n: usize,
+) -> Option<Vec<(Fingerprint, i64)>> {
+    const REGION_SLOTS: usize = 1 << 10;
+    let regions = (table.cap / REGION_SLOTS).next_power_of_two();
+    if n < 1 << 16 || regions < 2 {
+        return None;
     }
-    // a counting sort by the top bits (stable), then each bucket (a few dozen) by the rest
-    let mut next = vec![0usize; 1 << BITS];
-    for e in keyed.clone() {
-        next[(e.0 >> (64 - BITS)) as usize] += 1;
+    let bits = regions.trailing_zeros();
+    let region = |e: &(Fingerprint, i64)| (table.order(e.0 .0, e.0 .1) >> (64 - bits)) as usize;
+    let mut next = vec![0usize; regions];
+    for e in entries.clone() {
+        next[region(&e)] += 1;
     }
     let mut at = 0;
     for c in next.iter_mut() {
-        let n = *c;
+        let k = *c;
         *c = at;
-        at += n;
+        at += k;
     }
-    let starts = next.clone();
-    let mut out = vec![(0u64, Fingerprint(0, 0), 0i64); entries.len()];
-    for e in keyed {
-        let b = (e.0 >> (64 - BITS)) as usize;
-        out[next[b]] = e;
-        next[b] += 1;
+    let mut out = vec![(Fingerprint(0, 0), 0i64); n];
+    for e in entries {
+        let r = region(&e);
+        out[next[r]] = e;
+        next[r] += 1;
     }
-    for (&a, &b) in starts.iter().zip(&next) {
-        out[a..b].sort_by_key(|e| e.0);
-    }
-    out
+    Some(out)
 }
 
 pub struct DedupMemory {
@@ -481,24 +590,28 @@ impl DedupMemory {
     pub fn prune(&mut self, stream_time: i64) {
         let d = self.dedup_ms;
         let alive = |t: i64| t.saturating_add(d) > stream_time;
-        let new_base = stream_time.saturating_sub(d).saturating_add(1);
+        // the oldest ts a sweep keeps; the base moves there when the slots' reach above it
+        // runs short (or it is above it: an empty memory's first entry, a hostile blob)
+        let floor = stream_time.saturating_sub(d).saturating_add(1);
+        let rebase = self.base > floor || i128::from(floor) - i128::from(self.base) > 1 << 31;
+        let new_base = if rebase { floor } else { self.base };
         let (old_base, mut moved) = (self.base, Vec::new());
         self.table.sweep(|s| {
             let ts = old_base + i64::from(s[4] - 1);
             if !alive(ts) {
                 return 0;
             }
+            if !rebase {
+                return s[4];
+            }
             let off = i128::from(ts) - i128::from(new_base);
             if (0..=MAX_OFFSET).contains(&off) {
                 off as u32 + 1
             } else {
-                moved.push((fingerprint_of(s), ts)); // only if the stream time went back
+                moved.push((fingerprint_of(s), ts)); // only when the base moved down
                 0
             }
         });
-        // the sweep called `keep` twice per entry: keep the second pass's list only
-        moved.sort_unstable_by_key(|(f, _)| (f.0, f.1));
-        moved.dedup();
         self.base = new_base;
         self.far.retain(|_, t| alive(*t));
         self.far.extend(moved);
@@ -575,7 +688,7 @@ impl DedupMemory {
         if ts.len() / 8 != n {
             return Err(format!("{n} fingerprints but {} times", ts.len() / 8));
         }
-        let entries: Vec<(Fingerprint, i64)> = fps
+        let entries = fps
             .chunks_exact(FINGERPRINT_BYTES)
             .zip(ts.chunks_exact(8))
             .map(|(f, t)| {
@@ -584,67 +697,52 @@ impl DedupMemory {
                     Fingerprint(word(0), word(8)),
                     i64::from_le_bytes(t.try_into().expect("8 bytes")),
                 )
-            })
-            .collect();
-        self.load_entries(&entries);
+            });
+        self.load_entries(entries, n);
         Ok(())
     }
 
-    /// Add entries (a later entry of an id replaces an earlier one). Sorted by the table's
-    /// order first, so the table is filled front to back: in one sequential pass when the
-    /// memory is empty (a restore's first blob), else by inserts that walk the table once.
-    fn load_entries(&mut self, entries: &[(Fingerprint, i64)]) {
-        let sorted = sorted_by_order(&self.table, entries);
-        if !self.is_empty() {
-            self.table.reserve(self.table.len + sorted.len());
-            for (order, fp, ts) in sorted {
-                self.put_known(fp, order, ts, self.offset(ts));
-            }
+    /// Add entries (a later entry of an id replaces an earlier one): room for all first
+    /// (one growth), then inserted region by region of the table (`by_table_region`).
+    fn load_entries(
+        &mut self,
+        entries: impl Iterator<Item = (Fingerprint, i64)> + Clone,
+        n: usize,
+    ) {
+        if n == 0 {
             return;
         }
-        // the base: the oldest ts, unless the times span more than a slot holds (a hostile
-        // blob): then as many of the newest as fit (restore's prune moves it to `S - D + 1`)
-        let (lo_ts, hi_ts) = sorted
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(a, b), e| (a.min(e.2), b.max(e.2)));
-        if !sorted.is_empty() {
+        if self.is_empty() {
+            // the base: the oldest ts, unless the times span more than a slot holds (a
+            // hostile blob): then as many of the newest as fit (restore's prune then moves it
+            // to `S - D + 1`)
+            let (lo_ts, hi_ts) = entries
+                .clone()
+                .fold((i64::MAX, i64::MIN), |(a, b), e| (a.min(e.1), b.max(e.1)));
             self.base = if i128::from(hi_ts) - i128::from(lo_ts) <= MAX_OFFSET {
                 lo_ts
             } else {
                 (i128::from(hi_ts) - MAX_OFFSET) as i64
             };
         }
-        // one entry per id, the latest; equal fingerprints are neighbours in `order`
-        let mut unique: Vec<Slot> = Vec::with_capacity(sorted.len());
-        let mut run_start = 0; // first entry in `unique` with the current order
-        let mut run_order = None;
-        for (order, fp, ts) in sorted {
-            if run_order != Some(order) {
-                run_start = unique.len();
-                run_order = Some(order);
-            }
-            let t = self.offset(ts);
-            if let Some(k) = unique[run_start..]
-                .iter()
-                .position(|s| fingerprint_of(s) == fp)
-            {
-                unique.remove(run_start + k); // rare: a repeated id (or one order for two)
-            }
-            if !self.far.is_empty() {
-                self.far.remove(&fp);
-            }
-            if t == 0 {
-                self.far.insert(fp, ts);
-            } else {
-                unique.push(slot(fp, t));
-            }
+        // repeated ids make this too much: the next sweep shrinks the table back
+        self.table.reserve(self.table.len + n);
+        match by_table_region(&self.table, entries.clone(), n) {
+            Some(ordered) => self.put_all(ordered.iter().copied()),
+            None => self.put_all(entries),
         }
-        let cap = if unique.is_empty() {
-            0
-        } else {
-            cap_for(unique.len())
-        };
-        self.table.build(cap, unique.into_iter());
+    }
+
+    /// `put` each entry, their slots fetched a few entries ahead (a slot not in the cache
+    /// is a wait for memory; several in flight at once overlap).
+    fn put_all(&mut self, entries: impl Iterator<Item = (Fingerprint, i64)> + Clone) {
+        let mut ahead = entries.clone().skip(PREFETCH_AHEAD);
+        for (fp, ts) in entries {
+            if let Some((f, _)) = ahead.next() {
+                self.table.prefetch(self.table.order(f.0, f.1));
+            }
+            self.put(fp, ts);
+        }
     }
 
     /// Add entries of the earlier, interleaved layout (`ENTRY_BYTES` each: fingerprint,
@@ -656,14 +754,11 @@ impl DedupMemory {
                 raw.len()
             ));
         }
-        let entries: Vec<(Fingerprint, i64)> = raw
-            .chunks_exact(ENTRY_BYTES)
-            .map(|e| {
-                let word = |i: usize| u64::from_le_bytes(e[i..i + 8].try_into().expect("8 bytes"));
-                (Fingerprint(word(0), word(8)), word(16) as i64)
-            })
-            .collect();
-        self.load_entries(&entries);
+        let entries = raw.chunks_exact(ENTRY_BYTES).map(|e| {
+            let word = |i: usize| u64::from_le_bytes(e[i..i + 8].try_into().expect("8 bytes"));
+            (Fingerprint(word(0), word(8)), word(16) as i64)
+        });
+        self.load_entries(entries, raw.len() / ENTRY_BYTES);
         Ok(())
     }
 
@@ -1065,5 +1160,142 @@ mod tests {
         assert!(!m.admit(fp("far"), s, s, true));
         assert_eq!((m.table.len, m.far.len()), (1, 0));
         assert_eq!(m.get(&fp("far")), Some(s));
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn admit_timing() {
+        let n = 3_000_000u64;
+        let entries: Vec<(Fingerprint, i64)> = (0..n)
+            .map(|i| {
+                (
+                    Fingerprint::of(format!("p{i:x}").as_bytes()),
+                    1_000 + i as i64 / 10,
+                )
+            })
+            .collect();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let mut m = DedupMemory::new(600_000, 10_000);
+            for (f, ts) in entries.iter() {
+                m.admit(*f, *ts, 0, true);
+            }
+            println!("3M admits (fill, growth included) {:?}", t.elapsed());
+        }
+    }
+
+    #[test]
+    #[ignore]
+    fn load_timing() {
+        let n = 3_000_000u64;
+        let entries: Vec<(Fingerprint, i64)> = (0..n)
+            .map(|i| {
+                (
+                    Fingerprint::of(format!("p{i:x}").as_bytes()),
+                    1_000 + i as i64 / 10,
+                )
+            })
+            .collect();
+        let mut sorted_fp = entries.clone();
+        sorted_fp.sort_unstable_by_key(|(f, _)| (f.0, f.1));
+        for (label, e) in [
+            ("journal order", &entries),
+            ("fingerprint order", &sorted_fp),
+        ] {
+            let (fps, ts) = encode_columns(e);
+            for _ in 0..2 {
+                let t = Instant::now();
+                let mut m = DedupMemory::new(600_000, 10_000);
+                m.load_columns(&fps, &ts).unwrap();
+                let a = t.elapsed();
+                m.prune(1_000);
+                println!("{label}: load {:?}, prune {:?}", a, t.elapsed() - a);
+            }
+            let t = Instant::now();
+            let mut m = DedupMemory::new(600_000, 10_000);
+            for c in 0..60 {
+                let k = fps.len() / 60 / 16;
+                m.load_columns(
+                    &fps[c * k * 16..(c + 1) * k * 16],
+                    &ts[c * k * 8..(c + 1) * k * 8],
+                )
+                .unwrap();
+            }
+            println!("{label}: 60 segments {:?}", t.elapsed());
+            let t = Instant::now();
+            let mut x = 0usize;
+            for (f, _) in e.iter() {
+                x += m.get(f).is_some() as usize;
+            }
+            println!("{label}: 3M gets {:?} {x}", t.elapsed());
+        }
+        for _ in 0..2 {
+            let t = Instant::now();
+            let mut m = DedupMemory::new(600_000, 10_000);
+            for (f, ts) in entries.iter() {
+                m.admit(*f, *ts, 0, true);
+            }
+            println!("3M admits (fill, growth included) {:?}", t.elapsed());
+            #[derive(Default)]
+            struct Fw(u64);
+            impl std::hash::Hasher for Fw {
+                fn finish(&self) -> u64 {
+                    self.0
+                }
+                fn write(&mut self, _: &[u8]) {}
+                fn write_u64(&mut self, i: u64) {
+                    self.0 = i
+                }
+            }
+            #[derive(PartialEq, Eq, Clone, Copy)]
+            struct K(u64, u64);
+            impl std::hash::Hash for K {
+                fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+                    h.write_u64(self.0)
+                }
+            }
+            let t = Instant::now();
+            let mut hb: HashMap<K, i64, std::hash::BuildHasherDefault<Fw>> = HashMap::default();
+            for (f, ts) in entries.iter() {
+                if hb.get(&K(f.0, f.1)).is_none() {
+                    hb.insert(K(f.0, f.1), *ts);
+                }
+            }
+            println!("hashbrown: 3M get+insert {:?}", t.elapsed());
+            let t = Instant::now();
+            let mut x = 0usize;
+            for (f, _) in entries.iter() {
+                x += hb.get(&K(f.0, f.1)).is_some() as usize;
+            }
+            println!("hashbrown: 3M gets {:?} {x}", t.elapsed());
+            let t = Instant::now();
+            let mut x = 0usize;
+            for (f, _) in entries.iter() {
+                x += m.get(f).is_some() as usize;
+            }
+            println!("ours: 3M gets {:?} {x}", t.elapsed());
+            let (mut tot, mut mx) = (0usize, 0usize);
+            for (i, s) in m.table.slots.iter().enumerate() {
+                if s[4] != 0 {
+                    let d = i - home(m.table.order_of(s), m.table.cap);
+                    tot += d;
+                    mx = mx.max(d);
+                }
+            }
+            println!(
+                "len {} cap {} fill {:.3} mean displacement {:.2} max {}",
+                m.table.len,
+                m.table.cap,
+                m.table.len as f64 / m.table.cap as f64,
+                tot as f64 / m.table.len as f64,
+                mx
+            );
+        }
     }
 }
