@@ -6,13 +6,14 @@
 //! chance that two of the ids live at once collide is stated in docs/semantics.md §4.
 //!
 //! The table is our own, sized for memory (docs/performance.md §8): a remembered id is one
-//! 20-byte slot (fingerprint, and `ts` as a `u32` offset from the memory's `base`), in an
+//! 20-byte slot (fingerprint, and `ts` as a `u32` offset from the memory's `base`; the rare
+//! `ts` out of a slot's ~49-day reach is kept exactly in a small side map), in an
 //! open-addressing table of any number of slots (a slot's home is `order * cap >> 64`, so
 //! the table grows by 1.25x instead of doubling) kept at most 85 % and, after a sweep, at
 //! least 68 % full: at most 20 x 1.25 / 0.85 = 29.4 B an id plus a short tail of spare
-//! slots, at every size. Entries lie sorted by `order` (a keyed mix of the fingerprint),
-//! linear probing: growth, sweeps and bulk loads are single sequential passes, and sweeps
-//! work in place.
+//! slots, at every size. Entries lie sorted by `order` (a keyed mix of the fingerprint) with
+//! linear probing, so a growth is one `realloc` and one pass moving entries back to front,
+//! and a sweep one forward pass, both in place.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -172,21 +173,20 @@ impl Table {
     /// Put `s` at `i` (from `probe`), moving the entries from `i` to the next empty slot one
     /// slot on. The caller has made room (`len < limit(cap)` or a bulk reserve).
     fn insert_at(&mut self, i: usize, s: Slot) {
-        let end = self.slots[i.min(self.slots.len())..]
-            .iter()
-            .position(|e| e[4] == 0)
-            .map(|k| i + k);
-        let end = match end {
-            Some(e) => e,
-            None => {
-                // the last run spills past the tail: a few more slots
-                self.slots.reserve_exact(tail(self.cap));
-                self.slots.push(EMPTY);
-                self.slots.len() - 1
+        // carry each entry one slot on up to the first empty slot (runs are short)
+        let mut carry = s;
+        let from = i.min(self.slots.len());
+        for slot in self.slots[from..].iter_mut() {
+            let was = std::mem::replace(slot, carry);
+            if was[4] == 0 {
+                self.len += 1;
+                return;
             }
-        };
-        self.slots.copy_within(i..end, i + 1);
-        self.slots[i] = s;
+            carry = was;
+        }
+        // the last run spills past the tail: a few more slots
+        self.slots.reserve_exact(tail(self.cap));
+        self.slots.push(carry);
         self.len += 1;
     }
 
@@ -293,8 +293,12 @@ impl Table {
 
     /// Room for `n` entries in all without growing: grows by `GROWTH` at least.
     fn reserve(&mut self, n: usize) {
+        self.reserve_by(n, GROWTH);
+    }
+
+    fn reserve_by(&mut self, n: usize, growth: f64) {
         if n > self.max_len {
-            let cap = cap_for(n).max((self.cap as f64 * GROWTH).ceil() as usize);
+            let cap = cap_for(n).max((self.cap as f64 * growth).ceil() as usize);
             self.merge(cap, &[]);
         }
     }
@@ -725,12 +729,87 @@ impl DedupMemory {
                 (i128::from(hi_ts) - MAX_OFFSET) as i64
             };
         }
-        // repeated ids make this too much: the next sweep shrinks the table back
-        self.table.reserve(self.table.len + n);
+        if self.is_empty() {
+            return self.fill_empty(entries, n);
+        }
+        // a restore loads dozens of segments, then sweeps: growing 2x here saves most of
+        // the growths, and that sweep (`prune`) shrinks the table back to `MIN_FILL` if it
+        // is left emptier (repeated ids also make this too much)
+        self.table.reserve_by(self.table.len + n, 2.0);
         match by_table_region(&self.table, entries.clone(), n) {
             Some(ordered) => self.put_all(ordered.iter().copied()),
             None => self.put_all(entries),
         }
+    }
+
+    /// Load into an empty memory (a restore's first blob): the entries bucketed by 16 home
+    /// slots (a counting sort, stable: its stores need not wait for memory), each bucket
+    /// sorted by order, then laid out front to back, each at its home or right after the
+    /// previous one: no probe, no shift, the table written in one sequential pass.
+    fn fill_empty(&mut self, entries: impl Iterator<Item = (Fingerprint, i64)> + Clone, n: usize) {
+        const BUCKET_SLOTS: usize = 16;
+        // repeated ids make this too much: the next sweep shrinks the table back
+        let cap = cap_for(n);
+        let table = &self.table;
+        let order = |e: &(Fingerprint, i64)| table.order(e.0 .0, e.0 .1);
+        let bucket = |e: &(Fingerprint, i64)| home(order(e), cap) / BUCKET_SLOTS;
+        let mut next = vec![0usize; cap.div_ceil(BUCKET_SLOTS) + 1];
+        for e in entries.clone() {
+            next[bucket(&e) + 1] += 1;
+        }
+        for b in 1..next.len() {
+            next[b] += next[b - 1];
+        }
+        let starts = next.clone();
+        let mut out = vec![(Fingerprint(0, 0), 0i64); n];
+        for e in entries {
+            let b = bucket(&e);
+            out[next[b]] = e;
+            next[b] += 1;
+        }
+        let mut slots: Vec<Slot> = vec![EMPTY; cap + tail(cap)];
+        let (mut at, mut len) = (0, 0);
+        for w in starts.windows(2) {
+            let run = &mut out[w[0]..w[1]];
+            if run.len() > 1 {
+                run.sort_by_key(order); // stable: an id's entries keep their order
+            }
+            let mut k = 0;
+            while k < run.len() {
+                let o = order(&run[k]);
+                let mut end = k + 1;
+                while end < run.len() && order(&run[end]) == o {
+                    end += 1;
+                }
+                if end - k > 1 {
+                    run[k..end].sort_by_key(|e| (e.0 .0, e.0 .1)); // an id's entries side by side
+                }
+                for j in k..end {
+                    let (fp, ts) = run[j];
+                    if j + 1 < end && run[j + 1].0 == fp {
+                        continue; // a later entry of this id follows
+                    }
+                    let d = i128::from(ts) - i128::from(self.base);
+                    if !(0..=MAX_OFFSET).contains(&d) {
+                        self.far.insert(fp, ts);
+                        continue;
+                    }
+                    let i = home(o, cap).max(at);
+                    if i >= slots.len() {
+                        slots.reserve_exact(tail(cap));
+                        slots.resize(i + 1, EMPTY);
+                    }
+                    slots[i] = slot(fp, d as u32 + 1);
+                    at = i + 1;
+                    len += 1;
+                }
+                k = end;
+            }
+        }
+        drop(out);
+        self.table.slots = slots;
+        self.table.set_cap(cap);
+        self.table.len = len;
     }
 
     /// `put` each entry, their slots fetched a few entries ahead (a slot not in the cache
@@ -1160,142 +1239,5 @@ mod tests {
         assert!(!m.admit(fp("far"), s, s, true));
         assert_eq!((m.table.len, m.far.len()), (1, 0));
         assert_eq!(m.get(&fp("far")), Some(s));
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-    use std::time::Instant;
-
-    #[test]
-    #[ignore]
-    fn admit_timing() {
-        let n = 3_000_000u64;
-        let entries: Vec<(Fingerprint, i64)> = (0..n)
-            .map(|i| {
-                (
-                    Fingerprint::of(format!("p{i:x}").as_bytes()),
-                    1_000 + i as i64 / 10,
-                )
-            })
-            .collect();
-        for _ in 0..3 {
-            let t = Instant::now();
-            let mut m = DedupMemory::new(600_000, 10_000);
-            for (f, ts) in entries.iter() {
-                m.admit(*f, *ts, 0, true);
-            }
-            println!("3M admits (fill, growth included) {:?}", t.elapsed());
-        }
-    }
-
-    #[test]
-    #[ignore]
-    fn load_timing() {
-        let n = 3_000_000u64;
-        let entries: Vec<(Fingerprint, i64)> = (0..n)
-            .map(|i| {
-                (
-                    Fingerprint::of(format!("p{i:x}").as_bytes()),
-                    1_000 + i as i64 / 10,
-                )
-            })
-            .collect();
-        let mut sorted_fp = entries.clone();
-        sorted_fp.sort_unstable_by_key(|(f, _)| (f.0, f.1));
-        for (label, e) in [
-            ("journal order", &entries),
-            ("fingerprint order", &sorted_fp),
-        ] {
-            let (fps, ts) = encode_columns(e);
-            for _ in 0..2 {
-                let t = Instant::now();
-                let mut m = DedupMemory::new(600_000, 10_000);
-                m.load_columns(&fps, &ts).unwrap();
-                let a = t.elapsed();
-                m.prune(1_000);
-                println!("{label}: load {:?}, prune {:?}", a, t.elapsed() - a);
-            }
-            let t = Instant::now();
-            let mut m = DedupMemory::new(600_000, 10_000);
-            for c in 0..60 {
-                let k = fps.len() / 60 / 16;
-                m.load_columns(
-                    &fps[c * k * 16..(c + 1) * k * 16],
-                    &ts[c * k * 8..(c + 1) * k * 8],
-                )
-                .unwrap();
-            }
-            println!("{label}: 60 segments {:?}", t.elapsed());
-            let t = Instant::now();
-            let mut x = 0usize;
-            for (f, _) in e.iter() {
-                x += m.get(f).is_some() as usize;
-            }
-            println!("{label}: 3M gets {:?} {x}", t.elapsed());
-        }
-        for _ in 0..2 {
-            let t = Instant::now();
-            let mut m = DedupMemory::new(600_000, 10_000);
-            for (f, ts) in entries.iter() {
-                m.admit(*f, *ts, 0, true);
-            }
-            println!("3M admits (fill, growth included) {:?}", t.elapsed());
-            #[derive(Default)]
-            struct Fw(u64);
-            impl std::hash::Hasher for Fw {
-                fn finish(&self) -> u64 {
-                    self.0
-                }
-                fn write(&mut self, _: &[u8]) {}
-                fn write_u64(&mut self, i: u64) {
-                    self.0 = i
-                }
-            }
-            #[derive(PartialEq, Eq, Clone, Copy)]
-            struct K(u64, u64);
-            impl std::hash::Hash for K {
-                fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-                    h.write_u64(self.0)
-                }
-            }
-            let t = Instant::now();
-            let mut hb: HashMap<K, i64, std::hash::BuildHasherDefault<Fw>> = HashMap::default();
-            for (f, ts) in entries.iter() {
-                if hb.get(&K(f.0, f.1)).is_none() {
-                    hb.insert(K(f.0, f.1), *ts);
-                }
-            }
-            println!("hashbrown: 3M get+insert {:?}", t.elapsed());
-            let t = Instant::now();
-            let mut x = 0usize;
-            for (f, _) in entries.iter() {
-                x += hb.get(&K(f.0, f.1)).is_some() as usize;
-            }
-            println!("hashbrown: 3M gets {:?} {x}", t.elapsed());
-            let t = Instant::now();
-            let mut x = 0usize;
-            for (f, _) in entries.iter() {
-                x += m.get(f).is_some() as usize;
-            }
-            println!("ours: 3M gets {:?} {x}", t.elapsed());
-            let (mut tot, mut mx) = (0usize, 0usize);
-            for (i, s) in m.table.slots.iter().enumerate() {
-                if s[4] != 0 {
-                    let d = i - home(m.table.order_of(s), m.table.cap);
-                    tot += d;
-                    mx = mx.max(d);
-                }
-            }
-            println!(
-                "len {} cap {} fill {:.3} mean displacement {:.2} max {}",
-                m.table.len,
-                m.table.cap,
-                m.table.len as f64 / m.table.cap as f64,
-                tot as f64 / m.table.len as f64,
-                mx
-            );
-        }
     }
 }
