@@ -166,8 +166,9 @@ def saved(core: Any, n: int, segment_ids: int) -> tuple[list[bytes], bytes, int]
 
 def restore(blobs: list[bytes], s: int) -> tuple[float, float, int, float]:
     """Wall and CPU seconds of a restart's dedup part, the ids, peak bytes it added per id."""
-    from streamproc.engine import snapshot as snap
     from streamproc_core import DedupMemory
+
+    from streamproc.engine import snapshot as snap
 
     base_kib = reset_peak()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -232,7 +233,9 @@ def show(label: str, r: dict[str, Any]) -> None:
         f"(held: {f['end_per_id']:.1f} B)"
     )
     n, per = f["after_sweep"]
-    print(f"  sweep forgetting 9/10: {f['sweep_s'] * 1e3:.0f} ms, then {per:.1f} B per id ({n:,} ids)")
+    print(
+        f"  sweep forgetting 9/10: {f['sweep_s'] * 1e3:.0f} ms, then {per:.1f} B per id ({n:,} ids)"
+    )
     print(
         f"  admit: {st['admit_ns']:.0f} ns per call (Python call included; {st['ids']:,} ids "
         f"remembered, {st['dups']:,} duplicates), sweeps {st['sweep_s'] * 1e3:.0f} ms in all"

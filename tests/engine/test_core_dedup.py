@@ -160,7 +160,7 @@ def test_an_id_costs_at_most_30_bytes_at_every_size() -> None:
     assert len(m) == n
     assert 20 * n < m.heap_bytes()
     assert worst <= 30, worst
-    m.prune(T0 + n * 9 // 10 + D)  # forgets nine ids in ten
+    m.prune(T0 + n * 9 // 10 - 1 + D)  # forgets nine ids in ten (ts + D <= S)
     assert len(m) == n // 10
     assert m.heap_bytes() <= 30 * len(m)
     assert all(m.admit(f"{'x' * 120}-{i}", T0 + i, T0, True) for i in range(n - 100, n))
