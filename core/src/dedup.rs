@@ -742,51 +742,87 @@ impl DedupMemory {
         }
     }
 
-    /// Load into an empty memory (a restore's first blob): the entries bucketed by 16 home
-    /// slots (a counting sort, stable: its stores need not wait for memory), each bucket
-    /// sorted by order, then laid out front to back, each at its home or right after the
-    /// previous one: no probe, no shift, the table written in one sequential pass.
+    /// Load into an empty memory (a restore's first blob), no probe, no shift: the entries
+    /// bucketed by region of the table (a counting sort, stable, with few enough regions
+    /// that their stores stay in the cache), then region by region sorted by order (a
+    /// counting sort by the next bits into a scratch buffer in the cache, then insertion
+    /// sorts of a few entries) and laid out front to back, each at its home or right after
+    /// the previous one: the table is written in one sequential pass.
     fn fill_empty(&mut self, entries: impl Iterator<Item = (Fingerprint, i64)> + Clone, n: usize) {
-        const BUCKET_SLOTS: usize = 16;
+        const REGION_SLOTS: usize = 1 << 10;
+        const SUB_BITS: u32 = 9;
         // repeated ids make this too much: the next sweep shrinks the table back
         let cap = cap_for(n);
         let table = &self.table;
         let order = |e: &(Fingerprint, i64)| table.order(e.0 .0, e.0 .1);
-        let bucket = |e: &(Fingerprint, i64)| home(order(e), cap) / BUCKET_SLOTS;
-        let mut next = vec![0usize; cap.div_ceil(BUCKET_SLOTS) + 1];
+        // at most 4 096 regions: more streams of stores than that miss the cache
+        let bits = (cap / REGION_SLOTS)
+            .max(1)
+            .next_power_of_two()
+            .trailing_zeros()
+            .min(12);
+        let region = |o: u64| o.checked_shr(64 - bits).unwrap_or(0) as usize;
+        let sub = |o: u64| ((o << bits) >> (64 - SUB_BITS)) as usize;
+        let mut next = vec![0usize; (1 << bits) + 1];
         for e in entries.clone() {
-            next[bucket(&e) + 1] += 1;
+            next[region(order(&e)) + 1] += 1;
         }
-        for b in 1..next.len() {
-            next[b] += next[b - 1];
+        for r in 1..next.len() {
+            next[r] += next[r - 1];
         }
         let starts = next.clone();
         let mut out = vec![(Fingerprint(0, 0), 0i64); n];
         for e in entries {
-            let b = bucket(&e);
-            out[next[b]] = e;
-            next[b] += 1;
+            let r = region(order(&e));
+            out[next[r]] = e;
+            next[r] += 1;
         }
         let mut slots: Vec<Slot> = vec![EMPTY; cap + tail(cap)];
         let (mut at, mut len) = (0, 0);
+        let mut sorted: Vec<(u64, Fingerprint, i64)> = Vec::new();
         for w in starts.windows(2) {
-            let run = &mut out[w[0]..w[1]];
-            if run.len() > 1 {
-                run.sort_by_key(order); // stable: an id's entries keep their order
+            let part = &out[w[0]..w[1]];
+            let mut counts = [0usize; (1 << SUB_BITS) + 1];
+            for e in part {
+                counts[sub(order(e)) + 1] += 1;
+            }
+            for k in 1..counts.len() {
+                counts[k] += counts[k - 1];
+            }
+            let mut put_at = counts;
+            sorted.clear();
+            sorted.resize(part.len(), (0, Fingerprint(0, 0), 0));
+            for e in part {
+                let o = order(e);
+                let k = sub(o);
+                sorted[put_at[k]] = (o, e.0, e.1);
+                put_at[k] += 1;
+            }
+            for k in 0..1 << SUB_BITS {
+                // a few entries: an insertion sort (stable: an id's entries keep their order)
+                let run = &mut sorted[counts[k]..counts[k + 1]];
+                for i in 1..run.len() {
+                    let mut j = i;
+                    while j > 0 && run[j - 1].0 > run[j].0 {
+                        run.swap(j - 1, j);
+                        j -= 1;
+                    }
+                }
             }
             let mut k = 0;
-            while k < run.len() {
-                let o = order(&run[k]);
+            while k < sorted.len() {
+                let o = sorted[k].0;
                 let mut end = k + 1;
-                while end < run.len() && order(&run[end]) == o {
+                while end < sorted.len() && sorted[end].0 == o {
                     end += 1;
                 }
                 if end - k > 1 {
-                    run[k..end].sort_by_key(|e| (e.0 .0, e.0 .1)); // an id's entries side by side
+                    // an id's entries side by side (stable)
+                    sorted[k..end].sort_by_key(|e| (e.1 .0, e.1 .1));
                 }
                 for j in k..end {
-                    let (fp, ts) = run[j];
-                    if j + 1 < end && run[j + 1].0 == fp {
+                    let (_, fp, ts) = sorted[j];
+                    if j + 1 < end && sorted[j + 1].1 == fp {
                         continue; // a later entry of this id follows
                     }
                     let d = i128::from(ts) - i128::from(self.base);
