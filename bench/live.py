@@ -129,6 +129,14 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _loop_thread(pid: int) -> tuple[float, float]:
+    """``(seconds on a CPU, seconds runnable but waiting for one)`` of the worker's main
+    thread (its event loop), from ``/proc/<pid>/schedstat`` (ns). Wall time minus both is
+    time it slept: waiting on the network, a lock, or the GIL held by another thread."""
+    run, wait = Path(f"/proc/{pid}/schedstat").read_text().split()[:2]
+    return int(run) / 1e9, int(wait) / 1e9
+
+
 def _ready(url: str) -> bool:
     """``/readyz`` answers 200: assigned, restored, writing, and lag within the limit."""
     try:
@@ -250,7 +258,9 @@ def main() -> int:
         m0 = _metrics(url)
         sent0, t_a = sent[0], time.monotonic()
         wcpu0, pcpu0 = _cpu_s(worker.pid), time.process_time()
+        loop0 = _loop_thread(worker.pid)
         time.sleep(args.seconds)
+        loop1 = _loop_thread(worker.pid)
         m1 = _metrics(url)
         sent1, t_b = sent[0], time.monotonic()
         wcpu1, pcpu1 = _cpu_s(worker.pid), time.process_time()
@@ -265,6 +275,8 @@ def main() -> int:
             worker_cpu_share=round((wcpu1 - wcpu0) / (t_b - t_a), 3),
             worker_cpu_us_per_event=round((wcpu1 - wcpu0) / applied * 1e6, 2) if applied else None,
             producer_cpu_share=round((pcpu1 - pcpu0) / (t_b - t_a), 3),
+            loop_on_cpu_share=round((loop1[0] - loop0[0]) / (t_b - t_a), 3),
+            loop_waiting_for_cpu_share=round((loop1[1] - loop0[1]) / (t_b - t_a), 3),
             freshness_p50_s=_quantile(diff, 0.50),
             freshness_p99_s=_quantile(diff, 0.99),
             freshness_samples=diff[-1][1] if diff else 0,
@@ -285,7 +297,9 @@ def main() -> int:
             f"steady state: produced {produced_rate:,.0f}/s, worker applied "
             f"{processed_rate:,.0f}/s (worker CPU {result['worker_cpu_share']:.0%} of a core, "
             f"{result['worker_cpu_us_per_event'] or 0:.1f} µs per event; producer "
-            f"{result['producer_cpu_share']:.0%}), freshness p50 "
+            f"{result['producer_cpu_share']:.0%}; the worker's event-loop thread ran "
+            f"{result['loop_on_cpu_share']:.0%} of the time and waited for a CPU "
+            f"{result['loop_waiting_for_cpu_share']:.0%}), freshness p50 "
             f"{_secs(result['freshness_p50_s'])}, p99 {_secs(result['freshness_p99_s'])} "
             f"({'?' if share is None else f'{share:.1%}'} of writes within 1.5 s), "
             f"lag {result['lag_at_end']:,.0f}; {result['snapshots']:.0f} snapshots "
@@ -300,6 +314,7 @@ def main() -> int:
             t_restart = time.monotonic()
             worker = start_worker()
             first: tuple[float, float] | None = None  # (time, events) at the first applied events
+            loop_first = (0.0, 0.0)
             while True:
                 time.sleep(0.5)
                 if time.monotonic() - t_restart > 600:
@@ -317,7 +332,9 @@ def main() -> int:
                     continue
                 if _events(m) > 0:
                     first = (time.monotonic(), _events(m))
+                    loop_first = _loop_thread(worker.pid)
             t_end = time.monotonic()
+            loop_end = _loop_thread(worker.pid)
             m = _metrics(url)
             t_caught = t_end - t_restart
             backlog_events = backlog_sent - sent_stop  # produced while it was down
@@ -333,13 +350,19 @@ def main() -> int:
                 catch_up_x_real_time=round(catch_up, 2),
                 startup_s=round(first[0] - t_restart, 2),
                 catch_up_applying_x_real_time=None if applying is None else round(applying, 2),
+                applying_loop_on_cpu_share=round((loop_end[0] - loop_first[0]) / busy_s, 3),
+                applying_loop_waiting_for_cpu_share=round(
+                    (loop_end[1] - loop_first[1]) / busy_s, 3
+                ),
                 restart_phases_s=_startup(m),
             )
             print(
                 f"catch-up after a {args.outage:.0f} s outage: {t_caught:.1f} s "
                 f"(x{catch_up:.1f} real time; includes the worker's start-up and group join, "
                 f"{result['startup_s']} s); while applying the backlog the worker ran at "
-                f"x{applying or 0:.1f} real time"
+                f"x{applying or 0:.1f} real time, its event-loop thread on a CPU "
+                f"{result['applying_loop_on_cpu_share']:.0%} of that time and waiting for "
+                f"one {result['applying_loop_waiting_for_cpu_share']:.0%}"
             )
             print(f"restart: {_phases(result['restart_phases_s'])}")
     finally:

@@ -11,13 +11,18 @@ restart. The target's own case, one partition holding a 1 000 000-viewer room:
 
     python bench/restore.py --partitions 1 --events 3000000 --hit-viewers 1000000
 
+``--codecs`` also measures the codecs a snapshot could use on this checkout's saved
+states and dedup times: size, and CPU to compress and to decompress (the best of
+``--repeat``), zlib against zstd at a few levels (the one snapshots use is
+``snapshot.ZSTD_LEVEL``) and, for reference, pyarrow's zstd and lz4.
+
 ``--base REV`` also restores with the engine of a git revision (``bench/ab.py``'s
 extraction), alternately with this checkout's, in the same run: the engines are fed by
 the revision's code, its snapshots restored by both (this checkout reads the older
 format), and this checkout's snapshot of what it restored is restored by it.
 
     python bench/restore.py [--events 1000000] [--hit-viewers 200000] [--partitions 8]
-                            [--repeat 3] [--base main]   (from the repository root)
+                            [--repeat 3] [--base main] [--codecs]   (from the repository root)
 """
 
 from __future__ import annotations
@@ -29,8 +34,13 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import msgspec
+import pyarrow as pa
+from backports import zstd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,7 +56,8 @@ Saved = list[tuple[bytes, list[bytes]]]
 
 def format2_seen(seen: Any) -> bytes:
     """The dedup memory in the layout a revision before SPSEEN3 wrote (it shares this
-    checkout's compiled core, whose ``encode`` now returns columns): entries interleaved."""
+    checkout's compiled core, whose ``encode`` now returns columns): entries interleaved.
+    A revision that writes columns writes its own (:func:`writes_columns`)."""
     fps, times = seen.encode()
     n = len(times) // 8
     raw = bytearray(24 * n)
@@ -56,6 +67,12 @@ def format2_seen(seen: Any) -> bytes:
     out[1::3] = f[1::2]
     out[2::3] = memoryview(times).cast("Q")
     return b"SPSEEN2\n" + zlib.compress(bytes(raw), 1)
+
+
+def writes_columns(mod: Any) -> bool:
+    """The revision's own dedup blob can be written with this checkout's core: the column
+    layouts (SPSEEN3 on) take ``encode``'s columns."""
+    return bool(getattr(mod, "SEEN_MAGIC", b"") >= b"SPSEEN3\n")
 
 
 def save(mod: Any, engines: list[Any]) -> tuple[Saved, float, float, float]:
@@ -71,7 +88,7 @@ def save(mod: Any, engines: list[Any]) -> tuple[Saved, float, float, float]:
         c1 = time.process_time()
         snap_cpu += c1 - c0
         # everything is new: the whole dedup memory is one segment
-        seen = mod._seen_state(eng.seen) if mod is snap else format2_seen(eng.seen)
+        seen = mod._seen_state(eng.seen) if writes_columns(mod) else format2_seen(eng.seen)
         seen_cpu += time.process_time() - c1
         saved.append((blob, [seen]))
     return saved, snap_wall, snap_cpu, seen_cpu
@@ -110,6 +127,64 @@ def describe(label: str, saved: Saved, engines: list[Any]) -> int:
     return present
 
 
+Codec = tuple[str, Callable[[bytes], bytes], Callable[[bytes, int], bytes]]
+
+
+def _zstd(level: int) -> Codec:
+    def inflate(z: bytes, size: int) -> bytes:
+        return zstd.ZstdDecompressor().decompress(z, size + 1)
+
+    return f"zstd {level}", lambda raw: zstd.compress(raw, level), inflate
+
+
+def _arrow(name: str, level: int | None) -> Codec:
+    codec = pa.Codec(name, level)
+    return (
+        f"{name}{'' if level is None else f' {level}'} (pyarrow)",
+        lambda raw: codec.compress(raw, asbytes=True),
+        lambda z, size: codec.decompress(z, size, asbytes=True),
+    )
+
+
+CODECS: list[Codec] = [
+    ("zlib 1", lambda raw: zlib.compress(raw, 1), lambda z, size: zlib.decompress(z)),
+    *map(_zstd, (-3, -1, 1, 2, 3)),
+    _arrow("zstd", 1),
+    _arrow("lz4", None),
+]
+
+
+def codecs(saved: Saved, repeat: int) -> None:
+    """Each codec over this checkout's states (their MessagePack) and dedup times: MiB
+    after it, and the CPU seconds to compress and to decompress all partitions' (the
+    best of ``repeat``; the bytes handed back included)."""
+    states = [msgspec.msgpack.encode(snap.unpack_state(b)) for b, _ in saved]
+    times = []
+    for _, segs in saved:
+        for seg in segs:
+            n = int.from_bytes(seg[8:16], "little")
+            times.append(zstd.decompress(seg[16 + 16 * n :]))
+    for what, blobs in (("state", states), ("dedup times", times)):
+        raw = sum(map(len, blobs))
+        print(f"codecs over the {what} ({raw / 2**20:.1f} MiB before compression):")
+        for name, pack, unpack in CODECS:
+            best_c = best_d = float("inf")
+            for _ in range(repeat):
+                c0 = time.process_time()
+                packed = [pack(b) for b in blobs]
+                c1 = time.process_time()
+                back = [unpack(z, len(b)) for z, b in zip(packed, blobs, strict=True)]
+                c2 = time.process_time()
+                best_c, best_d = min(best_c, c1 - c0), min(best_d, c2 - c1)
+                assert back == blobs, name
+            size = sum(map(len, packed))
+            print(
+                f"  {name:18} {size / 2**20:7.2f} MiB, compress {best_c:.3f} s CPU, "
+                f"decompress {best_d:.3f} s CPU",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -117,6 +192,7 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--base", help="git revision to compare with, in the same run")
+    ap.add_argument("--codecs", action="store_true", help="measure the codecs too")
     args = ap.parse_args()
     gcpolicy.configure()  # as the worker does
 
@@ -144,7 +220,7 @@ def main() -> None:
             f"{mods[0][0]}: snapshot without the dedup memory {sw:.2f} s wall, {sc:.2f} s CPU",
             end="",
         )
-        print(f"; dedup memory {dc:.2f} s CPU" if first_mod is snap else "")
+        print(f"; dedup memory {dc:.2f} s CPU" if writes_columns(first_mod) else "")
         del engines
         saved = {mods[0][0]: saved_first}
         if args.base:
@@ -159,6 +235,8 @@ def main() -> None:
                 "flush)"
             )
             del restored
+        if args.codecs:
+            codecs(saved["this checkout"], args.repeat)
         for _ in range(args.repeat):
             for label, mod in mods:
                 restored, wall, cpu, parts_s = restore_all(mod, saved[label], True)

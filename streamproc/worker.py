@@ -201,7 +201,13 @@ def run(
         dead_letters=outputs,
         alerts=outputs if settings.alerts_topic else None,
         data=KafkaDataSource(
-            settings.kafka_bootstrap, settings.topics, settings.max_batch, client_config(security)
+            settings.kafka_bootstrap,
+            settings.topics,
+            settings.max_batch,
+            client_config(security),
+            fetch_max_bytes=settings.fetch_max_bytes,
+            partition_fetch_max_bytes=settings.partition_fetch_max_bytes,
+            first_fetch_max_bytes=settings.first_fetch_max_bytes,
         ),
         flush_interval=settings.flush_interval,
         snapshot_interval=settings.snapshot_interval,
@@ -210,6 +216,7 @@ def run(
         metrics=metrics,
         exit_when_idle=exit_when_idle,
         anomaly_detection=settings.anomaly_detection,
+        restore_threads=settings.restore_threads,
     )
     runtime.shutdown_timeout = settings.shutdown_timeout
     runtime.startup = startup

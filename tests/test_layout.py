@@ -26,8 +26,9 @@ PURE = {
 
 RULES: dict[str, tuple[set[str], set[str]]] = {
     # package or module: (streamproc parts it may import, third-party modules it may import)
-    # streamproc_core: the compiled engine core (core/), pure like the engine it is part of
-    "streamproc.engine": (PURE, {"msgspec", "orjson", "streamproc_core"}),
+    # streamproc_core: the compiled engine core (core/), pure like the engine it is part of;
+    # backports (.zstd): the snapshots' codec, bytes in and bytes out
+    "streamproc.engine": (PURE, {"msgspec", "orjson", "streamproc_core", "backports"}),
     "streamproc.anomaly": (PURE, {"msgspec", "orjson"}),
     "streamproc.merge": (PURE, set()),
     "streamproc.rows": (PURE, set()),

@@ -107,6 +107,10 @@ class Counters:
     late: int = 0
 
 
+def _seq(room: Room) -> int:
+    return room.seq
+
+
 def wall_ms() -> int:
     """Wall-clock time in epoch ms (``updated_at`` of written rows)."""
     return time.time_ns() // 1_000_000
@@ -156,6 +160,20 @@ class PartitionEngine:
         self._room_by_key: dict[bytes, Room] = {}
         """Rooms by message key: checks key == room_id without encoding it per event."""
         self._timers: list[tuple[int, str]] = []
+        # What a flush walks (derived state, not saved: a new engine walks every room first).
+        # Between two flushes only a record, a timer or a revival changes a room's rows
+        # (``Room.totals_dirty`` is set by every applied event: its first per flush lists the
+        # room); a window close or a horizon step walks every room itself and a flush into
+        # a new window writes every present audience's new row, so after those the next
+        # flush walks every room again.
+        self._touched: dict[Room, None] = {}
+        """Rooms whose rows may have changed since the last flush (all of them ``active``)."""
+        self._walk_all = True
+        """The next flush walks every room (not only :attr:`_touched`)."""
+        self._flushed_end = NEG
+        """The end of the newest window the last flush wrote up to (``head_end``)."""
+        self._room_seq = 0
+        """The next ``Room.seq``."""
         self.retired = Retirement()
         """Evicted rooms whose totals are kept for ``R`` (``engine.retire``, semantics §11)."""
         self.counters = Counters()
@@ -321,7 +339,10 @@ class PartitionEngine:
                 room.last_ts = ts
             if ts < room.first_ts:
                 room.first_ts = ts
-            room.totals_dirty = True
+            if not room.totals_dirty:  # the room's first applied event since the flush
+                room.totals_dirty = True
+                room.active = True
+                self._touched[room] = None
             uid = ev.user_id
             leave = kind == 0 and ev.action == "leave"
             u = room.users.get(uid)  # a rare user (a User); plain ones are in room.plain
@@ -439,6 +460,9 @@ class PartitionEngine:
         room = self.rooms.get(room_id)
         if room is None:  # new, or evicted: its kept record, or a new session (§11)
             room = self.rooms[room_id] = self.retired.revive(self, room_id)
+            room.seq = self._room_seq
+            self._room_seq += 1
+            self._touched[room] = None  # active, as every new room
             left = self.out.left_rooms
             if left:  # back within the same output: for its consumers it never left
                 left[:] = [e for e in left if e[0] != room_id]
@@ -473,19 +497,62 @@ class PartitionEngine:
             # The silent-partition clock (or a capped clock ahead, §3) can take S past the
             # head: windows up to S's are written too (viewers still present, late fixes).
             head_end = S - S % W + W
-        for room in self.rooms.values():
-            lo = min(room.dirty_from, room.emitted_upto)
-            # closed windows may lie past the head too (late fixes after a silence)
-            hi = head_end if room.final_upto <= head_end else room.final_upto
-            if lo < hi:
-                self._emit(room, lo, hi)
-            if room.totals_dirty:
-                self._emit_totals(room)
-            if room.skus is not None:
-                self._emit_skus(room)
-            if room.sessions.pending(room.plain):
-                self._emit_sessions(room)
+        touched = self._touched
+        if self._walk_all or head_end != self._flushed_end:
+            # every room, in order (their ``seq`` renumbered): a quiet room only moves its mark
+            self._walk_all = False
+            self._flushed_end = head_end
+            seq = 0
+            for room in self.rooms.values():
+                room.seq = seq
+                seq += 1
+                if room.active:
+                    self._flush_room(room, head_end)
+                    if self._quiet(room):
+                        room.active = False
+                else:
+                    hi = head_end if room.final_upto <= head_end else room.final_upto
+                    if room.emitted_upto < hi:  # what _emit does for a room without windows
+                        room.emitted_upto = hi
+            self._room_seq = seq
+        elif touched:
+            # The others wrote everything up to ``head_end`` at an earlier flush, and since
+            # then no record, timer, window close or horizon step came to them.
+            rooms = self.rooms
+            for room in sorted(touched, key=_seq):
+                if rooms.get(room.room_id) is room:  # not evicted since
+                    self._flush_room(room, head_end)
+        touched.clear()
         return self.take_output()
+
+    def _flush_room(self, room: Room, head_end: int) -> None:
+        """Write the rows of ``room`` that changed (windows up to ``head_end``)."""
+        lo = min(room.dirty_from, room.emitted_upto)
+        # closed windows may lie past the head too (late fixes after a silence)
+        hi = head_end if room.final_upto <= head_end else room.final_upto
+        if lo < hi:
+            self._emit(room, lo, hi)
+        if room.totals_dirty:
+            self._emit_totals(room)
+        if room.skus is not None:
+            self._emit_skus(room)
+        if room.sessions.pending(room.plain):
+            self._emit_sessions(room)
+
+    @staticmethod
+    def _quiet(room: Room) -> bool:
+        """Whether nothing of ``room`` is live and nothing is left to write (``Room.active``):
+        a walk over the rooms would only move its marks until a record, a timer or a
+        revival comes to it, and each of those makes it active again."""
+        skus = room.skus
+        return (
+            not room.windows
+            and not room.base
+            and room.dirty_from == POS
+            and not room.totals_dirty
+            and (skus is None or not (skus.windows or skus.dirty or skus.dirty_totals))
+            and not room.sessions.pending(room.plain)
+        )
 
     def take_output(self) -> Output:
         """Hand over (and forget) the rows produced so far."""
@@ -547,11 +614,15 @@ class PartitionEngine:
             closed_hi = S - S % W if S != POS else POS
             for room in list(self.rooms.values()):
                 if room.final_upto < closed_hi:
-                    self._emit(room, room.final_upto, closed_hi)
-                    if room.skus is not None:
-                        room.skus.close(room.final_upto, closed_hi)
+                    if room.active:
+                        self._emit(room, room.final_upto, closed_hi)
+                        if room.skus is not None:
+                            room.skus.close(room.final_upto, closed_hi)
+                    elif room.emitted_upto < closed_hi:  # _emit of a quiet room
+                        room.emitted_upto = closed_hi
                     room.final_upto = closed_hi
             self._next_close = closed_hi + W if S != POS else POS
+            self._walk_all = True  # rows re-written final, later windows left dirty
         if S == POS:
             if self.watch is not None:
                 self.out.room_alerts += self.watch.advance(0, self.clock(), end=True)
@@ -559,6 +630,7 @@ class PartitionEngine:
         H = (S - cfg.allowed_lateness_ms) // W * W
         if self.horizon < H:
             self.horizon = H
+            self._walk_all = True  # windows folded, SKU rows written, rooms evicted
             self._expire(H)
             self.retired.forget(self, H)
             self.retired.retire(self, H)  # rooms at rest leave memory (§11)
@@ -569,6 +641,13 @@ class PartitionEngine:
     def _expire(self, H: int) -> None:
         """Fold windows that can no longer change (``e + L <= S``) into the room base."""
         for room in self.rooms.values():
+            if not room.active:  # nothing to fold or write: only the marks move
+                room.live_from = H
+                if room.emitted_upto < H:
+                    room.emitted_upto = H
+                if room.final_upto < H:
+                    room.final_upto = H
+                continue
             if room.dirty_from < H:
                 self._emit(room, room.dirty_from, H)
             windows = room.windows
@@ -690,6 +769,8 @@ class PartitionEngine:
             room = self.rooms.get(rid)
             if room is None:
                 continue  # evicted with its pending checks (engine.retire.settle)
+            room.active = True
+            self._touched[room] = None
             bucket = due // TIMER_GRAIN
             plain = room.plain
             # dict.fromkeys: a user's duplicate checks collapse once they share a bucket

@@ -22,7 +22,6 @@ stay remembered for ``D`` like any others.
 from __future__ import annotations
 
 import heapq
-import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +90,7 @@ class Retirement:
         gone = [r for r in eng.rooms.values() if r.last_ts + G <= H and settle(r, H, T)]
         if not gone:
             return
-        from .snapshot import room_state  # the snapshot imports the engine
+        from .snapshot import pack_bytes, room_state  # the snapshot imports the engine
 
         for room in gone:
             # its last rows first: totals (and SKU totals) of the windows just folded
@@ -117,7 +116,7 @@ class Retirement:
                 self.expired += 1
                 left.append((rid, False))
                 continue
-            blob = zlib.compress(msgspec.msgpack.encode(room_state(room)), 1)
+            blob = pack_bytes(msgspec.msgpack.encode(room_state(room)))
             self.records[rid] = (room.last_ts, blob)
             heapq.heappush(self._drops, (drop_at, rid))
             left.append((rid, True))
@@ -141,8 +140,6 @@ class Retirement:
         rec = self.records.pop(room_id, None)
         if rec is None:
             return Room(room_id)
-        from .snapshot import restore_room
-
         last_ts, blob = rec
         H = eng.horizon
         if last_ts + eng.cfg.room_rest_ms + eng.cfg.room_retention_ms <= H:
@@ -150,7 +147,7 @@ class Retirement:
             # kept for safety (the rule is the horizon's, not the heap's)
             self.expired += 1  # pragma: no cover
             return Room(room_id)  # pragma: no cover
-        room = restore_room(msgspec.msgpack.decode(zlib.decompress(blob)))
+        room = kept_room(blob)
         # where the clock took every live room meanwhile (_set_stream_time, _expire): an
         # empty room only moves these marks, it writes nothing
         W = eng.cfg.window_ms
@@ -169,10 +166,8 @@ class Retirement:
 
     def kept_rooms(self) -> Iterator[Room]:
         """The kept rooms, decoded (for a consumer's baseline after a restore)."""
-        from .snapshot import restore_room
-
         for _, blob in self.records.values():
-            yield restore_room(msgspec.msgpack.decode(zlib.decompress(blob)))
+            yield kept_room(blob)
 
     # ------------------------------------------------------------------ snapshots
 
@@ -191,3 +186,11 @@ class Retirement:
         r._drops = sorted((last + keep_for, rid) for rid, (last, _) in r.records.items())
         r.evicted, r.revived, r.expired = evicted, revived, expired
         return r
+
+
+def kept_room(blob: bytes) -> Room:
+    """The room a kept record holds (sized and bounded like a snapshot's state: a record
+    came from the snapshot topic, which is not trusted)."""
+    from .snapshot import restore_room, unpack_bytes  # the snapshot imports the engine
+
+    return restore_room(msgspec.msgpack.decode(unpack_bytes(blob)))

@@ -24,6 +24,7 @@ class Room:
     """Everything the engine knows about one room (see ``PartitionEngine``)."""
 
     __slots__ = (
+        "active",
         "base",
         "buyers_ever",
         "carters_ever",
@@ -49,6 +50,7 @@ class Room:
         "refund_fen",
         "refunds",
         "room_id",
+        "seq",
         "sessions",
         "skus",
         "timers",
@@ -117,6 +119,15 @@ class Room:
         """Per-SKU aggregates (METRICS §9), from the room's first cart or order on."""
         self.sessions = SessionBook()
         """The room's ``viewer_sessions`` rows (METRICS §10, ``engine.sessions``)."""
+        self.active = True
+        """False while the room is *quiet*: nothing of it is live (no window, nobody present,
+        no SKU window) and nothing is left to write, so a walk of the engine over every room
+        (a flush into a new window, a window close, a horizon step) only moves its marks
+        (``emitted_upto``, ``final_upto``, ``live_from``). Derived, not saved: a new or restored
+        room is active, and ``PartitionEngine.flush`` finds it quiet (``PartitionEngine``)."""
+        self.seq = 0
+        """The room's place in ``PartitionEngine.rooms`` (insertion order): the rooms touched
+        since the last flush are written in that order, as a walk over every room would."""
 
     def window(self, start: int) -> Window:
         """The live window at ``start``, created on first use."""

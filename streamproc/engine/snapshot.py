@@ -6,7 +6,9 @@ offset of each topic partition: restore it, feed the records from those
 offsets again (earlier ones are skipped by offset) and the engine produces
 exactly what an uninterrupted engine would. The encoding is MessagePack of plain
 lists and flat int64 buffers (a partition may hold millions of users and event
-ids), compressed with zlib; derived indexes (the timer heap) are rebuilt on restore.
+ids), compressed with zstd (:func:`_pack`: a codec byte and the size before it, so a
+hostile blob cannot inflate beyond :data:`INFLATION_LIMIT` times its own size); derived
+indexes (the timer heap) are rebuilt on restore.
 The dedup memory is a blob of its own (:data:`SEEN_MAGIC`), in the snapshot or in
 segments; one saved as event ids, as versions before the compiled core wrote it, is
 read too (:func:`_load_seen`).
@@ -25,13 +27,14 @@ import struct
 import time
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from itertools import accumulate
 from typing import Any
 
 import msgspec
+from backports import zstd  # the standard library's compression.zstd from Python 3.14
 from streamproc_core import DedupMemory, PlainBook
 
 from ..anomaly.detect import RoomWatch
@@ -44,27 +47,58 @@ from .sessions import SessionBook, recorded_columns
 from .sku import SkuBook
 from .window import Window
 
-MAGIC = b"SPSNAP7\n"
+MAGIC = b"SPSNAP8\n"
 """Format marker; bump it when the layout changes. 5: each room's ``SessionBook``
 (``viewer_sessions``) and the evicted rooms' kept records (``engine.retire``). 6: the book
 as columns, not a list per user (``SessionBook.state``). 7: the plain users in the room's
 plain book (``Room.plain``, its own ``encode``) after the room's other state, not among
-its users. Formats 6 and 5 are still read (:func:`_plain_from_format6`,
-:func:`_room_from_format5`)."""
+its users. 8: format 7's layout compressed with zstd, not zlib (:func:`_pack`). Formats 7,
+6 and 5 are still read (:func:`_plain_from_format6`, :func:`_room_from_format5`)."""
+_ZLIB_STATE = b"SPSNAP7\n"
+"""Format 7: the layout of format 8, zlib-compressed as a whole (no header)."""
 _PLAIN_AMONG_USERS = b"SPSNAP6\n"
 """Format 6: a plain user among the room's users, as one array of its start and events."""
 _BOOK_BY_USER = b"SPSNAP5\n"
 """Format 5: the ``viewer_sessions`` book as a list per user."""
-SEEN_MAGIC = b"SPSEEN3\n"
+SEEN_MAGIC = b"SPSEEN4\n"
 """Marks a dedup memory of fingerprints as columns (``streamproc_core.DedupMemory.encode``):
 after it the number of entries ``n`` (u64 LE), the ``n`` fingerprints (16 bytes each, as
-they are: random bytes do not compress), then the ``n`` times (i64 LE), zlib-compressed.
+they are: random bytes do not compress), then the ``n`` times (i64 LE) as one zstd frame.
 Older dedup blobs load too (:func:`_load_seen`)."""
+_SEEN_ZLIB_TIMES = b"SPSEEN3\n"
+"""The same columns with the times zlib-compressed."""
 _SEEN_INTERLEAVED = b"SPSEEN2\n"
 """The layout before: 24-byte entries (fingerprint, ts), zlib-compressed as a whole (which
 spent most of a snapshot's time compressing fingerprints, and as much decompressing them).
 Without either marker, a dedup blob is the layout before fingerprints: MessagePack
 ``[ids, int64 ts buffer]``, zlib-compressed."""
+
+ZSTD_LEVEL = 1
+"""On a 1 M-viewer partition's state as small as zlib's level 1, at about a quarter of its
+CPU to write and half of it to read (``bench/restore.py --codecs``, docs/performance.md §8):
+a snapshot pauses the worker while it is written."""
+_WINDOW_LOG = 19
+"""The frames' window (512 KiB, level 1's own for a large input), fixed for the writer and
+the reader alike: the reader then reads every frame the writer makes, and never allocates a
+larger window because a hostile frame asks for one."""
+_ZSTD_WRITE: Mapping[int, int] = {
+    zstd.CompressionParameter.compression_level: ZSTD_LEVEL,
+    zstd.CompressionParameter.window_log: _WINDOW_LOG,
+}
+_ZSTD_READ: Mapping[int, int] = {zstd.DecompressionParameter.window_log_max: _WINDOW_LOG}
+INFLATION_LIMIT = 64
+"""At most this many bytes of state per compressed byte (states compress 3-4 times): more
+is a decompression bomb. A zstd header that announces more is refused before anything is
+inflated; a zlib stream of the formats before, once it has inflated this far. The writer
+stores a state that compresses better than this as it is (:func:`_pack`)."""
+ZLIB_MAX_RATIO = 1100
+"""Above zlib's own greatest ratio (1032:1): the bound of an evicted room's kept record of a
+format before 8, which has no size, so that no record it could hold is refused. Such a
+record is converted to the sized form at restore."""
+_STORED, _ZSTD = 0, 1
+"""The codecs of :func:`_pack`'s header."""
+_PACK_HEAD = struct.Struct("<BQ")
+"""Codec, then the size of the state before compression."""
 
 _BEFORE_SESSIONS = b"SPSNAP4\n"
 """The format before ``viewer_sessions`` (5 adds each room's ``SessionBook``). It cannot be
@@ -286,9 +320,79 @@ def _room_from_format5(rs: list[Any]) -> list[Any]:
     ]  # fmt: skip
 
 
+def _pack(raw: bytes) -> bytes:
+    """The state's bytes behind their codec and size: a zstd frame, or the bytes as they are
+    when they compress more than :data:`INFLATION_LIMIT` times (which the reader refuses)."""
+    frame = zstd.compress(raw, options=_ZSTD_WRITE)
+    if len(raw) > INFLATION_LIMIT * len(frame):
+        return b"".join((_PACK_HEAD.pack(_STORED, len(raw)), raw))
+    return b"".join((_PACK_HEAD.pack(_ZSTD, len(raw)), frame))
+
+
+def _unpack(body: memoryview) -> bytes | memoryview:
+    """The state's bytes of :func:`_pack`; ValueError if they are not that."""
+    codec, size = _PACK_HEAD.unpack_from(body)
+    payload = body[_PACK_HEAD.size :]
+    if codec == _STORED:
+        if size != len(payload):
+            raise ValueError(f"{size} bytes announced, {len(payload)} stored")
+        return payload
+    if codec != _ZSTD:
+        raise ValueError(f"unknown codec {codec}")
+    if size > INFLATION_LIMIT * len(payload):
+        raise ValueError(
+            f"{len(payload)} compressed bytes announce {size}: over {INFLATION_LIMIT} times "
+            "their size, a decompression bomb"
+        )
+    return _inflate(payload, size)
+
+
+def _inflate(frame: memoryview | bytes, size: int) -> bytes:
+    """Exactly ``size`` bytes out of one zstd frame, or ValueError. At most one byte more is
+    ever produced: a frame that inflates further is cut off there, not held in memory."""
+    d = zstd.ZstdDecompressor(options=_ZSTD_READ)
+    out = d.decompress(frame, size + 1)
+    if len(out) != size or not d.eof or d.unused_data:
+        raise ValueError(f"{size} bytes announced, not what the zstd frame holds")
+    return out
+
+
+def _inflate_zlib(
+    data: memoryview | bytes, size: int | None = None, limit: int = INFLATION_LIMIT
+) -> bytes:
+    """What the formats before 8 compressed with zlib: exactly ``size`` bytes, or without a
+    size at most ``limit`` times ``data``'s own (refused beyond it)."""
+    limit = limit * len(data) if size is None else size
+    d = zlib.decompressobj()
+    out = d.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise ValueError(f"inflates beyond {limit} bytes: a decompression bomb")
+    if not d.eof or d.unused_data:
+        raise ValueError("not one whole zlib stream")
+    if size is not None and len(out) != size:
+        raise ValueError(f"{size} bytes announced, {len(out)} in the zlib stream")
+    return out
+
+
+def pack_state(state: Any) -> bytes:
+    """A snapshot of the current format holding ``state``."""
+    return MAGIC + _pack(msgspec.msgpack.encode(state))
+
+
+def _state_bytes(head: bytes, body: memoryview) -> bytes | memoryview:
+    """The MessagePack of a snapshot's state (formats 8 to 5); ValueError, zlib.error or
+    zstd.ZstdError if ``body`` is not that."""
+    return _unpack(body) if head == MAGIC else _inflate_zlib(body)
+
+
+def unpack_state(blob: bytes) -> Any:
+    """The state ``pack_state`` packed, decoded but not restored (for a look inside it)."""
+    return msgspec.msgpack.decode(_state_bytes(blob[: len(MAGIC)], memoryview(blob)[len(MAGIC) :]))
+
+
 def _seen_blob(fingerprints: bytes, times: bytes) -> bytes:
     n = struct.pack("<Q", len(times) // 8)
-    return b"".join((SEEN_MAGIC, n, fingerprints, zlib.compress(times, 1)))
+    return b"".join((SEEN_MAGIC, n, fingerprints, zstd.compress(times, options=_ZSTD_WRITE)))
 
 
 def _seen_state(seen: DedupMemory) -> bytes:
@@ -298,29 +402,36 @@ def _seen_state(seen: DedupMemory) -> bytes:
 def _load_seen(seen: DedupMemory, part: bytes) -> None:
     """Add one saved dedup blob (whole memory or segment) to ``seen``."""
     try:
-        if part.startswith(SEEN_MAGIC):
+        if part.startswith((SEEN_MAGIC, _SEEN_ZLIB_TIMES)):
             head = len(SEEN_MAGIC) + 8
             (n,) = struct.unpack_from("<Q", part, len(SEEN_MAGIC))
             fingerprints = part[head : head + 16 * n]
             if len(fingerprints) != 16 * n:
                 raise ValueError(f"{n} fingerprints announced, {len(fingerprints) // 16} present")
-            # at most the announced times: a hostile blob cannot inflate to any size
-            inflate = zlib.decompressobj()
-            times = inflate.decompress(part[head + 16 * n :], 8 * n + 1)
-            if len(times) != 8 * n or not inflate.eof:
-                raise ValueError(f"{n} fingerprints but not as many times")
+            # exactly the announced times: a hostile blob cannot inflate to any size, and
+            # the fingerprints present bound the count
+            rest = memoryview(part)[head + 16 * n :]
+            zstd_times = part.startswith(SEEN_MAGIC)
+            times = _inflate(rest, 8 * n) if zstd_times else _inflate_zlib(rest, 8 * n)
             seen.load_columns(fingerprints, times)
             return
         if part.startswith(_SEEN_INTERLEAVED):
-            seen.load(zlib.decompress(part[len(_SEEN_INTERLEAVED) :]))
+            seen.load(_inflate_zlib(memoryview(part)[len(_SEEN_INTERLEAVED) :]))
             return
         # the layout before fingerprints: the ids themselves, fingerprinted here exactly as
         # the engine fingerprints them, so such a snapshot restores to the same behaviour
-        ids, ts_b = msgspec.msgpack.decode(zlib.decompress(part))
+        ids, ts_b = msgspec.msgpack.decode(_inflate_zlib(part))
         ts = array("q")
         ts.frombytes(ts_b)
         seen.load_ids(ids, ts.tolist())
-    except (zlib.error, msgspec.DecodeError, ValueError, TypeError, struct.error) as exc:
+    except (
+        zlib.error,
+        zstd.ZstdError,
+        msgspec.DecodeError,
+        ValueError,
+        TypeError,
+        struct.error,
+    ) as exc:
         raise SnapshotError(f"corrupt dedup memory: {exc}") from None
 
 
@@ -370,7 +481,7 @@ def snapshot(eng: PartitionEngine, *, with_seen: bool = True) -> bytes:
         None if eng.watch is None else eng.watch.snapshot(),
         eng.retired.state(),
     ]
-    return MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
+    return pack_state(state)
 
 
 class Split:
@@ -413,7 +524,7 @@ def restore(
             "STREAMPROC_SNAPSHOT_TOPIC, which reprocesses the topics from their earliest offsets"
         )
     head = blob[: len(MAGIC)]
-    if head not in (MAGIC, _PLAIN_AMONG_USERS, _BOOK_BY_USER):
+    if head not in (MAGIC, _ZLIB_STATE, _PLAIN_AMONG_USERS, _BOOK_BY_USER):
         if head.startswith(b"SPSNAP"):
             raise SnapshotError(
                 f"snapshot format {head[6:].strip().decode('ascii', 'replace')!r} is not one "
@@ -426,14 +537,25 @@ def restore(
     # ``gcpolicy.THRESHOLDS[0]`` of them would only walk the growing state again and again.
     lap = _no_lap if split is None else split.lap
     with _no_collection():
+        body = memoryview(blob)[len(MAGIC) :]
         try:
-            state = msgspec.msgpack.decode(zlib.decompress(blob[len(MAGIC) :]))
-        except (zlib.error, msgspec.DecodeError, UnicodeDecodeError) as exc:  # a str's bytes
+            raw = _state_bytes(head, body)
+            lap("inflate")
+            state = msgspec.msgpack.decode(raw)
+        except (zlib.error, zstd.ZstdError, struct.error, ValueError, msgspec.DecodeError) as exc:
+            # ValueError: a size that does not match, or a str's bytes that are not UTF-8
             raise SnapshotError(f"corrupt snapshot: {exc}") from None
+        del raw  # the state's bytes, freed before the state is built
         lap("decode")
         try:
             return _restore_state(
-                state, head == _BOOK_BY_USER, version_floor, clock, list(seen_segments), lap
+                state,
+                head == _BOOK_BY_USER,
+                head != MAGIC,
+                version_floor,
+                clock,
+                list(seen_segments),
+                lap,
             )
         except _CORRUPT as exc:
             # the bytes decoded but do not hold what a snapshot holds (a topic is untrusted)
@@ -448,14 +570,17 @@ _CORRUPT = (
     AttributeError,
     OverflowError,
     zlib.error,
+    zstd.ZstdError,
     msgspec.DecodeError,
 )
-"""What interpreting decoded bytes of the wrong shape raises."""
+"""What interpreting decoded bytes of the wrong shape raises (an evicted room's record is
+inflated and read at restore too)."""
 
 
 def _restore_state(
     state: list[Any],
     format5: bool,
+    zlib_records: bool,
     version_floor: int,
     clock: Callable[[], int],
     seen_segments: list[bytes],
@@ -472,6 +597,11 @@ def _restore_state(
                 *retired[1:],
             ]
         lap("format 5 layout")
+    elif zlib_records and retired is not None:
+        retired = [
+            [[rid, last, _record_from_zlib(blob)] for rid, last, blob in retired[0]],
+            *retired[1:],
+        ]
     cfg_d["topics"] = tuple(cfg_d["topics"])
     eng = PartitionEngine(EngineConfig(**cfg_d), clock=clock)
     for a, v in zip(_ENGINE_SCALARS, scalars, strict=True):
@@ -504,14 +634,34 @@ def _restore_state(
         eng.retired = Retirement.from_state(
             retired, eng.cfg.room_rest_ms + eng.cfg.room_retention_ms
         )
+        # each kept record is read now, so that a corrupt one is refused here and not
+        # when its room comes back in the middle of a batch
+        for _ in eng.retired.kept_rooms():
+            pass
+        lap("kept records")
     lap("rooms, other")
     return eng
 
 
 def _format5_record(blob: bytes) -> bytes:
     """An evicted room's kept record of format 5, in today's layout."""
-    room = _room_from_format5(msgspec.msgpack.decode(zlib.decompress(blob)))
-    return zlib.compress(msgspec.msgpack.encode(room), 1)
+    room = _room_from_format5(msgspec.msgpack.decode(_inflate_zlib(blob, limit=ZLIB_MAX_RATIO)))
+    return pack_bytes(msgspec.msgpack.encode(room))
+
+
+def _record_from_zlib(blob: bytes) -> bytes:
+    """A kept record of formats 6 and 7 (zlib, no size) in today's layout (sized, bounded)."""
+    return pack_bytes(_inflate_zlib(blob, limit=ZLIB_MAX_RATIO))
+
+
+def pack_bytes(raw: bytes) -> bytes:
+    """Bytes behind their codec and size, as a snapshot's state (an evicted room's record)."""
+    return _pack(raw)
+
+
+def unpack_bytes(blob: bytes) -> bytes | memoryview:
+    """What :func:`pack_bytes` packed; ValueError (or zstd.ZstdError) if it is not that."""
+    return _unpack(memoryview(blob))
 
 
 def restore_room(rs: list[Any], lap: Callable[[str], None] = _no_lap) -> Room:

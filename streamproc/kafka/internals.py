@@ -25,6 +25,12 @@ upgrade changes it. Nothing else in the project touches a private name of either
    after it: a second of every start-up. Guarded by
    ``tests/kafka/test_internals.py`` (no sleep; the tables registered) and
    ``tests/test_e2e_kafka.py`` (no assignment at all if the subscription never came).
+7. ``Fetcher._fetch_max_bytes`` and ``Fetcher._max_partition_fetch_bytes`` (set,
+   :func:`set_fetch_limits`): aiokafka reads them afresh for every fetch request but
+   takes them only from the constructor; the data consumer starts small after an
+   assignment and grows (``streamproc.kafka.data``). Guarded by
+   ``tests/kafka/test_data.py::test_the_first_fetches_after_an_assignment_start_small``
+   (the first fetch's size, then every record once, in order).
 
 Tuple records, in detail: aiokafka turns every fetched record into a
 ``ConsumerRecord`` dataclass (eleven fields, the headers copied into a tuple), and
@@ -125,6 +131,13 @@ def tuple_consumer(kind_of: Mapping[str, int], **config: Any) -> AIOKafkaConsume
     """
     _install()
     return AIOKafkaConsumer(value_deserializer=RecordTuples(kind_of), **config)
+
+
+def set_fetch_limits(consumer: AIOKafkaConsumer, total: int, per_partition: int) -> None:
+    """The byte limits of the consumer's next fetch requests (all partitions, each): item 7."""
+    fetcher = consumer._fetcher
+    fetcher._fetch_max_bytes = total
+    fetcher._max_partition_fetch_bytes = per_partition
 
 
 class BatchConsumer(faust_aiokafka.Consumer):

@@ -140,6 +140,7 @@ class Checkpointer:
         snapshot_interval: float = 10.0,
         merge_margin_ms: int = 200,
         anomaly_detection: bool = True,
+        restore_threads: int = 2,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = now_ms,
         floor: Callable[[], int] = version_floor,
@@ -151,6 +152,8 @@ class Checkpointer:
         self.alerts = alerts
         self.metrics = metrics
         self.anomaly_detection = anomaly_detection
+        self.restore_threads = max(1, restore_threads)
+        """Snapshots decoded at once, each in a thread (``restore_many``)."""
         self.snapshot_interval = snapshot_interval
         self.merge_margin_ms = merge_margin_ms
         self.clock = clock
@@ -174,11 +177,13 @@ class Checkpointer:
         """Partitions ``ps`` from their snapshots (or empty), for the caller to add.
 
         The snapshots are read from the store all at once, and each is decoded as soon
-        as it has arrived, one at a time, in a thread: one after the other, the reads'
-        round trips added up over a restart, and a decode on the event loop stalled it
-        (seconds for a big partition) while Faust's timers and signals waited.
+        as it has arrived, ``restore_threads`` at a time, each in a thread: one after the
+        other, the reads' round trips added up over a restart, and a decode on the event
+        loop stalled it (seconds for a big partition) while Faust's timers and signals
+        waited. The compiled decoders release the GIL, so a second decode uses a second
+        core; more at once would only hold more blobs in memory.
         """
-        decoding = asyncio.Lock()  # one decode at a time: a blob is freed before the next
+        decoding = asyncio.Semaphore(self.restore_threads)
 
         async def one(p: int) -> tuple[int, Owned]:
             loaded = await self.store.load(p)
@@ -272,6 +277,12 @@ class Checkpointer:
             if p in due:
                 await self._snapshot(p, owned, now)
                 await self.commit({p: owned})
+
+    @property
+    def writing(self) -> bool:
+        """A write is in flight: a flush now would first wait for its acknowledgement."""
+        task = self._write_task
+        return task is not None and not task.done()
 
     async def wait_written(self) -> None:
         """Until the write in flight (if any) is acknowledged; raises :class:`CheckpointFailed`."""

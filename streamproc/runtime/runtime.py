@@ -51,6 +51,12 @@ PROCESS_SLICE = 5_000
 release hundreds of thousands of records at once; applied in one call they blocked the
 loop for seconds, so SIGTERM was not even seen until they were done."""
 
+FLUSH_DEFER = 4.0
+"""Flush intervals a flush may wait for the write still in flight. Taken at once, it waited
+for that write, and the fetch loop with it: behind at 10 000 events/s the loop slept while
+the sink thread inserted. Records are applied meanwhile; after this many more intervals the
+flush waits as before, so a sink that is down still stops the consuming (back-pressure)."""
+
 
 class DataSource(Protocol):
     """The records of the owned partitions, as the engine's tuples (no consumer group)."""
@@ -89,6 +95,7 @@ class WorkerRuntime:
         metrics: Metrics | None = None,
         exit_when_idle: float | None = None,
         anomaly_detection: bool = True,
+        restore_threads: int = 2,
     ) -> None:
         self.cfg = cfg
         self.core = Checkpointer(
@@ -101,6 +108,7 @@ class WorkerRuntime:
             snapshot_interval=snapshot_interval,
             merge_margin_ms=merge_margin_ms,
             anomaly_detection=anomaly_detection,
+            restore_threads=restore_threads,
         )
         self.store = store
         self.dead_letters = dead_letters
@@ -335,7 +343,10 @@ class WorkerRuntime:
                         owned.pristine = False
                         owned.engine.tick(t)
             try:
-                if now - self._last_flush >= self.flush_interval:
+                since = now - self._last_flush
+                if since >= self.flush_interval and (
+                    not self.core.writing or since >= self.flush_interval * (1 + FLUSH_DEFER)
+                ):
                     self._last_flush = now
                     await self.core.flush()
                 if self.exit_when_idle is not None and self._all_idle(now):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backports import zstd
 from streamproc_core import DedupMemory
 
 from streamproc.engine.config import EngineConfig
@@ -105,29 +106,37 @@ def test_a_corrupt_dedup_memory_is_refused_with_a_reason() -> None:
             restore(blob, seen_segments=[bad])
 
 
-def test_a_corrupt_column_dedup_memory_is_refused_with_a_reason() -> None:
-    """The column layout (SPSEEN3): a count that the fingerprints or the times do not
-    match, a cut blob, or times that inflate beyond the count (a decompression bomb is
-    cut off at the announced size) are refused, not loaded in part."""
+@pytest.mark.parametrize("layout", [b"SPSEEN4\n", b"SPSEEN3\n"])
+def test_a_corrupt_column_dedup_memory_is_refused_with_a_reason(layout: bytes) -> None:
+    """The column layout (SPSEEN4, its times as a zstd frame; SPSEEN3, zlib): a count that
+    the fingerprints or the times do not match, a cut blob, or times that inflate beyond the
+    count (a decompression bomb is cut off at the announced size) are refused, not loaded
+    in part."""
     eng = uninterrupted()
     eng.flush()
     blob = snapshot(eng, with_seen=False)
-    good = snapshot_of_seen(eng)
-    assert good.startswith(b"SPSEEN3\n")
     n = len(eng.seen)
-    head, fps = good[:16], good[16 : 16 + 16 * n]
+    fps, times = eng.seen.encode()
+
+    def pack(raw: bytes) -> bytes:
+        return zstd.compress(raw, 1) if layout == b"SPSEEN4\n" else zlib.compress(raw, 1)
+
+    def blob_of(count: int, fingerprints: bytes, packed: bytes) -> bytes:
+        return layout + count.to_bytes(8, "little") + fingerprints + packed
+
+    good = blob_of(n, fps, pack(times))
+    if layout == b"SPSEEN4\n":
+        assert good == snapshot_of_seen(eng)  # what the engine writes
+    head = good[:16]
     assert len(restore(blob, seen_segments=[good]).seen) == n
-
-    def blob_of(count: int, fingerprints: bytes, times: bytes) -> bytes:
-        return b"SPSEEN3\n" + count.to_bytes(8, "little") + fingerprints + times
-
-    bomb = zlib.compress(bytes(8 * n + (1 << 24)), 9)
+    bomb = pack(bytes(8 * n + (1 << 24)))
     for bad in (
         good[: len(good) - 3],  # cut
         head[:12],  # no count
-        blob_of(n + 1, fps, good[16 + 16 * n :]),  # more fingerprints announced
-        blob_of(n, fps, zlib.compress(bytes(8 * (n - 1)))),  # fewer times
+        blob_of(n + 1, fps, pack(times)),  # more fingerprints announced
+        blob_of(n, fps, pack(bytes(8 * (n - 1)))),  # fewer times
         blob_of(n, fps, bomb),  # times beyond the count
+        blob_of(n, fps, pack(times) + pack(times)),  # a second stream after the times
         blob_of((1 << 64) - 1, fps, b""),
     ):
         with pytest.raises(SnapshotError, match="corrupt dedup memory"):

@@ -229,7 +229,7 @@ def test_snapshot_keeps_the_records() -> None:
 def test_older_snapshot_formats_are_refused_with_the_way_out() -> None:
     eng = PartitionEngine(engine_config(CFG))
     blob = snap.snapshot(eng)
-    state = msgspec.msgpack.decode(zlib.decompress(blob[len(snap.MAGIC) :]))
+    state = snap.unpack_state(blob)
     v4 = b"SPSNAP4\n" + zlib.compress(msgspec.msgpack.encode(state[:9]), 1)
     with pytest.raises(snap.SnapshotError, match="format 4 predates viewer_sessions"):
         snap.restore(v4)

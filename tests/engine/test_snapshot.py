@@ -31,6 +31,10 @@ DERIVED_ENGINE = {
     "_current": "set only while process() runs",
     "retired": "saved (Retirement.state): evicted rooms kept for R",
     "watch": "the anomaly detectors' own versioned snapshot (RoomWatch.snapshot)",
+    "_touched": "a restored engine's first flush walks every room",
+    "_walk_all": "a restored engine's first flush walks every room",
+    "_flushed_end": "a restored engine's first flush walks every room",
+    "_room_seq": "renumbered by every flush that walks every room",
 }
 DERIVED_ROOM = {
     "room_id": "saved",
@@ -45,6 +49,8 @@ DERIVED_ROOM = {
     "plain": "saved (PlainBook.encode)",
     "totals_dirty": "saved",
     "totals_emitted": "saved",
+    "active": "a restored room is active until a flush finds it quiet",
+    "seq": "renumbered by every flush that walks every room",
 }
 DERIVED_WINDOW = {
     "changes": "saved as (t, delta) pairs",

@@ -1,8 +1,9 @@
-"""The snapshot layout (format 7) and the formats before it (6, 5), which are still read.
+"""The snapshot layout (format 8) and the formats before it (7, 6, 5), which are still read.
 
 Format 6 saves the ``viewer_sessions`` book as columns and restores a room's users by
 slicing one buffer; format 7 saves the plain users in the room's plain book, in its own
-encoding (``docs/performance.md`` §8). What must hold: snapshots of formats 6 and 5 written
+encoding; format 8 compresses format 7's layout with zstd instead of zlib, behind its size
+(``docs/performance.md`` §8). What must hold: snapshots of formats 7, 6 and 5 written
 by the last release that wrote each continue exactly like the current format; a snapshot
 restores to the state it was taken from; and bytes that are not a snapshot (a snapshot
 topic is input like any other) are refused with ``SnapshotError``, never another exception.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import json
 import random
+import struct
+import tracemalloc
 import zlib
 from array import array
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from backports import zstd
 
 from streamproc.engine import snapshot as snap
 from streamproc.engine.partition import PartitionEngine
@@ -31,6 +35,8 @@ from tests.reference import Record
 DATA = Path(__file__).parent.parent / "data" / "format5"
 DATA6 = Path(__file__).parent.parent / "data" / "format6"
 """The same records, snapshotted at the same cut by the last release that wrote format 6."""
+DATA7 = Path(__file__).parent.parent / "data" / "format7"
+"""And by the last release that wrote format 7 (zlib over the state, SPSEEN3 dedup blobs)."""
 
 
 def _records() -> tuple[int, list[Record]]:
@@ -114,6 +120,64 @@ def test_a_format6_snapshot_continues_exactly(with_seen: bool) -> None:
     assert again.session_rows() == plain.session_rows()
 
 
+@pytest.mark.parametrize("with_seen", [True, False])
+def test_a_format7_snapshot_continues_exactly(with_seen: bool) -> None:
+    """Written by the release before format 8 (tests/data/format7/README.txt), zlib over
+    its state and its dedup times: it restores to the state an engine that never stopped
+    holds at the cut, every row after it is the uninterrupted run's, and the restored
+    engine saves format 8 that restores to the same state."""
+    cut, records = _records()
+    if with_seen:
+        blob, segments = (DATA7 / "snapshot.bin").read_bytes(), []
+    else:
+        blob = (DATA7 / "snapshot_without_seen.bin").read_bytes()
+        segments = [(DATA7 / "seen_segment.bin").read_bytes()]
+    assert blob.startswith(b"SPSNAP7\n")
+    old = snap.restore(blob, clock=lambda: 0, seen_segments=segments)
+    # the state an engine that never stopped holds at the cut
+    ref = _busy_engine()
+    assert (
+        old.rooms.keys() == ref.rooms.keys()
+        and old.retired.records.keys() == ref.retired.records.keys()
+    )
+    for rid, room in ref.rooms.items():
+        assert old.rooms[rid].plain.users() == room.plain.users()
+        got = old.rooms[rid].users
+        assert list(got) == list(room.users)
+        for uid, u in room.users.items():
+            assert (got[uid].evs, got[uid].leaves, got[uid].flags) == (u.evs, u.leaves, u.flags)
+    assert old.seen.encode() == ref.seen.encode()
+    # and what it restores to is what the same state as format 8 restores to
+    state = snap.unpack_state(blob)
+    # format 8 holds an evicted room's record sized and bounded like the state
+    state[9][0] = [[rid, t, snap.pack_bytes(zlib.decompress(r))] for rid, t, r in state[9][0]]
+    as8 = snap.pack_state(state)
+    assert snap.snapshot(snap.restore(as8, clock=lambda: 0, seen_segments=segments)) == (
+        snap.snapshot(old)
+    )
+    plain = _run(records, len(records), None, [])
+    again = _run(records, cut, blob, segments)
+    assert again.engines[0].retired.revived == 1
+    assert again.result() == plain.result()
+    assert again.session_rows() == plain.session_rows()
+
+
+def test_the_current_format_is_zstd_behind_its_size() -> None:
+    """Format 8: the marker, codec 1 (zstd), the state's size, then one zstd frame; the
+    dedup memory SPSEEN4, its times one zstd frame."""
+    eng = _busy_engine()
+    blob = snap.snapshot(eng)
+    assert blob.startswith(b"SPSNAP8\n")
+    codec, size = struct.unpack_from("<BQ", blob, 8)
+    frame = blob[17:]
+    assert codec == 1 and zstd.get_frame_info(frame).decompressed_size == size
+    assert msgspec.msgpack.decode(zstd.decompress(frame)) == snap.unpack_state(blob)
+    seen = snap.unpack_state(blob)[5]
+    n = len(eng.seen)
+    assert seen.startswith(b"SPSEEN4\n") and int.from_bytes(seen[8:16], "little") == n
+    assert zstd.decompress(seen[16 + 16 * n :]) == eng.seen.encode()[1]
+
+
 def _busy_engine() -> PartitionEngine:
     """An engine holding every kind of user and book entry (format 5's records)."""
     cut, records = _records()
@@ -178,36 +242,129 @@ def _mutate(node: Any, rng: random.Random) -> Any:
 
 def test_corrupt_snapshots_are_refused_with_snapshot_error() -> None:
     """Hostile bytes: the decoded structure mutated anywhere (types, lengths, buffers),
-    the payload's bytes flipped, or cut: SnapshotError or a restore, nothing else."""
+    the MessagePack's bytes flipped (under zstd, and under zlib as format 7), the zstd
+    frame's or the header's bytes flipped, or the blob cut: SnapshotError or a restore,
+    nothing else."""
     eng = _busy_engine()
     blob = snap.snapshot(eng)
-    state = msgspec.msgpack.decode(zlib.decompress(blob[len(snap.MAGIC) :]))
-    raw = zlib.decompress(blob[len(snap.MAGIC) :])
+    state = snap.unpack_state(blob)
+    raw = msgspec.msgpack.encode(state)
     rng = random.Random(13)
     refused = 0
-    for i in range(400):
-        if i % 4 == 0:  # flip bytes of the MessagePack payload
+    for i in range(480):
+        if i % 6 in (0, 1):  # flip bytes of the MessagePack payload
             b = bytearray(raw)
             for _ in range(rng.randrange(1, 6)):
                 b[rng.randrange(len(b))] = rng.randrange(256)
-            bad = snap.MAGIC + zlib.compress(bytes(b), 1)
-        elif i % 4 == 1:  # a cut blob
+            bad = snap.MAGIC + snap._pack(bytes(b)) if i % 6 == 0 else _format7(bytes(b))
+        elif i % 6 == 2:  # flip bytes of the codec's header or of the zstd frame
+            b = bytearray(blob)
+            for _ in range(rng.randrange(1, 4)):
+                b[rng.randrange(len(snap.MAGIC), len(b))] = rng.randrange(256)
+            bad = bytes(b)
+        elif i % 6 == 3:  # a cut blob
             bad = blob[: rng.randrange(len(blob))]
         else:
-            bad = snap.MAGIC + zlib.compress(msgspec.msgpack.encode(_mutate(state, rng)), 1)
+            bad = snap.pack_state(_mutate(state, rng))
         try:
             snap.restore(bad, clock=lambda: 0)
         except snap.SnapshotError:
             refused += 1
-    assert refused > 200  # most mutations are caught, not restored into nonsense
+    assert refused > 240  # most mutations are caught, not restored into nonsense
+
+
+def _format7(raw: bytes) -> bytes:
+    """The MessagePack ``raw`` as format 7 wrapped it: zlib over all of it, no header."""
+    return b"SPSNAP7\n" + zlib.compress(raw, 1)
+
+
+def _frame(chunk: bytes, times: int, window_log: int = 19) -> bytes:
+    """A zstd frame of ``chunk`` repeated, compressed chunk by chunk (its size unknown to
+    the frame, which then states its window). Of zeros: a few dozen kilobytes that inflate
+    to gigabytes."""
+    level = zstd.CompressionParameter.compression_level
+    c = zstd.ZstdCompressor(options={level: 1, zstd.CompressionParameter.window_log: window_log})
+    return b"".join([*(c.compress(chunk) for _ in range(times)), c.flush()])
+
+
+def test_decompression_bombs_are_refused_without_inflating_them() -> None:
+    """A few kilobytes that inflate to a gigabyte, in every place a snapshot holds
+    compressed bytes: refused with SnapshotError, and never more than 16 MiB
+    held while refusing (tracemalloc's peak: a bomb inflated would be the gigabyte)."""
+    gib = 1 << 30
+    bomb = _frame(bytes(1 << 24), gib >> 24)
+    assert len(bomb) < 64 << 10
+    head = struct.Struct("<BQ")
+    legacy = zlib.compress(bytes(64 << 20), 9)  # zlib's own ratio, ~1 000: 64 MiB of zeros
+    eng = _busy_engine()
+    blob = snap.snapshot(eng, with_seen=False)
+    cases = {
+        # the header tells the truth: more than INFLATION_LIMIT times the frame's size
+        "announced": (snap.MAGIC + head.pack(1, gib) + bomb, "decompression bomb"),
+        # the header claims what the limit lets through; the frame inflates beyond it
+        "understated": (snap.MAGIC + head.pack(1, 1 << 20) + bomb, "not what the zstd frame"),
+        # a frame that asks for a 128 MiB window
+        "window": (
+            snap.MAGIC + head.pack(1, 1 << 16) + _frame(random.randbytes(1 << 16), 1, 27),
+            "too much memory",
+        ),
+        "format 7": (b"SPSNAP7\n" + legacy, "decompression bomb"),
+        "unknown codec": (snap.MAGIC + head.pack(7, 10) + bytes(10), "unknown codec"),
+        "stored, cut": (snap.MAGIC + head.pack(0, 11) + bytes(10), "11 bytes announced"),
+    }
+    for name, (bad, reason) in cases.items():
+        tracemalloc.start()
+        try:
+            with pytest.raises(snap.SnapshotError, match=reason):
+                snap.restore(bad, clock=lambda: 0)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 << 20, (name, peak)
+    # a dedup blob's times that inflate beyond the entries the fingerprints announce
+    n = 1000
+    fps = random.Random(1).randbytes(16 * n)
+    for seen in (
+        b"SPSEEN4\n" + n.to_bytes(8, "little") + fps + bomb,
+        b"SPSEEN3\n" + n.to_bytes(8, "little") + fps + legacy,
+        b"SPSEEN2\n" + legacy,
+    ):
+        tracemalloc.start()
+        try:
+            with pytest.raises(snap.SnapshotError, match="corrupt dedup memory"):
+                snap.restore(blob, clock=lambda: 0, seen_segments=[seen])
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 << 20, (seen[:8], peak)
+
+
+def test_a_state_that_compresses_beyond_the_limit_is_stored_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer never makes a blob its reader refuses as a bomb: a state that compresses
+    more than INFLATION_LIMIT times (here: any, with the limit at 1) is saved uncompressed,
+    and restores (so are the evicted rooms' records, packed when their rooms leave)."""
+    monkeypatch.setattr(snap, "INFLATION_LIMIT", 1)
+    eng = _busy_engine()
+    assert eng.retired.records and all(r[0] == 0 for _, r in eng.retired.records.values())
+    blob = snap.snapshot(eng)
+    raw = msgspec.msgpack.encode(snap.unpack_state(blob))
+    assert blob[len(snap.MAGIC)] == 0 and blob.endswith(raw)  # stored
+    back = snap.restore(blob, clock=lambda: 0)
+    assert snap.snapshot(back) == snap.snapshot(snap.restore(snap.snapshot(back), clock=lambda: 0))
+    monkeypatch.undo()
+    packed = snap.snapshot(eng)
+    assert packed[len(snap.MAGIC)] == 1 and len(packed) < len(blob)  # zstd
+    assert snap.unpack_state(packed) == snap.unpack_state(blob)
 
 
 def test_users_that_do_not_match_their_times_are_refused() -> None:
     """Format 6's users (plain ones among them) and format 7's (only ``User`` objects, the
     plain ones in the plain book)."""
     eng = _busy_engine()
-    state = msgspec.msgpack.decode(zlib.decompress(snap.snapshot(eng)[len(snap.MAGIC) :]))
-    six = as_format6(msgspec.msgpack.decode(zlib.decompress(snap.snapshot(eng)[8:])))
+    state = snap.unpack_state(snap.snapshot(eng))
+    six = as_format6(snap.unpack_state(snap.snapshot(eng)))
     good6 = b"SPSNAP6\n" + zlib.compress(msgspec.msgpack.encode(six), 1)
     snap.restore(good6, clock=lambda: 0)  # the conversion itself is a valid format 6
     # a room with rich users and plain ones
@@ -218,19 +375,19 @@ def test_users_that_do_not_match_their_times_are_refused() -> None:
         [uids7, counts7, times7, [*rich7, [0, None, 0]]],  # a rich user given twice
     ):
         room7[2] = users7
-        bad = snap.MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
+        bad = snap.pack_state(state)
         with pytest.raises(snap.SnapshotError, match="corrupt snapshot"):
             snap.restore(bad, clock=lambda: 0)
     room7[2] = [uids7, counts7, times7, rich7]
     plain_uid = snap.PlainBook.decode(room7[12], 1000).users()[0][0]
     room7[2] = [[*uids7, plain_uid], counts7 + b"\x01\x00\x00\x00", times7 + bytes(8), rich7]
     room7[2][3] = [*rich7, [len(uids7), None, 2]]
-    bad = snap.MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
+    bad = snap.pack_state(state)
     with pytest.raises(snap.SnapshotError, match="both in the plain book"):
         snap.restore(bad, clock=lambda: 0)
     room7[2] = [uids7, counts7, times7, rich7]
     room7[12] = room7[12][:-3]  # a cut plain book
-    bad = snap.MAGIC + zlib.compress(msgspec.msgpack.encode(state), 1)
+    bad = snap.pack_state(state)
     with pytest.raises(snap.SnapshotError, match="corrupt snapshot"):
         snap.restore(bad, clock=lambda: 0)
     state = six
@@ -257,3 +414,37 @@ def test_users_that_do_not_match_their_times_are_refused() -> None:
         bad = b"SPSNAP6\n" + zlib.compress(msgspec.msgpack.encode(state), 1)
         with pytest.raises(snap.SnapshotError, match="corrupt snapshot"):
             snap.restore(bad, clock=lambda: 0)
+
+
+def test_an_evicted_rooms_record_that_is_not_one_is_refused_at_restore() -> None:
+    """An evicted room's kept record is read when its room comes back, in the middle of a
+    batch: a corrupt one used to restore without complaint and raise ``zlib.error`` there
+    (and a zlib bomb inflated without bound). Now a record is sized and bounded like the
+    state, every record is read at restore, and a bad one refuses the snapshot."""
+    gib = 1 << 30
+    bomb = _frame(bytes(1 << 24), gib >> 24)
+    head = struct.Struct("<BQ")
+    eng = _busy_engine()
+    state = snap.unpack_state(snap.snapshot(eng))
+    rid, t, good = state[9][0][0]
+    snap.restore(snap.pack_state(state), clock=lambda: 0)  # as it is: restores
+    for bad, reason in (
+        (b"not a record", "announced|unknown codec"),
+        (head.pack(1, gib) + bomb, "decompression bomb"),
+        (snap.pack_bytes(msgspec.msgpack.encode([1, 2, 3])), "corrupt snapshot"),
+        (good[:-5], "not what the zstd frame|announced"),
+    ):
+        state[9][0][0] = [rid, t, bad]
+        tracemalloc.start()
+        try:
+            with pytest.raises(snap.SnapshotError, match=reason):
+                snap.restore(snap.pack_state(state), clock=lambda: 0)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 64 << 20, (bad[:16], peak)
+    # a format 7 record: zlib without a size, converted at restore, and bounded
+    state7 = snap.unpack_state(snap.snapshot(eng))
+    state7[9][0][0] = [rid, t, zlib.compress(bytes(64 << 20), 9)]  # ~1 000:1, no room
+    with pytest.raises(snap.SnapshotError, match="corrupt snapshot"):
+        snap.restore(b"SPSNAP7\n" + zlib.compress(msgspec.msgpack.encode(state7), 1))

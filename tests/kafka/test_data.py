@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from streamproc.broker import ensure_topics_async
+from streamproc.kafka.data import KafkaDataSource
 from streamproc.kafka.internals import tuple_consumer
 from tests.kafka_fixture import unique_topic
 
@@ -88,3 +89,60 @@ async def _compare(bootstrap: str) -> None:
     finally:
         await plain.stop()
         await fast.stop()
+
+
+def test_the_first_fetches_after_an_assignment_start_small(kafka_bootstrap: str) -> None:
+    """Far behind, one full-size first fetch (64 MiB) took seconds to arrive while the
+    worker had nothing to apply: the first fetch is small, the next ones double."""
+    asyncio.run(_first_fetches(kafka_bootstrap))
+
+
+async def _first_fetches(bootstrap: str) -> None:
+    topics = [unique_topic("first-fetch-a"), unique_topic("first-fetch-b")]
+    await ensure_topics_async(bootstrap, topics, 1)
+    n, size = 3000, 1000  # 3 MB per topic, in the producer's 16 kB batches
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        for topic in topics:
+            futs = [
+                await producer.send(topic, value=str(i).encode().ljust(size), partition=0)
+                for i in range(n)
+            ]
+            await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+    first = 256 * 2**10
+    source = KafkaDataSource(
+        bootstrap,
+        topics,
+        max_batch=100_000,
+        fetch_max_bytes=2 * 2**20,
+        partition_fetch_max_bytes=2**20,
+        first_fetch_max_bytes=first,
+    )
+    await source.start()
+    try:
+        source.assign({0: [0, 0]})
+        sizes: list[int] = []
+        got: dict[int, list[int]] = {0: [], 1: []}
+        for _ in range(400):
+            batch = await source.getmany(500, 100_000)
+            if batch:
+                sizes.append(sum(len(recs) for recs in batch.values()))
+            for recs in batch.values():
+                for kind, offset, _, value, _ in recs:
+                    assert value is not None and int(value.decode()) == offset
+                    got[kind].append(offset)
+            if all(len(offsets) == n for offsets in got.values()):
+                break
+        assert got == {0: list(range(n)), 1: list(range(n))}  # each record once, in order
+        # the first fetch: its limit, plus at most one batch of the first partition
+        assert sizes[0] * size <= first + 2**15, sizes
+        assert max(sizes) > 3 * sizes[0], sizes  # it grew
+        assert source.fetch_limit is None  # and reached the full size
+        # a reassignment starts small again
+        source.assign({0: [0, 0]})
+        assert source.fetch_limit == first
+    finally:
+        await source.stop()

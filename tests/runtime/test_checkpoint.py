@@ -11,6 +11,7 @@ from the restored offsets, as a new owner would after a real crash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
@@ -444,3 +445,49 @@ def test_a_snapshot_of_another_configuration_is_refused() -> None:
     )
     with pytest.raises(RuntimeError, match="snapshot was taken with"):
         asyncio.run(other.restore(0))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_a_restart_decodes_as_many_snapshots_at_once_as_it_has_threads(
+    monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    """The compiled decoders release the GIL: one decode at a time left a core idle."""
+    world = World()
+
+    async def save_three() -> None:
+        core = world.core()
+        for p in range(3):
+            await _own(core, p)
+        core.partitions[0].engine.process(RECORDS[:CHUNK])
+        await core.flush(snapshot_all=True)
+        await core.wait_written()
+
+    asyncio.run(save_three())
+    together = threading.Barrier(threads, timeout=10)  # broken if they cannot all meet
+    guard = threading.Lock()
+    running = [0, 0, 0]  # now, most at once, started
+    plain_restore = checkpoint_module.restore
+
+    def restore(*args: Any, **kwargs: Any) -> Any:
+        with guard:
+            running[0] += 1
+            running[1] = max(running[:2])
+            running[2] += 1
+            first = running[2] <= threads
+        try:
+            if first:  # the first `threads` decodes wait for each other
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    together.wait()
+            return plain_restore(*args, **kwargs)
+        finally:
+            with guard:
+                running[0] -= 1
+
+    monkeypatch.setattr(checkpoint_module, "restore", restore)
+    core = world.core()
+    core.restore_threads = threads
+    owned = asyncio.run(asyncio.wait_for(core.restore_many([0, 1, 2]), 30))
+    assert sorted(owned) == [0, 1, 2]
+    assert owned[0].engine.next_offsets == list(world.store.current[0][1])
+    assert not together.broken, "the decodes did not run together"
+    assert running[1] == threads

@@ -8,6 +8,7 @@ failure recorded for the exit status, and no later fetch, revocation or stop sna
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -242,3 +243,54 @@ def test_sigterm_while_a_large_fetch_is_applied_stops_at_the_next_slice(
     assert second.failure is None
     assert world.tables.final() == REFERENCE
     assert world.dead_letters.coordinates == REFERENCE_LETTERS
+
+
+def test_a_flush_due_while_the_write_is_in_flight_does_not_stop_the_fetch_loop() -> None:
+    """Taken at once, that flush waited for the write, and the fetch loop with it: behind,
+    the loop slept while the sink thread inserted. Records are applied meanwhile, up to
+    ``FLUSH_DEFER`` more flush intervals; then the flush waits (back-pressure)."""
+    journal, crashes = Journal(), Crashes()
+    sink, store = FakeSink(journal, crashes), FakeStore(journal, crashes)
+    data = FakeData()
+    q = len(RECORDS) // 4
+    data.batches = [RECORDS[3 * q :], RECORDS[2 * q : 3 * q], RECORDS[q : 2 * q], RECORDS[:q]]
+    rt = WorkerRuntime(
+        CFG,
+        sink=sink,
+        store=store,
+        dead_letters=FakeDeadLetters(journal, crashes),
+        data=data,
+        flush_interval=1.0,
+    )
+    gate = threading.Event()  # the write in flight is not acknowledged until set
+
+    async def go() -> None:
+        try:
+            await steps()
+        finally:  # a blocked write would hold up the event loop's end
+            gate.set()
+
+    async def steps() -> None:
+        await rt.on_assigned(ASSIGNMENT)
+        rt._last_flush -= 2.0
+        await rt.fetch_once()  # the first flush: written, and the new partition saved
+        await rt.core.wait_written()
+        sink.gate = gate
+        rt._last_flush -= 2.0
+        await rt.fetch_once()  # a flush: the write goes in flight and stays there
+        assert rt.core.writing
+        rt._last_flush -= 2.0  # a flush is due again
+        await asyncio.wait_for(rt.fetch_once(), 10)  # ... and does not wait for the write
+        assert rt.progress.records_in == 3 * q and rt.core.writing
+        rt._last_flush -= (1 + runtime_module.FLUSH_DEFER) * 1.0  # the bound
+        blocked = asyncio.create_task(rt.fetch_once())
+        await asyncio.sleep(0.5)
+        assert not blocked.done(), "past the bound, the flush waits for the write"
+        gate.set()
+        await asyncio.wait_for(blocked, 10)
+        assert rt.progress.records_in == len(RECORDS)
+        await rt.shutdown()
+
+    asyncio.run(go())
+    assert rt.failure is None and sink.batches >= 3
+    assert store.current[0][1] == rt.owned[0].engine.next_offsets
