@@ -1253,6 +1253,33 @@ mod tests {
     }
 
     #[test]
+    fn a_merge_of_new_entries_keeps_the_table_sound() {
+        // growth merges nothing; a merge of entries (sorted by order, none in the table)
+        // must also leave every entry findable, in place, at the same or a larger size
+        let mut m = DedupMemory::new(D, W);
+        for i in 0..5_000 {
+            m.admit(fp(&format!("old{i}")), 7, 0, true);
+        }
+        let mut new: Vec<Slot> = (0..3_000)
+            .map(|i| slot(fp(&format!("new{i}")), 9))
+            .collect();
+        new.sort_by_key(|s| m.table.order_of(s));
+        for cap in [cap_for(8_000), cap_for(8_000) * 2] {
+            let mut t = Table::new(m.table.k0, m.table.k1);
+            t.merge(m.table.cap, &m.table.iter().copied().collect::<Vec<_>>());
+            t.merge(cap, &new);
+            assert_eq!(t.len, 8_000);
+            table_is_sound(&t);
+            for s in &new {
+                assert!(matches!(
+                    t.probe(fingerprint_of(s), t.order_of(s)),
+                    Probe::Found(_)
+                ));
+            }
+        }
+    }
+
+    #[test]
     fn the_base_follows_the_sweeps_and_far_times_stay_exact() {
         let mut m = DedupMemory::new(D, W);
         let far = 100 * 86_400_000; // 100 days ahead: past a slot's reach
