@@ -66,25 +66,16 @@ def _run(records: list[Record], cut: int, blob: bytes | None, segments: list[byt
     return drv
 
 
-@pytest.mark.parametrize("with_seen", [True, False])
-def test_a_format5_snapshot_continues_exactly(with_seen: bool) -> None:
-    """Written by the release before format 6 (tests/data/format5/README.txt): it holds
-    evicted rooms' kept records (one revived after the cut), users with two recorded
-    spans and a dedup memory; every row after it is the uninterrupted run's."""
-    cut, records = _records()
+def _fixture(folder: Path, with_seen: bool) -> tuple[bytes, list[bytes]]:
+    """A committed snapshot and its dedup segments: whole, or saved without the memory."""
     if with_seen:
-        blob, segments = (DATA / "snapshot.bin").read_bytes(), []
-    else:
-        blob = (DATA / "snapshot_without_seen.bin").read_bytes()
-        segments = [(DATA / "seen_segment.bin").read_bytes()]
-    assert blob.startswith(b"SPSNAP5\n")
-    old = snap.restore(blob, clock=lambda: 0, seen_segments=segments)
-    assert old.retired.records and "gone-1" in old.retired.records
-    assert any(
-        not isinstance(v, int) for r in old.rooms.values() for v in r.sessions.recorded.values()
-    )
-    assert len(old.seen) > 0
+        return (folder / "snapshot.bin").read_bytes(), []
+    blob = (folder / "snapshot_without_seen.bin").read_bytes()
+    return blob, [(folder / "seen_segment.bin").read_bytes()]
 
+
+def _continues_exactly(records: list[Record], cut: int, blob: bytes, segments: list[bytes]) -> None:
+    """Every row after the restored cut is the uninterrupted run's (one kept room revives)."""
     plain = _run(records, len(records), None, [])
     again = _run(records, cut, blob, segments)
     assert again.engines[0].retired.revived == 1
@@ -93,16 +84,30 @@ def test_a_format5_snapshot_continues_exactly(with_seen: bool) -> None:
 
 
 @pytest.mark.parametrize("with_seen", [True, False])
+def test_a_format5_snapshot_continues_exactly(with_seen: bool) -> None:
+    """Written by the release before format 6 (tests/data/format5/README.txt): it holds
+    evicted rooms' kept records (one revived after the cut), users with two recorded
+    spans and a dedup memory; every row after it is the uninterrupted run's."""
+    cut, records = _records()
+    blob, segments = _fixture(DATA, with_seen)
+    assert blob.startswith(b"SPSNAP5\n")
+    old = snap.restore(blob, clock=lambda: 0, seen_segments=segments)
+    assert old.retired.records and "gone-1" in old.retired.records
+    assert any(
+        not isinstance(v, int) for r in old.rooms.values() for v in r.sessions.recorded.values()
+    )
+    assert len(old.seen) > 0
+
+    _continues_exactly(records, cut, blob, segments)
+
+
+@pytest.mark.parametrize("with_seen", [True, False])
 def test_a_format6_snapshot_continues_exactly(with_seen: bool) -> None:
     """Written by the release before format 7 (tests/data/format6/README.txt): its plain
     users (arrays among the users) move into the plain book, their checks by user id stay
     in the room's timers; every row after it is the uninterrupted run's."""
     cut, records = _records()
-    if with_seen:
-        blob, segments = (DATA6 / "snapshot.bin").read_bytes(), []
-    else:
-        blob = (DATA6 / "snapshot_without_seen.bin").read_bytes()
-        segments = [(DATA6 / "seen_segment.bin").read_bytes()]
+    blob, segments = _fixture(DATA6, with_seen)
     assert blob.startswith(b"SPSNAP6\n")
     old = snap.restore(blob, clock=lambda: 0, seen_segments=segments)
     assert old.retired.records and "gone-1" in old.retired.records
@@ -113,11 +118,7 @@ def test_a_format6_snapshot_continues_exactly(with_seen: bool) -> None:
     for rid, room in ref.rooms.items():
         assert sorted(old.rooms[rid].plain.users()) == sorted(room.plain.users())
         assert old.rooms[rid].users.keys() == room.users.keys()
-    plain = _run(records, len(records), None, [])
-    again = _run(records, cut, blob, segments)
-    assert again.engines[0].retired.revived == 1
-    assert again.result() == plain.result()
-    assert again.session_rows() == plain.session_rows()
+    _continues_exactly(records, cut, blob, segments)
 
 
 @pytest.mark.parametrize("with_seen", [True, False])
@@ -127,11 +128,7 @@ def test_a_format7_snapshot_continues_exactly(with_seen: bool) -> None:
     holds at the cut, every row after it is the uninterrupted run's, and the restored
     engine saves format 8 that restores to the same state."""
     cut, records = _records()
-    if with_seen:
-        blob, segments = (DATA7 / "snapshot.bin").read_bytes(), []
-    else:
-        blob = (DATA7 / "snapshot_without_seen.bin").read_bytes()
-        segments = [(DATA7 / "seen_segment.bin").read_bytes()]
+    blob, segments = _fixture(DATA7, with_seen)
     assert blob.startswith(b"SPSNAP7\n")
     old = snap.restore(blob, clock=lambda: 0, seen_segments=segments)
     # the state an engine that never stopped holds at the cut
@@ -155,11 +152,7 @@ def test_a_format7_snapshot_continues_exactly(with_seen: bool) -> None:
     assert snap.snapshot(snap.restore(as8, clock=lambda: 0, seen_segments=segments)) == (
         snap.snapshot(old)
     )
-    plain = _run(records, len(records), None, [])
-    again = _run(records, cut, blob, segments)
-    assert again.engines[0].retired.revived == 1
-    assert again.result() == plain.result()
-    assert again.session_rows() == plain.session_rows()
+    _continues_exactly(records, cut, blob, segments)
 
 
 def test_the_current_format_is_zstd_behind_its_size() -> None:
