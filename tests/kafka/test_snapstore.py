@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -76,26 +77,35 @@ def test_a_save_that_dies_before_its_manifest_leaves_the_dedup_segments_loadable
     completes afterwards removes the segments no manifest names."""
     topic = unique_topic("snapshots")
 
+    async def save_dying_at(
+        store: SnapshotStore, dies: Callable[[bytes, bytes | None], bool]
+    ) -> list[bytes]:
+        """The second save, killed at the first record ``dies`` picks (its key returned)."""
+        producer = store._producer
+        assert producer is not None
+        real_send = producer.send
+        died = []
+
+        async def send(topic: str, value: Any, **kw: Any) -> Any:
+            if dies(kw["key"], value):
+                died.append(kw["key"])
+                raise RuntimeError("killed")
+            return await real_send(topic, value, **kw)
+
+        producer.send = send  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError, match="killed"):
+            await store.save(
+                0, b"state-2", [2, 2, 2, 2], 0, segment=(b"ids-1", 200), forget_before=150
+            )
+        return died
+
     async def go() -> None:
         await ensure_topics_async(kafka_bootstrap, [topic], 1, TOPIC_CONFIG)
         store = SnapshotStore(kafka_bootstrap, topic)
         await store.start()
         try:
             await store.save(0, b"state-1", [1, 1, 1, 1], 0, segment=(b"ids-0", 100))
-            producer = store._producer
-            assert producer is not None
-            real_send = producer.send
-
-            async def dies_at_the_manifest(topic: str, value: Any, **kw: Any) -> Any:
-                if kw["key"].endswith(b"/manifest"):
-                    raise RuntimeError("killed")
-                return await real_send(topic, value, **kw)
-
-            producer.send = dies_at_the_manifest  # type: ignore[method-assign]
-            with pytest.raises(RuntimeError, match="killed"):
-                await store.save(
-                    0, b"state-2", [2, 2, 2, 2], 0, segment=(b"ids-1", 200), forget_before=150
-                )
+            await save_dying_at(store, lambda key, value: key.endswith(b"/manifest"))
         finally:
             await store.stop()
 
@@ -108,23 +118,10 @@ def test_a_save_that_dies_before_its_manifest_leaves_the_dedup_segments_loadable
         # a crash after the manifest, before the tombstones: segment 0 is named by nothing
         await again.start()
         try:
-            producer = again._producer
-            assert producer is not None
-            real_send = producer.send
-            forgotten = []
-
-            async def dies_after_the_manifest(topic: str, value: Any, **kw: Any) -> Any:
-                if value is None and kw["key"].startswith(b"0/s/0/"):
-                    forgotten.append(kw["key"])
-                    raise RuntimeError("killed")
-                return await real_send(topic, value, **kw)
-
-            producer.send = dies_after_the_manifest  # type: ignore[method-assign]
-            with pytest.raises(RuntimeError, match="killed"):
-                await again.save(
-                    0, b"state-2", [2, 2, 2, 2], 0, segment=(b"ids-1", 200), forget_before=150
-                )
-            assert forgotten == [b"0/s/0/0"]
+            died = await save_dying_at(
+                again, lambda key, value: value is None and key.startswith(b"0/s/0/")
+            )
+            assert died == [b"0/s/0/0"]
         finally:
             await again.stop()
 
