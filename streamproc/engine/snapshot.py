@@ -6,7 +6,7 @@ offset of each topic partition: restore it, feed the records from those
 offsets again (earlier ones are skipped by offset) and the engine produces
 exactly what an uninterrupted engine would. The encoding is MessagePack of plain
 lists and flat int64 buffers (a partition may hold millions of users and event
-ids), compressed with zstd (:func:`_pack`: a codec byte and the size before it, so a
+ids), compressed with zstd (:func:`pack_bytes`: a codec byte and the size before it, so a
 hostile blob cannot inflate beyond :data:`INFLATION_LIMIT` times its own size); derived
 indexes (the timer heap) are rebuilt on restore.
 The dedup memory is a blob of its own (:data:`SEEN_MAGIC`), in the snapshot or in
@@ -52,7 +52,7 @@ MAGIC = b"SPSNAP8\n"
 (``viewer_sessions``) and the evicted rooms' kept records (``engine.retire``). 6: the book
 as columns, not a list per user (``SessionBook.state``). 7: the plain users in the room's
 plain book (``Room.plain``, its own ``encode``) after the room's other state, not among
-its users. 8: format 7's layout compressed with zstd, not zlib (:func:`_pack`). Formats 7,
+its users. 8: format 7's layout compressed with zstd, not zlib (:func:`pack_bytes`). Formats 7,
 6 and 5 are still read (:func:`_plain_from_format6`, :func:`_room_from_format5`)."""
 _ZLIB_STATE = b"SPSNAP7\n"
 """Format 7: the layout of format 8, zlib-compressed as a whole (no header)."""
@@ -90,13 +90,13 @@ INFLATION_LIMIT = 64
 """At most this many bytes of state per compressed byte (states compress 3-4 times): more
 is a decompression bomb. A zstd header that announces more is refused before anything is
 inflated; a zlib stream of the formats before, once it has inflated this far. The writer
-stores a state that compresses better than this as it is (:func:`_pack`)."""
+stores a state that compresses better than this as it is (:func:`pack_bytes`)."""
 ZLIB_MAX_RATIO = 1100
 """Above zlib's own greatest ratio (1032:1): the bound of an evicted room's kept record of a
 format before 8, which has no size, so that no record it could hold is refused. Such a
 record is converted to the sized form at restore."""
 _STORED, _ZSTD = 0, 1
-"""The codecs of :func:`_pack`'s header."""
+"""The codecs of :func:`pack_bytes`'s header."""
 _PACK_HEAD = struct.Struct("<BQ")
 """Codec, then the size of the state before compression."""
 
@@ -320,17 +320,20 @@ def _room_from_format5(rs: list[Any]) -> list[Any]:
     ]  # fmt: skip
 
 
-def _pack(raw: bytes) -> bytes:
-    """The state's bytes behind their codec and size: a zstd frame, or the bytes as they are
-    when they compress more than :data:`INFLATION_LIMIT` times (which the reader refuses)."""
+def pack_bytes(raw: bytes) -> bytes:
+    """Bytes behind their codec and size (a snapshot's state, an evicted room's record): a
+    zstd frame, or the bytes as they are when they compress more than
+    :data:`INFLATION_LIMIT` times (which the reader refuses)."""
     frame = zstd.compress(raw, options=_ZSTD_WRITE)
     if len(raw) > INFLATION_LIMIT * len(frame):
         return b"".join((_PACK_HEAD.pack(_STORED, len(raw)), raw))
     return b"".join((_PACK_HEAD.pack(_ZSTD, len(raw)), frame))
 
 
-def _unpack(body: memoryview) -> bytes | memoryview:
-    """The state's bytes of :func:`_pack`; ValueError if they are not that."""
+def unpack_bytes(body: bytes | memoryview) -> bytes | memoryview:
+    """The bytes :func:`pack_bytes` packed; ValueError, struct.error or zstd.ZstdError if
+    they are not that."""
+    body = memoryview(body)  # a slice of bytes would copy the payload
     codec, size = _PACK_HEAD.unpack_from(body)
     payload = body[_PACK_HEAD.size :]
     if codec == _STORED:
@@ -376,13 +379,13 @@ def _inflate_zlib(
 
 def pack_state(state: Any) -> bytes:
     """A snapshot of the current format holding ``state``."""
-    return MAGIC + _pack(msgspec.msgpack.encode(state))
+    return MAGIC + pack_bytes(msgspec.msgpack.encode(state))
 
 
 def _state_bytes(head: bytes, body: memoryview) -> bytes | memoryview:
     """The MessagePack of a snapshot's state (formats 8 to 5); ValueError, zlib.error or
     zstd.ZstdError if ``body`` is not that."""
-    return _unpack(body) if head == MAGIC else _inflate_zlib(body)
+    return unpack_bytes(body) if head == MAGIC else _inflate_zlib(body)
 
 
 def unpack_state(blob: bytes) -> Any:
@@ -652,16 +655,6 @@ def _format5_record(blob: bytes) -> bytes:
 def _record_from_zlib(blob: bytes) -> bytes:
     """A kept record of formats 6 and 7 (zlib, no size) in today's layout (sized, bounded)."""
     return pack_bytes(_inflate_zlib(blob, limit=ZLIB_MAX_RATIO))
-
-
-def pack_bytes(raw: bytes) -> bytes:
-    """Bytes behind their codec and size, as a snapshot's state (an evicted room's record)."""
-    return _pack(raw)
-
-
-def unpack_bytes(blob: bytes) -> bytes | memoryview:
-    """What :func:`pack_bytes` packed; ValueError (or zstd.ZstdError) if it is not that."""
-    return _unpack(memoryview(blob))
 
 
 def restore_room(rs: list[Any], lap: Callable[[str], None] = _no_lap) -> Room:

@@ -249,7 +249,7 @@ def test_corrupt_snapshots_are_refused_with_snapshot_error() -> None:
             b = bytearray(raw)
             for _ in range(rng.randrange(1, 6)):
                 b[rng.randrange(len(b))] = rng.randrange(256)
-            bad = snap.MAGIC + snap._pack(bytes(b)) if i % 6 == 0 else _format7(bytes(b))
+            bad = snap.MAGIC + snap.pack_bytes(bytes(b)) if i % 6 == 0 else _format7(bytes(b))
         elif i % 6 == 2:  # flip bytes of the codec's header or of the zstd frame
             b = bytearray(blob)
             for _ in range(rng.randrange(1, 4)):
