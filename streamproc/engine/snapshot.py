@@ -574,6 +574,7 @@ _CORRUPT = (
     OverflowError,
     zlib.error,
     zstd.ZstdError,
+    struct.error,
     msgspec.DecodeError,
 )
 """What interpreting decoded bytes of the wrong shape raises (an evicted room's record is

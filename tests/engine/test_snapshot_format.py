@@ -423,6 +423,7 @@ def test_an_evicted_rooms_record_that_is_not_one_is_refused_at_restore() -> None
     snap.restore(snap.pack_state(state), clock=lambda: 0)  # as it is: restores
     for bad, reason in (
         (b"not a record", "announced|unknown codec"),
+        (b"cut", "corrupt snapshot"),
         (head.pack(1, gib) + bomb, "decompression bomb"),
         (snap.pack_bytes(msgspec.msgpack.encode([1, 2, 3])), "corrupt snapshot"),
         (good[:-5], "not what the zstd frame|announced"),
