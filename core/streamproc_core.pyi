@@ -1,5 +1,6 @@
 """Type stubs of the compiled engine core (core/src/python.rs)."""
 
+from collections.abc import Callable
 from typing import Any
 
 class DedupMemory:
@@ -59,3 +60,26 @@ class PlainBook:
     def encode(self) -> bytes: ...
     @staticmethod
     def decode(raw: bytes, grain: int) -> PlainBook: ...
+
+class ViewerPath:
+    """Runs of the common viewer event applied without the Python loop
+    (core/src/viewer_path.rs; docs/performance.md §8)."""
+
+    def __init__(
+        self,
+        window_ms: int,
+        timeout_ms: int,
+        idle_ms: int,
+        out_of_order_ms: int,
+        clock_ahead_ms: int,
+        lateness_ms: int,
+        min_ts: int,
+        max_ahead_ms: int,
+        timer_grain: int,
+        window_cls: type,
+        heappush: Callable[[list[Any], Any], None],
+    ) -> None: ...
+    def run(self, engine: Any, records: list[Any], start: int, pending: int) -> tuple[int, int]: ...
+
+def read_viewer(value: bytes) -> tuple[str, str, str, int, str] | None:
+    """``(event_id, room_id, user_id, ts, action)`` of a record the viewer path reads."""

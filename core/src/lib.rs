@@ -3,6 +3,9 @@
 
 pub mod dedup;
 pub mod plain;
+pub mod viewer;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod viewer_path;

@@ -47,6 +47,13 @@ pub enum Extend {
     Slow = 2,
 }
 
+/// A plain extension checked but not yet made ([`PlainBook::plan_extend`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ExtendPlan {
+    idx: u32,
+    off: Option<u32>,
+}
+
 /// Outcome of a timer check of one user ([`PlainBook::check`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Check {
@@ -302,11 +309,16 @@ impl PlainBook {
 
     /// Insert a user; None when they are in the book already or the book cannot hold
     /// them (the engine keeps them as a Python object instead).
+    /// Whether the book has room for a new user of this id (its length, the arena, the
+    /// slots); [`start`](Self::start) of an absent user succeeds exactly then.
+    pub fn fits(&self, name: &[u8]) -> bool {
+        name.len() <= MAX_NAME
+            && self.arena.len() + name.len() <= FREE as usize - 1
+            && !(self.free.is_empty() && self.slots.len() >= MAX_SLOTS)
+    }
+
     fn insert_new(&mut self, name: &[u8], start: i64, evs: Evs) -> Option<u32> {
-        if name.len() > MAX_NAME || self.arena.len() + name.len() > FREE as usize - 1 {
-            return None;
-        }
-        if self.free.is_empty() && self.slots.len() >= MAX_SLOTS {
+        if !self.fits(name) {
             return None;
         }
         if (self.len + 1) * 4 > self.table.len() * 3 {
@@ -394,21 +406,48 @@ impl PlainBook {
 
     /// The hot path: an event at `ts` of a user (not a leave); `timeout`: `T`.
     pub fn extend(&mut self, name: &[u8], ts: i64, timeout: i64) -> Extend {
-        let Some(idx) = self.find(name) else {
-            return Extend::Absent;
-        };
-        let s = &mut self.slots[idx as usize];
+        match self.plan(name, ts, timeout) {
+            Ok(plan) => {
+                self.apply_extend(plan);
+                Extend::Extended
+            }
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// [`extend`](Self::extend)'s check without its change: the plan of a plain extension
+    /// (the user's slot, and the offset to add unless `ts` is their last event's time), or
+    /// None (absent, or not a plain extension). The compiled viewer path checks every
+    /// condition of a record before it changes anything.
+    pub fn plan_extend(&self, name: &[u8], ts: i64, timeout: i64) -> Option<ExtendPlan> {
+        self.plan(name, ts, timeout).ok()
+    }
+
+    /// The plan of a plain extension, or why there is none (`Absent` or `Slow`).
+    pub fn plan(&self, name: &[u8], ts: i64, timeout: i64) -> Result<ExtendPlan, Extend> {
+        let idx = self.find(name).ok_or(Extend::Absent)?;
+        let s = &self.slots[idx as usize];
         let last = s.last();
         if ts < last || ts >= add(last, timeout) {
-            return Extend::Slow;
+            return Err(Extend::Slow);
         }
-        if ts > last {
-            match u32::try_from(i128::from(ts) - i128::from(s.start)) {
-                Ok(off) => s.evs.push(off),
-                Err(_) => return Extend::Slow,
-            }
+        if ts == last {
+            return Ok(ExtendPlan { idx, off: None });
         }
-        Extend::Extended
+        match u32::try_from(i128::from(ts) - i128::from(s.start)) {
+            Ok(off) => Ok(ExtendPlan {
+                idx,
+                off: Some(off),
+            }),
+            Err(_) => Err(Extend::Slow),
+        }
+    }
+
+    /// Carry out a plan of [`plan_extend`](Self::plan_extend), made with no change since.
+    pub fn apply_extend(&mut self, plan: ExtendPlan) {
+        if let Some(off) = plan.off {
+            self.slots[plan.idx as usize].evs.push(off);
+        }
     }
 
     /// `(start, events, dirty)` of a user, if in the book.

@@ -21,8 +21,8 @@ fn fingerprint(id: &Bound<'_, PyString>) -> PyResult<Fingerprint> {
 
 /// The remembered event ids of one partition engine (docs/semantics.md §4).
 #[pyclass(module = "streamproc_core", name = "DedupMemory")]
-struct DedupMemory {
-    inner: Memory,
+pub(crate) struct DedupMemory {
+    pub(crate) inner: Memory,
 }
 
 #[pymethods]
@@ -151,8 +151,8 @@ fn times_bytes<'py>(py: Python<'py>, times: &[i64]) -> Bound<'py, PyBytes> {
 
 /// The plain users of one room (core/src/plain.rs; docs/performance.md §8).
 #[pyclass(module = "streamproc_core", name = "PlainBook")]
-struct PlainBook {
-    inner: Book,
+pub(crate) struct PlainBook {
+    pub(crate) inner: Book,
     grain: i64,
 }
 
@@ -411,5 +411,7 @@ impl PlainBook {
 fn streamproc_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DedupMemory>()?;
     m.add_class::<PlainBook>()?;
+    m.add_class::<crate::viewer_path::ViewerPath>()?;
+    m.add_function(wrap_pyfunction!(crate::viewer_path::read_viewer, m)?)?;
     Ok(())
 }

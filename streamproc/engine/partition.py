@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from msgspec import UNSET
-from streamproc_core import DedupMemory
+from streamproc_core import DedupMemory, ViewerPath
 
 from ..anomaly.detect import RoomWatch
 from ..rows import OutputBatch
@@ -126,6 +126,7 @@ class PartitionEngine:
         *,
         version_floor: int = 0,
         clock: Callable[[], int] = wall_ms,
+        viewer_path: bool = True,
     ) -> None:
         self.cfg = cfg
         self.partition = partition
@@ -184,6 +185,28 @@ class PartitionEngine:
         record, so it must be neither written nor snapshotted (a restart replays it)."""
         self._current: Record | None = None
         """The record being handled (for the last line of defence in :meth:`process`)."""
+        self._resume = 0
+        """Index of the record after :attr:`_current` in the list being processed."""
+        self._viewer_path = (
+            ViewerPath(
+                cfg.window_ms,
+                cfg.presence_timeout_ms,
+                cfg.idle_ms,
+                cfg.out_of_order_ms,
+                cfg.clock_ahead_ms,
+                cfg.allowed_lateness_ms,
+                MIN_TS,
+                MAX_AHEAD_MS,
+                TIMER_GRAIN,
+                Window,
+                heapq.heappush,
+            )
+            if viewer_path
+            else None
+        )
+        """The compiled shortcut through the loop's most common branch (``streamproc_core``,
+        docs/performance.md §8); None: every record takes the Python loop (the tests run
+        both and compare them)."""
         self.watch: RoomWatch | None = None
         """Anomaly detectors fed with this engine's final rows (``streamproc.anomaly``); their
         alerts join the output when the horizon passes a window, and their state the snapshot."""
@@ -203,10 +226,11 @@ class PartitionEngine:
         is handled: if something still escapes (a ``BaseException``), it is set back
         to that record and the engine is marked :attr:`broken`.
         """
-        it = iter(records)
+        recs = records if type(records) is list else list(records)
+        self._resume = 0
         while True:
             try:
-                self._process(it)
+                self._process(recs, self._resume)
                 return
             except Exception as exc:
                 self._internal_error(exc)
@@ -239,10 +263,11 @@ class PartitionEngine:
             kind, offset, key, value, arrival, Invalid("internal_error", f"{exc!r}")
         )
 
-    def _process(self, records: Iterable[Record]) -> None:
-        """The loop of :meth:`process`. This is the engine's hot path: it keeps state in
-        locals and inlines the common cases (a heartbeat of a present user, a first
-        event of a new user, a chat)."""
+    def _process(self, records: list[Record], start: int) -> None:
+        """The loop of :meth:`process` from ``records[start]``. This is the engine's hot
+        path: it keeps state in locals and inlines the common cases (a heartbeat of a
+        present user, a first event of a new user, a chat); runs of the most common one (a
+        plain viewer's heartbeat) go through the compiled viewer path (``_viewer_path``)."""
         cfg = self.cfg
         W = cfg.window_ms
         T = cfg.presence_timeout_ms
@@ -260,7 +285,21 @@ class PartitionEngine:
         F = cfg.clock_ahead_ms
         pending = NEG
         """A raised candidate of the stream time, applied before the next record (§3)."""
-        for rec in records:
+        viewer_path = self._viewer_path
+        n = len(records)
+        i = start
+        while i < n:
+            rec = records[i]
+            if rec[0] == 0 and viewer_path is not None:
+                # streamproc_core.ViewerPath: applies the common viewer events from here,
+                # stops before the first other record (changing nothing for it)
+                self._current = None
+                i, pending = viewer_path.run(self, records, i, pending)
+                if i == n:
+                    break
+                rec = records[i]
+            i += 1
+            self._resume = i
             kind, offset, key, value, arrival = rec
             if offset < next_offsets[kind]:
                 continue

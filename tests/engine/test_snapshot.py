@@ -29,6 +29,8 @@ DERIVED_ENGINE = {
     "last_arrival": "saved",
     "broken": "a broken engine is never saved",
     "_current": "set only while process() runs",
+    "_resume": "the loop's position in the list being processed (no state between calls)",
+    "_viewer_path": "the engine's constants (EngineConfig): rebuilt by the constructor",
     "retired": "saved (Retirement.state): evicted rooms kept for R",
     "watch": "the anomaly detectors' own versioned snapshot (RoomWatch.snapshot)",
     "_touched": "a restored engine's first flush walks every room",

@@ -1,0 +1,509 @@
+//! The compiled viewer path (docs/performance.md §8): runs of the common viewer event
+//! applied without the Python loop.
+//!
+//! `PartitionEngine._process` hands a run of records to [`ViewerPath::run`], which applies
+//! records for as long as each one is *the common case*: a `join` or `heartbeat` on the
+//! viewer topic that [`crate::viewer::read`] reads, on time, of a room already known by its
+//! key, from a user in the room's plain book whose open interval it only extends, while
+//! the stream time needs no work beyond moving (no timer due, no window to close, no
+//! horizon step) and no recomputation of its candidate. For such a record it does exactly
+//! what the Python loop does (stream-time inputs, dedup, counters, the room's event-time
+//! span, the plain book), in the same order. At the first record of any other kind it
+//! stops *before changing anything for it* and returns its index; the Python loop applies
+//! that one (dead letter, late event, new user, leave, timer, window close, ...) and calls
+//! again. So there is one engine: the Python loop is the whole rule, this is a shortcut
+//! through its most common branch, and `tests/engine/test_viewer_path.py` runs every
+//! property stream through both and compares every output and snapshot byte.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
+
+use crate::dedup::Fingerprint;
+use crate::plain::{Extend, ExtendPlan};
+use crate::python::{DedupMemory, PlainBook};
+use crate::viewer::{read, Action};
+
+/// `presence.NEG`: "no value" of the loop's `pending` and of the stream time.
+const NEG: i64 = -(1 << 62);
+
+/// The engine's constants the viewer path needs (`EngineConfig`, `validate`).
+#[pyclass(module = "streamproc_core", name = "ViewerPath", frozen)]
+pub(crate) struct ViewerPath {
+    window_ms: i64,
+    timeout_ms: i64,
+    idle_ms: i64,
+    out_of_order_ms: i64,
+    clock_ahead_ms: i64,
+    lateness_ms: i64,
+    min_ts: i64,
+    max_ahead_ms: i64,
+    timer_grain: i64,
+    /// `engine.window.Window`, for a join into a window the room does not have yet.
+    window_cls: Py<PyAny>,
+    /// `heapq.heappush`, for a new user's first check in a new timer bucket.
+    heappush: Py<PyAny>,
+}
+
+/// What a new user's join needs of their room, read at the room's first join of a run.
+struct JoinCtx<'py> {
+    room_id: Bound<'py, PyAny>,
+    recorded: Bound<'py, PyDict>,
+    departed: Bound<'py, PySet>,
+    windows: Bound<'py, PyDict>,
+}
+
+/// The room of the records being applied, with its event-time span held here until the
+/// run moves to another room or ends.
+struct Current<'py> {
+    key: Bound<'py, PyBytes>,
+    room: Bound<'py, PyAny>,
+    plain: Bound<'py, PlainBook>,
+    users: Bound<'py, PyDict>,
+    dirty: bool,
+    first_ts: i64,
+    last_ts: i64,
+    span_changed: bool,
+    join: Option<JoinCtx<'py>>,
+}
+
+impl<'py> Current<'py> {
+    fn join_ctx(&mut self, py: Python<'py>) -> PyResult<&JoinCtx<'py>> {
+        if self.join.is_none() {
+            let room = &self.room;
+            let sessions = room.getattr(intern!(py, "sessions"))?;
+            self.join = Some(JoinCtx {
+                room_id: room.getattr(intern!(py, "room_id"))?,
+                recorded: sessions
+                    .getattr(intern!(py, "recorded"))?
+                    .cast_into::<PyDict>()?,
+                departed: room
+                    .getattr(intern!(py, "departed"))?
+                    .cast_into::<PySet>()?,
+                windows: room
+                    .getattr(intern!(py, "windows"))?
+                    .cast_into::<PyDict>()?,
+            });
+        }
+        Ok(self.join.as_ref().expect("set above"))
+    }
+
+    fn write_back(&self, py: Python<'py>) -> PyResult<()> {
+        if self.span_changed {
+            self.room.setattr(intern!(py, "first_ts"), self.first_ts)?;
+            self.room.setattr(intern!(py, "last_ts"), self.last_ts)?;
+        }
+        Ok(())
+    }
+}
+
+fn item_i64(t: &Bound<'_, PyTuple>, i: usize) -> PyResult<i64> {
+    t.get_borrowed_item(i)?.extract()
+}
+
+impl ViewerPath {
+    /// Whether the record may be one this path applies, judged by itself and its room
+    /// only (the loop checks it again, with the stream time).
+    fn plausible<'py>(
+        &self,
+        py: Python<'py>,
+        by_key: &Bound<'py, PyDict>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<bool> {
+        let Ok(rec) = item.cast::<PyTuple>() else {
+            return Ok(false);
+        };
+        if rec.len() != 5 || item_i64(rec, 0)? != 0 {
+            return Ok(false);
+        }
+        let (Ok(key), Ok(value)) = (
+            rec.get_item(2)?.cast_into::<PyBytes>(),
+            rec.get_item(3)?.cast_into::<PyBytes>(),
+        ) else {
+            return Ok(false);
+        };
+        let Some(ev) = read(value.as_bytes()) else {
+            return Ok(false);
+        };
+        if ev.action == Action::Leave || ev.room_id != key.as_bytes() {
+            return Ok(false);
+        }
+        let Some(room) = by_key.get_item(&key)? else {
+            return Ok(false);
+        };
+        let plain = room
+            .getattr(intern!(py, "plain"))?
+            .cast_into::<PlainBook>()?;
+        let plan = plain
+            .borrow()
+            .inner
+            .plan(ev.user_id, ev.ts, self.timeout_ms);
+        Ok(!matches!(plan, Err(Extend::Slow)))
+    }
+}
+
+#[pymethods]
+impl ViewerPath {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        window_ms: i64,
+        timeout_ms: i64,
+        idle_ms: i64,
+        out_of_order_ms: i64,
+        clock_ahead_ms: i64,
+        lateness_ms: i64,
+        min_ts: i64,
+        max_ahead_ms: i64,
+        timer_grain: i64,
+        window_cls: Py<PyAny>,
+        heappush: Py<PyAny>,
+    ) -> PyResult<Self> {
+        if window_ms <= 0 || timeout_ms <= 0 || timer_grain <= 0 {
+            return Err(PyValueError::new_err(
+                "window_ms, timeout_ms and timer_grain must be > 0",
+            ));
+        }
+        Ok(ViewerPath {
+            window_ms,
+            timeout_ms,
+            idle_ms,
+            out_of_order_ms,
+            clock_ahead_ms,
+            lateness_ms,
+            min_ts,
+            max_ahead_ms,
+            timer_grain,
+            window_cls,
+            heappush,
+        })
+    }
+
+    /// Apply `records[start:]` while each is the common viewer event (module doc), given
+    /// the loop's `pending` stream time; returns `(index of the first record not applied,
+    /// pending)`. Changes nothing for that record.
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        engine: &Bound<'py, PyAny>,
+        records: &Bound<'py, PyList>,
+        start: usize,
+        pending: i64,
+    ) -> PyResult<(usize, i64)> {
+        let n = records.len();
+        let mut i = start;
+        let mut pending = pending;
+        let by_key = engine
+            .getattr(intern!(py, "_room_by_key"))?
+            .cast_into::<PyDict>()?;
+        // A record this path would leave costs the call only this look: most runs that
+        // stop at once stop at a new user's join, a leave or another topic.
+        if i < n && !self.plausible(py, &by_key, &records.get_item(i)?)? {
+            return Ok((i, pending));
+        }
+        // the engine's state this path reads and writes
+        let next_offsets = engine
+            .getattr(intern!(py, "next_offsets"))?
+            .cast_into::<PyList>()?;
+        let maxts_list = engine
+            .getattr(intern!(py, "maxts"))?
+            .cast_into::<PyList>()?;
+        let arrivals = engine
+            .getattr(intern!(py, "last_arrival"))?
+            .cast_into::<PyList>()?;
+        let (Ok(mut maxts), Ok(mut last_arrival)) = (
+            maxts_list.get_item(0)?.extract::<i64>(),
+            arrivals.get_item(0)?.extract::<i64>(),
+        ) else {
+            return Ok((i, pending)); // the topic's first event: the Python loop
+        };
+        let mut next_offset: i64 = next_offsets.get_item(0)?.extract()?;
+        let mut stream_time: i64 = engine.getattr(intern!(py, "stream_time"))?.extract()?;
+        let horizon: i64 = engine.getattr(intern!(py, "horizon"))?.extract()?;
+        let mut head: i64 = engine.getattr(intern!(py, "head"))?.extract()?;
+        let recheck_at: i64 = engine.getattr(intern!(py, "_recheck_at"))?.extract()?;
+        let mut cand_dirty: bool = engine.getattr(intern!(py, "_cand_dirty"))?.extract()?;
+        let cand_topic: i64 = engine.getattr(intern!(py, "_cand_topic"))?.extract()?;
+        let cand_other: i64 = engine.getattr(intern!(py, "_cand_other"))?.extract()?;
+        let next_close: i64 = engine.getattr(intern!(py, "_next_close"))?.extract()?;
+        let timers = engine
+            .getattr(intern!(py, "_timers"))?
+            .cast_into::<PyList>()?;
+        let mut next_due: Option<i64> = if timers.is_empty() {
+            None
+        } else {
+            Some(
+                timers
+                    .get_item(0)?
+                    .cast_into::<PyTuple>()?
+                    .get_item(0)?
+                    .extract()?,
+            )
+        };
+        let seen_obj = engine.getattr(intern!(py, "seen"))?;
+        let seen = seen_obj.cast::<DedupMemory>()?;
+        let mut seen = seen.try_borrow_mut()?;
+        let mut touched: Option<Bound<'py, PyDict>> = None;
+        let mut events: i64 = 0;
+        let mut duplicates: i64 = 0;
+        let mut cur: Option<Current<'py>> = None;
+
+        let (w, t) = (self.window_ms, self.timeout_ms);
+        while i < n {
+            let item = records.get_item(i)?;
+            let rec = item.cast::<PyTuple>()?;
+            if rec.len() != 5 || item_i64(rec, 0)? != 0 {
+                break;
+            }
+            let offset = item_i64(rec, 1)?;
+            if offset < next_offset {
+                i += 1; // already in the state (a redelivery after a restore)
+                continue;
+            }
+            let arrival = item_i64(rec, 4)?;
+            // the stream time the previous record raised, if moving it is all there is to do
+            if pending != NEG {
+                if pending > stream_time {
+                    let h = (pending - self.lateness_ms).div_euclid(w) * w;
+                    if next_due.is_some_and(|d| d <= pending)
+                        || next_close <= pending
+                        || horizon < h
+                    {
+                        break;
+                    }
+                    stream_time = pending;
+                    seen.inner.expire(stream_time);
+                }
+                pending = NEG;
+            }
+            if arrival >= recheck_at || cand_dirty {
+                break;
+            }
+            // everything about the record is checked before anything changes
+            let (Ok(key), Ok(value)) = (
+                rec.get_item(2)?.cast_into::<PyBytes>(),
+                rec.get_item(3)?.cast_into::<PyBytes>(),
+            ) else {
+                break;
+            };
+            let Some(ev) = read(value.as_bytes()) else {
+                break;
+            };
+            if ev.action == Action::Leave
+                || ev.ts < self.min_ts
+                || ev.ts > arrival.saturating_add(self.max_ahead_ms)
+                || ev.room_id != key.as_bytes()
+            {
+                break;
+            }
+            let ws = ev.ts - ev.ts.rem_euclid(w);
+            if ws < horizon {
+                break; // late: the Python loop
+            }
+            if cur
+                .as_ref()
+                .is_none_or(|c| c.key.as_bytes() != key.as_bytes())
+            {
+                let Some(room) = by_key.get_item(&key)? else {
+                    break; // a room not known by this key yet
+                };
+                if let Some(c) = cur.take() {
+                    c.write_back(py)?;
+                }
+                let plain = room
+                    .getattr(intern!(py, "plain"))?
+                    .cast_into::<PlainBook>()?;
+                let users = room.getattr(intern!(py, "users"))?.cast_into::<PyDict>()?;
+                cur = Some(Current {
+                    key: key.to_owned(),
+                    dirty: room.getattr(intern!(py, "totals_dirty"))?.extract()?,
+                    first_ts: room.getattr(intern!(py, "first_ts"))?.extract()?,
+                    last_ts: room.getattr(intern!(py, "last_ts"))?.extract()?,
+                    span_changed: false,
+                    join: None,
+                    room: room.into_any(),
+                    plain,
+                    users,
+                });
+            }
+            let c = cur.as_mut().expect("set above");
+            let mut uid_str: Option<Bound<'py, PyString>> = None;
+            if !c.users.is_empty()
+                && c.users
+                    .contains(&*uid_str.insert(PyString::new(py, utf8(ev.user_id))))?
+            {
+                break; // a user kept as a Python object
+            }
+            let step = match c.plain.borrow().inner.plan(ev.user_id, ev.ts, t) {
+                Ok(plan) => Step::Extend(plan),
+                Err(Extend::Absent) => Step::Start,
+                Err(_) => break, // in the book, but not a plain extension
+            };
+            if step == Step::Start {
+                // a new user's first event, starting an open interval [ts, ...)
+                if ev.ts.saturating_add(t) <= stream_time {
+                    break; // over before the stream time: the Python loop
+                }
+                let uid = uid_str.get_or_insert_with(|| PyString::new(py, utf8(ev.user_id)));
+                let j = c.join_ctx(py)?;
+                if j.recorded.contains(&*uid)? || !c.plain.borrow().inner.fits(ev.user_id) {
+                    break; // settled spans of a forgotten user: not plain
+                }
+            }
+            // apply: what the Python loop does, in its order
+            next_offset = offset + 1;
+            let ahead = arrival.saturating_add(self.clock_ahead_ms);
+            let ct = ev.ts.min(ahead);
+            if ct > maxts {
+                maxts = ct;
+                if cand_topic == 0 {
+                    if ct <= cand_other {
+                        pending = ct - self.out_of_order_ms;
+                    } else {
+                        cand_dirty = true;
+                    }
+                }
+                if ct > head {
+                    head = ct;
+                }
+            }
+            if last_arrival <= arrival.saturating_sub(self.idle_ms) {
+                cand_dirty = true;
+            }
+            last_arrival = arrival;
+            i += 1;
+            if seen
+                .inner
+                .admit(Fingerprint::of(ev.event_id), ev.ts, stream_time, true)
+            {
+                duplicates += 1;
+                continue;
+            }
+            events += 1;
+            if ev.ts > c.last_ts {
+                c.last_ts = ev.ts;
+                c.span_changed = true;
+            }
+            if ev.ts < c.first_ts {
+                c.first_ts = ev.ts;
+                c.span_changed = true;
+            }
+            if !c.dirty {
+                // the room's first applied event since the flush lists it for the flush
+                c.dirty = true;
+                c.room.setattr(intern!(py, "totals_dirty"), true)?;
+                c.room.setattr(intern!(py, "active"), true)?;
+                if touched.is_none() {
+                    touched = Some(
+                        engine
+                            .getattr(intern!(py, "_touched"))?
+                            .cast_into::<PyDict>()?,
+                    );
+                }
+                touched
+                    .as_ref()
+                    .expect("set above")
+                    .set_item(&c.room, py.None())?;
+            }
+            match step {
+                Step::Extend(plan) => c.plain.borrow_mut().inner.apply_extend(plan),
+                Step::Start => {
+                    let due = ev.ts.saturating_add(t);
+                    let Some(new_bucket) = c.plain.borrow_mut().inner.start(ev.user_id, ev.ts, due)
+                    else {
+                        return Err(PyValueError::new_err(
+                            "the plain book refused a checked user",
+                        ));
+                    };
+                    let uid = uid_str.take().expect("set by the check above");
+                    let room = c.room.clone();
+                    let j = c.join_ctx(py)?;
+                    if new_bucket {
+                        let g = self.timer_grain;
+                        let at = due.div_euclid(g) * g + g - 1;
+                        self.heappush.bind(py).call1((&timers, (at, &j.room_id)))?;
+                        if next_due.is_none_or(|d| at < d) {
+                            next_due = Some(at);
+                        }
+                    }
+                    if j.departed.contains(&uid)? {
+                        j.departed.discard(&uid)?;
+                    } else {
+                        let viewers: i64 = room.getattr(intern!(py, "viewers"))?.extract()?;
+                        room.setattr(intern!(py, "viewers"), viewers + 1)?;
+                    }
+                    let window = match j.windows.get_item(ws)? {
+                        Some(w) => w,
+                        None => {
+                            let w = self.window_cls.bind(py).call1((ws,))?;
+                            j.windows.set_item(ws, &w)?;
+                            w
+                        }
+                    };
+                    let dirty_from: i64 = room.getattr(intern!(py, "dirty_from"))?.extract()?;
+                    if ws < dirty_from {
+                        room.setattr(intern!(py, "dirty_from"), ws)?;
+                    }
+                    window.call_method1(intern!(py, "change"), (ev.ts, 1))?;
+                    let joins: i64 = window.getattr(intern!(py, "joins"))?.extract()?;
+                    window.setattr(intern!(py, "joins"), joins + 1)?;
+                }
+            }
+        }
+
+        if let Some(c) = cur.take() {
+            c.write_back(py)?;
+        }
+        next_offsets.set_item(0, next_offset)?;
+        maxts_list.set_item(0, maxts)?;
+        arrivals.set_item(0, last_arrival)?;
+        engine.setattr(intern!(py, "stream_time"), stream_time)?;
+        engine.setattr(intern!(py, "head"), head)?;
+        engine.setattr(intern!(py, "_cand_dirty"), cand_dirty)?;
+        if events != 0 || duplicates != 0 {
+            let counters = engine.getattr(intern!(py, "counters"))?;
+            let per_kind = counters
+                .getattr(intern!(py, "events"))?
+                .cast_into::<PyList>()?;
+            let before: i64 = per_kind.get_item(0)?.extract()?;
+            per_kind.set_item(0, before + events)?;
+            let before: i64 = counters.getattr(intern!(py, "duplicates"))?.extract()?;
+            counters.setattr(intern!(py, "duplicates"), before + duplicates)?;
+        }
+        Ok((i, pending))
+    }
+}
+
+/// What a record does to its user.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Extends a plain user's open interval.
+    Extend(ExtendPlan),
+    /// A new user's first event.
+    Start,
+}
+
+/// Bytes [`read`] checked as UTF-8.
+fn utf8(s: &[u8]) -> &str {
+    std::str::from_utf8(s).unwrap_or_default()
+}
+
+/// What [`read`] makes of `value`: `(event_id, room_id, user_id, ts, action)`, or None
+/// when the record is left to the Python loop (for the tests' subset check).
+#[pyfunction]
+pub(crate) fn read_viewer(value: &[u8]) -> Option<(String, String, String, i64, &'static str)> {
+    let ev = read(value)?;
+    let action = match ev.action {
+        Action::Join => "join",
+        Action::Leave => "leave",
+        Action::Heartbeat => "heartbeat",
+    };
+    Some((
+        utf8(ev.event_id).to_owned(),
+        utf8(ev.room_id).to_owned(),
+        utf8(ev.user_id).to_owned(),
+        ev.ts,
+        action,
+    ))
+}

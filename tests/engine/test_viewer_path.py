@@ -1,0 +1,337 @@
+"""The compiled viewer path is a shortcut through the Python loop, never a second rule.
+
+``streamproc_core.ViewerPath`` applies runs of the common viewer event (a plain viewer's
+``join`` or ``heartbeat``, on time, while the stream time needs nothing but moving) and
+stops before any other record, which the Python loop then applies (docs/performance.md
+§8). Two invariants:
+
+* its reader accepts a *subset* of the valid viewer events, each read as the typed decoder
+  reads it (checked on fuzzed documents);
+* an engine with it and one without (``viewer_path=False``: every record takes the Python
+  loop) produce the same rows, versions, counters and snapshot bytes on every stream, fed
+  in batches of every size (runs carry the loop's pending stream time and a room across
+  records), with flushes, ticks and a restore in between.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import msgspec
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from streamproc_core import read_viewer
+
+from streamproc.engine.config import EngineConfig
+from streamproc.engine.partition import Output, PartitionEngine, Record
+from streamproc.engine.snapshot import restore, snapshot
+from streamproc.engine.validate import DECODERS, MIN_TS, check_structure, diagnose
+from tests.engine_harness import engine_config
+from tests.reference import Record as RefRecord
+from tests.reference import RefConfig
+from tests.streams import BASE, room_lives, streams
+
+# ---------------------------------------------------------------------- the reader
+
+_GOOD = {
+    "event_id": "e-1",
+    "room_id": "直播间-双11主会场",
+    "user_id": "u42",
+    "ts": BASE,
+    "action": "heartbeat",
+}
+
+
+def _agrees_with_python(value: bytes) -> None:
+    """Whatever the reader accepts, the typed decoder and the full check accept alike."""
+    got = read_viewer(value)
+    if got is None:
+        return
+    ev = DECODERS[0].decode(value)
+    check_structure(value)
+    assert (ev.event_id, ev.room_id, ev.user_id, ev.ts, ev.action) == got
+    if got[3] >= MIN_TS:
+        assert diagnose(0, value, got[1].encode(), got[3]) is None
+
+
+def _mutations(doc: bytes) -> st.SearchStrategy[bytes]:
+    """A document with a few bytes replaced, inserted or removed."""
+
+    @st.composite
+    def mutate(draw: st.DrawFn) -> bytes:
+        b = bytearray(doc)
+        for _ in range(draw(st.integers(1, 3))):
+            if not b:
+                break
+            i = draw(st.integers(0, len(b) - 1))
+            op = draw(st.integers(0, 2))
+            byte = draw(st.sampled_from(b'"\\:,{}[] \t0159e.-+\x00\x1f\x7f\xc3\xa9\xe7\xff'))
+            if op == 0:
+                b[i] = byte
+            elif op == 1:
+                b.insert(i, byte)
+            else:
+                del b[i]
+        return bytes(b)
+
+    return mutate()
+
+
+_FIELD_VALUES = st.one_of(
+    st.text(max_size=4),
+    st.text(min_size=125, max_size=131),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False),
+    st.none(),
+    st.booleans(),
+    st.sampled_from(["join", "leave", "heartbeat", "viewer", "chat", ""]),
+)
+
+
+@st.composite
+def _documents(draw: st.DrawFn) -> bytes:
+    """Viewer-like objects: fields dropped, repeated, retyped, renamed, re-spaced."""
+    names = [*_GOOD, "type"]
+    parts = []
+    for _ in range(draw(st.integers(0, 8))):
+        name = draw(st.sampled_from([*names, "text", "Ts", "ts "]))
+        value = draw(st.one_of(st.sampled_from([_GOOD.get(name, "viewer")]), _FIELD_VALUES))
+        ascii_only = draw(st.booleans())
+        sep = draw(st.sampled_from([":", " : ", ":\n"]))
+        parts.append(f"{json.dumps(name)}{sep}{json.dumps(value, ensure_ascii=ascii_only)}")
+    joiner = draw(st.sampled_from([",", ", ", " ,\t"]))
+    return ("{" + joiner.join(parts) + "}").encode()
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(_documents(), _mutations(msgspec.json.encode(_GOOD)), st.binary(max_size=64)))
+@example(msgspec.json.encode(_GOOD))
+@example(msgspec.json.encode(dict(_GOOD, type="viewer", action="join")))
+@example(msgspec.json.encode(dict(_GOOD, user_id="x" * 128)))
+def test_what_the_reader_accepts_python_reads_the_same(value: bytes) -> None:
+    _agrees_with_python(value)
+
+
+def test_the_reader_is_not_vacuous() -> None:
+    """The common shapes are read (else every record would take the Python loop)."""
+    assert read_viewer(msgspec.json.encode(_GOOD)) == (
+        "e-1", "直播间-双11主会场", "u42", BASE, "heartbeat",
+    )  # fmt: skip
+    spaced = json.dumps(dict(_GOOD, type="viewer"), ensure_ascii=False, indent=1).encode()
+    assert read_viewer(spaced) is not None
+    assert read_viewer(msgspec.json.encode(dict(_GOOD, action="leave"))) is not None
+    # an escape, a float, an unknown field: the Python loop's
+    for other in (
+        json.dumps(_GOOD).encode(),  # \\u escapes of the room id
+        msgspec.json.encode(dict(_GOOD, ts=1.5)),
+        msgspec.json.encode(dict(_GOOD, extra=1)),
+    ):
+        assert read_viewer(other) is None
+
+
+# ---------------------------------------------------------------------- lockstep
+
+
+class Counting:
+    """A ``ViewerPath`` that counts the records it applied (to show tests are not vacuous)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.applied = 0
+
+    def run(self, eng: PartitionEngine, records: list[Record], i: int, pending: int) -> Any:
+        got = self.inner.run(eng, records, i, pending)
+        self.applied += got[0] - i
+        return got
+
+
+class Lockstep:
+    """One engine with the viewer path and one without, per partition, on the same calls."""
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        self.cfg = cfg
+        self.topic_index = cfg.topic_index()
+        self.pairs: dict[int, tuple[PartitionEngine, PartitionEngine]] = {}
+        self.applied = 0
+
+    def _new(self, p: int) -> tuple[PartitionEngine, PartitionEngine]:
+        fast = PartitionEngine(self.cfg, p, clock=lambda: 0)
+        fast._viewer_path = Counting(fast._viewer_path)
+        return fast, PartitionEngine(self.cfg, p, clock=lambda: 0, viewer_path=False)
+
+    def feed(self, p: int, batch: list[Record]) -> None:
+        fast, slow = self.pairs.get(p) or self.pairs.setdefault(p, self._new(p))
+        fast.process(list(batch))
+        slow.process(iter(batch))
+        self.compare(lambda e: e.take_output())
+
+    def tick(self, now: int) -> None:
+        for pair in self.pairs.values():
+            for eng in pair:
+                eng.tick(now)
+        self.compare(lambda e: e.take_output())
+
+    def flush(self) -> None:
+        self.compare(lambda e: e.flush())
+
+    def restore(self) -> None:
+        self.flush()
+        for p, (fast, slow) in list(self.pairs.items()):
+            blob = snapshot(fast)
+            assert blob == snapshot(slow), "snapshots differ"
+            self._count(fast)
+            new = restore(blob, version_floor=fast.version, clock=lambda: 0)
+            new._viewer_path = Counting(new._viewer_path)
+            twin = restore(blob, version_floor=slow.version, clock=lambda: 0)
+            twin._viewer_path = None
+            self.pairs[p] = (new, twin)
+
+    def _count(self, eng: PartitionEngine) -> None:
+        self.applied += eng._viewer_path.applied  # type: ignore[union-attr]
+        eng._viewer_path.applied = 0  # type: ignore[union-attr]
+
+    def finish(self) -> int:
+        """Drain both, compare the last outputs and snapshots; records the path applied."""
+        for pair in self.pairs.values():
+            for eng in pair:
+                eng.drain()
+        self.flush()
+        for fast, slow in self.pairs.values():
+            assert snapshot(fast) == snapshot(slow), "snapshots differ"
+            self._count(fast)
+        return self.applied
+
+    def compare(self, take: Any) -> None:
+        for p in sorted(self.pairs):
+            fast, slow = self.pairs[p]
+            got, want = take(fast), take(slow)
+            assert asdict(got) == asdict(want), f"partition {p}: outputs differ"
+            assert fast.counters == slow.counters
+            assert _state(fast) == _state(slow), f"partition {p}: states differ"
+
+
+def _state(eng: PartitionEngine) -> bytes:
+    out, eng.out = eng.out, Output()
+    try:
+        return snapshot(eng)
+    finally:
+        eng.out = out
+
+
+def _run(
+    cfg: RefConfig, records: list[RefRecord], sizes: list[int], plan: list[int], restore_at: int
+) -> int:
+    """Feed each partition's records in batches of ``sizes`` (cycled); after batch ``j``
+    act on ``plan[j % len(plan)]``: 0 nothing, 1 a flush, 2 a tick a second after the
+    batch's last arrival and a flush, 3 a tick far ahead."""
+    ls = Lockstep(engine_config(cfg))
+    topic = ls.topic_index
+    i = j = 0
+    while i < len(records):
+        p = records[i].partition
+        size = sizes[j % len(sizes)]
+        batch: list[Record] = []
+        while i < len(records) and records[i].partition == p and len(batch) < size:
+            r = records[i]
+            batch.append((topic[r.topic], r.offset, r.key, r.value, r.arrival))
+            i += 1
+        ls.feed(p, batch)
+        act = plan[j % len(plan)]
+        if act == 1:
+            ls.flush()
+        elif act == 2:
+            ls.tick(batch[-1][4] + 1000)
+            ls.flush()
+        elif act == 3:
+            ls.tick(batch[-1][4] + 4 * cfg.window_ms)
+        if j == restore_at:
+            ls.restore()
+        j += 1
+    return ls.finish()
+
+
+_SIZES = st.lists(st.integers(1, 40), min_size=1, max_size=4)
+_PLANS = st.lists(st.integers(0, 3), min_size=1, max_size=5)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(streams(max_events=100), _SIZES, _PLANS, st.integers(-1, 20))
+def test_the_viewer_path_changes_no_output_and_no_snapshot_byte(
+    drawn: tuple[RefConfig, int, list[RefRecord]], sizes: list[int], plan: list[int], at: int
+) -> None:
+    cfg, _, records = drawn
+    _run(cfg, records, sizes, plan, at)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(room_lives(), _SIZES, _PLANS, st.integers(-1, 20))
+def test_rooms_that_rest_and_come_back_are_the_same_through_the_viewer_path(
+    drawn: tuple[RefConfig, int, list[RefRecord]], sizes: list[int], plan: list[int], at: int
+) -> None:
+    cfg, _, records = drawn
+    _run(cfg, records, sizes, plan, at)
+
+
+# ---------------------------------------------------------------------- a hot room
+
+CFG = RefConfig(
+    window_ms=10_000,
+    out_of_order_ms=300,
+    allowed_lateness_ms=20_000,
+    presence_timeout_ms=5000,
+    dedup_ms=60_000,
+    idle_ms=2000,
+    clock_ahead_ms=1000,
+    room_retention_ms=600_000,
+)
+
+
+def _hot_room(seconds: int, viewers: int, *, chat_every: int = 0) -> list[RefRecord]:
+    """One room's viewers beating every 2 s (joins first), arriving on time, with a
+    redelivery, a late beat, a leave and a bad record mixed in now and then, and a chat
+    every ``chat_every`` records (0: none)."""
+    recs: list[RefRecord] = []
+    offsets = [0, 0, 0, 0]
+
+    def add(kind: int, value: bytes, arrival: int, key: bytes = "热门".encode()) -> None:
+        recs.append(RefRecord(CFG.topics[kind], 0, offsets[kind], key, value, arrival))
+        offsets[kind] += 1
+
+    def viewer(n: int, user: int, ts: int, action: str) -> bytes:
+        doc = {"event_id": f"e{n}", "room_id": "热门", "user_id": f"u{user}", "ts": ts}
+        return json.dumps(dict(doc, action=action), ensure_ascii=False).encode()
+
+    n = 0
+    for t in range(0, seconds * 1000, 2000):
+        for u in range(viewers):
+            ts = BASE + t + u * (2000 // viewers)
+            n += 1
+            add(0, viewer(n, u, ts, "join" if t == 0 else "heartbeat"), ts + 5)
+            if n % 97 == 0:
+                add(0, recs[-2].value, ts + 6)  # a redelivery: a duplicate
+            if n % 131 == 0:
+                add(0, viewer(n + 10**6, u, ts - 25_000, "heartbeat"), ts + 7)  # late
+            if n % 149 == 0:
+                add(0, b"{not json", ts + 8)
+            if n % 389 == 0:
+                add(0, viewer(n + 2 * 10**6, u, ts + 1, "leave"), ts + 9)
+            if chat_every and n % chat_every == 0:
+                chat = {"event_id": f"c{n}", "room_id": "热门", "user_id": f"u{u}", "ts": ts}
+                add(1, json.dumps(dict(chat, text="好"), ensure_ascii=False).encode(), ts + 9)
+    return recs
+
+
+def test_a_hot_rooms_heartbeats_take_the_viewer_path_with_the_same_numbers() -> None:
+    recs = _hot_room(seconds=90, viewers=50)
+    applied = _run(CFG, recs, [500], [1], -1)
+    # not vacuous: most beats took the path (the others: joins, duplicates' neighbours
+    # after a window close, late ones, leaves and the viewers back after them)
+    assert applied >= 0.8 * len(recs), (applied, len(recs))
+
+
+def test_batches_that_close_windows_restore_and_mix_topics_are_the_same() -> None:
+    recs = _hot_room(seconds=60, viewers=20, chat_every=7)
+    applied = _run(CFG, recs, [1, 3, 250, 17], [0, 1, 2, 0, 1], 5)
+    assert applied >= 0.5 * len(recs), (applied, len(recs))
