@@ -79,7 +79,9 @@ class ViewerPath:
         window_cls: type,
         heappush: Callable[[list[Any], Any], None],
     ) -> None: ...
-    def run(self, engine: Any, records: list[Any], start: int, pending: int) -> tuple[int, int]: ...
+    def run(
+        self, engine: Any, records: list[Any], start: int, pending: int
+    ) -> tuple[int, int, BaseException | None, bool]: ...
 
 def read_viewer(value: bytes) -> tuple[str, str, str, int, str] | None:
     """``(event_id, room_id, user_id, ts, action)`` of a record the viewer path reads."""

@@ -313,7 +313,7 @@ impl PlainBook {
     /// slots); [`start`](Self::start) of an absent user succeeds exactly then.
     pub fn fits(&self, name: &[u8]) -> bool {
         name.len() <= MAX_NAME
-            && self.arena.len() + name.len() <= FREE as usize - 1
+            && self.arena.len() + name.len() < FREE as usize
             && !(self.free.is_empty() && self.slots.len() >= MAX_SLOTS)
     }
 

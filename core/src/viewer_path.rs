@@ -182,7 +182,9 @@ impl ViewerPath {
 
     /// Apply `records[start:]` while each is the common viewer event (module doc), given
     /// the loop's `pending` stream time; returns `(index of the first record not applied,
-    /// pending)`. Changes nothing for that record.
+    /// pending, error, partial)`. Changes nothing for that record, unless an error (an
+    /// engine bug) was raised while applying it: then `partial` is True.
+    #[allow(clippy::type_complexity)]
     fn run<'py>(
         &self,
         py: Python<'py>,
@@ -190,17 +192,52 @@ impl ViewerPath {
         records: &Bound<'py, PyList>,
         start: usize,
         pending: i64,
-    ) -> PyResult<(usize, i64)> {
+    ) -> (usize, i64, Option<Py<PyAny>>, bool) {
+        let mut at = Progress {
+            i: start,
+            pending,
+            partial: false,
+        };
+        match self.apply(py, engine, records, &mut at) {
+            Ok(()) => (at.i, at.pending, None, false),
+            Err(e) => (
+                at.i,
+                at.pending,
+                Some(e.into_value(py).into_any()),
+                at.partial,
+            ),
+        }
+    }
+}
+
+/// Where a run is: the record in hand, the loop's pending stream time, and whether the
+/// record in hand is partly applied.
+struct Progress {
+    i: usize,
+    pending: i64,
+    partial: bool,
+}
+
+impl ViewerPath {
+    /// The body of [`ViewerPath::run`]: the engine's state it changed is written back
+    /// whether it ends well or with an error.
+    fn apply<'py>(
+        &self,
+        py: Python<'py>,
+        engine: &Bound<'py, PyAny>,
+        records: &Bound<'py, PyList>,
+        at: &mut Progress,
+    ) -> PyResult<()> {
         let n = records.len();
-        let mut i = start;
-        let mut pending = pending;
+        let mut i = at.i;
+        let mut pending = at.pending;
         let by_key = engine
             .getattr(intern!(py, "_room_by_key"))?
             .cast_into::<PyDict>()?;
         // A record this path would leave costs the call only this look: most runs that
         // stop at once stop at a new user's join, a leave or another topic.
         if i < n && !self.plausible(py, &by_key, &records.get_item(i)?)? {
-            return Ok((i, pending));
+            return Ok(());
         }
         // the engine's state this path reads and writes
         let next_offsets = engine
@@ -216,7 +253,7 @@ impl ViewerPath {
             maxts_list.get_item(0)?.extract::<i64>(),
             arrivals.get_item(0)?.extract::<i64>(),
         ) else {
-            return Ok((i, pending)); // the topic's first event: the Python loop
+            return Ok(()); // the topic's first event: the Python loop
         };
         let mut next_offset: i64 = next_offsets.get_item(0)?.extract()?;
         let mut stream_time: i64 = engine.getattr(intern!(py, "stream_time"))?.extract()?;
@@ -250,228 +287,246 @@ impl ViewerPath {
         let mut cur: Option<Current<'py>> = None;
 
         let (w, t) = (self.window_ms, self.timeout_ms);
-        while i < n {
-            let item = records.get_item(i)?;
-            let rec = item.cast::<PyTuple>()?;
-            if rec.len() != 5 || item_i64(rec, 0)? != 0 {
-                break;
-            }
-            let offset = item_i64(rec, 1)?;
-            if offset < next_offset {
-                i += 1; // already in the state (a redelivery after a restore)
-                continue;
-            }
-            let arrival = item_i64(rec, 4)?;
-            // the stream time the previous record raised, if moving it is all there is to do
-            if pending != NEG {
-                if pending > stream_time {
-                    let h = (pending - self.lateness_ms).div_euclid(w) * w;
-                    if next_due.is_some_and(|d| d <= pending)
-                        || next_close <= pending
-                        || horizon < h
-                    {
-                        break;
-                    }
-                    stream_time = pending;
-                    seen.inner.expire(stream_time);
+        let mut partial = false;
+        let mut body = || -> PyResult<()> {
+            while i < n {
+                let item = records.get_item(i)?;
+                let rec = item.cast::<PyTuple>()?;
+                if rec.len() != 5 || item_i64(rec, 0)? != 0 {
+                    break;
                 }
-                pending = NEG;
-            }
-            if arrival >= recheck_at || cand_dirty {
-                break;
-            }
-            // everything about the record is checked before anything changes
-            let (Ok(key), Ok(value)) = (
-                rec.get_item(2)?.cast_into::<PyBytes>(),
-                rec.get_item(3)?.cast_into::<PyBytes>(),
-            ) else {
-                break;
-            };
-            let Some(ev) = read(value.as_bytes()) else {
-                break;
-            };
-            if ev.action == Action::Leave
-                || ev.ts < self.min_ts
-                || ev.ts > arrival.saturating_add(self.max_ahead_ms)
-                || ev.room_id != key.as_bytes()
-            {
-                break;
-            }
-            let ws = ev.ts - ev.ts.rem_euclid(w);
-            if ws < horizon {
-                break; // late: the Python loop
-            }
-            if cur
-                .as_ref()
-                .is_none_or(|c| c.key.as_bytes() != key.as_bytes())
-            {
-                let Some(room) = by_key.get_item(&key)? else {
-                    break; // a room not known by this key yet
+                let offset = item_i64(rec, 1)?;
+                if offset < next_offset {
+                    i += 1; // already in the state (a redelivery after a restore)
+                    continue;
+                }
+                let arrival = item_i64(rec, 4)?;
+                // the stream time the previous record raised, if moving it is all there is to do
+                if pending != NEG {
+                    if pending > stream_time {
+                        let h = (pending - self.lateness_ms).div_euclid(w) * w;
+                        if next_due.is_some_and(|d| d <= pending)
+                            || next_close <= pending
+                            || horizon < h
+                        {
+                            break;
+                        }
+                        stream_time = pending;
+                        seen.inner.expire(stream_time);
+                    }
+                    pending = NEG;
+                }
+                if arrival >= recheck_at || cand_dirty {
+                    break;
+                }
+                // everything about the record is checked before anything changes
+                let (Ok(key), Ok(value)) = (
+                    rec.get_item(2)?.cast_into::<PyBytes>(),
+                    rec.get_item(3)?.cast_into::<PyBytes>(),
+                ) else {
+                    break;
                 };
-                if let Some(c) = cur.take() {
-                    c.write_back(py)?;
+                let Some(ev) = read(value.as_bytes()) else {
+                    break;
+                };
+                if ev.action == Action::Leave
+                    || ev.ts < self.min_ts
+                    || ev.ts > arrival.saturating_add(self.max_ahead_ms)
+                    || ev.room_id != key.as_bytes()
+                {
+                    break;
                 }
-                let plain = room
-                    .getattr(intern!(py, "plain"))?
-                    .cast_into::<PlainBook>()?;
-                let users = room.getattr(intern!(py, "users"))?.cast_into::<PyDict>()?;
-                cur = Some(Current {
-                    key: key.to_owned(),
-                    dirty: room.getattr(intern!(py, "totals_dirty"))?.extract()?,
-                    first_ts: room.getattr(intern!(py, "first_ts"))?.extract()?,
-                    last_ts: room.getattr(intern!(py, "last_ts"))?.extract()?,
-                    span_changed: false,
-                    join: None,
-                    room: room.into_any(),
-                    plain,
-                    users,
-                });
-            }
-            let c = cur.as_mut().expect("set above");
-            let mut uid_str: Option<Bound<'py, PyString>> = None;
-            if !c.users.is_empty()
-                && c.users
-                    .contains(&*uid_str.insert(PyString::new(py, utf8(ev.user_id))))?
-            {
-                break; // a user kept as a Python object
-            }
-            let step = match c.plain.borrow().inner.plan(ev.user_id, ev.ts, t) {
-                Ok(plan) => Step::Extend(plan),
-                Err(Extend::Absent) => Step::Start,
-                Err(_) => break, // in the book, but not a plain extension
-            };
-            if step == Step::Start {
-                // a new user's first event, starting an open interval [ts, ...)
-                if ev.ts.saturating_add(t) <= stream_time {
-                    break; // over before the stream time: the Python loop
+                let ws = ev.ts - ev.ts.rem_euclid(w);
+                if ws < horizon {
+                    break; // late: the Python loop
                 }
-                let uid = uid_str.get_or_insert_with(|| PyString::new(py, utf8(ev.user_id)));
-                let j = c.join_ctx(py)?;
-                if j.recorded.contains(&*uid)? || !c.plain.borrow().inner.fits(ev.user_id) {
-                    break; // settled spans of a forgotten user: not plain
-                }
-            }
-            // apply: what the Python loop does, in its order
-            next_offset = offset + 1;
-            let ahead = arrival.saturating_add(self.clock_ahead_ms);
-            let ct = ev.ts.min(ahead);
-            if ct > maxts {
-                maxts = ct;
-                if cand_topic == 0 {
-                    if ct <= cand_other {
-                        pending = ct - self.out_of_order_ms;
-                    } else {
-                        cand_dirty = true;
-                    }
-                }
-                if ct > head {
-                    head = ct;
-                }
-            }
-            if last_arrival <= arrival.saturating_sub(self.idle_ms) {
-                cand_dirty = true;
-            }
-            last_arrival = arrival;
-            i += 1;
-            if seen
-                .inner
-                .admit(Fingerprint::of(ev.event_id), ev.ts, stream_time, true)
-            {
-                duplicates += 1;
-                continue;
-            }
-            events += 1;
-            if ev.ts > c.last_ts {
-                c.last_ts = ev.ts;
-                c.span_changed = true;
-            }
-            if ev.ts < c.first_ts {
-                c.first_ts = ev.ts;
-                c.span_changed = true;
-            }
-            if !c.dirty {
-                // the room's first applied event since the flush lists it for the flush
-                c.dirty = true;
-                c.room.setattr(intern!(py, "totals_dirty"), true)?;
-                c.room.setattr(intern!(py, "active"), true)?;
-                if touched.is_none() {
-                    touched = Some(
-                        engine
-                            .getattr(intern!(py, "_touched"))?
-                            .cast_into::<PyDict>()?,
-                    );
-                }
-                touched
+                if cur
                     .as_ref()
-                    .expect("set above")
-                    .set_item(&c.room, py.None())?;
-            }
-            match step {
-                Step::Extend(plan) => c.plain.borrow_mut().inner.apply_extend(plan),
-                Step::Start => {
-                    let due = ev.ts.saturating_add(t);
-                    let Some(new_bucket) = c.plain.borrow_mut().inner.start(ev.user_id, ev.ts, due)
-                    else {
-                        return Err(PyValueError::new_err(
-                            "the plain book refused a checked user",
-                        ));
+                    .is_none_or(|c| c.key.as_bytes() != key.as_bytes())
+                {
+                    let Some(room) = by_key.get_item(&key)? else {
+                        break; // a room not known by this key yet
                     };
-                    let uid = uid_str.take().expect("set by the check above");
-                    let room = c.room.clone();
-                    let j = c.join_ctx(py)?;
-                    if new_bucket {
-                        let g = self.timer_grain;
-                        let at = due.div_euclid(g) * g + g - 1;
-                        self.heappush.bind(py).call1((&timers, (at, &j.room_id)))?;
-                        if next_due.is_none_or(|d| at < d) {
-                            next_due = Some(at);
-                        }
+                    if let Some(c) = cur.take() {
+                        c.write_back(py)?;
                     }
-                    if j.departed.contains(&uid)? {
-                        j.departed.discard(&uid)?;
-                    } else {
-                        let viewers: i64 = room.getattr(intern!(py, "viewers"))?.extract()?;
-                        room.setattr(intern!(py, "viewers"), viewers + 1)?;
-                    }
-                    let window = match j.windows.get_item(ws)? {
-                        Some(w) => w,
-                        None => {
-                            let w = self.window_cls.bind(py).call1((ws,))?;
-                            j.windows.set_item(ws, &w)?;
-                            w
-                        }
-                    };
-                    let dirty_from: i64 = room.getattr(intern!(py, "dirty_from"))?.extract()?;
-                    if ws < dirty_from {
-                        room.setattr(intern!(py, "dirty_from"), ws)?;
-                    }
-                    window.call_method1(intern!(py, "change"), (ev.ts, 1))?;
-                    let joins: i64 = window.getattr(intern!(py, "joins"))?.extract()?;
-                    window.setattr(intern!(py, "joins"), joins + 1)?;
+                    let plain = room
+                        .getattr(intern!(py, "plain"))?
+                        .cast_into::<PlainBook>()?;
+                    let users = room.getattr(intern!(py, "users"))?.cast_into::<PyDict>()?;
+                    cur = Some(Current {
+                        key: key.to_owned(),
+                        dirty: room.getattr(intern!(py, "totals_dirty"))?.extract()?,
+                        first_ts: room.getattr(intern!(py, "first_ts"))?.extract()?,
+                        last_ts: room.getattr(intern!(py, "last_ts"))?.extract()?,
+                        span_changed: false,
+                        join: None,
+                        room: room.into_any(),
+                        plain,
+                        users,
+                    });
                 }
+                let c = cur.as_mut().expect("set above");
+                // A user is in exactly one of the room's plain book and its `users` (Room): one
+                // found in the book needs no look in `users`.
+                let step = match c.plain.borrow().inner.plan(ev.user_id, ev.ts, t) {
+                    Ok(plan) => Step::Extend(plan),
+                    Err(Extend::Absent) => Step::Start,
+                    Err(_) => break, // in the book, but not a plain extension
+                };
+                let mut uid_str: Option<Bound<'py, PyString>> = None;
+                if step == Step::Start {
+                    // a new user's first event, starting an open interval [ts, ...)
+                    if ev.ts.saturating_add(t) <= stream_time {
+                        break; // over before the stream time: the Python loop
+                    }
+                    let uid = uid_str.insert(PyString::new(py, utf8(ev.user_id)));
+                    if c.users.contains(&*uid)? {
+                        break; // a user kept as a Python object
+                    }
+                    let j = c.join_ctx(py)?;
+                    if j.recorded.contains(&*uid)? || !c.plain.borrow().inner.fits(ev.user_id) {
+                        break; // settled spans of a forgotten user: not plain
+                    }
+                }
+                // apply: what the Python loop does, in its order
+                partial = true;
+                next_offset = offset + 1;
+                let ahead = arrival.saturating_add(self.clock_ahead_ms);
+                let ct = ev.ts.min(ahead);
+                if ct > maxts {
+                    maxts = ct;
+                    if cand_topic == 0 {
+                        if ct <= cand_other {
+                            pending = ct - self.out_of_order_ms;
+                        } else {
+                            cand_dirty = true;
+                        }
+                    }
+                    if ct > head {
+                        head = ct;
+                    }
+                }
+                if last_arrival <= arrival.saturating_sub(self.idle_ms) {
+                    cand_dirty = true;
+                }
+                last_arrival = arrival;
+                if seen
+                    .inner
+                    .admit(Fingerprint::of(ev.event_id), ev.ts, stream_time, true)
+                {
+                    duplicates += 1;
+                    partial = false;
+                    i += 1;
+                    continue;
+                }
+                events += 1;
+                if ev.ts > c.last_ts {
+                    c.last_ts = ev.ts;
+                    c.span_changed = true;
+                }
+                if ev.ts < c.first_ts {
+                    c.first_ts = ev.ts;
+                    c.span_changed = true;
+                }
+                if !c.dirty {
+                    // the room's first applied event since the flush lists it for the flush
+                    c.dirty = true;
+                    c.room.setattr(intern!(py, "totals_dirty"), true)?;
+                    c.room.setattr(intern!(py, "active"), true)?;
+                    if touched.is_none() {
+                        touched = Some(
+                            engine
+                                .getattr(intern!(py, "_touched"))?
+                                .cast_into::<PyDict>()?,
+                        );
+                    }
+                    touched
+                        .as_ref()
+                        .expect("set above")
+                        .set_item(&c.room, py.None())?;
+                }
+                match step {
+                    Step::Extend(plan) => c.plain.borrow_mut().inner.apply_extend(plan),
+                    Step::Start => {
+                        let due = ev.ts.saturating_add(t);
+                        let Some(new_bucket) =
+                            c.plain.borrow_mut().inner.start(ev.user_id, ev.ts, due)
+                        else {
+                            return Err(PyValueError::new_err(
+                                "the plain book refused a checked user",
+                            ));
+                        };
+                        let uid = uid_str.take().expect("set by the check above");
+                        let room = c.room.clone();
+                        let j = c.join_ctx(py)?;
+                        if new_bucket {
+                            let g = self.timer_grain;
+                            let check_at = due.div_euclid(g) * g + g - 1;
+                            self.heappush
+                                .bind(py)
+                                .call1((&timers, (check_at, &j.room_id)))?;
+                            if next_due.is_none_or(|d| check_at < d) {
+                                next_due = Some(check_at);
+                            }
+                        }
+                        if j.departed.contains(&uid)? {
+                            j.departed.discard(&uid)?;
+                        } else {
+                            let viewers: i64 = room.getattr(intern!(py, "viewers"))?.extract()?;
+                            room.setattr(intern!(py, "viewers"), viewers + 1)?;
+                        }
+                        let window = match j.windows.get_item(ws)? {
+                            Some(w) => w,
+                            None => {
+                                let w = self.window_cls.bind(py).call1((ws,))?;
+                                j.windows.set_item(ws, &w)?;
+                                w
+                            }
+                        };
+                        let dirty_from: i64 = room.getattr(intern!(py, "dirty_from"))?.extract()?;
+                        if ws < dirty_from {
+                            room.setattr(intern!(py, "dirty_from"), ws)?;
+                        }
+                        window.call_method1(intern!(py, "change"), (ev.ts, 1))?;
+                        let joins: i64 = window.getattr(intern!(py, "joins"))?.extract()?;
+                        window.setattr(intern!(py, "joins"), joins + 1)?;
+                    }
+                }
+                partial = false;
+                i += 1;
             }
-        }
+            Ok(())
+        };
+        let result = body();
 
-        if let Some(c) = cur.take() {
-            c.write_back(py)?;
-        }
-        next_offsets.set_item(0, next_offset)?;
-        maxts_list.set_item(0, maxts)?;
-        arrivals.set_item(0, last_arrival)?;
-        engine.setattr(intern!(py, "stream_time"), stream_time)?;
-        engine.setattr(intern!(py, "head"), head)?;
-        engine.setattr(intern!(py, "_cand_dirty"), cand_dirty)?;
-        if events != 0 || duplicates != 0 {
-            let counters = engine.getattr(intern!(py, "counters"))?;
-            let per_kind = counters
-                .getattr(intern!(py, "events"))?
-                .cast_into::<PyList>()?;
-            let before: i64 = per_kind.get_item(0)?.extract()?;
-            per_kind.set_item(0, before + events)?;
-            let before: i64 = counters.getattr(intern!(py, "duplicates"))?.extract()?;
-            counters.setattr(intern!(py, "duplicates"), before + duplicates)?;
-        }
-        Ok((i, pending))
+        // what the applied records changed, written back also after an error
+        let written = (|| -> PyResult<()> {
+            if let Some(c) = cur.take() {
+                c.write_back(py)?;
+            }
+            next_offsets.set_item(0, next_offset)?;
+            maxts_list.set_item(0, maxts)?;
+            arrivals.set_item(0, last_arrival)?;
+            engine.setattr(intern!(py, "stream_time"), stream_time)?;
+            engine.setattr(intern!(py, "head"), head)?;
+            engine.setattr(intern!(py, "_cand_dirty"), cand_dirty)?;
+            if events != 0 || duplicates != 0 {
+                let counters = engine.getattr(intern!(py, "counters"))?;
+                let per_kind = counters
+                    .getattr(intern!(py, "events"))?
+                    .cast_into::<PyList>()?;
+                let before: i64 = per_kind.get_item(0)?.extract()?;
+                per_kind.set_item(0, before + events)?;
+                let before: i64 = counters.getattr(intern!(py, "duplicates"))?.extract()?;
+                counters.setattr(intern!(py, "duplicates"), before + duplicates)?;
+            }
+            Ok(())
+        })();
+        at.i = i;
+        at.pending = pending;
+        at.partial = partial || written.is_err();
+        result.and(written)
     }
 }
 

@@ -294,7 +294,9 @@ class PartitionEngine:
                 # streamproc_core.ViewerPath: applies the common viewer events from here,
                 # stops before the first other record (changing nothing for it)
                 self._current = None
-                i, pending = viewer_path.run(self, records, i, pending)
+                i, pending, err, partial = viewer_path.run(self, records, i, pending)
+                if err is not None:
+                    viewer_path = self._viewer_path_failed(err, records, i, partial)
                 if i == n:
                     break
                 rec = records[i]
@@ -491,6 +493,30 @@ class PartitionEngine:
         if pending > self.stream_time:
             # what a tick at the last arrival would do: never changes a result (§3)
             self._set_stream_time(pending)
+
+    def _viewer_path_failed(
+        self, err: BaseException, records: list[Record], i: int, partial: bool
+    ) -> None:
+        """The compiled viewer path raised (an engine bug): it is switched off for this
+        engine, which goes on in the Python loop. A record it had partly applied is
+        handled as the loop's own would be (a dead letter ``internal_error``); one it had
+        not touched yet goes through the Python loop."""
+        rec = records[i]
+        log.error(
+            "partition %d: the compiled viewer path raised at %s offset %d; the Python loop "
+            "applies every record from here",
+            self.partition,
+            self.cfg.topics[rec[0]],
+            rec[1],
+            exc_info=err,
+        )
+        self._viewer_path = None
+        if partial:
+            self._current = rec
+            self.next_offsets[rec[0]] = rec[1] + 1
+            self._resume = i + 1
+            raise err
+        return None
 
     def _room_for_key(self, key: bytes | None, room_id: str) -> Room:
         """The room of a record whose key is not cached yet (raises on a key mismatch)."""

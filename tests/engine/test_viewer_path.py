@@ -15,19 +15,28 @@ stops before any other record, which the Python loop then applies (docs/performa
 
 from __future__ import annotations
 
+import heapq
 import json
 from dataclasses import asdict
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from streamproc_core import read_viewer
+from streamproc_core import ViewerPath, read_viewer
 
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine, Record
+from streamproc.engine.room import TIMER_GRAIN
 from streamproc.engine.snapshot import restore, snapshot
-from streamproc.engine.validate import DECODERS, MIN_TS, check_structure, diagnose
+from streamproc.engine.validate import (
+    DECODERS,
+    MAX_AHEAD_MS,
+    MIN_TS,
+    check_structure,
+    diagnose,
+)
 from tests.engine_harness import engine_config
 from tests.reference import Record as RefRecord
 from tests.reference import RefConfig
@@ -335,3 +344,89 @@ def test_batches_that_close_windows_restore_and_mix_topics_are_the_same() -> Non
     recs = _hot_room(seconds=60, viewers=20, chat_every=7)
     applied = _run(CFG, recs, [1, 3, 250, 17], [0, 1, 2, 0, 1], 5)
     assert applied >= 0.5 * len(recs), (applied, len(recs))
+
+
+# ---------------------------------------------------------------------- when it raises
+
+
+def _viewer(n: int, user: str, ts: int, action: str = "heartbeat") -> bytes:
+    doc = {"event_id": f"e{n}", "room_id": "r1", "user_id": user, "ts": ts, "action": action}
+    return msgspec.json.encode(doc)
+
+
+def test_a_viewer_path_that_raises_is_switched_off_and_no_record_is_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An engine bug in the compiled path (here: a window class that raises, met by a
+    join after the user was added to the plain book) makes that record a dead letter
+    ``internal_error``, as the Python loop's own bugs do; the path is switched off for
+    the engine and the Python loop applies every later record; the state can be saved."""
+    cfg = engine_config(CFG)
+    eng = PartitionEngine(cfg, clock=lambda: 0)
+
+    def broken_window(_: int) -> None:
+        raise ZeroDivisionError("a bug in the compiled path")
+
+    eng._viewer_path = ViewerPath(
+        cfg.window_ms, cfg.presence_timeout_ms, cfg.idle_ms, cfg.out_of_order_ms,
+        cfg.clock_ahead_ms, cfg.allowed_lateness_ms, MIN_TS, MAX_AHEAD_MS, TIMER_GRAIN,
+        broken_window, heapq.heappush,
+    )  # fmt: skip
+    t = BASE
+    eng.process([(0, 0, b"r1", _viewer(0, "u0", t), t)])  # the topic's first: Python
+    recs: list[Record] = [
+        (0, 1, b"r1", _viewer(1, "u0", t + 100), t + 100),  # compiled: a heartbeat
+        # compiled, a join into a window the room does not have yet (stamped a little
+        # ahead of its arrival, so that the stream time needs no work): raises
+        (0, 2, b"r1", _viewer(2, "u1", t + 10_050, "join"), t + 1000),
+        (0, 3, b"r1", _viewer(3, "u0", t + 1100), t + 1100),
+        (1, 0, b"r1", msgspec.json.encode({**_GOOD, "room_id": "r1", "text": "hi"}), t + 1200),
+    ]
+    eng.process(recs)
+    assert eng._viewer_path is None
+    assert eng.counters.invalid["internal_error"] == 1
+    assert eng.out.dead_letters[0][2] == 2 and eng.out.dead_letters[0][3] == "internal_error"
+    # the partly applied join was counted before it raised, as in the Python loop's apply part
+    assert eng.counters.events[:2] == [4, 1]
+    assert eng.next_offsets[:2] == [4, 1] and not eng.broken
+    assert "the compiled viewer path raised at live.viewer offset 2" in caplog.text
+    eng.take_output()
+    restore(snapshot(eng))  # a handled error leaves a state that can be saved
+    # the same records with the path intact: everything applied, nothing dead
+    twin = PartitionEngine(cfg, clock=lambda: 0)
+    twin.process([(0, 0, b"r1", _viewer(0, "u0", t), t), *recs])
+    assert twin.counters.events[:2] == [4, 1] and not twin.out.dead_letters
+
+
+def test_a_viewer_path_that_raises_before_changing_anything_leaves_the_record_to_python(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Raised while checking a record (here: a room whose plain book is not one), the
+    record goes through the Python loop as if the path had stopped before it."""
+    cfg = engine_config(CFG)
+    eng = PartitionEngine(cfg, clock=lambda: 0)
+    slow = PartitionEngine(cfg, clock=lambda: 0, viewer_path=False)
+    first = [(0, 0, b"r1", _viewer(0, "u0", BASE), BASE)]
+    eng.process(list(first))
+    slow.process(list(first))
+    room = eng.rooms["r1"]
+    book = room.plain
+    room.plain = _Proxy(book)  # type: ignore[assignment]
+    more: list[Record] = [(0, 1, b"r1", _viewer(1, "u0", BASE + 100), BASE + 100)]
+    eng.process(list(more))
+    slow.process(list(more))
+    room.plain = book
+    assert eng._viewer_path is None and not eng.out.dead_letters
+    assert "the compiled viewer path raised" in caplog.text
+    assert asdict(eng.take_output()) == asdict(slow.take_output())
+    assert snapshot(eng) == snapshot(slow)
+
+
+class _Proxy:
+    """A plain book seen through a Python object (the compiled path cannot read it)."""
+
+    def __init__(self, book: Any) -> None:
+        self._book = book
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._book, name)
