@@ -296,7 +296,8 @@ class PartitionEngine:
                 self._current = None
                 i, pending, err, partial = viewer_path.run(self, records, i, pending)
                 if err is not None:
-                    viewer_path = self._viewer_path_failed(err, records, i, partial)
+                    self._viewer_path_failed(err, records, i, partial)
+                    viewer_path = None
                 if i == n:
                     break
                 rec = records[i]
@@ -516,7 +517,6 @@ class PartitionEngine:
             self.next_offsets[rec[0]] = rec[1] + 1
             self._resume = i + 1
             raise err
-        return None
 
     def _room_for_key(self, key: bytes | None, room_id: str) -> Room:
         """The room of a record whose key is not cached yet (raises on a key mismatch)."""
