@@ -92,7 +92,8 @@ def main() -> None:
             print(f"round {r + 1}: {name}: {cpu / len(recs) * 1e6:.2f} µs CPU per event")
     for vp, name in ((False, "Python loop"), (True, "viewer path")):
         us = best[vp] / len(recs) * 1e6
-        print(f"{name}: {us:.2f} µs CPU per event ({1e6 / us:,.0f} events/s), best of {args.rounds}")
+        rate = f"{1e6 / us:,.0f} events/s"
+        print(f"{name}: {us:.2f} µs CPU per event ({rate}), best of {args.rounds}")
     print(f"speed-up: {best[False] / best[True]:.2f}x")
     same_rows = results[False][0] == results[True][0]
     same_snap = results[False][1] == results[True][1]
