@@ -217,6 +217,7 @@ def run(
         exit_when_idle=exit_when_idle,
         anomaly_detection=settings.anomaly_detection,
         restore_threads=settings.restore_threads,
+        viewer_path=settings.viewer_path,
     )
     runtime.shutdown_timeout = settings.shutdown_timeout
     runtime.startup = startup

@@ -187,6 +187,18 @@ class PartitionEngine:
         """The record being handled (for the last line of defence in :meth:`process`)."""
         self._resume = 0
         """Index of the record after :attr:`_current` in the list being processed."""
+        self._viewer_path: ViewerPath | None = None
+        """The compiled shortcut through the loop's most common branch (``streamproc_core``,
+        docs/performance.md §8); None: every record takes the Python loop (the tests run
+        both and compare them)."""
+        self.use_viewer_path(viewer_path)
+        self.watch: RoomWatch | None = None
+        """Anomaly detectors fed with this engine's final rows (``streamproc.anomaly``); their
+        alerts join the output when the horizon passes a window, and their state the snapshot."""
+
+    def use_viewer_path(self, on: bool) -> None:
+        """Take the compiled viewer path (the default) or not: the results are the same."""
+        cfg = self.cfg
         self._viewer_path = (
             ViewerPath(
                 cfg.window_ms,
@@ -201,15 +213,9 @@ class PartitionEngine:
                 Window,
                 heapq.heappush,
             )
-            if viewer_path
+            if on
             else None
         )
-        """The compiled shortcut through the loop's most common branch (``streamproc_core``,
-        docs/performance.md §8); None: every record takes the Python loop (the tests run
-        both and compare them)."""
-        self.watch: RoomWatch | None = None
-        """Anomaly detectors fed with this engine's final rows (``streamproc.anomaly``); their
-        alerts join the output when the horizon passes a window, and their state the snapshot."""
 
     # ------------------------------------------------------------------ records
 

@@ -141,6 +141,7 @@ class Checkpointer:
         merge_margin_ms: int = 200,
         anomaly_detection: bool = True,
         restore_threads: int = 2,
+        viewer_path: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = now_ms,
         floor: Callable[[], int] = version_floor,
@@ -154,6 +155,8 @@ class Checkpointer:
         self.anomaly_detection = anomaly_detection
         self.restore_threads = max(1, restore_threads)
         """Snapshots decoded at once, each in a thread (``restore_many``)."""
+        self.viewer_path = viewer_path
+        """Whether engines take the compiled viewer path (``PartitionEngine``)."""
         self.snapshot_interval = snapshot_interval
         self.merge_margin_ms = merge_margin_ms
         self.clock = clock
@@ -201,7 +204,9 @@ class Checkpointer:
 
     def _owned(self, p: int, loaded: tuple[bytes, Any, list[bytes]] | None) -> Owned:
         if loaded is None:
-            engine = PartitionEngine(self.cfg, p, version_floor=self.floor())
+            engine = PartitionEngine(
+                self.cfg, p, version_floor=self.floor(), viewer_path=self.viewer_path
+            )
             log.info("partition %d: no snapshot, starting from the earliest offsets", p)
         else:
             blob, manifest, segments = loaded
@@ -217,6 +222,8 @@ class Checkpointer:
                 len(segments),
                 manifest.offsets,
             )
+            if not self.viewer_path:
+                engine.use_viewer_path(False)
         # the dedup memory is saved incrementally from here on (engine.snapshot)
         engine.seen.journal = True
         if not self.anomaly_detection:

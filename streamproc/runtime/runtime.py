@@ -101,6 +101,7 @@ class WorkerRuntime:
         exit_when_idle: float | None = None,
         anomaly_detection: bool = True,
         restore_threads: int = 2,
+        viewer_path: bool = True,
     ) -> None:
         self.cfg = cfg
         self.core = Checkpointer(
@@ -114,6 +115,7 @@ class WorkerRuntime:
             merge_margin_ms=merge_margin_ms,
             anomaly_detection=anomaly_detection,
             restore_threads=restore_threads,
+            viewer_path=viewer_path,
         )
         self.store = store
         self.dead_letters = dead_letters

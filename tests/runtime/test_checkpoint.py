@@ -491,3 +491,28 @@ def test_a_restart_decodes_as_many_snapshots_at_once_as_it_has_threads(
     assert owned[0].engine.next_offsets == list(world.store.current[0][1])
     assert not together.broken, "the decodes did not run together"
     assert running[1] == threads
+
+
+def test_the_viewer_path_setting_reaches_new_and_restored_engines() -> None:
+    """``STREAMPROC_VIEWER_PATH=false`` (``Checkpointer(viewer_path=False)``): every engine,
+    new or restored from a snapshot, takes the Python loop only; by default they take the
+    compiled viewer path (docs/performance.md §8)."""
+    world = World()
+
+    async def save_one() -> None:
+        core = world.core()
+        await _own(core, 0)
+        assert core.partitions[0].engine._viewer_path is not None  # the default
+        core.partitions[0].engine.process(RECORDS[:CHUNK])
+        await core.flush(snapshot_all=True)
+        await core.wait_written()
+
+    asyncio.run(save_one())
+    for on in (False, True):
+        core = world.core()
+        core.viewer_path = on
+        owned = asyncio.run(asyncio.wait_for(core.restore_many([0, 1]), 30))
+        assert owned[0].engine.next_offsets != [0, 0, 0, 0]  # restored from the snapshot
+        assert owned[1].engine.next_offsets == [0, 0, 0, 0]  # new
+        for o in owned.values():
+            assert (o.engine._viewer_path is not None) is on
