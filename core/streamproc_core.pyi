@@ -83,5 +83,6 @@ class ViewerPath:
         self, engine: Any, records: list[Any], start: int, pending: int
     ) -> tuple[int, int, BaseException | None, bool]: ...
 
-def read_viewer(value: bytes) -> tuple[str, str, str, int, str] | None:
-    """``(event_id, room_id, user_id, ts, action)`` of a record the viewer path reads."""
+def read_viewer(value: bytes, kind: int = 0) -> tuple[str, str, str, int, str] | None:
+    """``(event_id, room_id, user_id, ts, action)`` of a record of topic ``kind`` (0 viewer,
+    1 chat: action ``"chat"``) the viewer path reads."""

@@ -14,13 +14,20 @@
 //!
 //! Nothing here panics on any input.
 
-/// What a viewer event says.
+/// What a viewer event says (or that the event is a chat message).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Action {
     Join,
     Leave,
     Heartbeat,
+    /// A chat message (topic kind 1): its text is read and checked, not kept.
+    Chat,
 }
+
+/// Topic kind of the viewer events (`KINDS` order).
+pub const VIEWER: i64 = 0;
+/// Topic kind of the chat messages.
+pub const CHAT: i64 = 1;
 
 /// A viewer event read by [`read`]: the ids borrow the record's bytes (UTF-8).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -34,6 +41,8 @@ pub struct Viewer<'a> {
 
 /// Longest id, in characters (`validate.Id`).
 const MAX_ID_CHARS: usize = 128;
+/// Longest chat text, in characters (`validate.ChatEvent`).
+const MAX_TEXT_CHARS: usize = 2000;
 /// Most digits of a `ts` read here (any i64 of up to 18 digits fits).
 const MAX_TS_DIGITS: usize = 18;
 
@@ -107,22 +116,35 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// An id: 1 to 128 characters.
-fn id(s: &[u8]) -> Option<&[u8]> {
-    if s.is_empty() {
-        return None;
-    }
-    let chars = if s.is_ascii() {
+/// Characters of a string the reader checked as UTF-8.
+fn chars(s: &[u8]) -> usize {
+    if s.is_ascii() {
         s.len()
     } else {
-        // UTF-8 checked by the reader: characters are the bytes that do not continue one
+        // characters are the bytes that do not continue one
         s.iter().filter(|&&c| (c & 0xC0) != 0x80).count()
-    };
-    (chars <= MAX_ID_CHARS).then_some(s)
+    }
+}
+
+/// An id: 1 to 128 characters.
+fn id(s: &[u8]) -> Option<&[u8]> {
+    (!s.is_empty() && chars(s) <= MAX_ID_CHARS).then_some(s)
 }
 
 /// The viewer event in `value`, if it is in the subset this reader accepts (module doc).
 pub fn read(value: &[u8]) -> Option<Viewer<'_>> {
+    read_kind(value, VIEWER)
+}
+
+/// The event of topic kind `kind` (viewer or chat) in `value`, if it is in the subset
+/// this reader accepts (module doc; a chat has `text` of at most 2 000 characters, any
+/// string without escapes, instead of `action`).
+pub fn read_kind(value: &[u8], kind: i64) -> Option<Viewer<'_>> {
+    let type_name: &[u8] = match kind {
+        VIEWER => b"viewer",
+        CHAT => b"chat",
+        _ => return None,
+    };
     let mut r = Reader { buf: value, pos: 0 };
     let mut event_id = None;
     let mut room_id = None;
@@ -146,7 +168,7 @@ pub fn read(value: &[u8]) -> Option<Viewer<'_>> {
             b"room_id" if room_id.is_none() => room_id = Some(id(r.string()?)?),
             b"user_id" if user_id.is_none() => user_id = Some(id(r.string()?)?),
             b"ts" if ts.is_none() => ts = Some(r.integer()?),
-            b"action" if action.is_none() => {
+            b"action" if kind == VIEWER && action.is_none() => {
                 action = Some(match r.string()? {
                     b"join" => Action::Join,
                     b"leave" => Action::Leave,
@@ -154,8 +176,14 @@ pub fn read(value: &[u8]) -> Option<Viewer<'_>> {
                     _ => return None,
                 })
             }
+            b"text" if kind == CHAT && action.is_none() => {
+                if chars(r.string()?) > MAX_TEXT_CHARS {
+                    return None;
+                }
+                action = Some(Action::Chat);
+            }
             b"type" if !typed => {
-                if r.string()? != b"viewer" {
+                if r.string()? != type_name {
                     return None;
                 }
                 typed = true;
@@ -237,6 +265,27 @@ mod tests {
         for doc in refused {
             assert_eq!(read(doc), None, "{}", String::from_utf8_lossy(doc));
         }
+    }
+
+    #[test]
+    fn reads_a_chat_message_and_only_on_its_topic() {
+        let chat =
+            r#"{"event_id":"c1","room_id":"r1","user_id":"u1","ts":5,"text":"好","type":"chat"}"#
+                .as_bytes();
+        let v = read_kind(chat, CHAT).unwrap();
+        assert_eq!((v.user_id, v.ts, v.action), (&b"u1"[..], 5, Action::Chat));
+        assert_eq!(read_kind(chat, VIEWER), None);
+        assert_eq!(read_kind(EV, CHAT), None);
+        assert_eq!(read_kind(chat, 2), None);
+        let text = |n: usize| {
+            format!(
+                r#"{{"event_id":"c","room_id":"r","user_id":"u","ts":1,"text":"{}"}}"#,
+                "好".repeat(n)
+            )
+        };
+        assert!(read_kind(text(2000).as_bytes(), CHAT).is_some());
+        assert!(read_kind(text(2001).as_bytes(), CHAT).is_none());
+        assert!(read_kind(text(0).as_bytes(), CHAT).is_some());
     }
 
     #[test]

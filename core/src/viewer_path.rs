@@ -3,7 +3,8 @@
 //!
 //! `PartitionEngine._process` hands a run of records to [`ViewerPath::run`], which applies
 //! records for as long as each one is *the common case*: a `join` or `heartbeat` on the
-//! viewer topic that [`crate::viewer::read`] reads, on time, of a room already known by its
+//! viewer topic, or a chat message, that [`crate::viewer::read_kind`] reads, on time, of a
+//! room already known by its
 //! key, from a user in the room's plain book whose open interval it only extends, while
 //! the stream time needs no work beyond moving (no timer due, no window to close, no
 //! horizon step) and no recomputation of its candidate. For such a record it does exactly
@@ -23,7 +24,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 use crate::dedup::Fingerprint;
 use crate::plain::{Extend, ExtendPlan};
 use crate::python::{DedupMemory, PlainBook};
-use crate::viewer::{read, Action};
+use crate::viewer::{read_kind, Action, CHAT, VIEWER};
 
 /// `presence.NEG`: "no value" of the loop's `pending` and of the stream time.
 const NEG: i64 = -(1 << 62);
@@ -114,16 +115,17 @@ impl ViewerPath {
         let Ok(rec) = item.cast::<PyTuple>() else {
             return Ok(false);
         };
-        if rec.len() != 5 || item_i64(rec, 0)? != 0 {
+        if rec.len() != 5 {
             return Ok(false);
         }
+        let kind = item_i64(rec, 0)?;
         let (Ok(key), Ok(value)) = (
             rec.get_item(2)?.cast_into::<PyBytes>(),
             rec.get_item(3)?.cast_into::<PyBytes>(),
         ) else {
             return Ok(false);
         };
-        let Some(ev) = read(value.as_bytes()) else {
+        let Some(ev) = read_kind(value.as_bytes(), kind) else {
             return Ok(false);
         };
         if ev.action == Action::Leave || ev.room_id != key.as_bytes() {
@@ -249,13 +251,16 @@ impl ViewerPath {
         let arrivals = engine
             .getattr(intern!(py, "last_arrival"))?
             .cast_into::<PyList>()?;
-        let (Ok(mut maxts), Ok(mut last_arrival)) = (
-            maxts_list.get_item(0)?.extract::<i64>(),
-            arrivals.get_item(0)?.extract::<i64>(),
-        ) else {
-            return Ok(()); // the topic's first event: the Python loop
-        };
-        let mut next_offset: i64 = next_offsets.get_item(0)?.extract()?;
+        // per topic this path takes (viewer, chat): None before the topic's first event,
+        // which the Python loop applies
+        let mut maxts = [None; KINDS];
+        let mut last_arrival = [None; KINDS];
+        let mut next_offset = [0i64; KINDS];
+        for k in 0..KINDS {
+            maxts[k] = maxts_list.get_item(k)?.extract::<Option<i64>>()?;
+            last_arrival[k] = arrivals.get_item(k)?.extract::<Option<i64>>()?;
+            next_offset[k] = next_offsets.get_item(k)?.extract()?;
+        }
         let mut stream_time: i64 = engine.getattr(intern!(py, "stream_time"))?.extract()?;
         let horizon: i64 = engine.getattr(intern!(py, "horizon"))?.extract()?;
         let mut head: i64 = engine.getattr(intern!(py, "head"))?.extract()?;
@@ -282,7 +287,7 @@ impl ViewerPath {
         let seen = seen_obj.cast::<DedupMemory>()?;
         let mut seen = seen.try_borrow_mut()?;
         let mut touched: Option<Bound<'py, PyDict>> = None;
-        let mut events: i64 = 0;
+        let mut events = [0i64; KINDS];
         let mut duplicates: i64 = 0;
         let mut cur: Option<Current<'py>> = None;
 
@@ -292,11 +297,17 @@ impl ViewerPath {
             while i < n {
                 let item = records.get_item(i)?;
                 let rec = item.cast::<PyTuple>()?;
-                if rec.len() != 5 || item_i64(rec, 0)? != 0 {
+                if rec.len() != 5 {
                     break;
                 }
+                let kind = item_i64(rec, 0)?;
+                let k = match kind {
+                    VIEWER => 0,
+                    CHAT => 1,
+                    _ => break,
+                };
                 let offset = item_i64(rec, 1)?;
-                if offset < next_offset {
+                if offset < next_offset[k] {
                     i += 1; // already in the state (a redelivery after a restore)
                     continue;
                 }
@@ -319,6 +330,9 @@ impl ViewerPath {
                 if arrival >= recheck_at || cand_dirty {
                     break;
                 }
+                let (Some(topic_maxts), Some(topic_arrival)) = (maxts[k], last_arrival[k]) else {
+                    break; // the topic's first event
+                };
                 // everything about the record is checked before anything changes
                 let (Ok(key), Ok(value)) = (
                     rec.get_item(2)?.cast_into::<PyBytes>(),
@@ -326,7 +340,7 @@ impl ViewerPath {
                 ) else {
                     break;
                 };
-                let Some(ev) = read(value.as_bytes()) else {
+                let Some(ev) = read_kind(value.as_bytes(), kind) else {
                     break;
                 };
                 if ev.action == Action::Leave
@@ -391,12 +405,12 @@ impl ViewerPath {
                 }
                 // apply: what the Python loop does, in its order
                 partial = true;
-                next_offset = offset + 1;
+                next_offset[k] = offset + 1;
                 let ahead = arrival.saturating_add(self.clock_ahead_ms);
                 let ct = ev.ts.min(ahead);
-                if ct > maxts {
-                    maxts = ct;
-                    if cand_topic == 0 {
+                if ct > topic_maxts {
+                    maxts[k] = Some(ct);
+                    if cand_topic == kind {
                         if ct <= cand_other {
                             pending = ct - self.out_of_order_ms;
                         } else {
@@ -407,10 +421,10 @@ impl ViewerPath {
                         head = ct;
                     }
                 }
-                if last_arrival <= arrival.saturating_sub(self.idle_ms) {
+                if topic_arrival <= arrival.saturating_sub(self.idle_ms) {
                     cand_dirty = true;
                 }
-                last_arrival = arrival;
+                last_arrival[k] = Some(arrival);
                 if seen
                     .inner
                     .admit(Fingerprint::of(ev.event_id), ev.ts, stream_time, true)
@@ -420,7 +434,7 @@ impl ViewerPath {
                     i += 1;
                     continue;
                 }
-                events += 1;
+                events[k] += 1;
                 if ev.ts > c.last_ts {
                     c.last_ts = ev.ts;
                     c.span_changed = true;
@@ -476,22 +490,27 @@ impl ViewerPath {
                             let viewers: i64 = room.getattr(intern!(py, "viewers"))?.extract()?;
                             room.setattr(intern!(py, "viewers"), viewers + 1)?;
                         }
-                        let window = match j.windows.get_item(ws)? {
-                            Some(w) => w,
-                            None => {
-                                let w = self.window_cls.bind(py).call1((ws,))?;
-                                j.windows.set_item(ws, &w)?;
-                                w
-                            }
-                        };
-                        let dirty_from: i64 = room.getattr(intern!(py, "dirty_from"))?.extract()?;
-                        if ws < dirty_from {
-                            room.setattr(intern!(py, "dirty_from"), ws)?;
-                        }
+                        let window = self.window_at(py, &room, j, ws)?;
                         window.call_method1(intern!(py, "change"), (ev.ts, 1))?;
                         let joins: i64 = window.getattr(intern!(py, "joins"))?.extract()?;
                         window.setattr(intern!(py, "joins"), joins + 1)?;
                     }
+                }
+                if ev.action == Action::Chat {
+                    // the chat's own counts (the Python loop's kind 1 branch)
+                    let room = c.room.clone();
+                    let j = c.join_ctx(py)?;
+                    let window = self.window_at(py, &room, j, ws)?;
+                    window.setattr(intern!(py, "dirty"), true)?;
+                    add(&window, intern!(py, "chats"), 1)?;
+                    let uid = PyString::new(py, utf8(ev.user_id));
+                    let chatters = window.getattr(intern!(py, "chatters"))?;
+                    if chatters.is_none() {
+                        window.setattr(intern!(py, "chatters"), PySet::new(py, [uid])?)?;
+                    } else {
+                        chatters.cast_into::<PySet>()?.add(uid)?;
+                    }
+                    add(&room, intern!(py, "chats"), 1)?;
                 }
                 partial = false;
                 i += 1;
@@ -505,19 +524,23 @@ impl ViewerPath {
             if let Some(c) = cur.take() {
                 c.write_back(py)?;
             }
-            next_offsets.set_item(0, next_offset)?;
-            maxts_list.set_item(0, maxts)?;
-            arrivals.set_item(0, last_arrival)?;
+            for k in 0..KINDS {
+                next_offsets.set_item(k, next_offset[k])?;
+                maxts_list.set_item(k, maxts[k])?;
+                arrivals.set_item(k, last_arrival[k])?;
+            }
             engine.setattr(intern!(py, "stream_time"), stream_time)?;
             engine.setattr(intern!(py, "head"), head)?;
             engine.setattr(intern!(py, "_cand_dirty"), cand_dirty)?;
-            if events != 0 || duplicates != 0 {
+            if events.iter().any(|&e| e != 0) || duplicates != 0 {
                 let counters = engine.getattr(intern!(py, "counters"))?;
                 let per_kind = counters
                     .getattr(intern!(py, "events"))?
                     .cast_into::<PyList>()?;
-                let before: i64 = per_kind.get_item(0)?.extract()?;
-                per_kind.set_item(0, before + events)?;
+                for (k, &e) in events.iter().enumerate() {
+                    let before: i64 = per_kind.get_item(k)?.extract()?;
+                    per_kind.set_item(k, before + e)?;
+                }
                 let before: i64 = counters.getattr(intern!(py, "duplicates"))?.extract()?;
                 counters.setattr(intern!(py, "duplicates"), before + duplicates)?;
             }
@@ -529,6 +552,41 @@ impl ViewerPath {
         result.and(written)
     }
 }
+
+impl ViewerPath {
+    /// The room's window at `ws` (made if it has none) with the room's `dirty_from`
+    /// lowered to it: the Python loop's `room.windows.get(ws)` and its two lines after.
+    fn window_at<'py>(
+        &self,
+        py: Python<'py>,
+        room: &Bound<'py, PyAny>,
+        j: &JoinCtx<'py>,
+        ws: i64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let window = match j.windows.get_item(ws)? {
+            Some(w) => w,
+            None => {
+                let w = self.window_cls.bind(py).call1((ws,))?;
+                j.windows.set_item(ws, &w)?;
+                w
+            }
+        };
+        let dirty_from: i64 = room.getattr(intern!(py, "dirty_from"))?.extract()?;
+        if ws < dirty_from {
+            room.setattr(intern!(py, "dirty_from"), ws)?;
+        }
+        Ok(window)
+    }
+}
+
+/// `obj.name += delta` of an int attribute.
+fn add(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>, delta: i64) -> PyResult<()> {
+    let v: i64 = obj.getattr(name)?.extract()?;
+    obj.setattr(name, v + delta)
+}
+
+/// Topics this path takes: the viewer events and the chat messages (`KINDS` order).
+const KINDS: usize = 2;
 
 /// What a record does to its user.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -544,15 +602,21 @@ fn utf8(s: &[u8]) -> &str {
     std::str::from_utf8(s).unwrap_or_default()
 }
 
-/// What [`read`] makes of `value`: `(event_id, room_id, user_id, ts, action)`, or None
-/// when the record is left to the Python loop (for the tests' subset check).
+/// What [`read_kind`] makes of a record of topic `kind` (0 viewer, 1 chat): `(event_id,
+/// room_id, user_id, ts, action)` (action `"chat"` for a chat), or None when the record
+/// is left to the Python loop (for the tests' subset check).
 #[pyfunction]
-pub(crate) fn read_viewer(value: &[u8]) -> Option<(String, String, String, i64, &'static str)> {
-    let ev = read(value)?;
+#[pyo3(signature = (value, kind = 0))]
+pub(crate) fn read_viewer(
+    value: &[u8],
+    kind: i64,
+) -> Option<(String, String, String, i64, &'static str)> {
+    let ev = read_kind(value, kind)?;
     let action = match ev.action {
         Action::Join => "join",
         Action::Leave => "leave",
         Action::Heartbeat => "heartbeat",
+        Action::Chat => "chat",
     };
     Some((
         utf8(ev.event_id).to_owned(),

@@ -296,9 +296,10 @@ class PartitionEngine:
         i = start
         while i < n:
             rec = records[i]
-            if rec[0] == 0 and viewer_path is not None:
-                # streamproc_core.ViewerPath: applies the common viewer events from here,
-                # stops before the first other record (changing nothing for it)
+            if rec[0] <= 1 and viewer_path is not None:
+                # streamproc_core.ViewerPath: applies the common viewer events and chat
+                # messages from here, stops before the first other record (changing
+                # nothing for it)
                 self._current = None
                 i, pending, err, partial = viewer_path.run(self, records, i, pending)
                 if err is not None:

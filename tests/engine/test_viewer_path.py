@@ -52,17 +52,22 @@ _GOOD = {
     "action": "heartbeat",
 }
 
+_CHAT = {**{k: v for k, v in _GOOD.items() if k != "action"}, "text": "好" * 2000, "type": "chat"}
+
 
 def _agrees_with_python(value: bytes) -> None:
-    """Whatever the reader accepts, the typed decoder and the full check accept alike."""
-    got = read_viewer(value)
-    if got is None:
-        return
-    ev = DECODERS[0].decode(value)
-    check_structure(value)
-    assert (ev.event_id, ev.room_id, ev.user_id, ev.ts, ev.action) == got
-    if got[3] >= MIN_TS:
-        assert diagnose(0, value, got[1].encode(), got[3]) is None
+    """Whatever the reader accepts, the typed decoder and the full check accept alike: as
+    a viewer event and as a chat message."""
+    for kind in (0, 1):
+        got = read_viewer(value, kind)
+        if got is None:
+            continue
+        ev = DECODERS[kind].decode(value)
+        check_structure(value)
+        action = ev.action if kind == 0 else "chat"
+        assert (ev.event_id, ev.room_id, ev.user_id, ev.ts, action) == got
+        if got[3] >= MIN_TS:
+            assert diagnose(kind, value, got[1].encode(), got[3]) is None
 
 
 def _mutations(doc: bytes) -> st.SearchStrategy[bytes]:
@@ -91,6 +96,7 @@ def _mutations(doc: bytes) -> st.SearchStrategy[bytes]:
 _FIELD_VALUES = st.one_of(
     st.text(max_size=4),
     st.text(min_size=125, max_size=131),
+    st.text(min_size=1995, max_size=2005),
     st.integers(-(10**20), 10**20),
     st.floats(allow_nan=False),
     st.none(),
@@ -102,7 +108,7 @@ _FIELD_VALUES = st.one_of(
 @st.composite
 def _documents(draw: st.DrawFn) -> bytes:
     """Viewer-like objects: fields dropped, repeated, retyped, renamed, re-spaced."""
-    names = [*_GOOD, "type"]
+    names = [*_GOOD, "type", "text"]
     parts = []
     for _ in range(draw(st.integers(0, 8))):
         name = draw(st.sampled_from([*names, "text", "Ts", "ts "]))
@@ -119,6 +125,7 @@ def _documents(draw: st.DrawFn) -> bytes:
 @example(msgspec.json.encode(_GOOD))
 @example(msgspec.json.encode(dict(_GOOD, type="viewer", action="join")))
 @example(msgspec.json.encode(dict(_GOOD, user_id="x" * 128)))
+@example(msgspec.json.encode(_CHAT))
 def test_what_the_reader_accepts_python_reads_the_same(value: bytes) -> None:
     _agrees_with_python(value)
 
@@ -131,6 +138,12 @@ def test_the_reader_is_not_vacuous() -> None:
     spaced = json.dumps(dict(_GOOD, type="viewer"), ensure_ascii=False, indent=1).encode()
     assert read_viewer(spaced) is not None
     assert read_viewer(msgspec.json.encode(dict(_GOOD, action="leave"))) is not None
+    chat = {k: v for k, v in _CHAT.items() if k != "type"}
+    assert read_viewer(msgspec.json.encode({**chat, "text": "买买买"}), 1) == (
+        "e-1", "直播间-双11主会场", "u42", BASE, "chat",
+    )  # fmt: skip
+    assert read_viewer(msgspec.json.encode({**chat, "text": "好" * 2001}), 1) is None
+    assert read_viewer(msgspec.json.encode(_GOOD), 1) is None  # a viewer event on chat
     # an escape, a float, an unknown field: the Python loop's
     for other in (
         json.dumps(_GOOD).encode(),  # \\u escapes of the room id
@@ -430,3 +443,22 @@ class _Proxy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._book, name)
+
+
+def test_chat_messages_of_present_and_new_users_take_the_path() -> None:
+    """A burst of chat messages (from viewers present and from users not seen before,
+    whose first event starts their presence) is applied by the core, with the window's
+    counts and chatters the Python loop would write."""
+    recs: list[RefRecord] = []
+    key = "热门".encode()
+    for u in range(10):
+        doc = {"event_id": f"j{u}", "room_id": "热门", "user_id": f"u{u}", "ts": BASE + u}
+        recs.append(RefRecord(CFG.topics[0], 0, u, key, msgspec.json.encode(
+            {**doc, "action": "join"}), BASE + u + 5))  # fmt: skip
+    for n in range(100):
+        ts = BASE + 100 + n * 10
+        doc = {"event_id": f"c{n}", "room_id": "热门", "user_id": f"u{n % 20}", "ts": ts}
+        recs.append(RefRecord(CFG.topics[1], 0, n, key, msgspec.json.encode(
+            {**doc, "text": "好!" * (n % 3)}), ts + 5))  # fmt: skip
+    applied = _run(CFG, recs, [200], [1], -1)
+    assert applied >= 100, applied  # the chats (the topic's first one excepted) and joins
