@@ -685,7 +685,7 @@ impl DedupMemory {
 
     /// Add entries given as columns (a later entry of an id replaces an earlier one).
     pub fn load_columns(&mut self, fps: &[u8], ts: &[u8]) -> Result<(), String> {
-        if fps.len() % FINGERPRINT_BYTES != 0 || ts.len() % 8 != 0 {
+        if !fps.len().is_multiple_of(FINGERPRINT_BYTES) || !ts.len().is_multiple_of(8) {
             return Err("the columns are not whole entries".to_string());
         }
         let n = fps.len() / FINGERPRINT_BYTES;
@@ -863,7 +863,7 @@ impl DedupMemory {
     /// Add entries of the earlier, interleaved layout (`ENTRY_BYTES` each: fingerprint,
     /// then `ts`), as dedup blobs of format `SPSEEN2` hold them.
     pub fn load(&mut self, raw: &[u8]) -> Result<(), String> {
-        if raw.len() % ENTRY_BYTES != 0 {
+        if !raw.len().is_multiple_of(ENTRY_BYTES) {
             return Err(format!(
                 "{} bytes is not a whole number of {ENTRY_BYTES}-byte entries",
                 raw.len()

@@ -4,15 +4,15 @@
 //! `PartitionEngine._process` hands a run of records to [`ViewerPath::run`], which applies
 //! records for as long as each one is *the common case*: a `join` or `heartbeat` on the
 //! viewer topic, or a chat message, that [`crate::viewer::read_kind`] reads, on time, of a
-//! room already known by its
-//! key, from a user in the room's plain book whose open interval it only extends, while
-//! the stream time needs no work beyond moving (no timer due, no window to close, no
-//! horizon step) and no recomputation of its candidate. For such a record it does exactly
-//! what the Python loop does (stream-time inputs, dedup, counters, the room's event-time
-//! span, the plain book), in the same order. At the first record of any other kind it
-//! stops *before changing anything for it* and returns its index; the Python loop applies
-//! that one (dead letter, late event, new user, leave, timer, window close, ...) and calls
-//! again. So there is one engine: the Python loop is the whole rule, this is a shortcut
+//! room already known by its key, from a user in the room's plain book whose open interval
+//! it only extends or from a new user whose first event starts one, while the stream time
+//! needs no work beyond moving (no timer due, no window to close, no horizon step) and no
+//! recomputation of its candidate. For such a record it does exactly what the Python loop
+//! does (stream-time inputs, dedup, counters, the room's event-time span, the plain book, a
+//! new user's window change, a chat's counts), in the same order. At the first record of
+//! any other kind it stops *before changing anything for it* and returns its index; the
+//! Python loop applies that one (dead letter, late event, leave, a user kept as an object,
+//! timer, window close, ...) and calls again. So there is one engine: the Python loop is the whole rule, this is a shortcut
 //! through its most common branch, and `tests/engine/test_viewer_path.py` runs every
 //! property stream through both and compares every output and snapshot byte.
 
@@ -24,7 +24,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 use crate::dedup::Fingerprint;
 use crate::plain::{Extend, ExtendPlan};
 use crate::python::{DedupMemory, PlainBook};
-use crate::viewer::{read_kind, Action, CHAT, VIEWER};
+use crate::viewer::{read_kind, Action, Viewer, CHAT, VIEWER};
 
 /// `presence.NEG`: "no value" of the loop's `pending` and of the stream time.
 const NEG: i64 = -(1 << 62);
@@ -103,6 +103,40 @@ fn item_i64(t: &Bound<'_, PyTuple>, i: usize) -> PyResult<i64> {
     t.get_borrowed_item(i)?.extract()
 }
 
+/// A record's key and value, when it is an engine tuple with both as bytes.
+#[allow(clippy::type_complexity)]
+fn key_value<'py>(
+    rec: &Bound<'py, PyTuple>,
+) -> PyResult<Option<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+    if rec.len() != 5 {
+        return Ok(None);
+    }
+    let (Ok(key), Ok(value)) = (
+        rec.get_item(2)?.cast_into::<PyBytes>(),
+        rec.get_item(3)?.cast_into::<PyBytes>(),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some((key, value)))
+}
+
+/// The event of a record of topic `kind` if this path may take it by its bytes alone: read
+/// by the strict reader, not a leave, keyed by its room.
+fn common_event<'a>(kind: i64, key: &[u8], value: &'a [u8]) -> Option<Viewer<'a>> {
+    let ev = read_kind(value, kind)?;
+    (ev.action != Action::Leave && ev.room_id == key).then_some(ev)
+}
+
+/// What an event does to its user by the room's plain book: None when it is in the book
+/// but the event does not only extend its open interval (the Python loop's case).
+fn step(plan: Result<ExtendPlan, Extend>) -> Option<Step> {
+    match plan {
+        Ok(plan) => Some(Step::Extend(plan)),
+        Err(Extend::Absent) => Some(Step::Start),
+        Err(_) => None,
+    }
+}
+
 impl ViewerPath {
     /// Whether the record may be one this path applies, judged by itself and its room
     /// only (the loop checks it again, with the stream time).
@@ -115,22 +149,13 @@ impl ViewerPath {
         let Ok(rec) = item.cast::<PyTuple>() else {
             return Ok(false);
         };
-        if rec.len() != 5 {
+        let Some((key, value)) = key_value(rec)? else {
             return Ok(false);
-        }
+        };
         let kind = item_i64(rec, 0)?;
-        let (Ok(key), Ok(value)) = (
-            rec.get_item(2)?.cast_into::<PyBytes>(),
-            rec.get_item(3)?.cast_into::<PyBytes>(),
-        ) else {
+        let Some(ev) = common_event(kind, key.as_bytes(), value.as_bytes()) else {
             return Ok(false);
         };
-        let Some(ev) = read_kind(value.as_bytes(), kind) else {
-            return Ok(false);
-        };
-        if ev.action == Action::Leave || ev.room_id != key.as_bytes() {
-            return Ok(false);
-        }
         let Some(room) = by_key.get_item(&key)? else {
             return Ok(false);
         };
@@ -141,7 +166,7 @@ impl ViewerPath {
             .borrow()
             .inner
             .plan(ev.user_id, ev.ts, self.timeout_ms);
-        Ok(!matches!(plan, Err(Extend::Slow)))
+        Ok(step(plan).is_some())
     }
 }
 
@@ -334,20 +359,13 @@ impl ViewerPath {
                     break; // the topic's first event
                 };
                 // everything about the record is checked before anything changes
-                let (Ok(key), Ok(value)) = (
-                    rec.get_item(2)?.cast_into::<PyBytes>(),
-                    rec.get_item(3)?.cast_into::<PyBytes>(),
-                ) else {
+                let Some((key, value)) = key_value(rec)? else {
                     break;
                 };
-                let Some(ev) = read_kind(value.as_bytes(), kind) else {
+                let Some(ev) = common_event(kind, key.as_bytes(), value.as_bytes()) else {
                     break;
                 };
-                if ev.action == Action::Leave
-                    || ev.ts < self.min_ts
-                    || ev.ts > arrival.saturating_add(self.max_ahead_ms)
-                    || ev.room_id != key.as_bytes()
-                {
+                if ev.ts < self.min_ts || ev.ts > arrival.saturating_add(self.max_ahead_ms) {
                     break;
                 }
                 let ws = ev.ts - ev.ts.rem_euclid(w);
@@ -383,10 +401,8 @@ impl ViewerPath {
                 let c = cur.as_mut().expect("set above");
                 // A user is in exactly one of the room's plain book and its `users` (Room): one
                 // found in the book needs no look in `users`.
-                let step = match c.plain.borrow().inner.plan(ev.user_id, ev.ts, t) {
-                    Ok(plan) => Step::Extend(plan),
-                    Err(Extend::Absent) => Step::Start,
-                    Err(_) => break, // in the book, but not a plain extension
+                let Some(step) = step(c.plain.borrow().inner.plan(ev.user_id, ev.ts, t)) else {
+                    break; // in the book, but not a plain extension
                 };
                 let mut uid_str: Option<Bound<'py, PyString>> = None;
                 if step == Step::Start {
@@ -471,7 +487,7 @@ impl ViewerPath {
                                 "the plain book refused a checked user",
                             ));
                         };
-                        let uid = uid_str.take().expect("set by the check above");
+                        let uid = uid_str.as_ref().expect("set by the check above");
                         let room = c.room.clone();
                         let j = c.join_ctx(py)?;
                         if new_bucket {
@@ -484,16 +500,14 @@ impl ViewerPath {
                                 next_due = Some(check_at);
                             }
                         }
-                        if j.departed.contains(&uid)? {
-                            j.departed.discard(&uid)?;
+                        if j.departed.contains(uid)? {
+                            j.departed.discard(uid)?;
                         } else {
-                            let viewers: i64 = room.getattr(intern!(py, "viewers"))?.extract()?;
-                            room.setattr(intern!(py, "viewers"), viewers + 1)?;
+                            add(&room, intern!(py, "viewers"), 1)?;
                         }
                         let window = self.window_at(py, &room, j, ws)?;
                         window.call_method1(intern!(py, "change"), (ev.ts, 1))?;
-                        let joins: i64 = window.getattr(intern!(py, "joins"))?.extract()?;
-                        window.setattr(intern!(py, "joins"), joins + 1)?;
+                        add(&window, intern!(py, "joins"), 1)?;
                     }
                 }
                 if ev.action == Action::Chat {
@@ -503,7 +517,7 @@ impl ViewerPath {
                     let window = self.window_at(py, &room, j, ws)?;
                     window.setattr(intern!(py, "dirty"), true)?;
                     add(&window, intern!(py, "chats"), 1)?;
-                    let uid = PyString::new(py, utf8(ev.user_id));
+                    let uid = uid_str.unwrap_or_else(|| PyString::new(py, utf8(ev.user_id)));
                     let chatters = window.getattr(intern!(py, "chatters"))?;
                     if chatters.is_none() {
                         window.setattr(intern!(py, "chatters"), PySet::new(py, [uid])?)?;
@@ -597,7 +611,7 @@ enum Step {
     Start,
 }
 
-/// Bytes [`read`] checked as UTF-8.
+/// Bytes [`read_kind`] checked as UTF-8.
 fn utf8(s: &[u8]) -> &str {
     std::str::from_utf8(s).unwrap_or_default()
 }

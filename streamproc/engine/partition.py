@@ -272,8 +272,9 @@ class PartitionEngine:
     def _process(self, records: list[Record], start: int) -> None:
         """The loop of :meth:`process` from ``records[start]``. This is the engine's hot
         path: it keeps state in locals and inlines the common cases (a heartbeat of a
-        present user, a first event of a new user, a chat); runs of the most common one (a
-        plain viewer's heartbeat) go through the compiled viewer path (``_viewer_path``)."""
+        present user, a first event of a new user, a chat); runs of those (plain viewers'
+        joins and heartbeats, chat messages) go through the compiled viewer path
+        (``_viewer_path``)."""
         cfg = self.cfg
         W = cfg.window_ms
         T = cfg.presence_timeout_ms
