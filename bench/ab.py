@@ -10,7 +10,13 @@ digested, and the digests compared. The revision's ``streamproc``
 package is extracted with ``git archive`` into a temporary directory and
 imported under another name (the engine imports its siblings relatively).
 
-    python -m bench.ab [--base main] [--events 300000] [--rounds 3]   (from the repository root)
+When the change is in the compiled core, the revision needs its own: build it apart
+(``pip install --no-deps --target DIR core`` in a checkout of the revision) and pass
+``--base-core DIR``. Its extension is loaded under another name (``streamproc_base_core``)
+and the revision's imports of ``streamproc_core`` are pointed at it.
+
+    python -m bench.ab [--base main] [--base-core DIR] [--events 300000] [--rounds 3]
+    (from the repository root)
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import argparse
 import gc
 import hashlib
 import importlib
+import importlib.util
 import subprocess
 import sys
 import tarfile
@@ -35,14 +42,33 @@ from streamproc import gcpolicy
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_revision(rev: str, into: Path) -> ModuleType:
-    """``streamproc.engine.partition`` of ``rev``, importable as ``streamproc_base``."""
+def load_core(path: Path) -> None:
+    """The compiled core built in ``path`` (``pip install --target``), importable as
+    ``streamproc_base_core``. The module's own name keeps its last part, which names its
+    init function."""
+    (so,) = (path / "streamproc_core").glob("streamproc_core*.so")
+    spec = importlib.util.spec_from_file_location("streamproc_base_core.streamproc_core", so)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sys.modules["streamproc_base_core"] = mod
+
+
+def load_revision(rev: str, into: Path, core: Path | None = None) -> ModuleType:
+    """``streamproc.engine.partition`` of ``rev``, importable as ``streamproc_base``; with
+    ``core``, on that build of the compiled core."""
     blob = subprocess.run(
         ["git", "archive", rev, "streamproc"], cwd=ROOT, check=True, capture_output=True
     ).stdout
     with tarfile.open(fileobj=BytesIO(blob)) as tar:
         tar.extractall(into, filter="data")
     (into / "streamproc").rename(into / "streamproc_base")
+    if core is not None:
+        load_core(core)
+        for py in (into / "streamproc_base").rglob("*.py"):
+            text = py.read_text()
+            if "from streamproc_core import" in text:
+                py.write_text(text.replace("from streamproc_core ", "from streamproc_base_core "))
     sys.path.insert(0, str(into))
     return importlib.import_module("streamproc_base.engine.partition")
 
@@ -86,6 +112,9 @@ def rows_digest(mod: Any, parts: list[list[Any]], batch: int) -> tuple[str, int]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", default="main", help="git revision to compare with")
+    ap.add_argument(
+        "--base-core", type=Path, help="the revision's compiled core, built apart (see above)"
+    )
     ap.add_argument("--events", type=int, default=300_000)
     ap.add_argument("--hit-viewers", type=int, default=60_000)
     ap.add_argument("--partitions", type=int, default=8)
@@ -96,7 +125,7 @@ def main() -> None:
     import streamproc.engine.partition as head
 
     with tempfile.TemporaryDirectory(prefix="streamproc-ab-") as tmp:
-        base = load_revision(args.base, Path(tmp))
+        base = load_revision(args.base, Path(tmp), args.base_core)
         parts, _ = build_input(args.events, args.hit_viewers, args.partitions)
         n = sum(len(p) for p in parts)
         best: dict[str, float] = {}

@@ -149,6 +149,18 @@ def plain_book_bytes(engines: list[Any]) -> int:
     )
 
 
+def change_map_bytes(engines: list[Any]) -> int:
+    """Bytes held by the windows' presence change maps (compiled, as the plain books),
+    0 for revisions without them."""
+    return sum(
+        w.presence.memory_bytes()
+        for e in engines
+        for r in e.rooms.values()
+        for w in r.windows.values()
+        if hasattr(w, "presence")
+    )
+
+
 def dedup_bytes(engines: list[PartitionEngine]) -> tuple[int, int]:
     """Bytes held by the dedup memory (the compiled core's own count of its heap: its
     allocations are not Python's, so tracemalloc does not see them) and the ids in it."""
@@ -216,12 +228,10 @@ def main() -> None:
     for eng in engines:
         hit_room = eng.rooms.get(hit) or hit_room
     dd, ids = dedup_bytes(engines)
-    state += dd + plain_book_bytes(engines)  # tracemalloc sees Python's allocations only
+    # tracemalloc sees Python's allocations only
+    state += dd + plain_book_bytes(engines) + change_map_bytes(engines)
     hit_users = len(hit_room.users) + len(hit_room.plain) if hit_room else 0
-    print(
-        f"present viewers at the end: {viewers:,}"
-        f" (hit room users in state: {hit_users:,})"
-    )
+    print(f"present viewers at the end: {viewers:,} (hit room users in state: {hit_users:,})")
     per = state / viewers if viewers else float("nan")
     per_viewer = (state - dd) / viewers if viewers else float("nan")
     print(f"state: {state / 2**20:,.1f} MiB = {per:,.0f} B per present viewer")

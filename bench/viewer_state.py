@@ -153,9 +153,15 @@ def breakdown(eng: Any) -> dict[str, int]:
         w.add("windows: objects, index", room.windows)
         for win in room.windows.values():
             w.add("windows: objects, index", win)
-            w.deep("windows: presence change maps", win.changes)
-            w.deep("windows: sub-window sums", win.subs)
-            w.deep("windows: other", [win.stale, win.chatters, win.carters, win.buyers])
+            changes = getattr(win, "presence", None)
+            if changes is not None:  # compiled (streamproc_core.ChangeMap): its own count
+                key = "windows: presence change maps"
+                w.parts[key] = w.parts.get(key, 0) + changes.memory_bytes()
+            else:  # revisions before it
+                w.deep("windows: presence change maps", win.changes)
+                w.deep("windows: sub-window sums", win.subs)
+                w.deep("windows: other", win.stale)
+            w.deep("windows: other", [win.chatters, win.carters, win.buyers])
             w.deep("windows: other", [win.emitted, win.cache])
         w.deep("departed/buyers/carters", [room.departed, room.buyers_ever, room.carters_ever])
         w.deep("room, SKUs", room)

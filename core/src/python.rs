@@ -4,6 +4,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
+use crate::changes::{ChangeMap as Changes, Sweep};
 use crate::dedup::{DedupMemory as Memory, Fingerprint};
 use crate::plain::{Check, PlainBook as Book};
 
@@ -407,10 +408,82 @@ impl PlainBook {
     }
 }
 
+/// One window's presence as a difference map (core/src/changes.rs): the presence part of
+/// `streamproc.engine.window.Window`.
+#[pyclass(module = "streamproc_core", name = "ChangeMap")]
+pub(crate) struct ChangeMap {
+    pub(crate) inner: Changes,
+}
+
+#[pymethods]
+impl ChangeMap {
+    #[new]
+    fn new(start: i64) -> Self {
+        ChangeMap {
+            inner: Changes::new(start),
+        }
+    }
+
+    /// Add ``delta`` present users from instant ``t`` on.
+    fn change(&mut self, t: i64, delta: i64) {
+        self.inner.change(t, delta);
+    }
+
+    #[getter]
+    fn start(&self) -> i64 {
+        self.inner.start()
+    }
+
+    /// The sum of every change (restored from a snapshot as saved).
+    #[getter]
+    fn net(&self) -> i64 {
+        self.inner.net
+    }
+
+    #[setter]
+    fn set_net(&mut self, net: i64) {
+        self.inner.net = net;
+    }
+
+    /// Every ``(t, delta)``, sorted.
+    fn items(&self) -> Vec<(i64, i64)> {
+        self.inner.items()
+    }
+
+    /// The first instant with a change, None when there is none.
+    fn first(&self) -> Option<i64> {
+        self.inner.first()
+    }
+
+    /// The last instant with a change, None when there is none.
+    fn last(&self) -> Option<i64> {
+        self.inner.last()
+    }
+
+    /// ``(concurrent, peak, peak_at, watch)`` over ``[start, start + width)`` given
+    /// ``base`` users present just before the window.
+    fn sweep(&mut self, base: i64, width: i64) -> Sweep {
+        self.inner.sweep(base, width)
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.inner.memory_bytes()
+    }
+
+    fn __sizeof__(&self) -> usize {
+        self.inner.memory_bytes()
+    }
+}
+
 #[pymodule]
 fn streamproc_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DedupMemory>()?;
     m.add_class::<PlainBook>()?;
+    m.add_class::<ChangeMap>()?;
     m.add_class::<crate::viewer_path::ViewerPath>()?;
     m.add_function(wrap_pyfunction!(crate::viewer_path::read_viewer, m)?)?;
     Ok(())

@@ -23,7 +23,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 
 use crate::dedup::Fingerprint;
 use crate::plain::{Extend, ExtendPlan};
-use crate::python::{DedupMemory, PlainBook};
+use crate::python::{ChangeMap, DedupMemory, PlainBook};
 use crate::viewer::{read_kind, Action, Viewer, CHAT, VIEWER};
 
 /// `presence.NEG`: "no value" of the loop's `pending` and of the stream time.
@@ -506,7 +506,14 @@ impl ViewerPath {
                             add(&room, intern!(py, "viewers"), 1)?;
                         }
                         let window = self.window_at(py, &room, j, ws)?;
-                        window.call_method1(intern!(py, "change"), (ev.ts, 1))?;
+                        // Window.change
+                        window
+                            .getattr(intern!(py, "presence"))?
+                            .cast_into::<ChangeMap>()?
+                            .borrow_mut()
+                            .inner
+                            .change(ev.ts, 1);
+                        window.setattr(intern!(py, "dirty"), true)?;
                         add(&window, intern!(py, "joins"), 1)?;
                     }
                 }

@@ -55,9 +55,7 @@ DERIVED_ROOM = {
     "seq": "renumbered by every flush that walks every room",
 }
 DERIVED_WINDOW = {
-    "changes": "saved as (t, delta) pairs",
-    "subs": "recomputed from changes",
-    "stale": "recomputed from changes",
+    "presence": "saved as (t, delta) pairs; its sub-window sweeps are recomputed",
     "dirty": "a restored window is recomputed",
     "cache": "a restored window is recomputed",
     "cbase": "a restored window is recomputed",
