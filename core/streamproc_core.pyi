@@ -78,14 +78,18 @@ class ViewerPath:
         timer_grain: int,
         window_cls: type,
         heappush: Callable[[list[Any], Any], None],
+        sku_cls: type,
     ) -> None: ...
     def run(
         self, engine: Any, records: list[Any], start: int, pending: int
     ) -> tuple[int, int, BaseException | None, bool]: ...
 
-def read_viewer(value: bytes, kind: int = 0) -> tuple[str, str, str, int, str] | None:
-    """``(event_id, room_id, user_id, ts, action)`` of a record of topic ``kind`` (0 viewer,
-    1 chat: action ``"chat"``) the viewer path reads."""
+def read_event(
+    value: bytes, kind: int = 0
+) -> tuple[str, str, str, int, str, str, int, int] | None:
+    """``(event_id, room_id, user_id, ts, action, sku_id, quantity, fen)`` of a record of
+    topic ``kind`` (0 viewer, 1 chat, 2 cart, 3 order: action ``"chat"``, ``"cart"``,
+    ``"paid"`` or ``"refunded"``) the viewer path reads."""
 
 class ChangeMap:
     """One window's presence as a difference map (core/src/changes.rs)."""

@@ -174,7 +174,7 @@ class Settings:
     partition_fetch_max_bytes: int = _s(str(8 * 2**20), _int, "bytes one fetch may bring per input topic partition", "worker")
     first_fetch_max_bytes: int = _s(str(2**20), _int, "after each (re)assignment, the first fetch's limit in bytes (shared by the partitions), doubled at every batch of records handed over, up to the two above: a backlog's first records arrive sooner (0: full size at once)", "worker")
     restore_threads: int = _s("2", _int, "snapshots of an assignment decoded at once, each in a thread (the compiled decoders release the GIL)", "worker")
-    viewer_path: bool = _s("true", _bool, "the compiled viewer path applies runs of the common viewer events and chat messages (docs/performance.md §8); false: every record takes the engine's Python loop, with the same results (a switch for diagnosis and comparison)", "worker")
+    viewer_path: bool = _s("true", _bool, "the compiled viewer path applies runs of the common events of every topic: viewer joins and heartbeats, chat messages, carts and orders (docs/performance.md §8); false: every record takes the engine's Python loop, with the same results (a switch for diagnosis and comparison)", "worker")
     metrics_port: int = _s("9464", _int, "Prometheus /metrics port of the worker (0: off)", "worker")
     metrics_host: str = _s("127.0.0.1", _str, "address the /metrics endpoint binds", "worker")
     top_k: int = _s("50", _int, "rooms with per-room Prometheus series", "worker")

@@ -485,6 +485,6 @@ fn streamproc_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PlainBook>()?;
     m.add_class::<ChangeMap>()?;
     m.add_class::<crate::viewer_path::ViewerPath>()?;
-    m.add_function(wrap_pyfunction!(crate::viewer_path::read_viewer, m)?)?;
+    m.add_function(wrap_pyfunction!(crate::viewer_path::read_event, m)?)?;
     Ok(())
 }

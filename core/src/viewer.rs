@@ -1,16 +1,22 @@
-//! A strict reader of the common viewer event (docs/performance.md §8): the compiled viewer
-//! path reads a record here and leaves every record it does not read to the Python engine.
+//! A strict reader of the common event of every topic (docs/performance.md §8): the
+//! compiled viewer path reads a record here and leaves every record it does not read to
+//! the Python engine.
 //!
-//! It accepts a *subset* of the valid viewer events (`streamproc.engine.validate`), in
-//! which every value means what the typed decoder makes of it: one JSON object, optional
-//! whitespace between tokens, the names `event_id`, `room_id`, `user_id`, `ts`, `action`
-//! and optionally `type`, each once and in any order, strings without escapes or control
-//! characters (UTF-8, checked), ids of 1 to 128 characters, `ts` a JSON integer of at most
-//! 18 digits, `action` one of the three, `type` (if present) `"viewer"`. Anything else
-//! (an escape, an unknown name, a float, a bad byte) is `None` whatever its validity: the
-//! Python path then decides, with its reasons and their precedence. So this reader can
-//! never make a valid event invalid or the reverse; `tests/engine/test_viewer_path.py`
-//! checks the subset property against the typed decoder on fuzzed inputs.
+//! It accepts a *subset* of the valid events (`streamproc.engine.validate`), in which
+//! every value means what the typed decoder makes of it: one JSON object, optional
+//! whitespace between tokens, the topic's names (`event_id`, `room_id`, `user_id`, `ts`,
+//! then `action`, `text`, `sku_id`/`quantity`/`price` or
+//! `order_id`/`sku_id`/`quantity`/`amount`/`status`) and optionally `type`, each once and
+//! in any order, strings without escapes or control characters (UTF-8, checked), ids of 1
+//! to 128 characters, `ts` a JSON integer of at most 18 digits, a quantity an integer from
+//! 1 to 10^9, a price an unsigned JSON number without exponent, an amount an unsigned JSON
+//! number or a string of one with at most 15 whole digits and 2 decimals below 10^12 yuan,
+//! `type` (if present) the topic's. Anything else (an escape, an unknown name, a float
+//! `ts`, a negative amount, a bad byte) is `None` whatever its validity: the Python path
+//! then decides, with its reasons and their precedence. So this reader can never make a
+//! valid event invalid or the reverse; `tests/engine/test_viewer_path.py` checks the
+//! subset property against the typed decoder and the amount and price checks on fuzzed
+//! inputs.
 //!
 //! Nothing here panics on any input.
 
@@ -22,12 +28,22 @@ pub enum Action {
     Heartbeat,
     /// A chat message (topic kind 1): its text is read and checked, not kept.
     Chat,
+    /// An add-to-cart (topic kind 2): its price is read and checked, not kept.
+    Cart,
+    /// A paid order (topic kind 3).
+    Paid,
+    /// A refunded order (topic kind 3).
+    Refunded,
 }
 
 /// Topic kind of the viewer events (`KINDS` order).
 pub const VIEWER: i64 = 0;
 /// Topic kind of the chat messages.
 pub const CHAT: i64 = 1;
+/// Topic kind of the add-to-cart events.
+pub const CART: i64 = 2;
+/// Topic kind of the orders.
+pub const ORDER: i64 = 3;
 
 /// A viewer event read by [`read`]: the ids borrow the record's bytes (UTF-8).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -37,6 +53,12 @@ pub struct Viewer<'a> {
     pub user_id: &'a [u8],
     pub ts: i64,
     pub action: Action,
+    /// A cart's or an order's SKU (empty for the other kinds).
+    pub sku_id: &'a [u8],
+    /// A cart's or an order's quantity (0 for the other kinds).
+    pub quantity: i64,
+    /// An order's amount in fen (0 for the other kinds).
+    pub fen: i64,
 }
 
 /// Longest id, in characters (`validate.Id`).
@@ -45,6 +67,12 @@ const MAX_ID_CHARS: usize = 128;
 const MAX_TEXT_CHARS: usize = 2000;
 /// Most digits of a `ts` read here (any i64 of up to 18 digits fits).
 const MAX_TS_DIGITS: usize = 18;
+/// Largest quantity (`validate.MAX_QUANTITY`).
+const MAX_QUANTITY: i64 = 1_000_000_000;
+/// An order's amount is below this many fen (`validate.MAX_AMOUNT_FEN`).
+const MAX_AMOUNT_FEN: i64 = 100_000_000_000_000;
+/// Most digits of an amount's whole part read here (`validate._PLAIN_FEN`).
+const MAX_WHOLE_DIGITS: usize = 15;
 
 struct Reader<'a> {
     buf: &'a [u8],
@@ -114,6 +142,65 @@ impl<'a> Reader<'a> {
         self.pos = start + len;
         Some(n)
     }
+
+    /// The digits at the position (possibly none), consumed.
+    fn digits(&mut self) -> &'a [u8] {
+        let rest = &self.buf[self.pos..];
+        let len = rest
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        self.pos += len;
+        &rest[..len]
+    }
+
+    /// A cart's price: an unsigned JSON number without exponent (`0`, `19`, `59.90`), of
+    /// any precision. Every such number is a finite decimal `>= 0` (`validate.check_price`).
+    fn price(&mut self) -> Option<()> {
+        let whole = self.digits();
+        if whole.is_empty() || (whole[0] == b'0' && whole.len() > 1) {
+            return None;
+        }
+        if self.byte(b'.').is_some() && self.digits().is_empty() {
+            return None;
+        }
+        match self.buf.get(self.pos) {
+            Some(b'e' | b'E') => None,
+            _ => Some(()),
+        }
+    }
+
+    /// An order's amount in fen: an unsigned JSON number, or a string of one, with at most
+    /// 15 whole digits and 2 decimals (`validate._PLAIN_FEN`; a JSON number has no leading
+    /// zero, a string may), below [`MAX_AMOUNT_FEN`].
+    fn amount(&mut self) -> Option<i64> {
+        let quoted = self.byte(b'"').is_some();
+        let whole = self.digits();
+        if whole.is_empty()
+            || whole.len() > MAX_WHOLE_DIGITS
+            || (!quoted && whole[0] == b'0' && whole.len() > 1)
+        {
+            return None;
+        }
+        let mut fen: i64 = 0;
+        for &c in whole {
+            fen = fen * 10 + i64::from(c - b'0');
+        }
+        fen *= 100;
+        if self.byte(b'.').is_some() {
+            match self.digits() {
+                [d] => fen += i64::from(d - b'0') * 10,
+                [d, e] => fen += i64::from(d - b'0') * 10 + i64::from(e - b'0'),
+                _ => return None, // none, or a third decimal
+            }
+        }
+        if quoted {
+            self.byte(b'"')?;
+        } else if matches!(self.buf.get(self.pos), Some(b'e' | b'E')) {
+            return None;
+        }
+        (fen < MAX_AMOUNT_FEN).then_some(fen)
+    }
 }
 
 /// Characters of a string the reader checked as UTF-8.
@@ -143,6 +230,8 @@ pub fn read_kind(value: &[u8], kind: i64) -> Option<Viewer<'_>> {
     let type_name: &[u8] = match kind {
         VIEWER => b"viewer",
         CHAT => b"chat",
+        CART => b"cart",
+        ORDER => b"order",
         _ => return None,
     };
     let mut r = Reader { buf: value, pos: 0 };
@@ -152,6 +241,12 @@ pub fn read_kind(value: &[u8], kind: i64) -> Option<Viewer<'_>> {
     let mut ts = None;
     let mut action = None;
     let mut typed = false;
+    // a cart's and an order's fields
+    let mut sku_id = None;
+    let mut quantity = None;
+    let mut priced = false;
+    let mut fen = None;
+    let mut order_id = false;
     r.ws();
     r.byte(b'{')?;
     r.ws();
@@ -182,6 +277,30 @@ pub fn read_kind(value: &[u8], kind: i64) -> Option<Viewer<'_>> {
                 }
                 action = Some(Action::Chat);
             }
+            b"sku_id" if kind >= CART && sku_id.is_none() => sku_id = Some(r.string()?),
+            b"quantity" if kind >= CART && quantity.is_none() => {
+                let q = r.integer()?;
+                if !(1..=MAX_QUANTITY).contains(&q) {
+                    return None;
+                }
+                quantity = Some(q);
+            }
+            b"price" if kind == CART && !priced => {
+                r.price()?;
+                priced = true;
+            }
+            b"order_id" if kind == ORDER && !order_id => {
+                r.string()?;
+                order_id = true;
+            }
+            b"amount" if kind == ORDER && fen.is_none() => fen = Some(r.amount()?),
+            b"status" if kind == ORDER && action.is_none() => {
+                action = Some(match r.string()? {
+                    b"paid" => Action::Paid,
+                    b"refunded" => Action::Refunded,
+                    _ => return None,
+                })
+            }
             b"type" if !typed => {
                 if r.string()? != type_name {
                     return None;
@@ -202,12 +321,25 @@ pub fn read_kind(value: &[u8], kind: i64) -> Option<Viewer<'_>> {
     if r.pos != value.len() {
         return None;
     }
+    let (sku_id, quantity, fen) = match kind {
+        CART if priced => (sku_id?, quantity?, 0),
+        CART => return None,
+        ORDER if order_id => (sku_id?, quantity?, fen?),
+        ORDER => return None,
+        _ => (&b""[..], 0, 0),
+    };
     Some(Viewer {
         event_id: event_id?,
         room_id: room_id?,
         user_id: user_id?,
         ts: ts?,
-        action: action?,
+        action: match kind {
+            CART => Action::Cart,
+            _ => action?,
+        },
+        sku_id,
+        quantity,
+        fen,
     })
 }
 
@@ -286,6 +418,74 @@ mod tests {
         assert!(read_kind(text(2000).as_bytes(), CHAT).is_some());
         assert!(read_kind(text(2001).as_bytes(), CHAT).is_none());
         assert!(read_kind(text(0).as_bytes(), CHAT).is_some());
+    }
+
+    #[test]
+    fn reads_carts_and_orders_with_their_numbers() {
+        let cart = br#"{"event_id":"k","room_id":"r","user_id":"u","ts":7,"sku_id":"s-1","quantity":2,"price":59.90}"#;
+        let v = read_kind(cart, CART).unwrap();
+        assert_eq!(
+            (v.action, v.sku_id, v.quantity, v.fen),
+            (Action::Cart, &b"s-1"[..], 2, 0)
+        );
+        let order = |amount: &str, status: &str| {
+            format!(
+                r#"{{"event_id":"o","room_id":"r","user_id":"u","ts":7,"order_id":"x","sku_id":"","quantity":1,"amount":{amount},"status":"{status}","type":"order"}}"#
+            )
+        };
+        let fen = |amount: &str| read_kind(order(amount, "paid").as_bytes(), ORDER).map(|v| v.fen);
+        assert_eq!(fen("199"), Some(19_900));
+        assert_eq!(fen("59.9"), Some(5_990));
+        assert_eq!(fen(r#""19.99""#), Some(1_999));
+        assert_eq!(fen(r#""007.5""#), Some(750)); // a string may have leading zeros
+        assert_eq!(fen("0"), Some(0));
+        assert_eq!(fen("999999999999.99"), Some(99_999_999_999_999));
+        let refund = order("1", "refunded");
+        assert_eq!(
+            read_kind(refund.as_bytes(), ORDER).unwrap().action,
+            Action::Refunded
+        );
+        // left to Python: its reasons (sign, precision, range, exponent, syntax)
+        for amount in [
+            "-1",
+            "1.234",
+            "1e2",
+            "1.",
+            "007",
+            r#""-1""#,
+            r#""1"#,
+            "1000000000000",
+            "1234567890123456",
+            r#""1.5e1""#,
+            r#""1\u0030""#,
+            "null",
+        ] {
+            assert_eq!(fen(amount), None, "{amount}");
+        }
+        assert!(read_kind(order("1", "void").as_bytes(), ORDER).is_none());
+        assert!(read_kind(order("1", "paid").as_bytes(), CART).is_none());
+        assert!(read_kind(cart, ORDER).is_none());
+        let price = |p: &str| {
+            let doc = format!(
+                r#"{{"event_id":"k","room_id":"r","user_id":"u","ts":7,"sku_id":"s","quantity":1,"price":{p}}}"#
+            );
+            read_kind(doc.as_bytes(), CART).is_some()
+        };
+        assert!(price("0") && price("12345678901234567890.123456789"));
+        for p in ["-1", "01", "1e3", "1.", "\"1\"", "null"] {
+            assert!(!price(p), "{p}");
+        }
+        let qty = |q: &str| {
+            let doc = format!(
+                r#"{{"event_id":"k","room_id":"r","user_id":"u","ts":7,"sku_id":"s","quantity":{q},"price":1}}"#
+            );
+            read_kind(doc.as_bytes(), CART).map(|v| v.quantity)
+        };
+        assert_eq!(qty("1000000000"), Some(1_000_000_000));
+        assert_eq!(
+            (qty("0"), qty("1000000001"), qty("1.0")),
+            (None, None, None)
+        );
     }
 
     #[test]

@@ -1,20 +1,22 @@
-//! The compiled viewer path (docs/performance.md §8): runs of the common viewer event
-//! applied without the Python loop.
+//! The compiled viewer path (docs/performance.md §8): runs of the common event of every
+//! topic applied without the Python loop.
 //!
 //! `PartitionEngine._process` hands a run of records to [`ViewerPath::run`], which applies
 //! records for as long as each one is *the common case*: a `join` or `heartbeat` on the
-//! viewer topic, or a chat message, that [`crate::viewer::read_kind`] reads, on time, of a
-//! room already known by its key, from a user in the room's plain book whose open interval
-//! it only extends or from a new user whose first event starts one, while the stream time
-//! needs no work beyond moving (no timer due, no window to close, no horizon step) and no
-//! recomputation of its candidate. For such a record it does exactly what the Python loop
-//! does (stream-time inputs, dedup, counters, the room's event-time span, the plain book, a
-//! new user's window change, a chat's counts), in the same order. At the first record of
-//! any other kind it stops *before changing anything for it* and returns its index; the
-//! Python loop applies that one (dead letter, late event, leave, a user kept as an object,
-//! timer, window close, ...) and calls again. So there is one engine: the Python loop is the whole rule, this is a shortcut
-//! through its most common branch, and `tests/engine/test_viewer_path.py` runs every
-//! property stream through both and compares every output and snapshot byte.
+//! viewer topic, a chat message, an add-to-cart or an order, that [`crate::viewer::read_kind`]
+//! reads, on time, of a room already known by its key, from a user in the room's plain
+//! book whose open interval it only extends or from a new user whose first event starts
+//! one, while the stream time needs no work beyond moving (no timer due, no window to
+//! close, no horizon step) and no recomputation of its candidate (and, for an order, while
+//! the room's sum stays storable). For such a record it does exactly what the Python loop
+//! does (stream-time inputs, dedup, counters, the room's event-time span, the plain book,
+//! a new user's window change, a chat's, cart's or order's counts, sets and SKU book), in
+//! the same order. At the first record of any other kind it stops *before changing
+//! anything for it* and returns its index; the Python loop applies that one (dead letter,
+//! late event, leave, a user kept as an object, timer, window close, ...) and calls again.
+//! So there is one engine: the Python loop is the whole rule, this is a shortcut through
+//! its most common branches, and `tests/engine/test_viewer_path.py` runs every property
+//! stream through both and compares every output and snapshot byte.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
@@ -24,10 +26,12 @@ use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 use crate::dedup::Fingerprint;
 use crate::plain::{Extend, ExtendPlan};
 use crate::python::{ChangeMap, DedupMemory, PlainBook};
-use crate::viewer::{read_kind, Action, Viewer, CHAT, VIEWER};
+use crate::viewer::{read_kind, Action, Viewer, CART, CHAT, ORDER, VIEWER};
 
 /// `presence.NEG`: "no value" of the loop's `pending` and of the stream time.
 const NEG: i64 = -(1 << 62);
+/// `validate.MAX_SUM_FEN`: a room's GMV and refund amount stay at most this.
+const MAX_SUM_FEN: i64 = 999_999_999_999_999_999;
 
 /// The engine's constants the viewer path needs (`EngineConfig`, `validate`).
 #[pyclass(module = "streamproc_core", name = "ViewerPath", frozen)]
@@ -45,6 +49,8 @@ pub(crate) struct ViewerPath {
     window_cls: Py<PyAny>,
     /// `heapq.heappush`, for a new user's first check in a new timer bucket.
     heappush: Py<PyAny>,
+    /// `engine.sku.SkuBook`, for a room's first cart or order.
+    sku_cls: Py<PyAny>,
 }
 
 /// What a new user's join needs of their room, read at the room's first join of a run.
@@ -186,6 +192,7 @@ impl ViewerPath {
         timer_grain: i64,
         window_cls: Py<PyAny>,
         heappush: Py<PyAny>,
+        sku_cls: Py<PyAny>,
     ) -> PyResult<Self> {
         if window_ms <= 0 || timeout_ms <= 0 || timer_grain <= 0 {
             return Err(PyValueError::new_err(
@@ -204,6 +211,7 @@ impl ViewerPath {
             timer_grain,
             window_cls,
             heappush,
+            sku_cls,
         })
     }
 
@@ -327,8 +335,7 @@ impl ViewerPath {
                 }
                 let kind = item_i64(rec, 0)?;
                 let k = match kind {
-                    VIEWER => 0,
-                    CHAT => 1,
+                    VIEWER | CHAT | CART | ORDER => kind as usize,
                     _ => break,
                 };
                 let offset = item_i64(rec, 1)?;
@@ -404,6 +411,18 @@ impl ViewerPath {
                 let Some(step) = step(c.plain.borrow().inner.plan(ev.user_id, ev.ts, t)) else {
                     break; // in the book, but not a plain extension
                 };
+                if kind == ORDER {
+                    // the room's sum must stay storable (the loop's `too_big`: a dead letter)
+                    let sum = if ev.action == Action::Paid {
+                        intern!(py, "gmv")
+                    } else {
+                        intern!(py, "refund_fen")
+                    };
+                    let sum: i64 = c.room.getattr(sum)?.extract()?;
+                    if sum > MAX_SUM_FEN - ev.fen {
+                        break;
+                    }
+                }
                 let mut uid_str: Option<Bound<'py, PyString>> = None;
                 if step == Step::Start {
                     // a new user's first event, starting an open interval [ts, ...)
@@ -517,21 +536,58 @@ impl ViewerPath {
                         add(&window, intern!(py, "joins"), 1)?;
                     }
                 }
-                if ev.action == Action::Chat {
-                    // the chat's own counts (the Python loop's kind 1 branch)
+                if kind != VIEWER {
+                    // the other topics' own counts (the Python loop's branches after presence)
                     let room = c.room.clone();
                     let j = c.join_ctx(py)?;
                     let window = self.window_at(py, &room, j, ws)?;
                     window.setattr(intern!(py, "dirty"), true)?;
-                    add(&window, intern!(py, "chats"), 1)?;
                     let uid = uid_str.unwrap_or_else(|| PyString::new(py, utf8(ev.user_id)));
-                    let chatters = window.getattr(intern!(py, "chatters"))?;
-                    if chatters.is_none() {
-                        window.setattr(intern!(py, "chatters"), PySet::new(py, [uid])?)?;
-                    } else {
-                        chatters.cast_into::<PySet>()?.add(uid)?;
+                    match ev.action {
+                        Action::Chat => {
+                            add(&window, intern!(py, "chats"), 1)?;
+                            add_to_set(&window, intern!(py, "chatters"), &uid)?;
+                            add(&room, intern!(py, "chats"), 1)?;
+                        }
+                        Action::Cart => {
+                            add(&window, intern!(py, "carts"), 1)?;
+                            add_to_set(&window, intern!(py, "carters"), &uid)?;
+                            add(&room, intern!(py, "carts"), 1)?;
+                            room.getattr(intern!(py, "carters_ever"))?
+                                .cast_into::<PySet>()?
+                                .add(&uid)?;
+                            // METRICS §9 (engine.sku)
+                            self.skus(py, &room)?.call_method1(
+                                intern!(py, "cart"),
+                                (ws, utf8(ev.sku_id), &uid, ev.ts, ev.quantity),
+                            )?;
+                        }
+                        Action::Paid | Action::Refunded => {
+                            let paid = ev.action == Action::Paid;
+                            self.skus(py, &room)?.call_method1(
+                                intern!(py, "order"),
+                                (ws, utf8(ev.sku_id), &uid, ev.ts, ev.quantity, ev.fen, paid),
+                            )?;
+                            if paid {
+                                add(&window, intern!(py, "orders"), 1)?;
+                                add(&window, intern!(py, "gmv"), ev.fen)?;
+                                add_to_set(&window, intern!(py, "buyers"), &uid)?;
+                                add(&room, intern!(py, "orders"), 1)?;
+                                add(&room, intern!(py, "gmv"), ev.fen)?;
+                                room.getattr(intern!(py, "buyers_ever"))?
+                                    .cast_into::<PySet>()?
+                                    .add(&uid)?;
+                            } else {
+                                add(&window, intern!(py, "refunds"), 1)?;
+                                add(&window, intern!(py, "refund_fen"), ev.fen)?;
+                                add(&room, intern!(py, "refunds"), 1)?;
+                                add(&room, intern!(py, "refund_fen"), ev.fen)?;
+                            }
+                        }
+                        Action::Join | Action::Leave | Action::Heartbeat => {
+                            return Err(PyValueError::new_err("a viewer action on another topic"));
+                        }
                     }
-                    add(&room, intern!(py, "chats"), 1)?;
                 }
                 partial = false;
                 i += 1;
@@ -575,6 +631,17 @@ impl ViewerPath {
 }
 
 impl ViewerPath {
+    /// The room's SKU book (made if it has none): the loop's `room.skus`.
+    fn skus<'py>(&self, py: Python<'py>, room: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let book = room.getattr(intern!(py, "skus"))?;
+        if !book.is_none() {
+            return Ok(book);
+        }
+        let book = self.sku_cls.bind(py).call0()?;
+        room.setattr(intern!(py, "skus"), &book)?;
+        Ok(book)
+    }
+
     /// The room's window at `ws` (made if it has none) with the room's `dirty_from`
     /// lowered to it: the Python loop's `room.windows.get(ws)` and its two lines after.
     fn window_at<'py>(
@@ -600,14 +667,28 @@ impl ViewerPath {
     }
 }
 
+/// `obj.name`, a set or None, with `item` added (a set made for it when None).
+fn add_to_set(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+    item: &Bound<'_, PyString>,
+) -> PyResult<()> {
+    let set = obj.getattr(name)?;
+    if set.is_none() {
+        obj.setattr(name, PySet::new(obj.py(), [item])?)
+    } else {
+        set.cast_into::<PySet>()?.add(item)
+    }
+}
+
 /// `obj.name += delta` of an int attribute.
 fn add(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>, delta: i64) -> PyResult<()> {
     let v: i64 = obj.getattr(name)?.extract()?;
     obj.setattr(name, v + delta)
 }
 
-/// Topics this path takes: the viewer events and the chat messages (`KINDS` order).
-const KINDS: usize = 2;
+/// Topics this path takes: all four (viewer, chat, cart, order: `KINDS` order).
+const KINDS: usize = 4;
 
 /// What a record does to its user.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -623,21 +704,27 @@ fn utf8(s: &[u8]) -> &str {
     std::str::from_utf8(s).unwrap_or_default()
 }
 
-/// What [`read_kind`] makes of a record of topic `kind` (0 viewer, 1 chat): `(event_id,
-/// room_id, user_id, ts, action)` (action `"chat"` for a chat), or None when the record
-/// is left to the Python loop (for the tests' subset check).
+/// What [`read_kind`] makes of a record of topic `kind` (0 viewer, 1 chat, 2 cart, 3
+/// order): `(event_id, room_id, user_id, ts, action, sku_id, quantity, fen)` (action
+/// `"chat"`, `"cart"`, `"paid"` or `"refunded"` for the other topics; the last three
+/// empty or 0 where the topic has none), or None when the record is left to the Python
+/// loop (for the tests' subset check).
 #[pyfunction]
 #[pyo3(signature = (value, kind = 0))]
-pub(crate) fn read_viewer(
+#[allow(clippy::type_complexity)]
+pub(crate) fn read_event(
     value: &[u8],
     kind: i64,
-) -> Option<(String, String, String, i64, &'static str)> {
+) -> Option<(String, String, String, i64, &'static str, String, i64, i64)> {
     let ev = read_kind(value, kind)?;
     let action = match ev.action {
         Action::Join => "join",
         Action::Leave => "leave",
         Action::Heartbeat => "heartbeat",
         Action::Chat => "chat",
+        Action::Cart => "cart",
+        Action::Paid => "paid",
+        Action::Refunded => "refunded",
     };
     Some((
         utf8(ev.event_id).to_owned(),
@@ -645,5 +732,8 @@ pub(crate) fn read_viewer(
         utf8(ev.user_id).to_owned(),
         ev.ts,
         action,
+        utf8(ev.sku_id).to_owned(),
+        ev.quantity,
+        ev.fen,
     ))
 }

@@ -212,6 +212,7 @@ class PartitionEngine:
                 TIMER_GRAIN,
                 Window,
                 heapq.heappush,
+                SkuBook,
             )
             if on
             else None
@@ -272,9 +273,9 @@ class PartitionEngine:
     def _process(self, records: list[Record], start: int) -> None:
         """The loop of :meth:`process` from ``records[start]``. This is the engine's hot
         path: it keeps state in locals and inlines the common cases (a heartbeat of a
-        present user, a first event of a new user, a chat); runs of those (plain viewers'
-        joins and heartbeats, chat messages) go through the compiled viewer path
-        (``_viewer_path``)."""
+        present user, a first event of a new user, a chat); runs of the common events of
+        every topic (plain viewers' joins and heartbeats, chat messages, carts and orders)
+        go through the compiled viewer path (``_viewer_path``)."""
         cfg = self.cfg
         W = cfg.window_ms
         T = cfg.presence_timeout_ms
@@ -297,10 +298,9 @@ class PartitionEngine:
         i = start
         while i < n:
             rec = records[i]
-            if rec[0] <= 1 and viewer_path is not None:
-                # streamproc_core.ViewerPath: applies the common viewer events and chat
-                # messages from here, stops before the first other record (changing
-                # nothing for it)
+            if viewer_path is not None:
+                # streamproc_core.ViewerPath: applies the common events of every topic from
+                # here, stops before the first other record (changing nothing for it)
                 self._current = None
                 i, pending, err, partial = viewer_path.run(self, records, i, pending)
                 if err is not None:

@@ -24,16 +24,19 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from streamproc_core import ViewerPath, read_viewer
+from streamproc_core import ViewerPath, read_event
 
 from streamproc.engine.config import EngineConfig
 from streamproc.engine.partition import Output, PartitionEngine, Record
 from streamproc.engine.room import TIMER_GRAIN
+from streamproc.engine.sku import SkuBook
 from streamproc.engine.snapshot import restore, snapshot
 from streamproc.engine.validate import (
     DECODERS,
     MAX_AHEAD_MS,
     MIN_TS,
+    amount_fen,
+    check_price,
     check_structure,
     diagnose,
 )
@@ -52,20 +55,34 @@ _GOOD = {
     "action": "heartbeat",
 }
 
-_CHAT = {**{k: v for k, v in _GOOD.items() if k != "action"}, "text": "好" * 2000, "type": "chat"}
+_COMMON = {k: v for k, v in _GOOD.items() if k != "action"}
+_CHAT = {**_COMMON, "text": "好" * 2000, "type": "chat"}
+_CART = {**_COMMON, "sku_id": "sku-1", "quantity": 2, "price": 59.9}
+_ORDER = {**_COMMON, "order_id": "o-1", "sku_id": "sku-1", "quantity": 1, "amount": "19.99",
+          "status": "paid"}  # fmt: skip
 
 
 def _agrees_with_python(value: bytes) -> None:
-    """Whatever the reader accepts, the typed decoder and the full check accept alike: as
-    a viewer event and as a chat message."""
-    for kind in (0, 1):
-        got = read_viewer(value, kind)
+    """Whatever the reader accepts, the typed decoder and the full check accept alike, as
+    an event of each topic, with the same values (an order's amount in fen)."""
+    for kind in (0, 1, 2, 3):
+        got = read_event(value, kind)
         if got is None:
             continue
         ev = DECODERS[kind].decode(value)
         check_structure(value)
-        action = ev.action if kind == 0 else "chat"
-        assert (ev.event_id, ev.room_id, ev.user_id, ev.ts, action) == got
+        sku, quantity, fen = "", 0, 0
+        if kind == 0:
+            action = ev.action
+        elif kind == 1:
+            action = "chat"
+        elif kind == 2:
+            action, sku, quantity = "cart", ev.sku_id, ev.quantity
+            check_price(bytes(ev.price))
+        else:
+            action, sku, quantity = ev.status, ev.sku_id, ev.quantity
+            fen = amount_fen(bytes(ev.amount))
+        assert (ev.event_id, ev.room_id, ev.user_id, ev.ts, action, sku, quantity, fen) == got
         if got[3] >= MIN_TS:
             assert diagnose(kind, value, got[1].encode(), got[3]) is None
 
@@ -101,56 +118,91 @@ _FIELD_VALUES = st.one_of(
     st.floats(allow_nan=False),
     st.none(),
     st.booleans(),
-    st.sampled_from(["join", "leave", "heartbeat", "viewer", "chat", ""]),
+    st.sampled_from(["join", "leave", "heartbeat", "viewer", "chat", "cart", "order", ""]),
+    st.sampled_from(["paid", "refunded", "19.99", "007.5", "-1", "1e2", "0.001", " 1"]),
+    st.sampled_from([0, 1, 10**9, 10**9 + 1, 59.9, 0.1, 10**12, 10**14, -0.0]),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3).map(str),
 )
+
+
+_NUMBER = st.from_regex(r"\A-?(0|[1-9]\d{0,16})(\.\d{1,4})?([eE][+-]?\d{1,2})?\Z")
+"""A JSON number as JSON writes it (not as a Python float prints)."""
 
 
 @st.composite
 def _documents(draw: st.DrawFn) -> bytes:
-    """Viewer-like objects: fields dropped, repeated, retyped, renamed, re-spaced."""
-    names = [*_GOOD, "type", "text"]
+    """Event-like objects of every topic: a good event's fields in any order, some dropped,
+    repeated, retyped or joined by another; amounts and prices written in every JSON form."""
+    good = draw(st.sampled_from([_GOOD, _CHAT, _CART, _ORDER, dict(_ORDER, status="refunded")]))
+    names = draw(st.permutations(list(good)))
+    extra = ["type", "text", "action", "status", "amount", "price", "Ts", "ts "]
+    names += draw(st.lists(st.sampled_from([*good, *extra]), max_size=2))
+    ascii_only = draw(st.integers(0, 3)) == 0  # escaped ids: the Python loop's
     parts = []
-    for _ in range(draw(st.integers(0, 8))):
-        name = draw(st.sampled_from([*names, "text", "Ts", "ts "]))
-        value = draw(st.one_of(st.sampled_from([_GOOD.get(name, "viewer")]), _FIELD_VALUES))
-        ascii_only = draw(st.booleans())
+    for name in names:
+        fate = draw(st.integers(0, 12))
+        if fate == 0:
+            continue  # dropped
+        value = draw(_FIELD_VALUES) if fate == 1 else good.get(name, "viewer")
+        text = json.dumps(value, ensure_ascii=ascii_only)
+        if name in ("amount", "price") and fate > 1 and draw(st.booleans()):
+            text = draw(_NUMBER)
+            if draw(st.booleans()):
+                text = f'"{text}"'
         sep = draw(st.sampled_from([":", " : ", ":\n"]))
-        parts.append(f"{json.dumps(name)}{sep}{json.dumps(value, ensure_ascii=ascii_only)}")
+        parts.append(f"{json.dumps(name)}{sep}{text}")
     joiner = draw(st.sampled_from([",", ", ", " ,\t"]))
     return ("{" + joiner.join(parts) + "}").encode()
 
 
 @settings(max_examples=3000, deadline=None)
-@given(st.one_of(_documents(), _mutations(msgspec.json.encode(_GOOD)), st.binary(max_size=64)))
+@given(
+    st.one_of(
+        _documents(),
+        _mutations(msgspec.json.encode(_GOOD)),
+        _mutations(msgspec.json.encode(_ORDER)),
+        st.binary(max_size=64),
+    )
+)
 @example(msgspec.json.encode(_GOOD))
 @example(msgspec.json.encode(dict(_GOOD, type="viewer", action="join")))
 @example(msgspec.json.encode(dict(_GOOD, user_id="x" * 128)))
 @example(msgspec.json.encode(_CHAT))
+@example(msgspec.json.encode(_CART))
+@example(msgspec.json.encode(_ORDER))
+@example(msgspec.json.encode(dict(_ORDER, amount=199, status="refunded")))
 def test_what_the_reader_accepts_python_reads_the_same(value: bytes) -> None:
     _agrees_with_python(value)
 
 
 def test_the_reader_is_not_vacuous() -> None:
     """The common shapes are read (else every record would take the Python loop)."""
-    assert read_viewer(msgspec.json.encode(_GOOD)) == (
-        "e-1", "直播间-双11主会场", "u42", BASE, "heartbeat",
-    )  # fmt: skip
+    common = ("e-1", "直播间-双11主会场", "u42", BASE)
+    assert read_event(msgspec.json.encode(_GOOD)) == (*common, "heartbeat", "", 0, 0)
     spaced = json.dumps(dict(_GOOD, type="viewer"), ensure_ascii=False, indent=1).encode()
-    assert read_viewer(spaced) is not None
-    assert read_viewer(msgspec.json.encode(dict(_GOOD, action="leave"))) is not None
+    assert read_event(spaced) is not None
+    assert read_event(msgspec.json.encode(dict(_GOOD, action="leave"))) is not None
     chat = {k: v for k, v in _CHAT.items() if k != "type"}
-    assert read_viewer(msgspec.json.encode({**chat, "text": "买买买"}), 1) == (
-        "e-1", "直播间-双11主会场", "u42", BASE, "chat",
+    assert read_event(msgspec.json.encode({**chat, "text": "买买买"}), 1) == (
+        *common, "chat", "", 0, 0,
     )  # fmt: skip
-    assert read_viewer(msgspec.json.encode({**chat, "text": "好" * 2001}), 1) is None
-    assert read_viewer(msgspec.json.encode(_GOOD), 1) is None  # a viewer event on chat
-    # an escape, a float, an unknown field: the Python loop's
-    for other in (
-        json.dumps(_GOOD).encode(),  # \\u escapes of the room id
-        msgspec.json.encode(dict(_GOOD, ts=1.5)),
-        msgspec.json.encode(dict(_GOOD, extra=1)),
+    assert read_event(msgspec.json.encode({**chat, "text": "好" * 2001}), 1) is None
+    assert read_event(msgspec.json.encode(_GOOD), 1) is None  # a viewer event on chat
+    assert read_event(msgspec.json.encode(_CART), 2) == (*common, "cart", "sku-1", 2, 0)
+    assert read_event(msgspec.json.encode(_ORDER), 3) == (*common, "paid", "sku-1", 1, 1999)
+    refund = dict(_ORDER, amount=199, status="refunded", type="order")
+    assert read_event(msgspec.json.encode(refund), 3) == (*common, "refunded", "sku-1", 1, 19900)
+    assert read_event(msgspec.json.encode(_ORDER), 2) is None  # an order on the cart topic
+    # an escape, a float, an unknown field, an amount's third decimal: the Python loop's
+    for kind, other in (
+        (0, json.dumps(_GOOD).encode()),  # \\u escapes of the room id
+        (0, msgspec.json.encode(dict(_GOOD, ts=1.5))),
+        (0, msgspec.json.encode(dict(_GOOD, extra=1))),
+        (3, msgspec.json.encode(dict(_ORDER, amount="1.999"))),
+        (3, msgspec.json.encode(dict(_ORDER, amount=-1))),
+        (2, msgspec.json.encode(dict(_CART, quantity=0))),
     ):
-        assert read_viewer(other) is None
+        assert read_event(other, kind) is None
 
 
 # ---------------------------------------------------------------------- lockstep
@@ -383,7 +435,7 @@ def test_a_viewer_path_that_raises_is_switched_off_and_no_record_is_lost(
     eng._viewer_path = ViewerPath(
         cfg.window_ms, cfg.presence_timeout_ms, cfg.idle_ms, cfg.out_of_order_ms,
         cfg.clock_ahead_ms, cfg.allowed_lateness_ms, MIN_TS, MAX_AHEAD_MS, TIMER_GRAIN,
-        broken_window, heapq.heappush,
+        broken_window, heapq.heappush, SkuBook,
     )  # fmt: skip
     t = BASE
     eng.process([(0, 0, b"r1", _viewer(0, "u0", t), t)])  # the topic's first: Python
@@ -462,3 +514,33 @@ def test_chat_messages_of_present_and_new_users_take_the_path() -> None:
             {**doc, "text": "好!" * (n % 3)}), ts + 5))  # fmt: skip
     applied = _run(CFG, recs, [200], [1], -1)
     assert applied >= 100, applied  # the chats (the topic's first one excepted) and joins
+
+
+def test_carts_and_orders_of_present_and_new_users_take_the_path() -> None:
+    """A flash sale (carts, paid and refunded orders from viewers present and from users not
+    seen before) is applied by the core, with the window's and SKUs' counts, sums and sets
+    the Python loop would write; an order that would carry the room's GMV past what
+    Decimal(18, 2) holds is still the loop's dead letter."""
+    recs: list[RefRecord] = []
+    key = "闪购".encode()
+    common = {"room_id": "闪购"}
+    for u in range(10):
+        doc = {**common, "event_id": f"j{u}", "user_id": f"u{u}", "ts": BASE + u, "action": "join"}
+        recs.append(RefRecord(CFG.topics[0], 0, u, key, msgspec.json.encode(doc), BASE + u + 5))
+    for n in range(60):
+        ts = BASE + 100 + n * 10
+        who = {**common, "user_id": f"u{n % 20}", "ts": ts, "sku_id": f"s{n % 3}"}
+        cart = {**who, "event_id": f"k{n}", "quantity": 1 + n % 2, "price": 59.9}
+        recs.append(RefRecord(CFG.topics[2], 0, n, key, msgspec.json.encode(cart), ts + 5))
+        status = "refunded" if n % 7 == 0 else "paid"
+        amount = "19.99" if n % 2 else 199
+        order = {**who, "event_id": f"o{n}", "order_id": f"x{n}", "quantity": 1,
+                 "amount": amount, "status": status}  # fmt: skip
+        recs.append(RefRecord(CFG.topics[3], 0, n, key, msgspec.json.encode(order), ts + 6))
+    big = {**common, "user_id": "u1", "ts": BASE + 800, "order_id": "y", "sku_id": "s0",
+           "quantity": 1, "amount": "999999999999.99", "status": "paid"}  # fmt: skip
+    for n in range(10_001):  # 10 001 orders of 10^12 - 0.01 yuan: past 10^16 yuan
+        recs.append(RefRecord(CFG.topics[3], 0, 60 + n, key, msgspec.json.encode(
+            dict(big, event_id=f"big{n}")), BASE + 900))  # fmt: skip
+    applied = _run(CFG, recs, [300], [1, 0], -1)
+    assert applied >= 10_100, applied  # carts, orders, joins (each topic's first excepted)
