@@ -155,8 +155,12 @@ impl<'a> Reader<'a> {
     }
 
     /// A cart's price: an unsigned JSON number without exponent (`0`, `19`, `59.90`), of
-    /// any precision. Every such number is a finite decimal `>= 0` (`validate.check_price`).
+    /// any precision, or a string of an amount's form (`"199.00"`, [`Reader::amount`]).
+    /// Every such price is a finite decimal `>= 0` (`validate.check_price`).
     fn price(&mut self) -> Option<()> {
+        if self.buf.get(self.pos) == Some(&b'"') {
+            return self.amount().map(|_| ());
+        }
         let whole = self.digits();
         if whole.is_empty() || (whole[0] == b'0' && whole.len() > 1) {
             return None;
@@ -472,7 +476,17 @@ mod tests {
             read_kind(doc.as_bytes(), CART).is_some()
         };
         assert!(price("0") && price("12345678901234567890.123456789"));
-        for p in ["-1", "01", "1e3", "1.", "\"1\"", "null"] {
+        assert!(price("\"199.00\"") && price("\"007\""));
+        for p in [
+            "-1",
+            "01",
+            "1e3",
+            "1.",
+            "\"-1\"",
+            "\"1.999\"",
+            "\"1e3\"",
+            "null",
+        ] {
             assert!(!price(p), "{p}");
         }
         let qty = |q: &str| {

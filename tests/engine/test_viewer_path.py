@@ -169,6 +169,8 @@ def _documents(draw: st.DrawFn) -> bytes:
 @example(msgspec.json.encode(dict(_GOOD, user_id="x" * 128)))
 @example(msgspec.json.encode(_CHAT))
 @example(msgspec.json.encode(_CART))
+@example(msgspec.json.encode(dict(_CART, price="199.00")))
+@example(msgspec.json.encode(dict(_CART, price="-0.00")))
 @example(msgspec.json.encode(_ORDER))
 @example(msgspec.json.encode(dict(_ORDER, amount=199, status="refunded")))
 def test_what_the_reader_accepts_python_reads_the_same(value: bytes) -> None:
@@ -189,6 +191,8 @@ def test_the_reader_is_not_vacuous() -> None:
     assert read_event(msgspec.json.encode({**chat, "text": "好" * 2001}), 1) is None
     assert read_event(msgspec.json.encode(_GOOD), 1) is None  # a viewer event on chat
     assert read_event(msgspec.json.encode(_CART), 2) == (*common, "cart", "sku-1", 2, 0)
+    quoted = msgspec.json.encode(dict(_CART, price="199.00"))  # the simulator's form
+    assert read_event(quoted, 2) == (*common, "cart", "sku-1", 2, 0)
     assert read_event(msgspec.json.encode(_ORDER), 3) == (*common, "paid", "sku-1", 1, 1999)
     refund = dict(_ORDER, amount=199, status="refunded", type="order")
     assert read_event(msgspec.json.encode(refund), 3) == (*common, "refunded", "sku-1", 1, 19900)
