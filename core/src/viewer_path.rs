@@ -6,14 +6,15 @@
 //! viewer topic, a chat message, an add-to-cart or an order, that [`crate::viewer::read_kind`]
 //! reads, on time, of a room already known by its key, from a user in the room's plain
 //! book whose open interval it only extends or from a new user whose first event starts
-//! one, while the stream time needs no work beyond moving (no timer due, no window to
-//! close, no horizon step) and no recomputation of its candidate (and, for an order, while
-//! the room's sum stays storable). For such a record it does exactly what the Python loop
-//! does (stream-time inputs, dedup, counters, the room's event-time span, the plain book,
-//! a new user's window change, a chat's, cart's or order's counts, sets and SKU book), in
-//! the same order. At the first record of any other kind it stops *before changing
-//! anything for it* and returns its index; the Python loop applies that one (dead letter,
-//! late event, leave, a user kept as an object, timer, window close, ...) and calls again.
+//! one, or a `leave` of any user, while the stream time needs no work beyond moving (no
+//! timer due, no window to close, no horizon step) and no recomputation of its candidate
+//! (and, for an order, while the room's sum stays storable). For such a record it does
+//! exactly what the Python loop does (stream-time inputs, dedup, counters, the room's
+//! event-time span, the plain book, a new user's window change, a chat's, cart's or
+//! order's counts, sets and SKU book; for a leave, the loop's own `_presence`), in the same
+//! order. At the first record of any other kind it stops *before changing anything for it*
+//! and returns its index; the Python loop applies that one (dead letter, late event, an
+//! event of a user kept as an object, timer, window close, ...) and calls again.
 //! So there is one engine: the Python loop is the whole rule, this is a shortcut through
 //! its most common branches, and `tests/engine/test_viewer_path.py` runs every property
 //! stream through both and compares every output and snapshot byte.
@@ -127,10 +128,10 @@ fn key_value<'py>(
 }
 
 /// The event of a record of topic `kind` if this path may take it by its bytes alone: read
-/// by the strict reader, not a leave, keyed by its room.
+/// by the strict reader, keyed by its room.
 fn common_event<'a>(kind: i64, key: &[u8], value: &'a [u8]) -> Option<Viewer<'a>> {
     let ev = read_kind(value, kind)?;
-    (ev.action != Action::Leave && ev.room_id == key).then_some(ev)
+    (ev.room_id == key).then_some(ev)
 }
 
 /// What an event does to its user by the room's plain book: None when it is in the book
@@ -165,6 +166,9 @@ impl ViewerPath {
         let Some(room) = by_key.get_item(&key)? else {
             return Ok(false);
         };
+        if ev.action == Action::Leave {
+            return Ok(true);
+        }
         let plain = room
             .getattr(intern!(py, "plain"))?
             .cast_into::<PlainBook>()?;
@@ -305,17 +309,7 @@ impl ViewerPath {
         let timers = engine
             .getattr(intern!(py, "_timers"))?
             .cast_into::<PyList>()?;
-        let mut next_due: Option<i64> = if timers.is_empty() {
-            None
-        } else {
-            Some(
-                timers
-                    .get_item(0)?
-                    .cast_into::<PyTuple>()?
-                    .get_item(0)?
-                    .extract()?,
-            )
-        };
+        let mut next_due = first_due(&timers)?;
         let seen_obj = engine.getattr(intern!(py, "seen"))?;
         let seen = seen_obj.cast::<DedupMemory>()?;
         let mut seen = seen.try_borrow_mut()?;
@@ -408,8 +402,13 @@ impl ViewerPath {
                 let c = cur.as_mut().expect("set above");
                 // A user is in exactly one of the room's plain book and its `users` (Room): one
                 // found in the book needs no look in `users`.
-                let Some(step) = step(c.plain.borrow().inner.plan(ev.user_id, ev.ts, t)) else {
-                    break; // in the book, but not a plain extension
+                let step = if ev.action == Action::Leave {
+                    Step::Leave
+                } else {
+                    let Some(step) = step(c.plain.borrow().inner.plan(ev.user_id, ev.ts, t)) else {
+                        break; // in the book, but not a plain extension
+                    };
+                    step
                 };
                 if kind == ORDER {
                     // the room's sum must stay storable (the loop's `too_big`: a dead letter)
@@ -534,6 +533,24 @@ impl ViewerPath {
                             .change(ev.ts, 1);
                         window.setattr(intern!(py, "dirty"), true)?;
                         add(&window, intern!(py, "joins"), 1)?;
+                    }
+                    Step::Leave => {
+                        // the loop's leave: `_presence` sees the stream time and the timer
+                        // heap as the loop would, then the window counts the leave event
+                        engine.setattr(intern!(py, "stream_time"), stream_time)?;
+                        let uid = PyString::new(py, utf8(ev.user_id));
+                        let user = match c.users.get_item(&uid)? {
+                            Some(u) => u,
+                            None => py.None().into_bound(py),
+                        };
+                        engine.call_method1(
+                            intern!(py, "_presence"),
+                            (&c.room, &uid, user, ev.ts, true),
+                        )?;
+                        next_due = first_due(&timers)?; // it may have scheduled a check
+                        let window = c.room.call_method1(intern!(py, "window"), (ws,))?;
+                        add(&window, intern!(py, "leave_events"), 1)?;
+                        window.setattr(intern!(py, "dirty"), true)?;
                     }
                 }
                 if kind != VIEWER {
@@ -667,6 +684,15 @@ impl ViewerPath {
     }
 }
 
+/// When the engine's timer heap is next due, if it has a timer.
+fn first_due(timers: &Bound<'_, PyList>) -> PyResult<Option<i64>> {
+    if timers.is_empty() {
+        return Ok(None);
+    }
+    let top = timers.get_item(0)?.cast_into::<PyTuple>()?;
+    Ok(Some(top.get_item(0)?.extract()?))
+}
+
 /// `obj.name`, a set or None, with `item` added (a set made for it when None).
 fn add_to_set(
     obj: &Bound<'_, PyAny>,
@@ -697,6 +723,8 @@ enum Step {
     Extend(ExtendPlan),
     /// A new user's first event.
     Start,
+    /// A leave, of any user: the Python loop's `_presence`.
+    Leave,
 }
 
 /// Bytes [`read_kind`] checked as UTF-8.

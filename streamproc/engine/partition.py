@@ -274,8 +274,8 @@ class PartitionEngine:
         """The loop of :meth:`process` from ``records[start]``. This is the engine's hot
         path: it keeps state in locals and inlines the common cases (a heartbeat of a
         present user, a first event of a new user, a chat); runs of the common events of
-        every topic (plain viewers' joins and heartbeats, chat messages, carts and orders)
-        go through the compiled viewer path (``_viewer_path``)."""
+        every topic (plain viewers' joins and heartbeats, leaves, chat messages, carts and
+        orders) go through the compiled viewer path (``_viewer_path``)."""
         cfg = self.cfg
         W = cfg.window_ms
         T = cfg.presence_timeout_ms

@@ -548,3 +548,56 @@ def test_carts_and_orders_of_present_and_new_users_take_the_path() -> None:
             dict(big, event_id=f"big{n}")), BASE + 900))  # fmt: skip
     applied = _run(CFG, recs, [300], [1, 0], -1)
     assert applied >= 10_100, applied  # carts, orders, joins (each topic's first excepted)
+
+
+def test_leaves_and_rejoins_take_the_path() -> None:
+    """Leaves (of present viewers, of users who already left, of users never seen, a leave
+    stamped before the user's last beat) go through the core, which hands each to the
+    loop's own ``_presence``; the rows, sessions and snapshot are the loop's."""
+    recs: list[RefRecord] = []
+    key = "晚会".encode()
+    n = 0
+
+    def add(ts: int, user: str, action: str) -> None:
+        nonlocal n
+        doc = {"event_id": f"v{n}", "room_id": "晚会", "user_id": user, "ts": ts,
+               "action": action}  # fmt: skip
+        recs.append(RefRecord(CFG.topics[0], 0, n, key, msgspec.json.encode(doc), ts + 5))
+        n += 1
+
+    for u in range(20):
+        add(BASE + u, f"u{u}", "join")
+    for step in range(1, 40):
+        t = BASE + step * 700
+        for u in range(20):
+            ts = t + u
+            if (u + step) % 9 == 0:
+                add(ts, f"u{u}", "leave")
+            elif (u + step) % 9 == 1:
+                add(ts, f"u{u}", "join")  # back after a leave
+            elif u == 7 and step % 5 == 0:
+                add(ts, f"u{u}", "heartbeat")
+                add(ts - 100, f"u{u}", "leave")  # stamped before the user's last beat
+            else:
+                add(ts, f"u{u}", "heartbeat")
+        add(t + 30, f"stranger{step}", "leave")  # never seen in this room
+    leaves = sum(r.value is not None and b'"leave"' in r.value for r in recs)
+    applied = _run(CFG, recs, [97], [1, 0, 2], 6)
+    assert leaves > 100 and applied >= leaves, (leaves, applied)
+    # and the core takes them in its run: a beat, the viewer's leave, a stranger's leave,
+    # a new viewer's join, with nothing left to the loop (after the batch's first record,
+    # which the loop takes: the stream time's candidate is recomputed after a topic's first)
+    eng = PartitionEngine(engine_config(CFG), 0, clock=lambda: 0)
+    counting = Counting(eng._viewer_path)
+    eng._viewer_path = counting  # type: ignore[assignment]
+    t = BASE + 2000  # clear of a window's close
+    eng.process([(0, 0, b"r1", _viewer(0, "u0", t, "join"), t)])  # the topic's first
+    eng.process([
+        (0, 1, b"r1", _viewer(1, "u0", t + 50), t + 50),
+        (0, 2, b"r1", _viewer(2, "u0", t + 100), t + 100),
+        (0, 3, b"r1", _viewer(3, "u0", t + 200, "leave"), t + 200),
+        (0, 4, b"r1", _viewer(4, "nobody", t + 300, "leave"), t + 300),
+        (0, 5, b"r1", _viewer(5, "u1", t + 400, "join"), t + 400),
+    ])  # fmt: skip
+    assert counting.applied == 4
+    assert eng.rooms["r1"].viewers == 2 and eng.counters.events[0] == 6
