@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-/// Sub-window width (ms), as `window.SUB_MS`.
+/// Sub-window width (ms); `streamproc_core.SUB_MS`.
 pub const SUB_MS: i64 = 100;
 
 /// A sub-window's sweep relative to a count of 0 at its start.
@@ -51,10 +51,6 @@ impl ChangeMap {
             subs: BTreeMap::new(),
             net: 0,
         }
-    }
-
-    pub fn start(&self) -> i64 {
-        self.start
     }
 
     /// Add `delta` present users from instant `t` on.

@@ -429,11 +429,6 @@ impl ChangeMap {
         self.inner.change(t, delta);
     }
 
-    #[getter]
-    fn start(&self) -> i64 {
-        self.inner.start()
-    }
-
     /// The sum of every change (restored from a snapshot as saved).
     #[getter]
     fn net(&self) -> i64 {
@@ -466,10 +461,6 @@ impl ChangeMap {
         self.inner.sweep(base, width)
     }
 
-    fn __len__(&self) -> usize {
-        self.inner.len()
-    }
-
     fn memory_bytes(&self) -> usize {
         self.inner.memory_bytes()
     }
@@ -484,6 +475,7 @@ fn streamproc_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DedupMemory>()?;
     m.add_class::<PlainBook>()?;
     m.add_class::<ChangeMap>()?;
+    m.add("SUB_MS", crate::changes::SUB_MS)?;
     m.add_class::<crate::viewer_path::ViewerPath>()?;
     m.add_function(wrap_pyfunction!(crate::viewer_path::read_event, m)?)?;
     Ok(())

@@ -54,7 +54,8 @@ pub(crate) struct ViewerPath {
     sku_cls: Py<PyAny>,
 }
 
-/// What a new user's join needs of their room, read at the room's first join of a run.
+/// What a new user's join and the windows' counts need of their room, read when a run
+/// first needs them in that room.
 struct JoinCtx<'py> {
     room_id: Bound<'py, PyAny>,
     recorded: Bound<'py, PyDict>,
@@ -288,8 +289,8 @@ impl ViewerPath {
         let arrivals = engine
             .getattr(intern!(py, "last_arrival"))?
             .cast_into::<PyList>()?;
-        // per topic this path takes (viewer, chat): None before the topic's first event,
-        // which the Python loop applies
+        // per topic (`KINDS` order): None before the topic's first event, which the Python
+        // loop applies
         let mut maxts = [None; KINDS];
         let mut last_arrival = [None; KINDS];
         let mut next_offset = [0i64; KINDS];
@@ -548,7 +549,8 @@ impl ViewerPath {
                             (&c.room, &uid, user, ev.ts, true),
                         )?;
                         next_due = first_due(&timers)?; // it may have scheduled a check
-                        let window = c.room.call_method1(intern!(py, "window"), (ws,))?;
+                        let room = c.room.clone();
+                        let window = self.window_at(py, &room, c.join_ctx(py)?, ws)?;
                         add(&window, intern!(py, "leave_events"), 1)?;
                         window.setattr(intern!(py, "dirty"), true)?;
                     }
@@ -660,7 +662,7 @@ impl ViewerPath {
     }
 
     /// The room's window at `ws` (made if it has none) with the room's `dirty_from`
-    /// lowered to it: the Python loop's `room.windows.get(ws)` and its two lines after.
+    /// lowered to it: `Room.window`, without a Python call.
     fn window_at<'py>(
         &self,
         py: Python<'py>,

@@ -7,26 +7,19 @@ With ``base`` = users present just before the window (the sum of all earlier
 changes), the row's presence columns follow by one sorted sweep:
 ``concurrent`` is the count at ``end - 1``, ``peak`` the largest count over
 the window's non-empty segments, ``watch_ms`` the integral. The map keeps the
-sweeps of its sub-windows of ``SUB_MS`` until they change, so a flush re-sweeps
-only what changed. Every counter here is additive, so a retroactive change of a
-user's intervals is applied as a difference (remove the old intervals, add the
-new ones).
+sweeps of its sub-windows (``streamproc_core.SUB_MS`` wide) until they change, so
+a flush re-sweeps only what changed. Every counter here is additive, so a
+retroactive change of a user's intervals is applied as a difference (remove the
+old intervals, add the new ones).
 """
 
 from __future__ import annotations
-
-from typing import Final
 
 from streamproc_core import ChangeMap
 
 RowValues = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int, int, float, int]
 """``(concurrent, peak, unique, joins, leaves, chats, chatters, carts, carters, orders, buyers,
 gmv_fen, refunds, refund_fen, conversion, watch_ms)``."""
-
-SUB_MS: Final = 100
-"""Sub-window width (``ChangeMap``'s): a flush re-sweeps only the sub-windows that changed,
-so the cost of a row follows the changes since the last write, not all presence changes of
-the window."""
 
 
 class Window:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from streamproc_core import SUB_MS
 
-from streamproc.engine.window import SUB_MS, Window
+from streamproc.engine.window import Window
 
 WIDTH = 1_000
 
